@@ -1,0 +1,66 @@
+//! `cargo xtask`: the sglprof command line.
+//!
+//! `main` parses flags, moves to the repository root and dispatches to one
+//! module per subcommand. Each module has an `Args` struct and a `run`
+//! function. See README.md for the commands and docs/ARCHITECTURE.md for how
+//! they compose the library crates.
+
+#![allow(clippy::disallowed_methods)]
+
+mod artifacts;
+mod bench;
+mod profile;
+mod report;
+mod tpu;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Profile sglang-jax end to end", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole profiling session: server, workload, traces, report.
+    Profile(profile::Args),
+    /// Analyse a JAX profile folder and write report.md and summary.json.
+    Report(report::Args),
+    /// Benchmark the trace readers against their baselines.
+    Bench(bench::Args),
+    /// Cloud TPU VMs created by sglprof.
+    Tpu(tpu::Args),
+    /// Delete what a killed `profile --tpu` run left behind.
+    Cleanup(tpu::CleanupArgs),
+    /// Archive runs in Google Cloud Storage and fetch them back.
+    Artifacts(artifacts::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Profile(args) => profile::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Tpu(args) => tpu::run(args),
+        Command::Cleanup(args) => tpu::cleanup(args),
+        Command::Artifacts(args) => artifacts::run(args),
+    };
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the outermost context and every cause, joined.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The root of the sglprof checkout, for the assets under `python/`.
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
