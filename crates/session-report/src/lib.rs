@@ -1,0 +1,14 @@
+//! The session report: `report.md` in the shape of the seed profiling
+//! session document, and the machine-readable `summary.json`.
+//!
+//! Rendering is a pure function of the analysis and the run metadata; this
+//! crate reads no files and knows nothing of HTTP or the cloud. The run
+//! metadata file format ([`RunMetadata`]) is defined here because the report is
+//! its reader; the session drivers in the xtask write it.
+
+mod metadata;
+
+pub use metadata::{
+    CostRow, LatencyStats, MetadataError, ProfileConfig, RunMetadata, TraceFileInfo,
+    WorkloadSummary, RUN_METADATA_SCHEMA,
+};
