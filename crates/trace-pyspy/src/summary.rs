@@ -1,0 +1,167 @@
+//! Per-process totals and the top functions by own and by total samples.
+//!
+//! The metrics are defined in the crate docs; this file is their one
+//! implementation.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::Profile;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The sum of all stack counts in the profile.
+    pub total_samples: u64,
+    pub processes: Vec<ProcessSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSummary {
+    /// `None` for the stacks that carry no process information.
+    pub pid: Option<u32>,
+    /// The first name seen for this pid.
+    pub name: Option<String>,
+    pub total_samples: u64,
+    /// Samples per thread. Stacks without thread information are one entry
+    /// with no id.
+    pub threads: Vec<ThreadSummary>,
+    /// At most `top_n` functions by own samples.
+    pub top_own: Vec<FunctionSamples>,
+    /// At most `top_n` functions by total samples.
+    pub top_total: Vec<FunctionSamples>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadSummary {
+    pub id: Option<String>,
+    /// The first name seen for this thread id.
+    pub name: Option<String>,
+    pub samples: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSamples {
+    pub name: String,
+    pub file: Option<String>,
+    pub samples: u64,
+    /// `100 * samples / total_samples` of the process.
+    pub percent: f64,
+}
+
+type FunctionKey<'a> = (&'a str, Option<&'a str>);
+
+#[derive(Default)]
+struct ProcessAcc<'a> {
+    name: Option<&'a str>,
+    total_samples: u64,
+    threads: HashMap<Option<&'a str>, (Option<&'a str>, u64)>,
+    own: HashMap<FunctionKey<'a>, u64>,
+    total: HashMap<FunctionKey<'a>, u64>,
+}
+
+/// Counts samples per process and lists each process's `top_n` functions by
+/// own and by total samples.
+pub fn summarize(profile: &Profile, top_n: usize) -> Summary {
+    let mut by_pid: HashMap<Option<u32>, ProcessAcc<'_>> = HashMap::new();
+    let mut total_samples = 0u64;
+    let mut seen_in_stack: HashSet<FunctionKey<'_>> = HashSet::new();
+    for stack in &profile.stacks {
+        let count = stack.count;
+        total_samples = total_samples.saturating_add(count);
+
+        let acc = by_pid
+            .entry(stack.process.as_ref().map(|it| it.pid))
+            .or_default();
+        if acc.name.is_none() {
+            acc.name = stack.process.as_ref().and_then(|it| it.name.as_deref());
+        }
+        acc.total_samples = acc.total_samples.saturating_add(count);
+
+        let thread_id = stack.thread.as_ref().map(|it| it.id.as_str());
+        let thread = acc.threads.entry(thread_id).or_default();
+        if thread.0.is_none() {
+            thread.0 = stack.thread.as_ref().and_then(|it| it.name.as_deref());
+        }
+        thread.1 = thread.1.saturating_add(count);
+
+        if let Some(leaf) = stack.frames.last() {
+            let own = acc
+                .own
+                .entry((leaf.name.as_str(), leaf.file.as_deref()))
+                .or_default();
+            *own = own.saturating_add(count);
+        }
+        seen_in_stack.clear();
+        for frame in &stack.frames {
+            let key = (frame.name.as_str(), frame.file.as_deref());
+            if seen_in_stack.insert(key) {
+                let total = acc.total.entry(key).or_default();
+                *total = total.saturating_add(count);
+            }
+        }
+    }
+
+    let mut processes: Vec<ProcessSummary> = by_pid
+        .into_iter()
+        .map(|(pid, acc)| {
+            let mut threads: Vec<ThreadSummary> = acc
+                .threads
+                .into_iter()
+                .map(|(id, (name, samples))| ThreadSummary {
+                    id: id.map(str::to_owned),
+                    name: name.map(str::to_owned),
+                    samples,
+                })
+                .collect();
+            threads.sort_by(|a, b| {
+                b.samples
+                    .cmp(&a.samples)
+                    .then_with(|| (a.id.is_none(), &a.id).cmp(&(b.id.is_none(), &b.id)))
+            });
+            ProcessSummary {
+                pid,
+                name: acc.name.map(str::to_owned),
+                total_samples: acc.total_samples,
+                threads,
+                top_own: top_functions(acc.own, acc.total_samples, top_n),
+                top_total: top_functions(acc.total, acc.total_samples, top_n),
+            }
+        })
+        .collect();
+    processes.sort_by(|a, b| {
+        b.total_samples
+            .cmp(&a.total_samples)
+            .then_with(|| (a.pid.is_none(), a.pid).cmp(&(b.pid.is_none(), b.pid)))
+    });
+    Summary {
+        total_samples,
+        processes,
+    }
+}
+
+fn top_functions(
+    samples: HashMap<FunctionKey<'_>, u64>,
+    process_samples: u64,
+    top_n: usize,
+) -> Vec<FunctionSamples> {
+    let mut rows: Vec<(FunctionKey<'_>, u64)> = samples.into_iter().collect();
+    rows.sort_by(|(a_key, a_samples), (b_key, b_samples)| {
+        b_samples.cmp(a_samples).then_with(|| a_key.cmp(b_key))
+    });
+    rows.truncate(top_n);
+    rows.into_iter()
+        .map(|((name, file), samples)| FunctionSamples {
+            name: name.to_owned(),
+            file: file.map(str::to_owned),
+            samples,
+            percent: percent(samples, process_samples),
+        })
+        .collect()
+}
+
+fn percent(samples: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        samples as f64 * 100.0 / total as f64
+    }
+}
