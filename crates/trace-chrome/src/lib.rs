@@ -36,6 +36,7 @@
 //! nor of what the events mean (`trace-analysis`).
 
 mod feed;
+mod lex;
 mod number;
 mod parse;
 
