@@ -6,9 +6,19 @@
 //! metadata file format ([`RunMetadata`]) is defined here because the report is
 //! its reader; the session drivers in the xtask write it.
 
+mod format;
 mod metadata;
+mod render;
+mod summary;
 
 pub use metadata::{
-    CostRow, LatencyStats, MetadataError, ProfileConfig, RunMetadata, TraceFileInfo,
-    WorkloadSummary, RUN_METADATA_SCHEMA,
+    CostRow, LatencyStats, MetadataError, ProfileConfig, RUN_METADATA_SCHEMA, RunMetadata,
+    TraceFileInfo, WorkloadSummary,
 };
+pub use render::{
+    PySpyProcess, PySpySection, ReportInput, TraceFormat, Truncation, render_markdown,
+};
+pub use summary::{SUMMARY_SCHEMA, render_summary_json};
+
+#[cfg(test)]
+mod tests;

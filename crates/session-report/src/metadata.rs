@@ -156,7 +156,10 @@ pub enum MetadataError {
 
 impl RunMetadata {
     pub fn new() -> RunMetadata {
-        RunMetadata { schema: RUN_METADATA_SCHEMA.to_owned(), ..RunMetadata::default() }
+        RunMetadata {
+            schema: RUN_METADATA_SCHEMA.to_owned(),
+            ..RunMetadata::default()
+        }
     }
 
     pub fn from_json(text: &str) -> Result<RunMetadata, MetadataError> {

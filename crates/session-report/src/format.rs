@@ -1,0 +1,143 @@
+//! Number and Markdown formatting shared by the report sections.
+
+/// Milliseconds with two decimals and thousands separators: `2,923.78`.
+/// Rounds the exact picosecond count half away from zero, so no float
+/// error can flip the last digit.
+pub fn ms(ps: i128) -> String {
+    const PS_PER_HUNDREDTH: i128 = 10_000_000;
+    let hundredths = (ps.abs() + PS_PER_HUNDREDTH / 2) / PS_PER_HUNDREDTH;
+    let sign = if ps < 0 && hundredths > 0 { "-" } else { "" };
+    format!(
+        "{sign}{}.{:02}",
+        group(&(hundredths / 100).to_string()),
+        hundredths % 100
+    )
+}
+
+/// A count with thousands separators: `2,848`.
+pub fn count(n: u64) -> String {
+    group(&n.to_string())
+}
+
+/// `value` with `decimals` decimals and thousands separators.
+pub fn fixed(value: f64, decimals: usize) -> String {
+    let text = format!("{:.*}", decimals, value);
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.as_str()),
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (digits, None),
+    };
+    // "-0.00" reads oddly in a table; show zero without a sign.
+    let sign =
+        if int.bytes().all(|b| b == b'0') && frac.is_none_or(|f| f.bytes().all(|b| b == b'0')) {
+            ""
+        } else {
+            sign
+        };
+    match frac {
+        Some(frac) => format!("{sign}{}.{frac}", group(int)),
+        None => format!("{sign}{}", group(int)),
+    }
+}
+
+fn group(int: &str) -> String {
+    let mut res = String::with_capacity(int.len() + int.len() / 3);
+    for (idx, ch) in int.chars().enumerate() {
+        if idx > 0 && (int.len() - idx) % 3 == 0 {
+            res.push(',');
+        }
+        res.push(ch);
+    }
+    res
+}
+
+/// Bytes as the seed shows file sizes: `4.9 MB`, `87 KB`, `512 B`
+/// (decimal units).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [(&str, f64); 3] = [("GB", 1e9), ("MB", 1e6), ("KB", 1e3)];
+    for (unit, size) in UNITS {
+        if n as f64 >= size {
+            let value = n as f64 / size;
+            return if value >= 100.0 {
+                format!("{value:.0} {unit}")
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+    }
+    format!("{n} B")
+}
+
+/// Escapes text for a Markdown table cell.
+pub fn cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('\n', " ")
+}
+
+/// Inline code that survives backticks inside the text.
+pub fn code(text: &str) -> String {
+    if text.contains('`') {
+        format!("`` {} ``", text)
+    } else {
+        format!("`{text}`")
+    }
+}
+
+/// A GitHub-flavoured Markdown table.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|it| it.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        out.push_str(&line(&self.header));
+        let rule: Vec<String> = self
+            .header
+            .iter()
+            .map(|it| "-".repeat(it.chars().count().max(3)))
+            .collect();
+        out.push_str(&format!("|{}|\n", rule.join("|")));
+        for row in &self.rows {
+            out.push_str(&line(row));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(ms(2_923_780_000_000), "2,923.78");
+        assert_eq!(ms(1_254_455_000_000), "1,254.46");
+        assert_eq!(ms(0), "0.00");
+        assert_eq!(ms(-1), "0.00");
+        assert_eq!(ms(-15_000_000), "-0.02");
+        assert_eq!(count(2848), "2,848");
+        assert_eq!(count(283_235), "283,235");
+        assert_eq!(count(7), "7");
+        assert_eq!(fixed(-1234.5, 1), "-1,234.5");
+        assert_eq!(bytes(4_900_000), "4.9 MB");
+        assert_eq!(bytes(187_000_000), "187 MB");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(cell("a|b"), "a\\|b");
+    }
+}

@@ -1,0 +1,714 @@
+//! `report.md`: the seed session document's sections, filled from the
+//! analysis and the run metadata.
+
+use trace_analysis::{Analysis, OpKind, OpStats, is_wait, note_for};
+use trace_model::{PS_PER_US, Phase, ps_to_ms};
+
+use crate::format::{Table, bytes, cell, code, count, fixed, ms};
+use crate::{RunMetadata, TraceFileInfo, WorkloadSummary};
+
+/// Which file the numbers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceFormat {
+    ChromeJson,
+    XPlane,
+}
+
+/// What the report says about JAX's 1,000,000-event cap on `trace.json.gz`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Truncation {
+    /// The JSON is under the cap (or was not analysed).
+    None,
+    /// The JSON hit the cap, so the `xplane.pb` was analysed instead.
+    /// `json_share` is the JSON's traced time over the XPlane's.
+    XPlaneInstead { json_events: u64, json_share: f64 },
+    /// The JSON hit the cap and there is no `xplane.pb`.
+    Unrecoverable { json_events: u64 },
+}
+
+/// py-spy results for the report, per sampled process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PySpySection {
+    /// The py-spy file the numbers come from, as shown in the report.
+    pub source: String,
+    pub processes: Vec<PySpyProcess>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PySpyProcess {
+    /// `pid 18887 sglang::scheduler`.
+    pub label: String,
+    pub samples: u64,
+    /// (function, samples), most first.
+    pub top_own: Vec<(String, u64)>,
+    pub top_total: Vec<(String, u64)>,
+}
+
+/// Everything one report is made of.
+pub struct ReportInput<'a> {
+    pub metadata: &'a RunMetadata,
+    pub analysis: &'a Analysis,
+    /// The analysed file, as shown in the report and in `summary.json`.
+    pub source: String,
+    pub format: TraceFormat,
+    pub truncation: Truncation,
+    /// Names of the XPlane planes, when an `xplane.pb` was read.
+    pub planes: Vec<String>,
+    pub files: Vec<TraceFileInfo>,
+    /// The folder to give TensorBoard or xprof as `--logdir`.
+    pub logdir: String,
+    /// The file to open in Perfetto.
+    pub perfetto_file: String,
+    pub top_n: usize,
+    pub pyspy: Option<PySpySection>,
+}
+
+/// Renders `report.md`.
+pub fn render_markdown(input: &ReportInput<'_>) -> String {
+    let mut out = String::new();
+    header(input, &mut out);
+    executive_summary(input, &mut out);
+    trace_files(input, &mut out);
+    analysis_results(input, &mut out);
+    if let Some(workload) = &input.metadata.workload {
+        workload_section(workload, &mut out);
+    }
+    if let Some(pyspy) = &input.pyspy {
+        pyspy_section(pyspy, &mut out);
+    }
+    observations(input, &mut out);
+    definitions(&mut out);
+    how_to_view(input, &mut out);
+    reproduction(input.metadata, &mut out);
+    cost(input.metadata, &mut out);
+    out
+}
+
+fn or_unknown(value: &Option<String>) -> String {
+    value.as_deref().map_or_else(|| "unknown".to_owned(), cell)
+}
+
+fn endpoint_title(endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some("/generate") => "Generate Endpoint".to_owned(),
+        Some("/v1/score") => "Score Endpoint".to_owned(),
+        Some(other) => format!("{other} Endpoint"),
+        None => "JAX Profile".to_owned(),
+    }
+}
+
+fn header(input: &ReportInput<'_>, out: &mut String) {
+    let meta = input.metadata;
+    let date = meta.date.as_deref().unwrap_or("unknown date");
+    out.push_str(&format!(
+        "# Profiling Session: {date} {}\n\n",
+        endpoint_title(meta.endpoint.as_deref())
+    ));
+    let mut table = Table::new(&["", ""]);
+    let rows = [
+        ("Date", &meta.date),
+        ("Model", &meta.model),
+        ("Hardware", &meta.hardware),
+        ("Zone", &meta.zone),
+        ("Endpoint", &meta.endpoint),
+        ("JAX Version", &meta.jax_version),
+        ("sglang-jax Version", &meta.sglang_jax_version),
+    ];
+    for (key, value) in rows {
+        table.row(vec![format!("**{key}**"), or_unknown(value)]);
+    }
+    table.render(out);
+    out.push('\n');
+}
+
+/// XLA operations by self time, heaviest first.
+fn xla_ops(analysis: &Analysis) -> Vec<&OpStats> {
+    let mut res: Vec<&OpStats> = analysis
+        .ops
+        .iter()
+        .filter(|it| matches!(it.kind, OpKind::Xla { .. }))
+        .collect();
+    res.sort_by(|a, b| b.self_ps.cmp(&a.self_ps).then_with(|| a.name.cmp(&b.name)));
+    res
+}
+
+fn wait_ops(analysis: &Analysis) -> Vec<&OpStats> {
+    let mut res: Vec<&OpStats> = analysis.ops.iter().filter(|it| is_wait(&it.name)).collect();
+    res.sort_by(|a, b| b.self_ps.cmp(&a.self_ps).then_with(|| a.name.cmp(&b.name)));
+    res
+}
+
+/// The operation that stands for one model execution: the heaviest one
+/// whose name contains `run_model` (`jit_jitted_run_model`,
+/// `PjitFunction(run_model)`, ...).
+fn model_op(analysis: &Analysis) -> Option<&OpStats> {
+    analysis.ops.iter().find(|it| it.name.contains("run_model"))
+}
+
+fn executive_summary(input: &ReportInput<'_>, out: &mut String) {
+    let analysis = input.analysis;
+    out.push_str("## Executive Summary\n\n");
+    let processes: Vec<&str> = analysis
+        .processes
+        .iter()
+        .map(|(_, name)| name.as_str())
+        .collect();
+    let mut text = format!(
+        "sglprof analysed {} events covering {} ms of traced time",
+        count(analysis.total_events),
+        ms(analysis.traced_time_ps() as i128)
+    );
+    if !processes.is_empty() {
+        text.push_str(&format!(
+            " in {}",
+            processes
+                .iter()
+                .map(|it| code(it))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    text.push_str(&format!(" from {}.", code(&input.source)));
+    if let Some(top) = analysis.ops.first() {
+        text.push_str(&format!(
+            " The heaviest operation by total time is {} ({} ms over {} calls).",
+            code(top.display_name()),
+            ms(top.total_ps),
+            count(top.count)
+        ));
+    }
+    let xla = xla_ops(analysis);
+    if let Some(dominant) = xla.first() {
+        let xla_self: i128 = xla.iter().map(|it| it.self_ps).sum();
+        text.push_str(&format!(
+            " XLA operations account for {} ms of self time; the dominant one is {} ({} ms self).",
+            ms(xla_self),
+            code(dominant.display_name()),
+            ms(dominant.self_ps)
+        ));
+    } else {
+        text.push_str(" The trace holds no XLA operations.");
+    }
+    let waits: i128 = wait_ops(analysis).iter().map(|it| it.self_ps).sum();
+    if waits > 0 {
+        text.push_str(&format!(
+            " Threads spent {} ms blocked in queues, waits and locks.",
+            ms(waits)
+        ));
+    }
+    if let Some(workload) = &input.metadata.workload {
+        text.push_str(&format!(
+            " The workload sent {} {} requests at concurrency {}: p50 {} ms, p99 {} ms, {} requests/s, {} errors.",
+            count(workload.requests),
+            code(&workload.endpoint),
+            workload.concurrency,
+            fixed(workload.latency_ms.p50, 2),
+            fixed(workload.latency_ms.p99, 2),
+            fixed(workload.throughput_rps, 2),
+            count(workload.errors)
+        ));
+    }
+    match &input.truncation {
+        Truncation::None => {}
+        Truncation::XPlaneInstead { json_share, .. } => text.push_str(&format!(
+            " The `trace.json.gz` hit JAX's 1,000,000-event cap and covers only {}% of the session, so these numbers come from the `xplane.pb`.",
+            fixed(json_share * 100.0, 1)
+        )),
+        Truncation::Unrecoverable { .. } => text.push_str(
+            " **Warning:** the `trace.json.gz` hit JAX's 1,000,000-event cap and no `xplane.pb` was found, so these numbers cover only the start of the session.",
+        ),
+    }
+    out.push_str(&text);
+    out.push_str("\n\n");
+}
+
+fn purpose(path: &str) -> &'static str {
+    if path.ends_with(".trace.json.gz") {
+        "Perfetto trace (compressed)"
+    } else if path.ends_with(".trace.json") {
+        "Perfetto trace (decompressed)"
+    } else if path.ends_with(".xplane.pb") {
+        "TensorBoard/xprof XPlane format"
+    } else if path.ends_with(".speedscope.json") {
+        "py-spy profile (speedscope)"
+    } else if path.ends_with(".raw.txt") {
+        "py-spy profile (collapsed stacks)"
+    } else {
+        "other artifact"
+    }
+}
+
+fn trace_files(input: &ReportInput<'_>, out: &mut String) {
+    out.push_str("## Trace Files\n\n");
+    if let Some(url) = &input.metadata.archive_url {
+        out.push_str(&format!(
+            "The run is archived in Google Cloud Storage:\n\n```bash\ncargo xtask artifacts download {url}\n```\n\n"
+        ));
+    }
+    let mut table = Table::new(&["File", "Size", "Purpose"]);
+    for file in &input.files {
+        table.row(vec![
+            code(&file.path),
+            bytes(file.size_bytes),
+            purpose(&file.path).to_owned(),
+        ]);
+    }
+    table.render(out);
+    out.push('\n');
+}
+
+fn phases_text(analysis: &Analysis) -> String {
+    analysis
+        .phases
+        .iter()
+        .map(|it| {
+            let label = match it.phase {
+                Phase::Missing => "(none)".to_owned(),
+                phase => format!("{} ({})", phase.label(), phase.description()),
+            };
+            format!("{label}: {}", count(it.count))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn op_row(op: &OpStats, bold: bool) -> Vec<String> {
+    let cells = vec![
+        cell(op.display_name()),
+        ms(op.total_ps),
+        count(op.count),
+        fixed(op.avg_ps() / 1e9, 2),
+        ms(op.max_ps as i128),
+        ms(op.self_ps),
+    ];
+    if bold {
+        cells.into_iter().map(|it| format!("**{it}**")).collect()
+    } else {
+        cells
+    }
+}
+
+fn analysis_results(input: &ReportInput<'_>, out: &mut String) {
+    let analysis = input.analysis;
+    out.push_str("## Trace Analysis Results\n\n");
+    let format = match input.format {
+        TraceFormat::ChromeJson => "Chrome trace JSON",
+        TraceFormat::XPlane => "XPlane",
+    };
+    out.push_str(&format!(
+        "Analysed file: {} ({format}).\n\n",
+        code(&input.source)
+    ));
+    match &input.truncation {
+        Truncation::None => {}
+        Truncation::XPlaneInstead { json_events, json_share } => out.push_str(&format!(
+            "> **Note:** the `trace.json.gz` holds {} complete events, JAX's export cap, and covers only {}% of the traced time of the `xplane.pb`. The numbers below come from the `xplane.pb`, which holds the whole session.\n\n",
+            count(*json_events),
+            fixed(json_share * 100.0, 1)
+        )),
+        Truncation::Unrecoverable { json_events } => out.push_str(&format!(
+            "> **Warning:** the `trace.json.gz` holds {} complete events, JAX's export cap, and no `xplane.pb` was found. JAX keeps the earliest events, so the numbers below cover only the start of the session.\n\n",
+            count(*json_events)
+        )),
+    }
+    if !input.planes.is_empty() {
+        let device = input.planes.iter().any(|it| it.starts_with("/device:"));
+        out.push_str(&format!(
+            "XPlane planes: {}.{}\n\n",
+            input
+                .planes
+                .iter()
+                .map(|it| code(it))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if device {
+                ""
+            } else {
+                " There is no device plane: no accelerator activity was traced."
+            }
+        ));
+    }
+
+    out.push_str("### Overview\n\n");
+    let mut table = Table::new(&["Metric", "Value"]);
+    table.row(vec![
+        "Total events".to_owned(),
+        count(analysis.total_events),
+    ]);
+    table.row(vec![
+        "Unique operations".to_owned(),
+        count(analysis.unique_operations() as u64),
+    ]);
+    table.row(vec![
+        "Total traced time".to_owned(),
+        format!("{} ms", ms(analysis.traced_time_ps() as i128)),
+    ]);
+    table.row(vec!["Event phases".to_owned(), phases_text(analysis)]);
+    if analysis.unmatched_begin + analysis.unmatched_end + analysis.invalid_events > 0 {
+        table.row(vec![
+            "Events left out".to_owned(),
+            format!(
+                "{} unclosed B, {} unmatched E, {} without valid time",
+                count(analysis.unmatched_begin),
+                count(analysis.unmatched_end),
+                count(analysis.invalid_events)
+            ),
+        ]);
+    }
+    table.render(out);
+    out.push('\n');
+
+    out.push_str("### Top Operations by Total Time\n\n");
+    let mut table = Table::new(&[
+        "Operation",
+        "Total (ms)",
+        "Count",
+        "Avg (ms)",
+        "Max (ms)",
+        "Self (ms)",
+    ]);
+    let heaviest_xla = analysis
+        .ops
+        .iter()
+        .position(|it| matches!(it.kind, OpKind::Xla { .. }));
+    let shown = input.top_n.min(analysis.ops.len());
+    for (idx, op) in analysis.ops.iter().take(shown).enumerate() {
+        table.row(op_row(op, Some(idx) == heaviest_xla));
+    }
+    if let Some(idx) = heaviest_xla.filter(|&idx| idx >= shown) {
+        table.row(op_row(&analysis.ops[idx], true));
+    }
+    table.render(out);
+    out.push_str(
+        "\nThe heaviest XLA operation is in bold (added as a last row when it is not in the top list).\n\n",
+    );
+
+    out.push_str("### TPU/XLA Operations\n\n");
+    let accel: Vec<&OpStats> = analysis.accelerator_ops().take(input.top_n).collect();
+    if accel.is_empty() {
+        out.push_str("No XLA operations or PjRt/TPU runtime events were traced.\n\n");
+    } else {
+        let dominant = xla_ops(analysis).first().map(|it| it.name.clone());
+        let mut table = Table::new(&["Operation", "Total (ms)", "Count", "Notes"]);
+        for op in accel {
+            let mut note = note_for(&op.name, op.kind).unwrap_or("").to_owned();
+            if let OpKind::Xla { device: true } = op.kind {
+                note.push_str(", on device");
+            }
+            if dominant.as_deref() == Some(op.name.as_str()) {
+                note.push_str(", dominant XLA operation by self time");
+            }
+            table.row(vec![
+                cell(op.display_name()),
+                ms(op.total_ps),
+                count(op.count),
+                note,
+            ]);
+        }
+        table.render(out);
+        out.push('\n');
+    }
+}
+
+fn workload_section(workload: &WorkloadSummary, out: &mut String) {
+    out.push_str("### Workload Latency\n\n");
+    out.push_str(&format!(
+        "{}.\n\n",
+        workload.description.trim_end_matches('.')
+    ));
+    let mut table = Table::new(&[
+        "Requests",
+        "Concurrency",
+        "Errors",
+        "Mean (ms)",
+        "p50 (ms)",
+        "p90 (ms)",
+        "p99 (ms)",
+        "Max (ms)",
+        "Throughput (req/s)",
+    ]);
+    let add = |part: &WorkloadSummary, label: Option<&str>| {
+        let mut cells = Vec::new();
+        if let Some(label) = label {
+            cells.push(cell(label));
+        }
+        cells.extend([
+            count(part.requests),
+            count(part.concurrency),
+            count(part.errors),
+            fixed(part.latency_ms.mean, 2),
+            fixed(part.latency_ms.p50, 2),
+            fixed(part.latency_ms.p90, 2),
+            fixed(part.latency_ms.p99, 2),
+            fixed(part.latency_ms.max, 2),
+            fixed(part.throughput_rps, 2),
+        ]);
+        cells
+    };
+    if workload.parts.is_empty() {
+        table.row(add(workload, None));
+        table.render(out);
+    } else {
+        let mut table = Table::new(&[
+            "Part",
+            "Requests",
+            "Concurrency",
+            "Errors",
+            "Mean (ms)",
+            "p50 (ms)",
+            "p90 (ms)",
+            "p99 (ms)",
+            "Max (ms)",
+            "Throughput (req/s)",
+        ]);
+        for part in &workload.parts {
+            table.row(add(part, Some(&part.description)));
+        }
+        table.row(add(workload, Some("all")));
+        table.render(out);
+    }
+    if let Some(tokens) = workload.output_tokens_per_s {
+        out.push_str(&format!(
+            "\nGenerated tokens per second: {}.\n",
+            fixed(tokens, 1)
+        ));
+    }
+    out.push_str(&format!(
+        "\nLatency is measured by the client from sending a request to reading its whole answer; percentiles use the nearest-rank method; throughput is successful requests over the {} s wall time of the workload.\n\n",
+        fixed(workload.wall_s, 2)
+    ));
+}
+
+fn pyspy_section(pyspy: &PySpySection, out: &mut String) {
+    out.push_str("### Python Profile (py-spy)\n\n");
+    out.push_str(&format!(
+        "From {}. *Own* samples have the function at the top of the stack; *total* samples have it anywhere in the stack (each sample counted once per function).\n\n",
+        code(&pyspy.source)
+    ));
+    for process in &pyspy.processes {
+        out.push_str(&format!(
+            "#### {} ({} samples)\n\n",
+            cell(&process.label),
+            count(process.samples)
+        ));
+        let mut table = Table::new(&[
+            "Function",
+            "Own samples",
+            "Own %",
+            "Function ",
+            "Total samples",
+            "Total %",
+        ]);
+        let pct = |n: u64| {
+            if process.samples == 0 {
+                "0.0".to_owned()
+            } else {
+                fixed(n as f64 * 100.0 / process.samples as f64, 1)
+            }
+        };
+        let rows = process.top_own.len().max(process.top_total.len());
+        for idx in 0..rows {
+            let own = process.top_own.get(idx);
+            let total = process.top_total.get(idx);
+            table.row(vec![
+                own.map_or(String::new(), |it| cell(&it.0)),
+                own.map_or(String::new(), |it| count(it.1)),
+                own.map_or(String::new(), |it| pct(it.1)),
+                total.map_or(String::new(), |it| cell(&it.0)),
+                total.map_or(String::new(), |it| count(it.1)),
+                total.map_or(String::new(), |it| pct(it.1)),
+            ]);
+        }
+        table.render(out);
+        out.push('\n');
+    }
+}
+
+fn observations(input: &ReportInput<'_>, out: &mut String) {
+    let analysis = input.analysis;
+    out.push_str("### Observations\n\n");
+    let mut items: Vec<String> = Vec::new();
+
+    let waits = wait_ops(analysis);
+    let wait_self: i128 = waits.iter().map(|it| it.self_ps).sum();
+    if wait_self > 0 {
+        let top: Vec<String> = waits
+            .iter()
+            .take(3)
+            .map(|it| format!("{} {} ms", code(it.display_name()), ms(it.self_ps)))
+            .collect();
+        let calls: u64 = waits.iter().map(|it| it.count).sum();
+        items.push(format!(
+            "**Waiting in queues and locks**: {} ms of self time in {} blocking calls, summed over all threads (the traced window is {} ms). Largest: {}. Self time is used so that nested waits (a queue `get` inside which a lock is acquired) are counted once.",
+            ms(wait_self),
+            count(calls),
+            ms(analysis.traced_time_ps() as i128),
+            top.join(", ")
+        ));
+    }
+
+    if let Some(model) = model_op(analysis) {
+        items.push(format!(
+            "**Model execution**: {} ran {} times for {} ms in total, {} ms per call on average (max {} ms).",
+            code(model.display_name()),
+            count(model.count),
+            ms(model.total_ps),
+            fixed(model.avg_ps() / 1e9, 2),
+            ms(model.max_ps as i128)
+        ));
+    }
+
+    let xla = xla_ops(analysis);
+    if let Some(dominant) = xla.first() {
+        let xla_self: i128 = xla.iter().map(|it| it.self_ps).sum();
+        let share = if xla_self > 0 {
+            dominant.self_ps as f64 / xla_self as f64
+        } else {
+            0.0
+        };
+        items.push(format!(
+            "**Dominant XLA operation**: {} ({}) took {} ms of self time over {} calls, {}% of the self time of all {} XLA operations.",
+            code(dominant.display_name()),
+            note_for(&dominant.name, dominant.kind).unwrap_or("XLA operation"),
+            ms(dominant.self_ps),
+            count(dominant.count),
+            fixed(share * 100.0, 1),
+            count(xla.len() as u64)
+        ));
+    }
+
+    let allocs: Vec<&OpStats> = analysis
+        .ops
+        .iter()
+        .filter(|it| note_for(&it.name, it.kind) == Some("memory allocation"))
+        .collect();
+    if allocs.is_empty() {
+        items.push("**Memory allocation**: no allocator events were traced.".to_owned());
+    } else {
+        let n: u64 = allocs.iter().map(|it| it.count).sum();
+        let total: i128 = allocs.iter().map(|it| it.total_ps).sum();
+        items.push(format!(
+            "**Memory allocation**: {} allocation events took {} ms in total, {} µs each on average.",
+            count(n),
+            ms(total),
+            fixed(total as f64 / n as f64 / PS_PER_US as f64, 2)
+        ));
+    }
+
+    let compiles: Vec<&OpStats> = analysis
+        .ops
+        .iter()
+        .filter(|it| note_for(&it.name, it.kind) == Some("compilation"))
+        .collect();
+    if let Some(top) = compiles.first() {
+        items.push(format!(
+            "**Compilation during the profile**: {} ran {} times ({} ms). XLA compiled new shapes inside the traced window; warm up with the same request shapes before profiling to keep compilation out of the numbers.",
+            code(top.display_name()),
+            count(top.count),
+            ms(top.total_ps)
+        ));
+    }
+
+    if let Truncation::Unrecoverable { .. } = input.truncation {
+        items.push("**Truncated trace**: the numbers cover only the start of the session; keep the `xplane.pb` next to the `trace.json.gz` to analyse all of it.".to_owned());
+    }
+
+    for (idx, item) in items.iter().enumerate() {
+        out.push_str(&format!("{}. {item}\n\n", idx + 1));
+    }
+}
+
+fn definitions(out: &mut String) {
+    out.push_str("### Metric Definitions\n\n");
+    for line in [
+        "**Total events**: every entry of the trace, whatever its phase, including entries without a phase (JAX writes an empty `{}` last). For an `xplane.pb`: one event per XEvent plus one metadata event per plane and per line.",
+        "**Operation**: a complete event (`X`), or a `B`/`E` pair matched on the same thread; operations are grouped by exact name. Display names drop the Python tracer's leading `$`.",
+        "**Unique operations**: the number of distinct operation names.",
+        "**Total traced time**: the latest end minus the earliest start over all events that have a timestamp (metadata events have none).",
+        "**Total / Count / Avg / Max**: the sum, number, mean (total over count) and largest of an operation's durations.",
+        "**Self**: the sum over an operation's events of its duration minus the durations of its direct children, the operations on the same thread that lie entirely within it.",
+        "**XLA operation**: an operation whose events carry an `hlo_op` or `hlo_module` argument, or run on a `/device:` plane. **Runtime event**: a `Class::method` name whose class contains Tpu, PjRt, Thunk, Compiler, Allocator, Executable or Client.",
+        "**Blocked time**: the self time of Python functions named `wait`, `acquire`, `sleep`, `select`, `poll` or `join`, and of `queue.py` `get`.",
+    ] {
+        out.push_str(&format!("- {line}\n"));
+    }
+    out.push('\n');
+}
+
+fn how_to_view(input: &ReportInput<'_>, out: &mut String) {
+    out.push_str("## How to View Traces\n\n");
+    out.push_str("### Perfetto (Recommended)\n\n");
+    out.push_str(&format!(
+        "1. Open https://ui.perfetto.dev\n2. Drag and drop {}\n3. Keyboard shortcuts:\n   - `W/S`: Zoom in/out\n   - `A/D`: Pan left/right\n   - `F`: Fit to view\n\n",
+        code(&input.perfetto_file)
+    ));
+    out.push_str("### TensorBoard / xprof\n\n");
+    out.push_str(&format!(
+        "```bash\npip install tensorboard xprof\ntensorboard --logdir {} --port 6006\n# Open http://localhost:6006 > Profile tab\n# or, without TensorBoard:\nxprof --logdir={} --port=8791\n```\n\n",
+        input.logdir, input.logdir
+    ));
+    if let Some(url) = &input.metadata.archive_url {
+        out.push_str(&format!(
+            "### Download from GCS\n\n```bash\ncargo xtask artifacts download {url}\n```\n\n"
+        ));
+    }
+}
+
+fn reproduction(meta: &RunMetadata, out: &mut String) {
+    if meta.reproduction.is_empty() && meta.profile.is_none() {
+        return;
+    }
+    out.push_str("## Reproduction\n\n");
+    if let Some(profile) = &meta.profile {
+        let mut parts = Vec::new();
+        if let Some(n) = profile.num_steps {
+            parts.push(format!("num_steps {n}"));
+        }
+        if let Some(n) = profile.host_tracer_level {
+            parts.push(format!("host_tracer_level {n}"));
+        }
+        if let Some(n) = profile.python_tracer_level {
+            parts.push(format!("python_tracer_level {n}"));
+        }
+        if parts.is_empty() {
+            parts.push("server defaults".to_owned());
+        }
+        out.push_str(&format!("Profiler settings: {}.\n\n", parts.join(", ")));
+    }
+    if !meta.reproduction.is_empty() {
+        out.push_str("```bash\n");
+        for line in &meta.reproduction {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push_str("```\n\n");
+    }
+}
+
+fn cost(meta: &RunMetadata, out: &mut String) {
+    if meta.cost.is_empty() {
+        return;
+    }
+    out.push_str("## Cost Summary\n\n");
+    let mut table = Table::new(&["Resource", "Duration", "Cost"]);
+    let mut total = 0.0;
+    for row in &meta.cost {
+        total += row.cost_usd;
+        table.row(vec![
+            cell(&row.resource),
+            cell(&row.duration),
+            format!("${}{}", fixed(row.cost_usd, 3), row.unit),
+        ]);
+    }
+    table.render(out);
+    if let Some(source) = &meta.cost_source {
+        out.push_str(&format!("\nPrices: {source}.\n"));
+    }
+    let _ = total;
+    out.push('\n');
+}
+
+/// The traced time in milliseconds, for `summary.json`.
+pub(crate) fn traced_ms(analysis: &Analysis) -> f64 {
+    ps_to_ms(analysis.traced_time_ps() as i128)
+}

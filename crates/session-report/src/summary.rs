@@ -1,0 +1,79 @@
+//! `summary.json`: the report's numbers for machines. The field names are a
+//! contract (`schema` says which version); add fields, never rename them.
+
+use serde_json::{Map, Value, json};
+use trace_analysis::{OpKind, OpStats, note_for};
+use trace_model::ps_to_ms;
+
+use crate::render::{ReportInput, TraceFormat, Truncation, traced_ms};
+
+pub const SUMMARY_SCHEMA: &str = "sglprof.summary/1";
+
+fn op_json(op: &OpStats) -> Value {
+    json!({
+        "name": op.display_name(),
+        "trace_name": op.name,
+        "total_ms": ps_to_ms(op.total_ps),
+        "count": op.count,
+        "avg_ms": op.avg_ps() / 1e9,
+        "max_ms": ps_to_ms(op.max_ps as i128),
+        "self_ms": ps_to_ms(op.self_ps),
+    })
+}
+
+/// Renders `summary.json`, pretty-printed with a final newline.
+pub fn render_summary_json(input: &ReportInput<'_>) -> String {
+    let analysis = input.analysis;
+    let phases: Map<String, Value> = analysis
+        .phases
+        .iter()
+        .map(|it| (it.phase.label(), json!(it.count)))
+        .collect();
+    let top: Vec<Value> = analysis.ops.iter().take(input.top_n).map(op_json).collect();
+    let accel: Vec<Value> = analysis
+        .accelerator_ops()
+        .take(input.top_n)
+        .map(|op| {
+            let mut value = op_json(op);
+            value["kind"] = json!(match op.kind {
+                OpKind::Xla { device: true } => "xla-device",
+                OpKind::Xla { device: false } => "xla",
+                _ => "runtime",
+            });
+            value["note"] = json!(note_for(&op.name, op.kind));
+            value
+        })
+        .collect();
+    let (truncated, json_events, json_share) = match input.truncation {
+        Truncation::None => (false, None, None),
+        Truncation::XPlaneInstead {
+            json_events,
+            json_share,
+        } => (true, Some(json_events), Some(json_share)),
+        Truncation::Unrecoverable { json_events } => (true, Some(json_events), None),
+    };
+    let mut res = json!({
+        "schema": crate::summary::SUMMARY_SCHEMA,
+        "source": input.source,
+        "format": match input.format {
+            TraceFormat::ChromeJson => "chrome-json",
+            TraceFormat::XPlane => "xplane",
+        },
+        "total_events": analysis.total_events,
+        "operation_events": analysis.op_events,
+        "unique_operations": analysis.unique_operations(),
+        "traced_time_ms": traced_ms(analysis),
+        "phases": phases,
+        "truncated": truncated,
+        "truncated_json_events": json_events,
+        "json_share_of_session": json_share,
+        "top_operations": top,
+        "xla_and_runtime_operations": accel,
+    });
+    if let Some(workload) = &input.metadata.workload {
+        res["workload"] = serde_json::to_value(workload).expect("plain data serialises");
+    }
+    let mut text = serde_json::to_string_pretty(&res).expect("plain data serialises");
+    text.push('\n');
+    text
+}

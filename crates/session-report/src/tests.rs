@@ -1,0 +1,231 @@
+//! Report rendering tests: a small synthetic session shaped like the seed
+//! document, rendered and compared with committed insta snapshots.
+
+use trace_analysis::{Analysis, Analyzer};
+use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
+
+use crate::{
+    CostRow, LatencyStats, ProfileConfig, ReportInput, RunMetadata, TraceFileInfo, TraceFormat,
+    Truncation, WorkloadSummary, render_markdown, render_summary_json,
+};
+
+const HLO: &[Arg<'static>] = &[
+    Arg {
+        key: "hlo_module",
+        value: ArgValue::Str("jit_jitted_run_model"),
+    },
+    Arg {
+        key: "hlo_op",
+        value: ArgValue::Str("broadcast_select_fusion"),
+    },
+];
+
+fn session() -> Analysis {
+    let mut analyzer = Analyzer::new();
+    let meta = |name: &'static str,
+                pid,
+                value: &'static str|
+     -> (Phase, &'static str, u64, Vec<Arg<'static>>) {
+        (
+            Phase::Metadata,
+            name,
+            pid,
+            vec![Arg {
+                key: "name",
+                value: ArgValue::Str(value),
+            }],
+        )
+    };
+    for (phase, name, pid, args) in [
+        meta("process_name", 1, "/host:CPU"),
+        meta("process_name", 2, "/device:TPU:0"),
+    ] {
+        analyzer.event(&Event {
+            phase,
+            name,
+            cat: "",
+            pid,
+            tid: 0,
+            ts: None,
+            dur: None,
+            args: &args,
+        });
+    }
+    let us = |v: i64| v as Ps * 1_000_000;
+    let mut x =
+        |name: &'static str, pid: u64, tid: u64, ts: i64, dur: i64, args: &[Arg<'static>]| {
+            analyzer.event(&Event {
+                phase: Phase::Complete,
+                name,
+                cat: "",
+                pid,
+                tid,
+                ts: Some(us(ts)),
+                dur: Some(us(dur)),
+                args,
+            });
+        };
+    for step in 0..3 {
+        let t = step * 50_000;
+        x("$queue.py:154 get", 1, 1, t, 30_000, &[]);
+        x("$threading.py:323 wait", 1, 1, t, 29_000, &[]);
+        x("$<unknown> acquire", 1, 1, t + 100, 28_000, &[]);
+        x(
+            "$scheduler.py:1394 process_batch_result",
+            1,
+            2,
+            t + 30_000,
+            15_000,
+            &[],
+        );
+        x("jit_jitted_run_model", 1, 2, t + 30_500, 14_000, &[]);
+        x("TpuLoadedExecutable::Execute", 1, 3, t + 30_600, 300, &[]);
+        for alloc in 0..4 {
+            x(
+                "DeferredTpuAllocator::Allocate",
+                1,
+                3,
+                t + 31_000 + alloc * 10,
+                3,
+                &[],
+            );
+        }
+        x("broadcast_select_fusion", 2, 1, t + 31_000, 12_000, HLO);
+    }
+    x("PjRtCpuClient::Compile", 1, 3, 1_000, 2_000, &[]);
+    analyzer.event(&Event {
+        phase: Phase::Missing,
+        name: "",
+        cat: "",
+        pid: 0,
+        tid: 0,
+        ts: None,
+        dur: None,
+        args: &[],
+    });
+    analyzer.finish()
+}
+
+fn metadata() -> RunMetadata {
+    let mut meta = RunMetadata::new();
+    meta.date = Some("2026-02-05".to_owned());
+    meta.model = Some("TinyLlama/TinyLlama-1.1B-Chat-v1.0".to_owned());
+    meta.hardware = Some("TPU v6e-1 (single chip)".to_owned());
+    meta.zone = Some("us-east5-b".to_owned());
+    meta.endpoint = Some("/generate".to_owned());
+    meta.jax_version = Some("0.8.1".to_owned());
+    meta.sglang_jax_version = Some("0.0.2".to_owned());
+    meta.profile = Some(ProfileConfig {
+        output_dir: Some("/tmp/profile".to_owned()),
+        num_steps: Some(30),
+        host_tracer_level: Some(2),
+        ..ProfileConfig::default()
+    });
+    meta.workload = Some(WorkloadSummary {
+        endpoint: "/generate".to_owned(),
+        description: "15 x /generate, max_new_tokens 20".to_owned(),
+        requests: 15,
+        concurrency: 1,
+        errors: 0,
+        wall_s: 6.5,
+        latency_ms: LatencyStats {
+            count: 15,
+            mean: 433.3,
+            p50: 420.0,
+            p90: 480.5,
+            p99: 512.25,
+            min: 401.0,
+            max: 512.25,
+        },
+        throughput_rps: 2.31,
+        output_tokens_per_s: Some(46.2),
+        parts: Vec::new(),
+    });
+    meta.reproduction = vec!["cargo xtask profile --tpu --zone us-east5-b".to_owned()];
+    meta.cost = vec![
+        CostRow {
+            resource: "TPU v6e-1 (on-demand)".to_owned(),
+            duration: "45 minutes".to_owned(),
+            cost_usd: 1.425,
+            unit: String::new(),
+        },
+        CostRow {
+            resource: "GCS storage".to_owned(),
+            duration: "87 MB".to_owned(),
+            cost_usd: 0.002,
+            unit: "/month".to_owned(),
+        },
+    ];
+    meta.cost_source = Some("upstream runbook price table".to_owned());
+    meta
+}
+
+fn input<'a>(
+    meta: &'a RunMetadata,
+    analysis: &'a Analysis,
+    truncation: Truncation,
+) -> ReportInput<'a> {
+    ReportInput {
+        metadata: meta,
+        analysis,
+        source: "traces/t1v-n-c2bbebb4-w-0.trace.json.gz".to_owned(),
+        format: TraceFormat::ChromeJson,
+        truncation,
+        planes: Vec::new(),
+        files: vec![
+            TraceFileInfo {
+                path: "traces/t1v-n-c2bbebb4-w-0.trace.json.gz".to_owned(),
+                size_bytes: 4_900_000,
+            },
+            TraceFileInfo {
+                path: "traces/t1v-n-c2bbebb4-w-0.xplane.pb".to_owned(),
+                size_bytes: 18_000_000,
+            },
+        ],
+        logdir: "traces/".to_owned(),
+        perfetto_file: "traces/t1v-n-c2bbebb4-w-0.trace.json.gz".to_owned(),
+        top_n: 7,
+        pyspy: None,
+    }
+}
+
+#[test]
+fn seed_shaped_report() {
+    let analysis = session();
+    let meta = metadata();
+    let input = input(&meta, &analysis, Truncation::None);
+    insta::assert_snapshot!("seed_shaped_report", render_markdown(&input));
+    insta::assert_snapshot!("seed_shaped_summary", render_summary_json(&input));
+}
+
+#[test]
+fn bare_profile_says_unknown_and_warns_on_truncation() {
+    let analysis = session();
+    let meta = RunMetadata::new();
+    let input = input(
+        &meta,
+        &analysis,
+        Truncation::Unrecoverable {
+            json_events: 1_000_000,
+        },
+    );
+    insta::assert_snapshot!("bare_truncated_report", render_markdown(&input));
+}
+
+#[test]
+fn metadata_round_trips_and_rejects_other_schemas() {
+    let meta = metadata();
+    assert_eq!(RunMetadata::from_json(&meta.to_json()).unwrap(), meta);
+    let err = RunMetadata::from_json(r#"{"schema":"other/9"}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "run metadata schema is `other/9`, expected `sglprof.run-metadata/1`"
+    );
+    let err =
+        RunMetadata::from_json(r#"{"schema":"sglprof.run-metadata/1","colour":1}"#).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid run metadata: unknown field `colour`"),
+        "{err}"
+    );
+}

@@ -1,0 +1,409 @@
+//! The [`Analyzer`] sink and the [`Analysis`] it produces.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
+
+use crate::classify::{OpKind, runtime_event};
+
+/// One operation instance, kept until [`Analyzer::finish`] to compute self
+/// time. 24 bytes.
+#[derive(Clone, Copy)]
+struct Rec {
+    thread: u32,
+    name: u32,
+    start: Ps,
+    dur: Ps,
+}
+
+struct NameAcc {
+    name: Box<str>,
+    count: u64,
+    total: i128,
+    max: Ps,
+    hlo_module: Option<Box<str>>,
+    has_hlo: bool,
+}
+
+/// Collects the events of one trace. See the crate docs for the metrics.
+pub struct Analyzer {
+    n_events: u64,
+    phases: HashMap<Phase, u64>,
+    name_ids: HashMap<Box<str>, u32>,
+    names: Vec<NameAcc>,
+    thread_ids: HashMap<(u64, u64), u32>,
+    threads: Vec<(u64, u64)>,
+    /// Open `B` events per thread: (name id, start).
+    open: HashMap<u32, Vec<(u32, Ps)>>,
+    recs: Vec<Rec>,
+    first_start: Option<Ps>,
+    last_end: Option<Ps>,
+    process_names: HashMap<u64, String>,
+    unmatched_end: u64,
+    invalid: u64,
+}
+
+/// The number of events of one phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseCount {
+    pub phase: Phase,
+    pub count: u64,
+}
+
+/// Aggregated numbers of one operation name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpStats {
+    /// The exact name in the trace (Python tracer names keep their `$`).
+    pub name: String,
+    pub count: u64,
+    /// Sum of durations, picoseconds.
+    pub total_ps: i128,
+    /// Longest single duration, picoseconds.
+    pub max_ps: Ps,
+    /// Sum of self times, picoseconds (see the crate docs).
+    pub self_ps: i128,
+    pub kind: OpKind,
+    /// The `hlo_module` arg of the first event carrying one.
+    pub hlo_module: Option<String>,
+}
+
+impl OpStats {
+    /// The name shown in reports: the Python tracer's leading `$` dropped.
+    pub fn display_name(&self) -> &str {
+        self.name.strip_prefix('$').unwrap_or(&self.name)
+    }
+
+    pub fn avg_ps(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total_ps as f64 / self.count as f64
+        }
+    }
+}
+
+/// Everything the report needs from one trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Analysis {
+    /// Every event of the file, any phase, including ones without `ph`.
+    pub total_events: u64,
+    /// Operation instances: complete events plus matched `B`/`E` pairs.
+    pub op_events: u64,
+    /// Earliest start and latest end of the timed events, when any.
+    pub span: Option<(Ps, Ps)>,
+    /// Sorted by count, descending, then by phase letter.
+    pub phases: Vec<PhaseCount>,
+    /// Every operation name, sorted by total time descending, then name.
+    pub ops: Vec<OpStats>,
+    /// Process names from `process_name` metadata, sorted by pid.
+    pub processes: Vec<(u64, String)>,
+    /// `B` events never closed and `E` events with nothing open.
+    pub unmatched_begin: u64,
+    pub unmatched_end: u64,
+    /// Complete events without a timestamp or duration, or with a negative
+    /// duration; counted in `total_events` and `phases` but not in `ops`.
+    pub invalid_events: u64,
+}
+
+impl Analysis {
+    /// Distinct names of operations.
+    pub fn unique_operations(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Latest end minus earliest start, picoseconds; 0 without timed events.
+    pub fn traced_time_ps(&self) -> Ps {
+        self.span.map_or(0, |(start, end)| end - start)
+    }
+
+    /// The number of events of `phase`.
+    pub fn phase_count(&self, phase: Phase) -> u64 {
+        self.phases
+            .iter()
+            .find(|it| it.phase == phase)
+            .map_or(0, |it| it.count)
+    }
+
+    /// XLA operations and runtime events, in `ops` order.
+    pub fn accelerator_ops(&self) -> impl Iterator<Item = &OpStats> {
+        self.ops
+            .iter()
+            .filter(|it| matches!(it.kind, OpKind::Xla { .. } | OpKind::Runtime))
+    }
+
+    pub fn op(&self, name: &str) -> Option<&OpStats> {
+        self.ops.iter().find(|it| it.name == name)
+    }
+}
+
+impl Default for Analyzer {
+    fn default() -> Analyzer {
+        Analyzer::new()
+    }
+}
+
+impl Analyzer {
+    pub fn new() -> Analyzer {
+        Analyzer {
+            n_events: 0,
+            phases: HashMap::new(),
+            name_ids: HashMap::new(),
+            names: Vec::new(),
+            thread_ids: HashMap::new(),
+            threads: Vec::new(),
+            open: HashMap::new(),
+            recs: Vec::new(),
+            first_start: None,
+            last_end: None,
+            process_names: HashMap::new(),
+            unmatched_end: 0,
+            invalid: 0,
+        }
+    }
+
+    fn name_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(NameAcc {
+            name: name.into(),
+            count: 0,
+            total: 0,
+            max: 0,
+            hlo_module: None,
+            has_hlo: false,
+        });
+        self.name_ids.insert(name.into(), id);
+        id
+    }
+
+    fn thread_id(&mut self, pid: u64, tid: u64) -> u32 {
+        if let Some(&id) = self.thread_ids.get(&(pid, tid)) {
+            return id;
+        }
+        let id = self.threads.len() as u32;
+        self.threads.push((pid, tid));
+        self.thread_ids.insert((pid, tid), id);
+        id
+    }
+
+    fn note_time(&mut self, start: Ps, end: Ps) {
+        self.first_start = Some(self.first_start.map_or(start, |it| it.min(start)));
+        self.last_end = Some(self.last_end.map_or(end, |it| it.max(end)));
+    }
+
+    fn add_op(&mut self, thread: u32, name: u32, start: Ps, dur: Ps) {
+        let acc = &mut self.names[name as usize];
+        acc.count += 1;
+        acc.total += dur as i128;
+        acc.max = acc.max.max(dur);
+        self.recs.push(Rec {
+            thread,
+            name,
+            start,
+            dur,
+        });
+    }
+
+    fn note_hlo(&mut self, name: u32, event: &Event<'_>) {
+        let acc = &mut self.names[name as usize];
+        if acc.has_hlo && acc.hlo_module.is_some() {
+            return;
+        }
+        for arg in event.args {
+            match arg.key {
+                "hlo_op" => acc.has_hlo = true,
+                "hlo_module" => {
+                    acc.has_hlo = true;
+                    if acc.hlo_module.is_none()
+                        && let ArgValue::Str(module) = arg.value
+                    {
+                        acc.hlo_module = Some(module.into());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Aggregates what was collected.
+    pub fn finish(mut self) -> Analysis {
+        // Self time: per thread, in start order with the longer (outer)
+        // event first on ties; a stable sort keeps file order for identical
+        // intervals, so the first of two identical events is the parent.
+        self.recs
+            .sort_by_key(|it| (it.thread, it.start, Reverse(it.dur)));
+        let mut self_ps = vec![0i128; self.names.len()];
+        // Stack entries: (name, end, dur, time of direct children).
+        let mut stack: Vec<(u32, Ps, Ps, i128)> = Vec::new();
+        let mut on_device = vec![false; self.names.len()];
+        let device_threads: Vec<bool> = self
+            .threads
+            .iter()
+            .map(|(pid, _)| {
+                self.process_names
+                    .get(pid)
+                    .is_some_and(|name| name.starts_with("/device:"))
+            })
+            .collect();
+        let mut current_thread = None;
+        for rec in &self.recs {
+            if current_thread != Some(rec.thread) {
+                pop_all(&mut stack, &mut self_ps);
+                current_thread = Some(rec.thread);
+            }
+            if device_threads[rec.thread as usize] {
+                on_device[rec.name as usize] = true;
+            }
+            let end = rec.start.saturating_add(rec.dur);
+            while let Some(&(_, top_end, _, _)) = stack.last() {
+                if end <= top_end {
+                    break;
+                }
+                pop_one(&mut stack, &mut self_ps);
+            }
+            if let Some(top) = stack.last_mut() {
+                top.3 += rec.dur as i128;
+            }
+            stack.push((rec.name, end, rec.dur, 0));
+        }
+        pop_all(&mut stack, &mut self_ps);
+
+        let unmatched_begin = self.open.values().map(|it| it.len() as u64).sum();
+        let op_events = self.recs.len() as u64;
+        drop(self.recs);
+
+        let mut ops: Vec<OpStats> = self
+            .names
+            .into_iter()
+            .enumerate()
+            .filter(|(_, acc)| acc.count > 0)
+            .map(|(idx, acc)| {
+                let kind = if acc.has_hlo || on_device[idx] {
+                    OpKind::Xla {
+                        device: on_device[idx],
+                    }
+                } else if runtime_event(&acc.name) {
+                    OpKind::Runtime
+                } else if acc.name.starts_with('$') {
+                    OpKind::Python
+                } else {
+                    OpKind::Other
+                };
+                OpStats {
+                    name: acc.name.into(),
+                    count: acc.count,
+                    total_ps: acc.total,
+                    max_ps: acc.max,
+                    self_ps: self_ps[idx],
+                    kind,
+                    hlo_module: acc.hlo_module.map(Into::into),
+                }
+            })
+            .collect();
+        ops.sort_by(|a, b| {
+            b.total_ps
+                .cmp(&a.total_ps)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+
+        let mut phases: Vec<PhaseCount> = self
+            .phases
+            .into_iter()
+            .map(|(phase, count)| PhaseCount { phase, count })
+            .collect();
+        phases.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.phase.label().cmp(&b.phase.label()))
+        });
+
+        let mut processes: Vec<(u64, String)> = self.process_names.into_iter().collect();
+        processes.sort();
+
+        Analysis {
+            total_events: self.n_events,
+            op_events,
+            span: self.first_start.zip(self.last_end),
+            phases,
+            ops,
+            processes,
+            unmatched_begin,
+            unmatched_end: self.unmatched_end,
+            invalid_events: self.invalid,
+        }
+    }
+}
+
+fn pop_one(stack: &mut Vec<(u32, Ps, Ps, i128)>, self_ps: &mut [i128]) {
+    if let Some((name, _, dur, children)) = stack.pop() {
+        // Children that overlap each other can add up to more than the
+        // parent; self time never goes below zero.
+        self_ps[name as usize] += (dur as i128 - children).max(0);
+    }
+}
+
+fn pop_all(stack: &mut Vec<(u32, Ps, Ps, i128)>, self_ps: &mut [i128]) {
+    while !stack.is_empty() {
+        pop_one(stack, self_ps);
+    }
+}
+
+impl EventSink for Analyzer {
+    fn event(&mut self, event: &Event<'_>) {
+        self.n_events += 1;
+        *self.phases.entry(event.phase).or_insert(0) += 1;
+        match event.phase {
+            Phase::Metadata => {
+                if event.name == "process_name"
+                    && let Some(ArgValue::Str(name)) = event.arg("name")
+                {
+                    self.process_names.insert(event.pid, name.to_owned());
+                }
+            }
+            Phase::Complete => match (event.ts, event.dur) {
+                (Some(start), Some(dur)) if dur >= 0 => {
+                    self.note_time(start, start.saturating_add(dur));
+                    let thread = self.thread_id(event.pid, event.tid);
+                    let name = self.name_id(event.name);
+                    self.note_hlo(name, event);
+                    self.add_op(thread, name, start, dur);
+                }
+                _ => self.invalid += 1,
+            },
+            Phase::Begin => match event.ts {
+                Some(start) => {
+                    self.note_time(start, start);
+                    let thread = self.thread_id(event.pid, event.tid);
+                    let name = self.name_id(event.name);
+                    self.note_hlo(name, event);
+                    self.open.entry(thread).or_default().push((name, start));
+                }
+                None => self.invalid += 1,
+            },
+            Phase::End => {
+                let Some(end) = event.ts else {
+                    self.invalid += 1;
+                    return;
+                };
+                self.note_time(end, end);
+                let thread = self.thread_id(event.pid, event.tid);
+                match self.open.get_mut(&thread).and_then(|it| it.pop()) {
+                    Some((name, start)) if end >= start => {
+                        self.add_op(thread, name, start, end - start)
+                    }
+                    Some(_) => self.invalid += 1,
+                    None => self.unmatched_end += 1,
+                }
+            }
+            Phase::Instant | Phase::Counter | Phase::Other(_) => {
+                if let Some(ts) = event.ts {
+                    self.note_time(ts, ts);
+                }
+            }
+            Phase::Missing => {}
+        }
+    }
+}

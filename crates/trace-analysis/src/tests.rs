@@ -1,0 +1,190 @@
+//! Analyzer tests: synthetic event lists in, a textual dump of the analysis
+//! out, compared with insta snapshots.
+
+use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
+
+use crate::{Analysis, Analyzer};
+
+/// A compact way to write events: (phase, name, tid, ts µs, dur µs).
+type Spec = (&'static str, &'static str, u64, Option<i64>, Option<i64>);
+
+fn analyse(specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
+    let mut analyzer = Analyzer::new();
+    for &(ph, name, tid, ts, dur) in specs {
+        let phase = if ph.is_empty() {
+            Phase::Missing
+        } else {
+            Phase::from_code(ph)
+        };
+        let event_args = args
+            .iter()
+            .find(|(it, _)| *it == name)
+            .map_or(&[][..], |(_, a)| a);
+        analyzer.event(&Event {
+            phase,
+            name,
+            cat: "",
+            pid: 1,
+            tid,
+            ts: ts.map(|it| it * 1_000_000 as Ps),
+            dur: dur.map(|it| it * 1_000_000 as Ps),
+            args: event_args,
+        });
+    }
+    analyzer.finish()
+}
+
+fn dump(analysis: &Analysis) -> String {
+    let mut res = format!(
+        "total_events={} op_events={} unique={} traced_ps={} unmatched_begin={} unmatched_end={} invalid={}\n",
+        analysis.total_events,
+        analysis.op_events,
+        analysis.unique_operations(),
+        analysis.traced_time_ps(),
+        analysis.unmatched_begin,
+        analysis.unmatched_end,
+        analysis.invalid_events,
+    );
+    for it in &analysis.phases {
+        res.push_str(&format!("phase {} {}\n", it.phase.label(), it.count));
+    }
+    for op in &analysis.ops {
+        res.push_str(&format!(
+            "op {:?} count={} total={} max={} self={} kind={:?} module={:?}\n",
+            op.name, op.count, op.total_ps, op.max_ps, op.self_ps, op.kind, op.hlo_module
+        ));
+    }
+    res
+}
+
+#[track_caller]
+fn check(specs: &[Spec], expect: &str) {
+    let actual = dump(&analyse(specs, &[]));
+    assert_eq!(actual, expect, "actual:\n{actual}");
+}
+
+#[test]
+fn self_time_subtracts_direct_children_only() {
+    // outer [0,100) holds mid [10,60) which holds inner [20,30); a sibling
+    // [70,80) sits directly in outer.
+    check(
+        &[
+            ("X", "outer", 1, Some(0), Some(100)),
+            ("X", "mid", 1, Some(10), Some(50)),
+            ("X", "inner", 1, Some(20), Some(10)),
+            ("X", "sib", 1, Some(70), Some(10)),
+        ],
+        r#"total_events=4 op_events=4 unique=4 traced_ps=100000000 unmatched_begin=0 unmatched_end=0 invalid=0
+phase X 4
+op "outer" count=1 total=100000000 max=100000000 self=40000000 kind=Other module=None
+op "mid" count=1 total=50000000 max=50000000 self=40000000 kind=Other module=None
+op "inner" count=1 total=10000000 max=10000000 self=10000000 kind=Other module=None
+op "sib" count=1 total=10000000 max=10000000 self=10000000 kind=Other module=None
+"#,
+    );
+}
+
+#[test]
+fn other_threads_are_not_children() {
+    check(
+        &[
+            ("X", "a", 1, Some(0), Some(100)),
+            ("X", "b", 2, Some(10), Some(10)),
+        ],
+        r#"total_events=2 op_events=2 unique=2 traced_ps=100000000 unmatched_begin=0 unmatched_end=0 invalid=0
+phase X 2
+op "a" count=1 total=100000000 max=100000000 self=100000000 kind=Other module=None
+op "b" count=1 total=10000000 max=10000000 self=10000000 kind=Other module=None
+"#,
+    );
+}
+
+#[test]
+fn identical_intervals_nest_in_file_order() {
+    // JAX's Python tracer often emits a caller and callee with the same
+    // start and duration; the first one in the file is the parent.
+    check(
+        &[
+            ("X", "$f.py:1 caller", 1, Some(5), Some(10)),
+            ("X", "$g.py:2 callee", 1, Some(5), Some(10)),
+        ],
+        r#"total_events=2 op_events=2 unique=2 traced_ps=10000000 unmatched_begin=0 unmatched_end=0 invalid=0
+phase X 2
+op "$f.py:1 caller" count=1 total=10000000 max=10000000 self=0 kind=Python module=None
+op "$g.py:2 callee" count=1 total=10000000 max=10000000 self=10000000 kind=Python module=None
+"#,
+    );
+}
+
+#[test]
+fn begin_end_pairs_metadata_and_missing_phase() {
+    check(
+        &[
+            ("M", "thread_name", 1, None, None),
+            ("B", "outer", 1, Some(0), None),
+            ("B", "inner", 1, Some(2), None),
+            ("E", "", 1, Some(4), None),
+            ("E", "", 1, Some(10), None),
+            ("E", "", 1, Some(11), None),
+            ("B", "never_closed", 2, Some(12), None),
+            ("i", "mark", 1, Some(20), None),
+            ("C", "counter", 1, Some(25), None),
+            ("", "", 0, None, None),
+        ],
+        r#"total_events=10 op_events=2 unique=2 traced_ps=25000000 unmatched_begin=1 unmatched_end=1 invalid=0
+phase B 3
+phase E 3
+phase (none) 1
+phase C 1
+phase M 1
+phase i 1
+op "outer" count=1 total=10000000 max=10000000 self=8000000 kind=Other module=None
+op "inner" count=1 total=2000000 max=2000000 self=2000000 kind=Other module=None
+"#,
+    );
+}
+
+#[test]
+fn invalid_complete_events_are_counted_not_aggregated() {
+    check(
+        &[
+            ("X", "no_dur", 1, Some(0), None),
+            ("X", "negative", 1, Some(0), Some(-1)),
+            ("X", "ok", 1, Some(3), Some(1)),
+        ],
+        r#"total_events=3 op_events=1 unique=1 traced_ps=1000000 unmatched_begin=0 unmatched_end=0 invalid=2
+phase X 3
+op "ok" count=1 total=1000000 max=1000000 self=1000000 kind=Other module=None
+"#,
+    );
+}
+
+#[test]
+fn sorting_and_kinds() {
+    let hlo: &[Arg<'static>] = &[
+        Arg {
+            key: "hlo_module",
+            value: ArgValue::Str("jit_run_model"),
+        },
+        Arg {
+            key: "hlo_op",
+            value: ArgValue::Str("fusion.1"),
+        },
+    ];
+    let analysis = analyse(
+        &[
+            ("X", "fusion.1", 1, Some(0), Some(5)),
+            ("X", "fusion.1", 1, Some(10), Some(7)),
+            ("X", "TpuLoadedExecutable::Execute", 2, Some(0), Some(12)),
+            ("X", "b_same_total", 3, Some(0), Some(12)),
+        ],
+        &[("fusion.1", hlo)],
+    );
+    insta::assert_snapshot!(dump(&analysis), @r#"
+    total_events=4 op_events=4 unique=3 traced_ps=17000000 unmatched_begin=0 unmatched_end=0 invalid=0
+    phase X 4
+    op "TpuLoadedExecutable::Execute" count=1 total=12000000 max=12000000 self=12000000 kind=Runtime module=None
+    op "b_same_total" count=1 total=12000000 max=12000000 self=12000000 kind=Other module=None
+    op "fusion.1" count=2 total=12000000 max=7000000 self=12000000 kind=Xla { device: false } module=Some("jit_run_model")
+    "#);
+}
