@@ -1,0 +1,168 @@
+//! A streaming reader of JAX/XLA profiler `.xplane.pb` files (an `XSpace`
+//! protobuf message) that pushes [`trace_model::Event`]s into an
+//! [`EventSink`].
+//!
+//! The reader walks the protobuf wire format by hand over the caller's byte
+//! slice: XSpace, then XPlane, XLine and XEvent. Only each streamed plane's
+//! metadata tables are decoded up front, into compact tables whose strings
+//! borrow from the bytes; opaque blobs such as the HLO protos of the
+//! `/host:metadata` plane are skipped unread. Events are decoded one at a
+//! time, so memory stays at the file plus the metadata tables. The prost
+//! types in [`generated`] describe the same format for code that builds
+//! XSpaces (tests, fixture tools); the reader itself does not use them.
+//!
+//! This crate does no file IO, no decompression and no analysis: callers read
+//! the file and choose the sink. Chrome trace JSON is `trace-chrome`'s job.
+//!
+//! # What the event stream contains
+//!
+//! The stream is built to agree with the `*.trace.json.gz` that JAX writes
+//! from the same XSpace (tsl's XSpace to trace-viewer JSON conversion):
+//! for complete events grouped by name, the names, counts and total
+//! durations match. The rules, checked on a real sglang-jax CPU profile
+//! where the profile has the case and otherwise taken from the converter:
+//!
+//! - **Planes.** Only the planes the JSON export shows are streamed: the
+//!   host plane `/host:CPU`, then the device planes of the first family
+//!   present among `/device:GPU:*`, `/device:TPU:*` and `/device:CUSTOM:*`,
+//!   in file order. Every other plane (`/host:metadata`, which carries the
+//!   HLO protos; `Task Environment`; others) is left out of the stream, and
+//!   [`planes`] lists every plane with a `streamed` flag.
+//! - **Processes.** Each streamed plane gives one `process_name` metadata
+//!   event, `args.name` = the plane name, with the JSON export's pid: 701
+//!   for `/host:CPU`, `1 + plane id` for a device plane.
+//! - **Threads.** Each line gives one `thread_name` metadata event with
+//!   `tid` = the line id and `args.name` = `display_name`, else `name`.
+//!   (The JSON export uses the low 32 bits of `display_id`, else `id`, as
+//!   the tid; names are the same.) Lines shown as `Async XLA Ops` are left
+//!   out, with their events, as in the JSON export.
+//! - **Events.** Each XEvent gives one [`Phase::Complete`] event, except
+//!   profiler-internal ones (`MemoryAllocation`, `PrefetchProduce` and the
+//!   other tf.data producer/consumer markers), which the JSON export drops.
+//!   The name is the metadata's `display_name`, else its `name`; when the
+//!   display name is used, `args.long_name` holds the full name. A stat
+//!   named `step_name` replaces the name, as in the JSON export.
+//! - **Times.** An event starts at `line.timestamp_ns * 1000 +
+//!   event.offset_ps` picoseconds. `ts` is relative to the origin, the
+//!   earliest `timestamp_ns * 1000` among the streamed lines that have
+//!   events, reported in [`ReadSummary::origin_ps`]. `dur` is `duration_ps`
+//!   as stored: zero stays zero, while the JSON export writes at least 1 ps.
+//! - **Aggregated events.** An event with `num_occurrences` instead of
+//!   `offset_ps` starts at its line's timestamp, gives one event (not one
+//!   per occurrence) with its stored duration, as in the JSON export, and
+//!   gets an extra `args.num_occurrences`.
+//! - **Args.** The event's own stats, then its metadata's stats that the
+//!   event does not override (the JSON export's order of precedence), named
+//!   through the plane's stat metadata. `ref_value` becomes the referenced
+//!   stat metadata's name as a string; `bytes_value` becomes
+//!   `ArgValue::Raw("<N bytes>")`; stats without a value are skipped.
+//!   Unlike the JSON export, stats the converter treats as internal (`_p`,
+//!   `_pt`, `_c`, `_ct`, `program_id`, ...) are kept. An id missing from
+//!   the metadata tables gives an empty name.
+//!
+//! Reading is strict: the wire type of every known field is checked,
+//! strings must be UTF-8, and a file with no plane is rejected, so another
+//! format is never mistaken for an empty trace. Malformed input gives an
+//! [`Error`]; no input makes the reader panic.
+
+mod error;
+mod events;
+#[rustfmt::skip]
+pub mod generated;
+mod space;
+mod wire;
+
+use trace_model::{EventSink, ReadSummary};
+
+pub use error::Error;
+
+use events::Output;
+use space::{LineHeader, PlaneIndex};
+
+/// What [`planes`] reports about one plane of an XSpace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlaneInfo {
+    pub id: i64,
+    /// For example `/host:CPU` or `/device:TPU:0`.
+    pub name: String,
+    pub n_lines: usize,
+    /// Events on all lines, aggregated and internal ones included.
+    pub n_events: u64,
+    /// Whether [`read`] streams this plane's lines and events.
+    pub streamed: bool,
+}
+
+/// Lists the planes of an XSpace, in file order, without decoding events.
+pub fn planes(bytes: &[u8]) -> Result<Vec<PlaneInfo>, Error> {
+    let (space, ranges) = space::index_space(bytes)?;
+    let planes: Vec<PlaneIndex<'_>> = ranges
+        .iter()
+        .map(|&range| space::index_plane(&space, range))
+        .collect::<Result<_, _>>()?;
+    let names: Vec<&str> = planes.iter().map(|it| it.name).collect();
+    let streamed = space::streamed_planes(&names);
+    let mut res = Vec::with_capacity(planes.len());
+    for (idx, plane) in planes.iter().enumerate() {
+        let mut n_events = 0;
+        for &range in &plane.lines {
+            n_events += space::index_line(&space, range)?.n_events;
+        }
+        res.push(PlaneInfo {
+            id: plane.id,
+            name: plane.name.to_owned(),
+            n_lines: plane.lines.len(),
+            n_events,
+            streamed: streamed.contains(&idx),
+        });
+    }
+    Ok(res)
+}
+
+/// Reads an XSpace and pushes its events into `sink`, following the rules in
+/// the crate docs. On error, the sink may already have received events.
+pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
+    let (space, ranges) = space::index_space(bytes)?;
+    let planes: Vec<PlaneIndex<'_>> = ranges
+        .iter()
+        .map(|&range| space::index_plane(&space, range))
+        .collect::<Result<_, _>>()?;
+    let names: Vec<&str> = planes.iter().map(|it| it.name).collect();
+    let streamed = space::streamed_planes(&names);
+
+    let mut lines: Vec<Vec<LineHeader<'_>>> = Vec::with_capacity(streamed.len());
+    for &idx in &streamed {
+        let plane_lines = planes[idx]
+            .lines
+            .iter()
+            .map(|&range| space::index_line(&space, range))
+            .collect::<Result<Vec<_>, _>>()?;
+        lines.push(plane_lines);
+    }
+    let origin_ps = lines
+        .iter()
+        .flatten()
+        .filter(|it| it.n_events > 0 && !it.is_skipped())
+        .map(|it| i128::from(it.timestamp_ns) * 1000)
+        .min()
+        .unwrap_or(0);
+
+    let mut out = Output {
+        sink,
+        origin_ps,
+        n_events: 0,
+    };
+    for (&idx, plane_lines) in streamed.iter().zip(&lines) {
+        let plane = &planes[idx];
+        events::emit_plane(
+            &space,
+            plane,
+            plane_lines,
+            space::plane_pid(plane),
+            &mut out,
+        )?;
+    }
+    Ok(ReadSummary {
+        n_events: out.n_events,
+        origin_ps,
+    })
+}

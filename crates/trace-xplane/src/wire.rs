@@ -1,0 +1,235 @@
+//! A zero-copy cursor over the protobuf wire format.
+//!
+//! A [`Cursor`] walks the fields of one message, a window `pos..end` of the
+//! whole file, and hands out nested messages as new cursors over sub-windows.
+//! Offsets stay absolute, so every error can name the byte where it happened.
+//! Nothing is allocated and nothing is copied.
+
+use crate::Error;
+
+/// The value of one field, as the wire type says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Value {
+    Varint(u64),
+    Fixed64(u64),
+    /// A length-delimited payload: `start..end` in the file.
+    Len(usize, usize),
+    /// A 4-byte value; no XPlane field uses it, so only its presence matters.
+    Fixed32,
+}
+
+/// One field: its number, where its tag starts, and its value.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Field {
+    pub(crate) number: u32,
+    pub(crate) at: usize,
+    pub(crate) value: Value,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+    /// The message being walked, for error messages.
+    message: &'static str,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over the whole file as one message.
+    pub(crate) fn new(buf: &'a [u8], message: &'static str) -> Cursor<'a> {
+        Cursor {
+            buf,
+            pos: 0,
+            end: buf.len(),
+            message,
+        }
+    }
+
+    /// A cursor over the nested message `start..end` (a [`Value::Len`]).
+    pub(crate) fn nested(&self, range: (usize, usize), message: &'static str) -> Cursor<'a> {
+        Cursor {
+            buf: self.buf,
+            pos: range.0,
+            end: range.1,
+            message,
+        }
+    }
+
+    pub(crate) fn bytes(&self, range: (usize, usize)) -> &'a [u8] {
+        &self.buf[range.0..range.1]
+    }
+
+    /// Reads the next field, or `None` at the end of the message.
+    #[inline]
+    pub(crate) fn next_field(&mut self) -> Result<Option<Field>, Error> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let at = self.pos;
+        let tag = self.varint()?;
+        let wire_type = (tag & 7) as u8;
+        let number = tag >> 3;
+        if number == 0 || number > u64::from(u32::MAX >> 3) {
+            return Err(Error::FieldNumber {
+                message: self.message,
+                number,
+                at,
+            });
+        }
+        let value = match wire_type {
+            0 => Value::Varint(self.varint()?),
+            1 => Value::Fixed64(u64::from_le_bytes(self.fixed::<8>("fixed64 value")?)),
+            2 => {
+                let len_at = self.pos;
+                let len = self.varint()?;
+                let room = (self.end - self.pos) as u64;
+                if len > room {
+                    return Err(self.length_error(len, len_at));
+                }
+                let start = self.pos;
+                self.pos += len as usize;
+                Value::Len(start, self.pos)
+            }
+            5 => {
+                self.fixed::<4>("fixed32 value")?;
+                Value::Fixed32
+            }
+            _ => {
+                return Err(Error::InvalidWireType {
+                    message: self.message,
+                    wire_type,
+                    at,
+                });
+            }
+        };
+        Ok(Some(Field {
+            number: number as u32,
+            at,
+            value,
+        }))
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64, Error> {
+        let at = self.pos;
+        let mut value: u64 = 0;
+        for i in 0..10 {
+            let Some(&byte) = self.buf[..self.end].get(self.pos) else {
+                return Err(self.overrun_error("varint", at));
+            };
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(Error::LongVarint {
+            message: self.message,
+            at,
+        })
+    }
+
+    fn fixed<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], Error> {
+        let at = self.pos;
+        match self.buf[..self.end].get(at..at + N) {
+            Some(bytes) => {
+                self.pos += N;
+                let mut out = [0u8; N];
+                out.copy_from_slice(bytes);
+                Ok(out)
+            }
+            None => Err(self.overrun_error(what, at)),
+        }
+    }
+
+    /// A read that runs past the end of the message is a truncated file when
+    /// the message ends where the file does, and a damaged one otherwise.
+    fn overrun_error(&self, what: &'static str, at: usize) -> Error {
+        if self.end == self.buf.len() {
+            Error::Truncated {
+                what,
+                at,
+                file_len: self.buf.len(),
+            }
+        } else {
+            Error::Overrun {
+                message: self.message,
+                what,
+                at,
+                end: self.end,
+            }
+        }
+    }
+
+    fn length_error(&self, len: u64, at: usize) -> Error {
+        if self.end == self.buf.len() {
+            Error::TruncatedLength {
+                len,
+                at,
+                file_len: self.buf.len(),
+            }
+        } else {
+            Error::LengthOverrun {
+                message: self.message,
+                len,
+                at,
+                end: self.end,
+            }
+        }
+    }
+
+    /// The error for a known field that came with the wrong wire type.
+    pub(crate) fn wire_type_error(&self, field: &Field, expected: &'static str) -> Error {
+        let wire_type = match field.value {
+            Value::Varint(_) => 0,
+            Value::Fixed64(_) => 1,
+            Value::Len(..) => 2,
+            Value::Fixed32 => 5,
+        };
+        Error::WireType {
+            message: self.message,
+            field: field.number,
+            wire_type,
+            expected,
+            at: field.at,
+        }
+    }
+
+    /// The value of a varint field (`int64`, `uint64`).
+    #[inline]
+    pub(crate) fn expect_varint(&self, field: &Field) -> Result<u64, Error> {
+        match field.value {
+            Value::Varint(v) => Ok(v),
+            _ => Err(self.wire_type_error(field, "varint")),
+        }
+    }
+
+    /// The payload range of a length-delimited field (message, bytes).
+    #[inline]
+    pub(crate) fn expect_len(&self, field: &Field) -> Result<(usize, usize), Error> {
+        match field.value {
+            Value::Len(start, end) => Ok((start, end)),
+            _ => Err(self.wire_type_error(field, "length-delimited")),
+        }
+    }
+
+    /// The value of a `double` field.
+    pub(crate) fn expect_fixed64(&self, field: &Field) -> Result<u64, Error> {
+        match field.value {
+            Value::Fixed64(v) => Ok(v),
+            _ => Err(self.wire_type_error(field, "fixed64")),
+        }
+    }
+
+    /// The text of a `string` field, borrowed from the file.
+    #[inline]
+    pub(crate) fn expect_str(&self, field: &Field) -> Result<&'a str, Error> {
+        let range = self.expect_len(field)?;
+        std::str::from_utf8(self.bytes(range)).map_err(|_| Error::Utf8 {
+            message: self.message,
+            field: field.number,
+            at: field.at,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! The integration tests of trace-xplane, in one binary.
+
+mod codegen;
