@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod bench;
+mod local_env;
 mod profile;
 mod report;
 mod tpu;
@@ -62,5 +63,8 @@ fn main() -> std::process::ExitCode {
 
 /// The root of the sglprof checkout, for the assets under `python/`.
 pub(crate) fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

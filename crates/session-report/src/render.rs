@@ -628,7 +628,7 @@ fn definitions(out: &mut String) {
         "**Total / Count / Avg / Max**: the sum, number, mean (total over count) and largest of an operation's durations.",
         "**Self**: the sum over an operation's events of its duration minus the durations of its direct children, the operations on the same thread that lie entirely within it.",
         "**XLA operation**: an operation whose events carry an `hlo_op` or `hlo_module` argument, or run on a `/device:` plane. **Runtime event**: a `Class::method` name whose class contains Tpu, PjRt, Thunk, Compiler, Allocator, Executable or Client.",
-        "**Blocked time**: the self time of Python functions named `wait`, `acquire`, `sleep`, `select`, `poll` or `join`, and of `queue.py` `get`.",
+        "**Blocked time**: the self time of Python functions named `wait`, `acquire`, `sleep` or `join`, of `queue.py` `get`, and of `select`/`poll` in the `select` and `selectors` modules.",
     ] {
         out.push_str(&format!("- {line}\n"));
     }

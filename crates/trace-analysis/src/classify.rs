@@ -105,18 +105,20 @@ fn runtime_note(name: &str) -> &'static str {
     }
 }
 
-/// True for operations that block a thread: Python tracer events of
-/// `queue.py` `get`, and of any function named `wait`, `acquire`, `sleep`,
-/// `select`, `poll` or `join` (the function is the last space-separated word
-/// of the name).
+/// True for operations that block a thread: Python tracer events of any
+/// function named `wait`, `acquire`, `sleep` or `join`, of `queue.py` `get`,
+/// and of `select`/`poll` in the `select` and `selectors` modules (the
+/// function is the last space-separated word of the name, the location what
+/// comes before it; `lax.py select` is an array operation, not a wait).
 pub fn is_wait(name: &str) -> bool {
     let Some(python) = name.strip_prefix('$') else {
         return false;
     };
     let (location, function) = python.rsplit_once(' ').unwrap_or(("", python));
     match function {
-        "wait" | "acquire" | "sleep" | "select" | "poll" | "join" => true,
+        "wait" | "acquire" | "sleep" | "join" => true,
         "get" => location.starts_with("queue.py"),
+        "select" | "poll" => location == "select" || location.starts_with("selectors.py"),
         _ => false,
     }
 }

@@ -31,12 +31,16 @@ impl TraceFileKind {
 /// Splits a file name into its host and kind, or `None` for files the
 /// profiler did not write.
 pub fn classify(file_name: &str) -> Option<(&str, TraceFileKind)> {
-    [TraceFileKind::ChromeGz, TraceFileKind::ChromeJson, TraceFileKind::XPlane]
-        .into_iter()
-        .find_map(|kind| {
-            let host = file_name.strip_suffix(kind.suffix())?;
-            (!host.is_empty()).then_some((host, kind))
-        })
+    [
+        TraceFileKind::ChromeGz,
+        TraceFileKind::ChromeJson,
+        TraceFileKind::XPlane,
+    ]
+    .into_iter()
+    .find_map(|kind| {
+        let host = file_name.strip_suffix(kind.suffix())?;
+        (!host.is_empty()).then_some((host, kind))
+    })
 }
 
 /// The trace files of one host in one run.
@@ -68,7 +72,10 @@ pub fn locate(files: &[PathBuf]) -> Vec<TraceRun> {
     let mut sorted: Vec<&PathBuf> = files.iter().collect();
     sorted.sort();
     for path in sorted {
-        let Some((host, kind)) = path.file_name().and_then(|it| it.to_str()).and_then(classify)
+        let Some((host, kind)) = path
+            .file_name()
+            .and_then(|it| it.to_str())
+            .and_then(classify)
         else {
             continue;
         };
@@ -76,8 +83,16 @@ pub fn locate(files: &[PathBuf]) -> Vec<TraceRun> {
         let run_idx = match runs.iter().position(|it| it.dir == dir) {
             Some(idx) => idx,
             None => {
-                let run = dir.file_name().and_then(|it| it.to_str()).unwrap_or("").to_owned();
-                runs.push(TraceRun { run, dir: dir.clone(), hosts: Vec::new() });
+                let run = dir
+                    .file_name()
+                    .and_then(|it| it.to_str())
+                    .unwrap_or("")
+                    .to_owned();
+                runs.push(TraceRun {
+                    run,
+                    dir: dir.clone(),
+                    hosts: Vec::new(),
+                });
                 runs.len() - 1
             }
         };
@@ -85,7 +100,10 @@ pub fn locate(files: &[PathBuf]) -> Vec<TraceRun> {
         let host_idx = match hosts.iter().position(|it| it.host == host) {
             Some(idx) => idx,
             None => {
-                hosts.push(HostTraces { host: host.to_owned(), ..HostTraces::default() });
+                hosts.push(HostTraces {
+                    host: host.to_owned(),
+                    ..HostTraces::default()
+                });
                 hosts.len() - 1
             }
         };
@@ -119,7 +137,8 @@ mod tests {
             actual.push_str(&format!("run {} in {}\n", run.run, run.dir.display()));
             for host in run.hosts {
                 let show = |it: &Option<PathBuf>| {
-                    it.as_ref().map_or("-".to_owned(), |p| p.display().to_string())
+                    it.as_ref()
+                        .map_or("-".to_owned(), |p| p.display().to_string())
                 };
                 actual.push_str(&format!(
                     "  {}: json={} xplane={}\n",
