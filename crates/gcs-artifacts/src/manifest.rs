@@ -1,0 +1,233 @@
+//! `manifest.json`: the last object written for a run. It lists every
+//! object with its size, sha256 and crc32c, and carries the run metadata,
+//! so that downloads need no bucket listing and `ls` needs no other object.
+//! A run folder without one is an incomplete upload.
+//!
+//! The format is versioned by [`MANIFEST_SCHEMA`]; readers accept unknown
+//! fields so that later additions do not break old tools.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checksum::FileDigest;
+use crate::error::{Error, Result};
+use crate::layout::{MANIFEST_NAME, RunAddress};
+
+pub const MANIFEST_SCHEMA: &str = "sglprof.artifact-manifest/1";
+
+/// Where the run metadata sits in a run folder (see the session-report crate).
+pub const RUN_METADATA_PATH: &str = "inputs/run_metadata.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
+    /// `manual` or `nightly`.
+    pub kind: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub run_id: String,
+    /// The bucket prefix the run was archived under.
+    pub prefix: String,
+    /// RFC 3339 UTC time the manifest was written.
+    pub created_at: String,
+    pub total_bytes: u64,
+    /// Sorted by path.
+    pub objects: Vec<ManifestEntry>,
+    /// `inputs/run_metadata.json` of the run as JSON (keys sorted), when it
+    /// has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_metadata: Option<serde_json::Value>,
+}
+
+/// One file of the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Relative to the run folder, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub crc32c: String,
+}
+
+impl ManifestEntry {
+    pub fn new(path: &str, digest: &FileDigest) -> ManifestEntry {
+        ManifestEntry {
+            path: path.to_owned(),
+            size: digest.size,
+            sha256: digest.sha256.clone(),
+            crc32c: digest.crc32c.clone(),
+        }
+    }
+}
+
+impl Manifest {
+    pub fn new(
+        addr: &RunAddress,
+        created_at: &str,
+        mut objects: Vec<ManifestEntry>,
+        run_metadata: Option<serde_json::Value>,
+    ) -> Manifest {
+        objects.sort_by(|a, b| a.path.cmp(&b.path));
+        Manifest {
+            schema: MANIFEST_SCHEMA.to_owned(),
+            kind: addr.kind.as_str().to_owned(),
+            date: addr.date.clone(),
+            run_id: addr.run_id.clone(),
+            prefix: addr.prefix.clone(),
+            created_at: created_at.to_owned(),
+            total_bytes: objects.iter().map(|o| o.size).sum(),
+            objects,
+            run_metadata,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut res = serde_json::to_string_pretty(self).unwrap_or_default();
+        res.push('\n');
+        res
+    }
+
+    /// Parses and checks a manifest read from `url` (named in errors).
+    pub fn from_json(url: &str, text: &[u8]) -> Result<Manifest> {
+        let bad = |detail: String| Error::BadManifest {
+            url: url.to_owned(),
+            detail,
+        };
+        let res: Manifest = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
+        if res.schema != MANIFEST_SCHEMA {
+            return Err(bad(format!(
+                "schema is `{}`, expected `{MANIFEST_SCHEMA}`",
+                res.schema
+            )));
+        }
+        for obj in &res.objects {
+            if !is_safe_relative(&obj.path) {
+                return Err(bad(format!("unsafe object path `{}`", obj.path)));
+            }
+        }
+        Ok(res)
+    }
+
+    /// The same run content: the same objects with the same digests.
+    pub fn same_objects(&self, other: &Manifest) -> bool {
+        self.objects == other.objects
+    }
+
+    /// A string field of the run metadata (`model`, `endpoint`, ...).
+    pub fn metadata_field(&self, key: &str) -> Option<&str> {
+        self.run_metadata.as_ref()?.get(key)?.as_str()
+    }
+}
+
+/// A relative path that stays inside the folder it is joined to.
+pub fn is_safe_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && !path.contains('\0')
+        && !path.contains('\n')
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// The files of a run folder, as (relative `/` path, absolute path), sorted
+/// by relative path. The top-level `manifest.json` is left out (it is
+/// rebuilt on every upload), and so are download leftovers (`*.sglprof-part`).
+pub fn local_files(run_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut res = Vec::new();
+    let mut stack = vec![(String::new(), run_dir.to_path_buf())];
+    while let Some((rel_dir, dir)) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("read folder", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read folder", &dir, e))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Err(Error::invalid(
+                    "file name",
+                    &path.display().to_string(),
+                    "names must be UTF-8",
+                ));
+            };
+            let rel = if rel_dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            // Follows symlinks, so a linked trace folder is archived too.
+            let meta = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+            if meta.is_dir() {
+                stack.push((rel, path));
+            } else if meta.is_file() {
+                if rel == MANIFEST_NAME || rel.ends_with(PART_SUFFIX) {
+                    continue;
+                }
+                if !is_safe_relative(&rel) {
+                    return Err(Error::invalid(
+                        "file name",
+                        &rel,
+                        "it cannot be an object name",
+                    ));
+                }
+                res.push((rel, path));
+            }
+        }
+    }
+    res.sort();
+    Ok(res)
+}
+
+/// The suffix of files being downloaded, renamed into place once verified.
+pub const PART_SUFFIX: &str = ".sglprof-part";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::RunKind;
+
+    #[test]
+    fn manifest_json() {
+        let addr = RunAddress::new(
+            "sglprof-runs",
+            "sglang-profiles",
+            RunKind::Manual,
+            "2026-02-05",
+            "r1",
+        )
+        .unwrap();
+        let digest = crate::checksum::digest_bytes(b"hi\n");
+        let m = Manifest::new(
+            &addr,
+            "2026-02-05T20:15:30Z",
+            vec![
+                ManifestEntry::new("traces/b.bin", &digest),
+                ManifestEntry::new("a.txt", &digest),
+            ],
+            Some(
+                serde_json::json!({"schema": "sglprof.run-metadata/1", "model": "Qwen/Qwen3-0.6B"}),
+            ),
+        );
+        insta::assert_snapshot!(m.to_json());
+        let back = Manifest::from_json("x", m.to_json().as_bytes()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.metadata_field("model"), Some("Qwen/Qwen3-0.6B"));
+
+        let evil = m.to_json().replace("a.txt", "../a.txt");
+        let err = Manifest::from_json("gs://b/m.json", evil.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid manifest gs://b/m.json: unsafe object path `../a.txt`"
+        );
+    }
+
+    #[test]
+    fn safe_paths() {
+        for ok in ["a", "a/b.json", "plugins/profile/2026_02_05/t1v.xplane.pb"] {
+            assert!(is_safe_relative(ok), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "a/../b", "./a", "a//b", "a\\b", "a/"] {
+            assert!(!is_safe_relative(bad), "{bad}");
+        }
+    }
+}
