@@ -1,3 +1,107 @@
 //! The integration tests of trace-xplane, in one binary.
+//!
+//! Most tests build a small XSpace with the prost types, encode it, and
+//! compare what [`check`] prints against an insta snapshot.
 
+mod bad_input;
 mod codegen;
+mod props;
+mod read;
+mod real;
+
+use std::fmt::Write as _;
+
+use prost::Message;
+use trace_model::{ArgValue, Event, Phase};
+use trace_xplane::generated::{XSpace, XStat, x_stat};
+
+/// Reads `bytes` and prints the plane list, the summary and every event, one
+/// per line; or the error.
+fn render(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    match trace_xplane::planes(bytes) {
+        Ok(planes) => {
+            for plane in planes {
+                let streamed = if plane.streamed { " streamed" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "plane {} {:?}: {} lines, {} events{streamed}",
+                    plane.id, plane.name, plane.n_lines, plane.n_events
+                );
+            }
+        }
+        Err(err) => {
+            let _ = writeln!(out, "planes error: {err}");
+        }
+    }
+    let mut events = String::new();
+    let mut sink = |event: &Event<'_>| {
+        let _ = writeln!(events, "{}", show_event(event));
+    };
+    match trace_xplane::read(bytes, &mut sink) {
+        Ok(summary) => {
+            let _ = writeln!(
+                out,
+                "{} events, origin {} ps",
+                summary.n_events, summary.origin_ps
+            );
+        }
+        Err(err) => {
+            let _ = writeln!(out, "read error: {err}");
+        }
+    }
+    out.push_str(&events);
+    out
+}
+
+fn show_event(event: &Event<'_>) -> String {
+    let mut line = format!(
+        "{} {:?} pid={} tid={}",
+        event.phase.label(),
+        event.name,
+        event.pid,
+        event.tid
+    );
+    if let Some(ts) = event.ts {
+        let _ = write!(line, " ts={ts}");
+    }
+    if let Some(dur) = event.dur {
+        let _ = write!(line, " dur={dur}");
+    }
+    assert!(event.cat.is_empty());
+    assert_eq!(event.phase == Phase::Complete, event.ts.is_some());
+    for arg in event.args {
+        let value = match arg.value {
+            ArgValue::Str(s) => format!("{s:?}"),
+            ArgValue::Int(v) => format!("{v}i"),
+            ArgValue::Uint(v) => format!("{v}u"),
+            ArgValue::Float(v) => format!("{v:?}f"),
+            ArgValue::Bool(v) => format!("{v}"),
+            ArgValue::Null => "null".to_owned(),
+            ArgValue::Raw(s) => format!("raw {s}"),
+        };
+        let _ = write!(line, " {}={value}", arg.key);
+    }
+    line
+}
+
+/// Encodes `space`, reads it back, and compares what [`render`] prints with
+/// the snapshot `name`.
+#[track_caller]
+fn check(name: &str, space: &XSpace) {
+    check_bytes(name, &space.encode_to_vec());
+}
+
+/// [`check`] for raw bytes.
+#[track_caller]
+fn check_bytes(name: &str, bytes: &[u8]) {
+    insta::assert_snapshot!(name, render(bytes));
+}
+
+/// A stat with the given metadata id and value.
+fn stat(metadata_id: i64, value: x_stat::Value) -> XStat {
+    XStat {
+        metadata_id,
+        value: Some(value),
+    }
+}

@@ -1,0 +1,49 @@
+//! Property tests: no input makes the reader panic.
+
+use proptest::prelude::*;
+
+use crate::bad_input::small_space;
+
+fn read_both(bytes: &[u8]) {
+    let mut n = 0u64;
+    let mut sink = |_: &trace_model::Event<'_>| n += 1;
+    let _ = trace_xplane::read(bytes, &mut sink);
+    let _ = trace_xplane::planes(bytes);
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        read_both(&bytes);
+    }
+
+    #[test]
+    fn random_bytes_after_a_plane_tag_never_panic(
+        len in 0u8..128,
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let mut input = vec![0x0a, len];
+        input.extend(bytes);
+        read_both(&input);
+    }
+
+    #[test]
+    fn mutated_spaces_never_panic(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
+        cut in any::<usize>(),
+    ) {
+        let mut bytes = small_space();
+        for (at, byte, kind) in edits {
+            let at = at % (bytes.len() + 1);
+            match kind {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ if at < bytes.len() => { bytes.remove(at); }
+                _ => {}
+            }
+        }
+        let cut = cut % (bytes.len() + 1);
+        read_both(&bytes[..cut]);
+        read_both(&bytes);
+    }
+}
