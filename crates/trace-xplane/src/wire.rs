@@ -112,17 +112,39 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, Error> {
+        // Fast path: with ten bytes left no varint can run past the end, so
+        // the loop needs no bounds checks of its own.
+        if let Some(window) = self.buf[..self.end].get(self.pos..self.pos + 10) {
+            let mut value: u64 = 0;
+            for (i, &byte) in window.iter().enumerate() {
+                value |= u64::from(byte & 0x7f) << (7 * i);
+                if byte < 0x80 {
+                    self.pos += i + 1;
+                    return Ok(value);
+                }
+            }
+            return Err(Error::LongVarint {
+                message: self.message,
+                at: self.pos,
+            });
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    fn varint_slow(&mut self) -> Result<u64, Error> {
         let at = self.pos;
+        let window = &self.buf[at..self.end];
         let mut value: u64 = 0;
-        for i in 0..10 {
-            let Some(&byte) = self.buf[..self.end].get(self.pos) else {
-                return Err(self.overrun_error("varint", at));
-            };
-            self.pos += 1;
+        for (i, &byte) in window.iter().take(10).enumerate() {
             value |= u64::from(byte & 0x7f) << (7 * i);
             if byte < 0x80 {
+                self.pos = at + i + 1;
                 return Ok(value);
             }
+        }
+        if window.len() < 10 {
+            return Err(self.overrun_error("varint", at));
         }
         Err(Error::LongVarint {
             message: self.message,
