@@ -1,0 +1,54 @@
+//! Cloud TPU VMs for profiling sessions: create, watch, reach and delete them.
+//!
+//! This crate talks to the Cloud TPU v2 REST API (`tpu.googleapis.com/v2`)
+//! with `reqwest` and bearer tokens from an injected
+//! [`gcp_auth::TokenProvider`], so the same code runs against Google and
+//! against a fake API on loopback.
+//! It covers nodes (create, get, list, delete, stop, start), queued
+//! resources (create, get, delete) and long-running operations, which are
+//! polled with backoff up to a deadline.
+//! Failures become [`Error`] values whose message says what to do next.
+//!
+//! [`lease`] is the "never leak a VM" part: a run state file is written
+//! before the create call, and [`lease::with_node`] deletes the node on
+//! every exit path, including cancellation.
+//! [`gcloud`] is the only module that starts processes: it runs
+//! `gcloud compute tpus tpu-vm ssh/scp` with argv built by `xshell`, never
+//! through a shell string.
+//! [`script`] renders the remote install, launch and wait scripts, and
+//! [`cost`] turns billed time into dollars.
+//!
+//! What this crate is not: it knows nothing about sglang-jax's HTTP API
+//! (see `sglang-server`), the report (see `session-report`) or GCS
+//! (see `gcs-artifacts`). It does not find credentials on its own unless
+//! asked to through [`auth::default_token_provider`].
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod clock;
+pub mod cost;
+mod error;
+pub mod gcloud;
+pub mod lease;
+pub mod remote;
+pub mod script;
+pub mod state;
+pub mod time;
+
+pub use api::{Node, NodeState, Operation, Provisioning, QueuedResource};
+pub use client::{ClientConfig, Location, Timing, TpuClient, Transcript};
+pub use clock::{Backoff, Clock, SystemClock};
+pub use error::Error;
+
+/// The OAuth scope every call of this crate asks for.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// The production endpoint of the Cloud TPU API.
+pub const GOOGLE_API_URL: &str = "https://tpu.googleapis.com";
+
+/// The label every sglprof-created resource carries (`created-by=sglprof`).
+pub const CREATED_BY_LABEL: (&str, &str) = ("created-by", "sglprof");
+
+/// The label that names the run a resource belongs to.
+pub const RUN_LABEL: &str = "sglprof-run";

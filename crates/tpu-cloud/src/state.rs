@@ -1,0 +1,174 @@
+//! The run state file (`runs/<run-id>/tpu-state.json`): what a run asked
+//! Google for, written before the create call and after every change, so
+//! that `cargo xtask cleanup` can delete what a killed run left behind.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::Provisioning;
+use crate::{Error, time};
+
+/// The value of [`RunState::schema`].
+pub const STATE_SCHEMA: &str = "sglprof.tpu-state/1";
+
+/// The file name inside a run folder.
+pub const STATE_FILE: &str = "tpu-state.json";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Written, nothing asked of Google yet.
+    Planned,
+    /// The create call was (or is about to be) sent.
+    Creating,
+    Ready,
+    Deleting,
+    Deleted,
+    /// Left running on purpose (`--keep`); `cleanup` still deletes it.
+    Kept,
+    /// A VM the run did not create (`--vm`); never deleted by sglprof.
+    Reused,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunState {
+    pub schema: String,
+    pub run_id: String,
+    pub project: String,
+    pub zone: String,
+    pub node_id: String,
+    /// Set when the node comes from a queued resource of this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_resource: Option<String>,
+    pub accelerator_type: String,
+    pub runtime_version: String,
+    pub provisioning: Provisioning,
+    /// Whether this run created the node (and so may delete it).
+    pub owned: bool,
+    pub phase: Phase,
+    /// RFC 3339 UTC times. Billing runs from the create call to the end of
+    /// the delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_requested_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_requested_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl RunState {
+    /// Billed time so far: from the create call to the end of the delete,
+    /// or to `now` while the node lives. `None` if nothing was created.
+    pub fn billed(&self, now: SystemTime) -> Option<Duration> {
+        let start = time::parse_rfc3339(self.create_requested_at.as_deref()?)?;
+        let end = match &self.deleted_at {
+            Some(text) => time::parse_rfc3339(text)?,
+            None => now,
+        };
+        Some(end.duration_since(start).unwrap_or_default())
+    }
+
+    /// Whether a node may still exist and bill.
+    pub fn may_be_alive(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Creating | Phase::Ready | Phase::Deleting | Phase::Kept
+        )
+    }
+}
+
+/// A [`RunState`] and where it is kept. Every change is saved at once,
+/// atomically (write a sibling, then rename).
+pub struct Ledger {
+    path: Option<PathBuf>,
+    pub state: RunState,
+}
+
+impl Ledger {
+    /// Writes `state` to `path` (creating the folder) and returns the ledger.
+    pub fn create(path: &Path, state: RunState) -> Result<Ledger, Error> {
+        let res = Ledger {
+            path: Some(path.to_path_buf()),
+            state,
+        };
+        res.save()?;
+        Ok(res)
+    }
+
+    /// A ledger that lives only in memory (dry runs).
+    pub fn in_memory(state: RunState) -> Ledger {
+        Ledger { path: None, state }
+    }
+
+    pub fn open(path: &Path) -> Result<Ledger, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |detail: String| Error::BadFile {
+            what: "run state file",
+            path: path.to_path_buf(),
+            detail,
+        };
+        let state: RunState = serde_json::from_str(&text).map_err(|err| bad(err.to_string()))?;
+        if state.schema != STATE_SCHEMA {
+            return Err(bad(format!(
+                "schema `{}`, expected `{STATE_SCHEMA}`",
+                state.schema
+            )));
+        }
+        Ok(Ledger {
+            path: Some(path.to_path_buf()),
+            state,
+        })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn save(&self) -> Result<(), Error> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let io = |action: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        }
+        let mut text = serde_json::to_string_pretty(&self.state).expect("plain data serialises");
+        text.push('\n');
+        let tmp = path.with_extension("json.tmp");
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+            file.write_all(text.as_bytes())
+                .map_err(io("writing", &tmp))?;
+            file.sync_all().map_err(io("syncing", &tmp))?;
+        }
+        std::fs::rename(&tmp, path).map_err(io("renaming into", path))?;
+        Ok(())
+    }
+
+    /// Applies `change` and saves.
+    pub fn update(&mut self, change: impl FnOnce(&mut RunState)) -> Result<(), Error> {
+        change(&mut self.state);
+        self.save()
+    }
+}
