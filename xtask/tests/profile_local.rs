@@ -1,0 +1,260 @@
+//! End-to-end: `cargo xtask profile --local` against a real sglang-jax server
+//! on this machine's CPU, once for /generate and once for the RFC-010 score
+//! mix, each checked through the run folder it leaves behind.
+//!
+//! The first run installs the cached Python environment when it is missing
+//! (a minute or two); after that each session takes well under a minute.
+//! The two sessions run one after the other: on a small machine two servers
+//! at once would only slow both down.
+
+#![allow(clippy::disallowed_methods)] // Runs the xtask binary itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+static ONE_SERVER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn run_profile(out: &Path, extra: &[&str]) -> std::process::Output {
+    let _one = ONE_SERVER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["profile", "--local", "--out"])
+        .arg(out)
+        .args(extra)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the xtask binary runs");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut res = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            res.extend(files_under(&path));
+        } else {
+            res.push(path);
+        }
+    }
+    res.sort();
+    res
+}
+
+fn non_empty(path: &Path) -> u64 {
+    let len = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .len();
+    assert!(len > 0, "{} is empty", path.display());
+    len
+}
+
+/// Checks what every run folder must hold; returns its run metadata.
+fn check_run_folder(run: &Path) -> session_report::RunMetadata {
+    for file in [
+        "inputs/profile_config.json",
+        "inputs/server_args.json",
+        "logs/server.log",
+        "checksums.txt",
+    ] {
+        non_empty(&run.join(file));
+    }
+    let requests = files_under(&run.join("inputs/requests"));
+    assert!(
+        requests
+            .iter()
+            .any(|p| p.to_string_lossy().contains("warmup-")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|p| p.to_string_lossy().contains("profiled-")),
+        "{requests:?}"
+    );
+    for request in &requests {
+        let text = std::fs::read_to_string(request).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).expect("request bodies are JSON");
+    }
+
+    // The JAX profile as the server wrote it.
+    let traces = files_under(&run.join("artifacts/jax-profile"));
+    let xplane = traces
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".xplane.pb"))
+        .expect("an xplane.pb");
+    let trace = traces
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".trace.json.gz"))
+        .expect("a trace.json.gz");
+    assert!(
+        xplane.to_string_lossy().contains("/plugins/profile/"),
+        "{}",
+        xplane.display()
+    );
+    assert!(non_empty(xplane) > 1000);
+    non_empty(trace);
+    let head = std::fs::read(trace).unwrap();
+    assert_eq!(&head[..2], &[0x1f, 0x8b], "trace.json.gz is gzip");
+
+    // checksums.txt lists every artifact with its real sha256.
+    let checksums = std::fs::read_to_string(run.join("checksums.txt")).unwrap();
+    let artifacts = files_under(&run.join("artifacts"));
+    assert_eq!(checksums.lines().count(), artifacts.len(), "{checksums}");
+    for line in checksums.lines() {
+        let (hex, rel) = line.split_once("  ").expect("sha256sum format");
+        let digest = Sha256::digest(std::fs::read(run.join(rel)).unwrap());
+        let actual: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, actual, "{rel}");
+    }
+
+    let log = std::fs::read_to_string(run.join("logs/server.log")).unwrap();
+    assert!(
+        log.contains(sglang_server::READY_LOG_LINE),
+        "the server log has the ready line"
+    );
+
+    let metadata_text = std::fs::read_to_string(run.join("inputs/run_metadata.json")).unwrap();
+    let metadata = session_report::RunMetadata::from_json(&metadata_text).unwrap();
+    assert_eq!(metadata.zone.as_deref(), Some("local"));
+    assert!(
+        metadata
+            .hardware
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("CPU (local, ")
+    );
+    assert!(metadata.sglang_jax_version.is_some() && metadata.jax_version.is_some());
+    let workload = metadata.workload.clone().expect("a workload summary");
+    assert_eq!(workload.errors, 0, "{workload:?}");
+    assert!(
+        workload.latency_ms.count > 0
+            && workload.latency_ms.p50 > 0.0
+            && workload.throughput_rps > 0.0
+    );
+
+    // No server process is left: they all ran with the run folder as cwd.
+    let run_abs = std::fs::canonicalize(run).unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            assert_ne!(
+                cwd,
+                run_abs,
+                "process {:?} still runs in the run folder",
+                entry.file_name()
+            );
+        }
+    }
+
+    // The report, made from the traces with the workload table added.
+    let report = std::fs::read_to_string(run.join("report.md")).expect("report.md");
+    assert!(!report.trim().is_empty());
+    non_empty(&run.join("summary.json"));
+    metadata
+}
+
+#[test]
+fn generate_session_with_num_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // num_steps 4 stops the trace after three forward passes, so the
+    // /stop_profile that follows answers 500, which must count as success.
+    let output = run_profile(
+        &run,
+        &[
+            "--endpoint",
+            "generate",
+            "--requests",
+            "4",
+            "--concurrency",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--warmup",
+            "1",
+            "--num-steps",
+            "4",
+        ],
+    );
+    assert!(output.status.success(), "profile --local failed");
+    let metadata = check_run_folder(&run);
+    assert_eq!(metadata.endpoint.as_deref(), Some("/generate"));
+    assert_eq!(metadata.profile.as_ref().and_then(|p| p.num_steps), Some(4));
+    let workload = metadata.workload.unwrap();
+    assert_eq!((workload.requests, workload.concurrency), (4, 2));
+    assert!(workload.output_tokens_per_s.is_some());
+}
+
+#[test]
+fn score_mix_session_with_py_spy() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let output = run_profile(
+        &run,
+        &[
+            "--endpoint",
+            "score",
+            "--requests",
+            "3",
+            "--concurrency",
+            "1",
+            "--warmup",
+            "3",
+            "--py-spy",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "profile --local --endpoint score failed"
+    );
+    let metadata = check_run_folder(&run);
+    assert_eq!(metadata.endpoint.as_deref(), Some("/v1/score"));
+    let workload = metadata.workload.unwrap();
+    assert_eq!(workload.parts.len(), 3, "one part per kind of the mix");
+    assert!(
+        workload
+            .parts
+            .iter()
+            .all(|p| p.requests == 1 && p.errors == 0)
+    );
+    let bodies = files_under(&run.join("inputs/requests"));
+    let large = bodies
+        .iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains("profiled-003-score-large-batch")
+        })
+        .unwrap();
+    let large: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(large).unwrap()).unwrap();
+    assert_eq!(large["items"].as_array().unwrap().len(), 32);
+    assert_eq!(large["label_token_ids"].as_array().unwrap().len(), 2);
+    // py-spy: both formats, named in the metadata.
+    assert_eq!(
+        metadata.pyspy_raw.as_deref(),
+        Some("artifacts/py-spy/profile.raw.txt")
+    );
+    assert_eq!(
+        metadata.pyspy_speedscope.as_deref(),
+        Some("artifacts/py-spy/profile.speedscope.json")
+    );
+    let raw = std::fs::read_to_string(run.join("artifacts/py-spy/profile.raw.txt")).unwrap();
+    assert!(
+        raw.lines().any(|l| l.starts_with("process ")),
+        "raw py-spy stacks"
+    );
+    let speedscope: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("artifacts/py-spy/profile.speedscope.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        speedscope["profiles"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    );
+}
