@@ -295,14 +295,19 @@ struct Chosen {
     planes: Vec<String>,
 }
 
-/// Reads a Chrome trace file (plain or gzip) into an analysis.
+/// Reads a Chrome trace file (plain or gzip) into an analysis: online
+/// first, and once more into a buffered analyzer if the file's threads were
+/// not in time order (see `trace_analysis::Analyzer`).
 pub(crate) fn analyse_json(path: &Path) -> anyhow::Result<Analysis> {
-    let mut file =
-        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut analyzer = Analyzer::new();
-    trace_chrome::read(&mut file, &mut analyzer)
-        .map_err(|err| format_err!("{}: {err}", path.display()))?;
-    Ok(analyzer.finish())
+    let read = |mut analyzer: Analyzer| -> anyhow::Result<Analysis> {
+        let mut file =
+            fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        trace_chrome::read(&mut file, &mut analyzer)
+            .map_err(|err| format_err!("{}: {err}", path.display()))?;
+        Ok(analyzer.finish())
+    };
+    let analysis = read(Analyzer::new())?;
+    if analysis.self_time_exact { Ok(analysis) } else { read(Analyzer::buffered()) }
 }
 
 /// Reads an `xplane.pb` into an analysis and the names of its planes.
@@ -313,10 +318,14 @@ pub(crate) fn analyse_xplane(path: &Path) -> anyhow::Result<(Analysis, Vec<Strin
         .into_iter()
         .map(|it| it.name)
         .collect();
-    let mut analyzer = Analyzer::new();
-    trace_xplane::read(&bytes, &mut analyzer)
-        .map_err(|err| format_err!("{}: {err}", path.display()))?;
-    Ok((analyzer.finish(), planes))
+    let read = |mut analyzer: Analyzer| -> anyhow::Result<Analysis> {
+        trace_xplane::read(&bytes, &mut analyzer)
+            .map_err(|err| format_err!("{}: {err}", path.display()))?;
+        Ok(analyzer.finish())
+    };
+    let analysis = read(Analyzer::new())?;
+    let analysis = if analysis.self_time_exact { analysis } else { read(Analyzer::buffered())? };
+    Ok((analysis, planes))
 }
 
 fn analyse(host: &HostTraces, prefer_xplane: bool) -> anyhow::Result<Chosen> {

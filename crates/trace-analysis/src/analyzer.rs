@@ -1,14 +1,14 @@
 //! The [`Analyzer`] sink and the [`Analysis`] it produces.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::classify::{OpKind, runtime_event};
 
-/// One operation instance, kept until [`Analyzer::finish`] to compute self
-/// time. 24 bytes.
+/// One operation instance, kept in buffered mode until
+/// [`Analyzer::finish`]. 24 bytes.
 #[derive(Clone, Copy)]
 struct Rec {
     thread: u32,
@@ -26,17 +26,45 @@ struct NameAcc {
     has_hlo: bool,
 }
 
+/// An operation whose children are still arriving: (name, end, dur, time
+/// of direct children so far).
+type Open = (u32, Ps, Ps, i128);
+
+/// Per-thread state of the online self-time computation.
+#[derive(Default)]
+struct ThreadState {
+    stack: Vec<Open>,
+    /// (start, duration) of the last operation, to check the order.
+    last: Option<(Ps, Ps)>,
+}
+
 /// Collects the events of one trace. See the crate docs for the metrics.
+///
+/// By default self time is computed online: each thread's operations must
+/// arrive sorted by start time, the longer first on equal starts, which is
+/// how JAX writes both its JSON and its XPlane. Memory is then one entry
+/// per distinct name and per open operation. A thread that breaks the
+/// order (for example `B`/`E` pairs, which complete after their children)
+/// makes [`Analysis::self_time_exact`] false; the caller then reads the
+/// trace again into [`Analyzer::buffered`], which keeps every operation
+/// (24 bytes each) and sorts them at the end.
 pub struct Analyzer {
+    buffered: bool,
     n_events: u64,
     phases: HashMap<Phase, u64>,
     name_ids: HashMap<Box<str>, u32>,
     names: Vec<NameAcc>,
     thread_ids: HashMap<(u64, u64), u32>,
     threads: Vec<(u64, u64)>,
+    thread_states: Vec<ThreadState>,
+    /// (name, thread) pairs seen, to tell which names ran on a device.
+    name_threads: HashSet<(u32, u32)>,
+    self_ps: Vec<i128>,
+    out_of_order: u64,
     /// Open `B` events per thread: (name id, start).
     open: HashMap<u32, Vec<(u32, Ps)>>,
     recs: Vec<Rec>,
+    op_events: u64,
     first_start: Option<Ps>,
     last_end: Option<Ps>,
     process_names: HashMap<u64, String>,
@@ -104,6 +132,9 @@ pub struct Analysis {
     /// Complete events without a timestamp or duration, or with a negative
     /// duration; counted in `total_events` and `phases` but not in `ops`.
     pub invalid_events: u64,
+    /// False when an online analyzer saw a thread's operations out of order,
+    /// so `self_ps` is not to be trusted (see [`Analyzer`]).
+    pub self_time_exact: bool,
 }
 
 impl Analysis {
@@ -144,8 +175,24 @@ impl Default for Analyzer {
 }
 
 impl Analyzer {
+    /// An analyzer computing self time online (see the type's docs).
     pub fn new() -> Analyzer {
+        Analyzer::with_mode(false)
+    }
+
+    /// An analyzer that keeps every operation and accepts any order.
+    pub fn buffered() -> Analyzer {
+        Analyzer::with_mode(true)
+    }
+
+    fn with_mode(buffered: bool) -> Analyzer {
         Analyzer {
+            buffered,
+            thread_states: Vec::new(),
+            name_threads: HashSet::new(),
+            self_ps: Vec::new(),
+            out_of_order: 0,
+            op_events: 0,
             n_events: 0,
             phases: HashMap::new(),
             name_ids: HashMap::new(),
@@ -175,6 +222,7 @@ impl Analyzer {
             hlo_module: None,
             has_hlo: false,
         });
+        self.self_ps.push(0);
         self.name_ids.insert(name.into(), id);
         id
     }
@@ -185,6 +233,7 @@ impl Analyzer {
         }
         let id = self.threads.len() as u32;
         self.threads.push((pid, tid));
+        self.thread_states.push(ThreadState::default());
         self.thread_ids.insert((pid, tid), id);
         id
     }
@@ -199,12 +248,25 @@ impl Analyzer {
         acc.count += 1;
         acc.total += dur as i128;
         acc.max = acc.max.max(dur);
-        self.recs.push(Rec {
-            thread,
-            name,
-            start,
-            dur,
-        });
+        self.op_events += 1;
+        self.name_threads.insert((name, thread));
+        if self.buffered {
+            self.recs.push(Rec {
+                thread,
+                name,
+                start,
+                dur,
+            });
+            return;
+        }
+        let state = &mut self.thread_states[thread as usize];
+        if state.last.is_some_and(|(last_start, last_dur)| {
+            (start, Reverse(dur)) < (last_start, Reverse(last_dur))
+        }) {
+            self.out_of_order += 1;
+        }
+        state.last = Some((start, dur));
+        nest(&mut state.stack, &mut self.self_ps, name, start, dur);
     }
 
     fn note_hlo(&mut self, name: u32, event: &Event<'_>) {
@@ -230,15 +292,27 @@ impl Analyzer {
 
     /// Aggregates what was collected.
     pub fn finish(mut self) -> Analysis {
-        // Self time: per thread, in start order with the longer (outer)
-        // event first on ties; a stable sort keeps file order for identical
-        // intervals, so the first of two identical events is the parent.
-        self.recs
-            .sort_by_key(|it| (it.thread, it.start, Reverse(it.dur)));
-        let mut self_ps = vec![0i128; self.names.len()];
-        // Stack entries: (name, end, dur, time of direct children).
-        let mut stack: Vec<(u32, Ps, Ps, i128)> = Vec::new();
-        let mut on_device = vec![false; self.names.len()];
+        let mut self_ps = std::mem::take(&mut self.self_ps);
+        for state in &mut self.thread_states {
+            pop_all(&mut state.stack, &mut self_ps);
+        }
+        if self.buffered {
+            // Per thread, in start order with the longer (outer) event first
+            // on ties; a stable sort keeps file order for identical
+            // intervals, so the first of two identical events is the parent.
+            self.recs
+                .sort_by_key(|it| (it.thread, it.start, Reverse(it.dur)));
+            let mut stack: Vec<Open> = Vec::new();
+            let mut current_thread = None;
+            for rec in &self.recs {
+                if current_thread != Some(rec.thread) {
+                    pop_all(&mut stack, &mut self_ps);
+                    current_thread = Some(rec.thread);
+                }
+                nest(&mut stack, &mut self_ps, rec.name, rec.start, rec.dur);
+            }
+            pop_all(&mut stack, &mut self_ps);
+        }
         let device_threads: Vec<bool> = self
             .threads
             .iter()
@@ -248,31 +322,15 @@ impl Analyzer {
                     .is_some_and(|name| name.starts_with("/device:"))
             })
             .collect();
-        let mut current_thread = None;
-        for rec in &self.recs {
-            if current_thread != Some(rec.thread) {
-                pop_all(&mut stack, &mut self_ps);
-                current_thread = Some(rec.thread);
+        let mut on_device = vec![false; self.names.len()];
+        for &(name, thread) in &self.name_threads {
+            if device_threads[thread as usize] {
+                on_device[name as usize] = true;
             }
-            if device_threads[rec.thread as usize] {
-                on_device[rec.name as usize] = true;
-            }
-            let end = rec.start.saturating_add(rec.dur);
-            while let Some(&(_, top_end, _, _)) = stack.last() {
-                if end <= top_end {
-                    break;
-                }
-                pop_one(&mut stack, &mut self_ps);
-            }
-            if let Some(top) = stack.last_mut() {
-                top.3 += rec.dur as i128;
-            }
-            stack.push((rec.name, end, rec.dur, 0));
         }
-        pop_all(&mut stack, &mut self_ps);
 
         let unmatched_begin = self.open.values().map(|it| it.len() as u64).sum();
-        let op_events = self.recs.len() as u64;
+        let op_events = self.op_events;
         drop(self.recs);
 
         let mut ops: Vec<OpStats> = self
@@ -333,11 +391,28 @@ impl Analyzer {
             unmatched_begin,
             unmatched_end: self.unmatched_end,
             invalid_events: self.invalid,
+            self_time_exact: self.buffered || self.out_of_order == 0,
         }
     }
 }
 
-fn pop_one(stack: &mut Vec<(u32, Ps, Ps, i128)>, self_ps: &mut [i128]) {
+/// Places an operation in its thread's stack of open operations: closes
+/// those that end before it does, charges it to its parent, opens it.
+fn nest(stack: &mut Vec<Open>, self_ps: &mut [i128], name: u32, start: Ps, dur: Ps) {
+    let end = start.saturating_add(dur);
+    while let Some(&(_, top_end, _, _)) = stack.last() {
+        if end <= top_end {
+            break;
+        }
+        pop_one(stack, self_ps);
+    }
+    if let Some(top) = stack.last_mut() {
+        top.3 += dur as i128;
+    }
+    stack.push((name, end, dur, 0));
+}
+
+fn pop_one(stack: &mut Vec<Open>, self_ps: &mut [i128]) {
     if let Some((name, _, dur, children)) = stack.pop() {
         // Children that overlap each other can add up to more than the
         // parent; self time never goes below zero.
@@ -345,7 +420,7 @@ fn pop_one(stack: &mut Vec<(u32, Ps, Ps, i128)>, self_ps: &mut [i128]) {
     }
 }
 
-fn pop_all(stack: &mut Vec<(u32, Ps, Ps, i128)>, self_ps: &mut [i128]) {
+fn pop_all(stack: &mut Vec<Open>, self_ps: &mut [i128]) {
     while !stack.is_empty() {
         pop_one(stack, self_ps);
     }

@@ -8,8 +8,23 @@ use crate::{Analysis, Analyzer};
 /// A compact way to write events: (phase, name, tid, ts µs, dur µs).
 type Spec = (&'static str, &'static str, u64, Option<i64>, Option<i64>);
 
+/// Analyses in both modes; when the online one claims exact self times they
+/// must equal the buffered ones, which are returned.
 fn analyse(specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
-    let mut analyzer = Analyzer::new();
+    let online = analyse_with(Analyzer::new(), specs, args);
+    let buffered = analyse_with(Analyzer::buffered(), specs, args);
+    assert!(buffered.self_time_exact);
+    if online.self_time_exact {
+        assert_eq!(online, buffered);
+    }
+    buffered
+}
+
+fn analyse_with(
+    mut analyzer: Analyzer,
+    specs: &[Spec],
+    args: &[(&str, &[Arg<'static>])],
+) -> Analysis {
     for &(ph, name, tid, ts, dur) in specs {
         let phase = if ph.is_empty() {
             Phase::Missing
@@ -157,6 +172,26 @@ phase X 3
 op "ok" count=1 total=1000000 max=1000000 self=1000000 kind=Other module=None
 "#,
     );
+}
+
+#[test]
+fn online_mode_notices_out_of_order_threads() {
+    let specs: &[Spec] = &[
+        ("X", "late", 1, Some(10), Some(1)),
+        ("X", "early", 1, Some(0), Some(20)),
+    ];
+    let online = analyse_with(Analyzer::new(), specs, &[]);
+    assert!(!online.self_time_exact);
+    let buffered = analyse(specs, &[]);
+    assert_eq!(buffered.op("early").unwrap().self_ps, 19_000_000);
+    // Begin/end pairs complete after their children.
+    let pairs: &[Spec] = &[
+        ("B", "outer", 1, Some(0), None),
+        ("X", "inner", 1, Some(1), Some(1)),
+        ("E", "", 1, Some(5), None),
+    ];
+    assert!(!analyse_with(Analyzer::new(), pairs, &[]).self_time_exact);
+    assert_eq!(analyse(pairs, &[]).op("outer").unwrap().self_ps, 4_000_000);
 }
 
 #[test]
