@@ -733,7 +733,10 @@ impl WorkloadHooks for PySpyHooks {
     }
 }
 
-fn profile_config(profile: &StartProfile, run_dir: &Path) -> session_report::ProfileConfig {
+pub(crate) fn profile_config(
+    profile: &StartProfile,
+    run_dir: &Path,
+) -> session_report::ProfileConfig {
     session_report::ProfileConfig {
         output_dir: profile
             .output_dir
@@ -774,18 +777,23 @@ pub fn workload_summary(result: &WorkloadResult) -> session_report::WorkloadSumm
 
 fn reproduction(args: &Args, launch: &LaunchSpec) -> Vec<String> {
     let mut cmd = format!(
-        "cargo xtask profile --local --endpoint {} --requests {} --concurrency {} --max-new-tokens {} --warmup {} --host-tracer-level {} --sglang-jax-version {}",
-        match args.endpoint {
-            Endpoint::Generate => "generate",
-            Endpoint::Score => "score",
-        },
+        "cargo xtask profile --local --sglang-jax-version {} --requests {} --concurrency {} --warmup {} --host-tracer-level {}",
+        args.sglang_jax_version,
         args.requests,
         args.concurrency,
-        args.max_new_tokens,
         args.warmup,
-        args.host_tracer_level,
-        args.sglang_jax_version
+        args.host_tracer_level
     );
+    match args.endpoint {
+        Endpoint::Generate => {
+            cmd.push_str(&format!(
+                " --endpoint generate --max-new-tokens {}",
+                args.max_new_tokens
+            ));
+            cmd.push_str(&format!(" --prompt {}", shell_word(&args.prompt)));
+        }
+        Endpoint::Score => cmd.push_str(" --endpoint score"),
+    }
     if let Some(n) = args.num_steps {
         cmd.push_str(&format!(" --num-steps {n}"));
     }
@@ -801,6 +809,10 @@ fn reproduction(args: &Args, launch: &LaunchSpec) -> Vec<String> {
     ]
 }
 
+fn shell_word(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 /// A short model name for the report: the folder name of a local path.
 fn model_label(model_path: &str) -> String {
     let path = Path::new(model_path);
@@ -814,7 +826,7 @@ fn model_label(model_path: &str) -> String {
 
 /// Writes `checksums.txt` (sha256sum format) for every file under
 /// `artifacts/`; returns how many files it lists.
-fn write_checksums(run_dir: &Path) -> anyhow::Result<usize> {
+pub(crate) fn write_checksums(run_dir: &Path) -> anyhow::Result<usize> {
     use sha2::{Digest, Sha256};
 
     let mut files = Vec::new();
