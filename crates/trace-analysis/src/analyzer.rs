@@ -2,10 +2,60 @@
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::classify::{OpKind, runtime_event};
+
+/// A fast non-cryptographic hasher for the per-event lookups (names and
+/// thread ids come from the trace, not from an attacker who could exploit
+/// collisions; a slow lookup would only make a hostile trace slow).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().unwrap()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(buf) ^ (rest.len() as u64) << 56);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(n as u64);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// One operation instance, kept in buffered mode until
 /// [`Analyzer::finish`]. 24 bytes.
@@ -18,6 +68,9 @@ struct Rec {
 }
 
 struct NameAcc {
+    /// The thread of this name's last operation, to skip most inserts into
+    /// `name_threads`.
+    last_thread: u32,
     name: Box<str>,
     count: u64,
     total: i128,
@@ -34,15 +87,30 @@ type Open = (u32, Ps, Ps, i128);
 #[derive(Default)]
 struct ThreadState {
     stack: Vec<Open>,
-    /// (start, duration) of the last operation, to check the order.
-    last: Option<(Ps, Ps)>,
+    /// Operations that start at the same time as the last one, (name, dur)
+    /// in file order; they are nested longest first once a later start
+    /// arrives, as the buffered sort would.
+    ties: Vec<(u32, Ps)>,
+    ties_start: Ps,
+}
+
+impl ThreadState {
+    fn flush_ties(&mut self, self_ps: &mut [i128]) {
+        // A stable sort: equal durations keep file order.
+        self.ties.sort_by_key(|&(_, dur)| Reverse(dur));
+        for &(name, dur) in &self.ties {
+            nest(&mut self.stack, self_ps, name, self.ties_start, dur);
+        }
+        self.ties.clear();
+    }
 }
 
 /// Collects the events of one trace. See the crate docs for the metrics.
 ///
 /// By default self time is computed online: each thread's operations must
-/// arrive sorted by start time, the longer first on equal starts, which is
-/// how JAX writes both its JSON and its XPlane. Memory is then one entry
+/// arrive sorted by start time, which is how JAX writes both its JSON and
+/// its XPlane (operations with equal starts may come in any order; they are
+/// held back and nested longest first). Memory is then one entry
 /// per distinct name and per open operation. A thread that breaks the
 /// order (for example `B`/`E` pairs, which complete after their children)
 /// makes [`Analysis::self_time_exact`] false; the caller then reads the
@@ -51,14 +119,16 @@ struct ThreadState {
 pub struct Analyzer {
     buffered: bool,
     n_events: u64,
-    phases: HashMap<Phase, u64>,
-    name_ids: HashMap<Box<str>, u32>,
+    phases: HashMap<Phase, u64, FxBuild>,
+    name_ids: HashMap<Box<str>, u32, FxBuild>,
     names: Vec<NameAcc>,
-    thread_ids: HashMap<(u64, u64), u32>,
+    thread_ids: HashMap<(u64, u64), u32, FxBuild>,
+    /// The last thread looked up: consecutive events mostly share it.
+    last_thread: Option<((u64, u64), u32)>,
     threads: Vec<(u64, u64)>,
     thread_states: Vec<ThreadState>,
     /// (name, thread) pairs seen, to tell which names ran on a device.
-    name_threads: HashSet<(u32, u32)>,
+    name_threads: HashSet<(u32, u32), FxBuild>,
     self_ps: Vec<i128>,
     out_of_order: u64,
     /// Open `B` events per thread: (name id, start).
@@ -189,15 +259,16 @@ impl Analyzer {
         Analyzer {
             buffered,
             thread_states: Vec::new(),
-            name_threads: HashSet::new(),
+            name_threads: HashSet::default(),
+            last_thread: None,
             self_ps: Vec::new(),
             out_of_order: 0,
             op_events: 0,
             n_events: 0,
-            phases: HashMap::new(),
-            name_ids: HashMap::new(),
+            phases: HashMap::default(),
+            name_ids: HashMap::default(),
             names: Vec::new(),
-            thread_ids: HashMap::new(),
+            thread_ids: HashMap::default(),
             threads: Vec::new(),
             open: HashMap::new(),
             recs: Vec::new(),
@@ -215,6 +286,7 @@ impl Analyzer {
         }
         let id = self.names.len() as u32;
         self.names.push(NameAcc {
+            last_thread: u32::MAX,
             name: name.into(),
             count: 0,
             total: 0,
@@ -228,13 +300,20 @@ impl Analyzer {
     }
 
     fn thread_id(&mut self, pid: u64, tid: u64) -> u32 {
+        if let Some((key, id)) = self.last_thread
+            && key == (pid, tid)
+        {
+            return id;
+        }
         if let Some(&id) = self.thread_ids.get(&(pid, tid)) {
+            self.last_thread = Some(((pid, tid), id));
             return id;
         }
         let id = self.threads.len() as u32;
         self.threads.push((pid, tid));
         self.thread_states.push(ThreadState::default());
         self.thread_ids.insert((pid, tid), id);
+        self.last_thread = Some(((pid, tid), id));
         id
     }
 
@@ -249,7 +328,10 @@ impl Analyzer {
         acc.total += dur as i128;
         acc.max = acc.max.max(dur);
         self.op_events += 1;
-        self.name_threads.insert((name, thread));
+        if acc.last_thread != thread {
+            acc.last_thread = thread;
+            self.name_threads.insert((name, thread));
+        }
         if self.buffered {
             self.recs.push(Rec {
                 thread,
@@ -260,13 +342,13 @@ impl Analyzer {
             return;
         }
         let state = &mut self.thread_states[thread as usize];
-        if state.last.is_some_and(|(last_start, last_dur)| {
-            (start, Reverse(dur)) < (last_start, Reverse(last_dur))
-        }) {
+        if state.ties.is_empty() || start > state.ties_start {
+            state.flush_ties(&mut self.self_ps);
+            state.ties_start = start;
+        } else if start < state.ties_start {
             self.out_of_order += 1;
         }
-        state.last = Some((start, dur));
-        nest(&mut state.stack, &mut self.self_ps, name, start, dur);
+        state.ties.push((name, dur));
     }
 
     fn note_hlo(&mut self, name: u32, event: &Event<'_>) {
@@ -294,6 +376,7 @@ impl Analyzer {
     pub fn finish(mut self) -> Analysis {
         let mut self_ps = std::mem::take(&mut self.self_ps);
         for state in &mut self.thread_states {
+            state.flush_ties(&mut self_ps);
             pop_all(&mut state.stack, &mut self_ps);
         }
         if self.buffered {

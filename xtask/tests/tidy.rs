@@ -1,0 +1,95 @@
+//! Checks on the repository itself, run as ordinary tests so that
+//! `cargo test --workspace` is the one command: formatting, a `//!` doc at the
+//! top of every Rust file, no ignored or should-panic tests, and no paths of
+//! a developer's machine in tracked files.
+
+#![allow(clippy::disallowed_methods)] // Runs cargo fmt and git.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Every file git tracks or would track (untracked but not ignored).
+fn files() -> Vec<PathBuf> {
+    let output = Command::new("git")
+        .args(["ls-files", "--cached", "--others", "--exclude-standard", "-z"])
+        .current_dir(repo())
+        .output()
+        .expect("git runs");
+    assert!(output.status.success());
+    output
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|it| !it.is_empty())
+        .map(|it| repo().join(String::from_utf8_lossy(it).as_ref()))
+        .filter(|it| it.is_file())
+        .collect()
+}
+
+fn rust_files() -> Vec<PathBuf> {
+    files().into_iter().filter(|it| it.extension().is_some_and(|e| e == "rs")).collect()
+}
+
+#[test]
+fn formatting() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["fmt", "--all", "--", "--check"])
+        .current_dir(repo())
+        .output()
+        .expect("cargo fmt runs");
+    assert!(
+        output.status.success(),
+        "run `cargo fmt --all`:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    let missing: Vec<String> = rust_files()
+        .into_iter()
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let first = text.lines().find(|it| !it.trim().is_empty()).unwrap_or("");
+            !first.starts_with("//!")
+        })
+        .map(|it| it.strip_prefix(repo()).unwrap().display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` doc: {missing:#?}");
+}
+
+#[test]
+fn no_ignored_or_should_panic_tests() {
+    let ignore = ["#[", "ignore]"].concat();
+    let should_panic = ["#[", "should_panic"].concat();
+    let offenders: Vec<String> = rust_files()
+        .into_iter()
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            text.contains(&ignore) || text.contains(&should_panic)
+        })
+        .map(|it| it.strip_prefix(repo()).unwrap().display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "ignored or should_panic tests in {offenders:#?}");
+}
+
+#[test]
+fn no_machine_paths() {
+    // The parent of the checkout is where this machine keeps its work; no
+    // tracked file may name it, nor the home folder of the CI user.
+    let parent = repo().parent().unwrap().display().to_string() + "/";
+    let needles = [parent, ["/ro", "ot/"].concat()];
+    let offenders: Vec<String> = files()
+        .into_iter()
+        .filter(|path| {
+            let Ok(text) = std::fs::read_to_string(path) else { return false };
+            needles.iter().any(|needle| text.contains(needle.as_str()))
+        })
+        .map(|it| it.strip_prefix(repo()).unwrap().display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "machine paths in {offenders:#?}");
+}
