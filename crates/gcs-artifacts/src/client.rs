@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::checksum::{self, FileDigest, Hasher};
-use crate::error::{Error, Result, one_line};
+use crate::error::{Error, Result, no_credentials, one_line};
 
 /// The production endpoint of the JSON API.
 pub const GOOGLE_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -95,7 +95,7 @@ impl Client {
             Auth::ApplicationDefault => {
                 let creds = google_cloud_auth::credentials::Builder::default()
                     .build_access_token_credentials()
-                    .map_err(|e| Error::NoCredentials(one_line(&e)))?;
+                    .map_err(|e| no_credentials(&e))?;
                 (Some(creds.clone()), creds.into())
             }
         };
@@ -177,10 +177,7 @@ impl Client {
             attempt += 1;
             let mut req = self.inner.http.request(method.clone(), &url);
             if let Some(creds) = &self.inner.token {
-                let token = creds
-                    .access_token()
-                    .await
-                    .map_err(|e| Error::NoCredentials(one_line(&e)))?;
+                let token = creds.access_token().await.map_err(|e| no_credentials(&e))?;
                 req = req.bearer_auth(token.token);
             }
             if let Some(body) = body {
@@ -389,7 +386,7 @@ impl Client {
         target: &str,
     ) -> Error {
         if err.is_authentication() {
-            return Error::NoCredentials(one_line(&err));
+            return no_credentials(&err);
         }
         match err.http_status_code() {
             Some(status @ (401 | 403)) => Error::PermissionDenied {

@@ -89,6 +89,19 @@ impl Error {
     }
 }
 
+/// A missing-credentials error: the hint, then the innermost cause (the
+/// auth crate's own chain repeats itself at every level).
+pub(crate) fn no_credentials(err: &dyn std::error::Error) -> Error {
+    let mut cur = err;
+    while let Some(src) = cur.source() {
+        cur = src;
+    }
+    Error::NoCredentials(format!(
+        "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS (last error: {})",
+        cur.to_string().replace('\n', " ")
+    ))
+}
+
 /// Flattens an error and its sources into one line.
 pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
     let mut res = err.to_string();
