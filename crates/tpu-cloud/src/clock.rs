@@ -25,6 +25,18 @@ impl Clock for SystemClock {
     }
 }
 
+/// Real time that never waits: for dry runs, where nothing is polled.
+pub struct NoWaitClock;
+
+#[async_trait::async_trait]
+impl Clock for NoWaitClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    async fn sleep(&self, _duration: Duration) {}
+}
+
 /// Capped exponential backoff: `initial * factor^attempt`, at most `max`,
 /// then shortened by up to `jitter` (a fraction) at random so that many
 /// clients do not retry in lockstep.
