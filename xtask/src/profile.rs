@@ -47,6 +47,9 @@ pub struct Args {
     /// `max_new_tokens` of each /generate request.
     #[arg(long, default_value_t = 16)]
     pub max_new_tokens: u32,
+    /// Stream the /generate answers (server-sent events).
+    #[arg(long)]
+    pub stream: bool,
     /// The prompt of each /generate request.
     #[arg(long, default_value = "hello world, what is the capital of france ?")]
     pub prompt: String,
@@ -425,7 +428,7 @@ async fn run_local(args: &Args) -> anyhow::Result<()> {
             concurrency: args.concurrency.max(1),
             prompt: args.prompt.clone(),
             max_new_tokens: args.max_new_tokens,
-            stream: false,
+            stream: args.stream,
         }),
         Endpoint::Score => {
             let labels = [" yes", " no"];
@@ -500,11 +503,17 @@ async fn run_local(args: &Args) -> anyhow::Result<()> {
     };
     let session = session.await;
     let stop = server.stop(Duration::from_secs(20)).await;
+    // sglang-jax ends its own process tree with SIGKILL on shutdown, so a
+    // "signal: 9" status alone does not mean sglprof had to kill it.
     eprintln!(
-        "[profile] server stopped ({}{}) in {:.1} s",
+        "[profile] server stopped in {:.1} s ({}{})",
+        stop.took.as_secs_f64(),
         stop.status,
-        if stop.killed { ", after SIGKILL" } else { "" },
-        stop.took.as_secs_f64()
+        if stop.killed {
+            "; the grace period ran out and sglprof sent SIGKILL"
+        } else {
+            ""
+        },
     );
     let (outcome, py_spy_files, config) =
         session.map_err(|err| explain_failure(err, &env, args.endpoint))?;
@@ -791,6 +800,9 @@ fn reproduction(args: &Args, launch: &LaunchSpec) -> Vec<String> {
                 args.max_new_tokens
             ));
             cmd.push_str(&format!(" --prompt {}", shell_word(&args.prompt)));
+            if args.stream {
+                cmd.push_str(" --stream");
+            }
         }
         Endpoint::Score => cmd.push_str(" --endpoint score"),
     }

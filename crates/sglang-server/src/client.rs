@@ -236,7 +236,7 @@ impl Client {
             let chunk = response
                 .chunk()
                 .await
-                .map_err(|err| self.transport("POST", &url, err))?;
+                .map_err(|err| self.transport("POST", &url, err, None))?;
             let Some(chunk) = chunk else { break };
             pending.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = pending.find("\n\n") {
@@ -297,7 +297,7 @@ impl Client {
         response
             .text()
             .await
-            .map_err(|err| self.transport(method_name, &url, err))
+            .map_err(|err| self.transport(method_name, &url, err, timeout))
     }
 
     async fn call_json<T: serde::de::DeserializeOwned>(
@@ -341,7 +341,7 @@ impl Client {
         let response = request
             .send()
             .await
-            .map_err(|err| self.transport(method_name, &url, err))?;
+            .map_err(|err| self.transport(method_name, &url, err, timeout))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -363,10 +363,16 @@ impl Client {
         })
     }
 
-    fn transport(&self, method: &'static str, url: &str, err: reqwest::Error) -> Error {
+    fn transport(
+        &self,
+        method: &'static str,
+        url: &str,
+        err: reqwest::Error,
+        timeout: Option<Duration>,
+    ) -> Error {
         let log_tail = self.server_log_tail();
         if err.is_timeout() {
-            let after = self.config.request_timeout;
+            let after = timeout.unwrap_or(self.config.request_timeout);
             return Error::Timeout {
                 method,
                 url: url.to_owned(),
