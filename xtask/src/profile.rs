@@ -212,7 +212,10 @@ pub async fn run_session(
 ) -> anyhow::Result<SessionOutcome> {
     let model_info = client.model_info().await?;
     let server_info = client.server_info().await?;
-    write_json(&config.inputs_dir.join("server_args.json"), &server_info)?;
+    write_json(
+        &config.inputs_dir.join("server_args.json"),
+        &redact_server_args(server_info.clone()),
+    )?;
     write_json(
         &config.inputs_dir.join("profile_config.json"),
         &config.profile,
@@ -515,6 +518,11 @@ async fn run_local(args: &Args) -> anyhow::Result<()> {
             ""
         },
     );
+    if let Some(key) = &args.api_key {
+        // py-spy records the launcher's command line, which holds the key.
+        redact_in_logs(&run_dir.join("logs"), key)?;
+        redact_in_logs(&run_dir.join("artifacts").join("py-spy"), key)?;
+    }
     let (outcome, py_spy_files, config) =
         session.map_err(|err| explain_failure(err, &env, args.endpoint))?;
     let server_took = server_started.elapsed();
@@ -825,6 +833,38 @@ fn shell_word(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// `/get_server_info` echoes every launch argument, the API key included;
+/// the copy kept in the run folder must not.
+fn redact_server_args(mut info: serde_json::Value) -> serde_json::Value {
+    if let Some(fields) = info.as_object_mut() {
+        for (name, value) in fields.iter_mut() {
+            if name.contains("api_key") && !value.is_null() {
+                *value = serde_json::Value::String("<redacted>".to_owned());
+            }
+        }
+    }
+    info
+}
+
+/// The server logs its arguments at start-up, the API key among them;
+/// rewrites every text file under `dir` without it.
+fn redact_in_logs(logs_dir: &Path, secret: &str) -> anyhow::Result<()> {
+    if secret.is_empty() {
+        return Ok(());
+    }
+    let mut files = Vec::new();
+    collect_files(logs_dir, &mut files)?;
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        if text.contains(secret) {
+            write_atomic(&file, &text.replace(secret, "<redacted>"))?;
+        }
+    }
+    Ok(())
+}
+
 /// A short model name for the report: the folder name of a local path.
 fn model_label(model_path: &str) -> String {
     let path = Path::new(model_path);
@@ -983,6 +1023,28 @@ mod tests {
         let kinds: Vec<ScoreKind> = warm.requests().iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds, ScoreKind::ALL.to_vec());
         assert_eq!(warm.concurrency, 1);
+    }
+
+    #[test]
+    fn api_keys_do_not_reach_the_run_folder() {
+        let info = serde_json::json!({"api_key": "k3y", "port": 1, "admin_api_key": null});
+        let redacted = redact_server_args(info);
+        assert_eq!(
+            redacted,
+            serde_json::json!({"api_key": "<redacted>", "port": 1, "admin_api_key": null})
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("server.log"),
+            "server_args=ServerArgs(api_key='k3y', port=1)\n",
+        )
+        .unwrap();
+        redact_in_logs(dir.path(), "k3y").unwrap();
+        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+        assert_eq!(
+            log,
+            "server_args=ServerArgs(api_key='<redacted>', port=1)\n"
+        );
     }
 
     #[test]
