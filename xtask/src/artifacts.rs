@@ -178,8 +178,6 @@ pub struct ArchiveFlags {
 
 impl ArchiveFlags {
     /// `None` without `--upload`; an error when `--upload` has no bucket.
-    // Called by `profile` once it has `--upload`.
-    #[allow(dead_code)]
     pub fn upload_opts(&self) -> anyhow::Result<Option<UploadOpts>> {
         if !self.upload {
             return Ok(None);
@@ -379,6 +377,15 @@ fn bucket(command: BucketCommand) -> anyhow::Result<()> {
 #[allow(dead_code)]
 pub fn upload_run(run_dir: &Path, opts: &UploadOpts) -> anyhow::Result<String> {
     block_on(upload_run_async(run_dir, opts, &[]))
+}
+
+/// Records in the run metadata where [`upload_run_async`] will put the run,
+/// so that the report written before the upload can name it; returns the
+/// `gs://` URL.
+pub fn record_archive_target(run_dir: &Path, opts: &UploadOpts) -> anyhow::Result<String> {
+    let addr = run_address(run_dir, opts)?;
+    record_archive_url(run_dir, &addr.url())?;
+    Ok(addr.url())
 }
 
 /// [`upload_run`] for callers already inside a tokio runtime.

@@ -89,6 +89,8 @@ pub struct Args {
     pub ready_timeout: u64,
     #[command(flatten)]
     pub tpu: crate::tpu::TpuProfileArgs,
+    #[command(flatten)]
+    pub archive: crate::artifacts::ArchiveFlags,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -392,6 +394,8 @@ fn write_request_bodies(dir: &Path, workload: &Workload, warmup: usize) -> anyho
 }
 
 async fn run_local(args: &Args) -> anyhow::Result<()> {
+    // A bad --upload (no bucket) fails before any server starts.
+    let archive = args.archive.upload_opts()?;
     let started_at = SystemTime::now();
     let started = Instant::now();
     let endpoint_slug = match args.endpoint {
@@ -581,6 +585,9 @@ async fn run_local(args: &Args) -> anyhow::Result<()> {
         server_took.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(opts) = &archive {
+        crate::artifacts::record_archive_target(&run_dir, opts)?;
+    }
     crate::report::generate(&run_dir, &run_dir, 15).with_context(|| {
         format!(
             "the run folder {} is complete but the report failed",
@@ -588,6 +595,10 @@ async fn run_local(args: &Args) -> anyhow::Result<()> {
         )
     })?;
     eprintln!("[profile] report: {}", run_dir.join("report.md").display());
+    if let Some(opts) = &archive {
+        let url = crate::artifacts::upload_run_async(&run_dir, opts, &[]).await?;
+        eprintln!("[profile] archived: {url}");
+    }
     Ok(())
 }
 

@@ -538,6 +538,8 @@ struct RemoteOutcome {
 
 async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
     let tpu = &args.tpu;
+    // A bad --upload (no bucket) fails before a VM is created.
+    args.archive.upload_opts()?;
     let started_at = SystemTime::now();
     let plan = plan(args, started_at)?;
     let dry_run = tpu.dry_run;
@@ -655,7 +657,14 @@ async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
         return Ok(());
     };
 
-    let uploaded = archive_hook(&plan.run_dir)?;
+    let archive = args.archive.upload_opts()?;
+    let uploaded = match &archive {
+        Some(opts) => Some((
+            crate::artifacts::record_archive_target(&plan.run_dir, opts)?,
+            folder_bytes(&plan.run_dir)?,
+        )),
+        None => None,
+    };
     let metadata = run_metadata(
         args,
         &plan,
@@ -678,14 +687,31 @@ async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
         )
     })?;
     eprintln!("[tpu] report: {}", plan.run_dir.join("report.md").display());
+    if let Some(opts) = &archive {
+        let url = crate::artifacts::upload_run_async(&plan.run_dir, opts, &[]).await?;
+        eprintln!("[tpu] archived: {url}");
+    }
     Ok(())
 }
 
-/// The GCS upload of issue 5 plugs in here: archive the run folder and
-/// return its URL and the bytes stored, which add a GCS row to the Cost
-/// Summary. Until then nothing is uploaded.
-fn archive_hook(_run_dir: &Path) -> anyhow::Result<Option<(String, u64)>> {
-    Ok(None)
+/// The bytes of every file under `dir`: what the archive will store, for the
+/// GCS row of the Cost Summary.
+fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += entry.metadata()?.len();
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Install, launch, tunnel, the shared session, then the trace files and
