@@ -7,7 +7,7 @@
 //! The two sessions run one after the other: on a small machine two servers
 //! at once would only slow both down.
 
-#![allow(clippy::disallowed_methods)] // Runs the xtask binary itself.
+#![allow(clippy::disallowed_methods)] // Runs the xtask binary, git and cargo.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

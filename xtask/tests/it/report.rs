@@ -2,7 +2,7 @@
 //! real sglang-jax server, checked against an independent computation, the
 //! XPlane of the same run, committed snapshots, and bad inputs.
 
-#![allow(clippy::disallowed_methods)] // Runs the xtask binary itself.
+#![allow(clippy::disallowed_methods)] // Runs the xtask binary, git and cargo.
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -3,19 +3,28 @@
 //! top of every Rust file, no ignored or should-panic tests, and no paths of
 //! a developer's machine in tracked files.
 
-#![allow(clippy::disallowed_methods)] // Runs cargo fmt and git.
+#![allow(clippy::disallowed_methods)] // Runs the xtask binary, git and cargo.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Every file git tracks or would track (untracked but not ignored).
 fn files() -> Vec<PathBuf> {
     let output = Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard", "-z"])
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ])
         .current_dir(repo())
         .output()
         .expect("git runs");
@@ -30,7 +39,10 @@ fn files() -> Vec<PathBuf> {
 }
 
 fn rust_files() -> Vec<PathBuf> {
-    files().into_iter().filter(|it| it.extension().is_some_and(|e| e == "rs")).collect()
+    files()
+        .into_iter()
+        .filter(|it| it.extension().is_some_and(|e| e == "rs"))
+        .collect()
 }
 
 #[test]
@@ -59,7 +71,10 @@ fn every_rust_file_starts_with_a_module_doc() {
         })
         .map(|it| it.strip_prefix(repo()).unwrap().display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a `//!` doc: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` doc: {missing:#?}"
+    );
 }
 
 #[test]
@@ -74,7 +89,10 @@ fn no_ignored_or_should_panic_tests() {
         })
         .map(|it| it.strip_prefix(repo()).unwrap().display().to_string())
         .collect();
-    assert!(offenders.is_empty(), "ignored or should_panic tests in {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "ignored or should_panic tests in {offenders:#?}"
+    );
 }
 
 #[test]
@@ -86,7 +104,9 @@ fn no_machine_paths() {
     let offenders: Vec<String> = files()
         .into_iter()
         .filter(|path| {
-            let Ok(text) = std::fs::read_to_string(path) else { return false };
+            let Ok(text) = std::fs::read_to_string(path) else {
+                return false;
+            };
             needles.iter().any(|needle| text.contains(needle.as_str()))
         })
         .map(|it| it.strip_prefix(repo()).unwrap().display().to_string())
