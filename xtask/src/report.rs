@@ -307,7 +307,11 @@ pub(crate) fn analyse_json(path: &Path) -> anyhow::Result<Analysis> {
         Ok(analyzer.finish())
     };
     let analysis = read(Analyzer::new())?;
-    if analysis.self_time_exact { Ok(analysis) } else { read(Analyzer::buffered()) }
+    if analysis.self_time_exact {
+        Ok(analysis)
+    } else {
+        read(Analyzer::buffered())
+    }
 }
 
 /// Reads an `xplane.pb` into an analysis and the names of its planes.
@@ -324,7 +328,11 @@ pub(crate) fn analyse_xplane(path: &Path) -> anyhow::Result<(Analysis, Vec<Strin
         Ok(analyzer.finish())
     };
     let analysis = read(Analyzer::new())?;
-    let analysis = if analysis.self_time_exact { analysis } else { read(Analyzer::buffered())? };
+    let analysis = if analysis.self_time_exact {
+        analysis
+    } else {
+        read(Analyzer::buffered())?
+    };
     Ok((analysis, planes))
 }
 
