@@ -21,7 +21,9 @@ const HLO: &[Arg<'static>] = &[
 ];
 
 fn session() -> Analysis {
-    let mut analyzer = Analyzer::new();
+    // The events below are not in time order per thread (the compile event
+    // comes last), so the analyzer must be the buffered one.
+    let mut analyzer = Analyzer::buffered();
     let meta = |name: &'static str,
                 pid,
                 value: &'static str|
@@ -103,7 +105,9 @@ fn session() -> Analysis {
         dur: None,
         args: &[],
     });
-    analyzer.finish()
+    let res = analyzer.finish();
+    assert!(res.self_time_exact);
+    res
 }
 
 fn metadata() -> RunMetadata {
