@@ -272,14 +272,19 @@ fn phases_text(analysis: &Analysis) -> String {
         .join(", ")
 }
 
-fn op_row(op: &OpStats, bold: bool) -> Vec<String> {
+fn op_row(op: &OpStats, bold: bool, self_exact: bool) -> Vec<String> {
+    let self_cell = if self_exact {
+        ms(op.self_ps)
+    } else {
+        "n/a".to_owned()
+    };
     let cells = vec![
         cell(op.display_name()),
         ms(op.total_ps),
         count(op.count),
         fixed(op.avg_ps() / 1e9, 2),
         ms(op.max_ps as i128),
-        ms(op.self_ps),
+        self_cell,
     ];
     if bold {
         cells.into_iter().map(|it| format!("**{it}**")).collect()
@@ -373,15 +378,22 @@ fn analysis_results(input: &ReportInput<'_>, out: &mut String) {
         .position(|it| matches!(it.kind, OpKind::Xla { .. }));
     let shown = input.top_n.min(analysis.ops.len());
     for (idx, op) in analysis.ops.iter().take(shown).enumerate() {
-        table.row(op_row(op, Some(idx) == heaviest_xla));
+        table.row(op_row(
+            op,
+            Some(idx) == heaviest_xla,
+            analysis.self_time_exact,
+        ));
     }
     if let Some(idx) = heaviest_xla.filter(|&idx| idx >= shown) {
-        table.row(op_row(&analysis.ops[idx], true));
+        table.row(op_row(&analysis.ops[idx], true, analysis.self_time_exact));
     }
     table.render(out);
     out.push_str(
         "\nThe heaviest XLA operation is in bold (added as a last row when it is not in the top list).\n\n",
     );
+    if !analysis.self_time_exact {
+        out.push_str("Self time is not shown: the trace's threads were not in time order and it was analysed in one streaming pass.\n\n");
+    }
 
     out.push_str("### TPU/XLA Operations\n\n");
     let accel: Vec<&OpStats> = analysis.accelerator_ops().take(input.top_n).collect();

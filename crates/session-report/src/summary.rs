@@ -9,7 +9,8 @@ use crate::render::{ReportInput, TraceFormat, Truncation, traced_ms};
 
 pub const SUMMARY_SCHEMA: &str = "sglprof.summary/1";
 
-fn op_json(op: &OpStats) -> Value {
+/// `self_ms` is null when the analysis could not compute self time exactly.
+fn op_json(op: &OpStats, self_exact: bool) -> Value {
     json!({
         "name": op.display_name(),
         "trace_name": op.name,
@@ -17,7 +18,7 @@ fn op_json(op: &OpStats) -> Value {
         "count": op.count,
         "avg_ms": op.avg_ps() / 1e9,
         "max_ms": ps_to_ms(op.max_ps as i128),
-        "self_ms": ps_to_ms(op.self_ps),
+        "self_ms": self_exact.then(|| ps_to_ms(op.self_ps)),
     })
 }
 
@@ -29,12 +30,18 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
         .iter()
         .map(|it| (it.phase.label(), json!(it.count)))
         .collect();
-    let top: Vec<Value> = analysis.ops.iter().take(input.top_n).map(op_json).collect();
+    let exact = analysis.self_time_exact;
+    let top: Vec<Value> = analysis
+        .ops
+        .iter()
+        .take(input.top_n)
+        .map(|op| op_json(op, exact))
+        .collect();
     let accel: Vec<Value> = analysis
         .accelerator_ops()
         .take(input.top_n)
         .map(|op| {
-            let mut value = op_json(op);
+            let mut value = op_json(op, exact);
             value["kind"] = json!(match op.kind {
                 OpKind::Xla { device: true } => "xla-device",
                 OpKind::Xla { device: false } => "xla",
