@@ -539,9 +539,14 @@ struct RemoteOutcome {
 async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
     let tpu = &args.tpu;
     // A bad --upload (no bucket) fails before a VM is created.
-    args.archive.upload_opts()?;
+    let archive = args.archive.upload_opts()?;
     let started_at = SystemTime::now();
     let plan = plan(args, started_at)?;
+    // The VM and the laptop must archive under the same address.
+    let archive = archive.map(|mut opts| {
+        opts.run_id.get_or_insert_with(|| plan.run_id.clone());
+        opts
+    });
     let dry_run = tpu.dry_run;
     if !dry_run {
         if plan.run_dir.join("inputs").exists() {
@@ -588,7 +593,7 @@ async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
         (None, false) => Ledger::create(&state_path, req.planned_state())?,
     };
 
-    let session = |_node: Node| remote_session(args, &plan, &remote, dry_run);
+    let session = |_node: Node| remote_session(args, &plan, &remote, archive.as_ref(), dry_run);
     let (outcome, release) = if tpu.vm.is_some() {
         let work = async {
             let node = client
@@ -657,7 +662,6 @@ async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
         return Ok(());
     };
 
-    let archive = args.archive.upload_opts()?;
     let uploaded = match &archive {
         Some(opts) => Some((
             crate::artifacts::record_archive_target(&plan.run_dir, opts)?,
@@ -720,6 +724,7 @@ async fn remote_session(
     args: &crate::profile::Args,
     plan: &Plan,
     remote: &Remote,
+    archive: Option<&crate::artifacts::UploadOpts>,
     dry_run: bool,
 ) -> anyhow::Result<Option<RemoteOutcome>> {
     eprintln!(
@@ -828,6 +833,26 @@ async fn remote_session(
         .await?;
     for (size, path) in &files {
         eprintln!("[tpu] trace file {path} ({size} bytes)");
+    }
+    if let Some(opts) = archive {
+        // The big trace files go to GCS straight from the VM, which is
+        // faster than from a laptop; the archive upload at the end finds
+        // them there (same size and crc32c) and skips them.
+        let script = crate::artifacts::vm_upload_script(
+            &plan.run_dir,
+            opts,
+            &plan.remote_profile_dir,
+            "artifacts/jax-profile",
+        )?;
+        eprintln!("[tpu] archiving the traces from the VM");
+        remote
+            .gcloud
+            .run(&tpu_cloud::gcloud::ssh_argv(
+                &remote.target,
+                tpu_cloud::gcloud::Worker::One(0),
+                &script,
+            ))
+            .await?;
     }
     let local_profile = plan.run_dir.join("artifacts").join("jax-profile");
     remote
