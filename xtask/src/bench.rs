@@ -244,24 +244,13 @@ fn default_trace_dir(me: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn find_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).with_context(|| {
-            format!(
-                "no benchmark trace at {}: give a JAX profile folder with --trace-dir, or leave it out to capture one",
-                dir.display()
-            )
-        })?;
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
-            } else {
-                files.push(entry.path());
-            }
-        }
+    if !dir.is_dir() {
+        bail!(
+            "no benchmark trace at {}: give a JAX profile folder with --trace-dir, or leave it out to capture one",
+            dir.display()
+        );
     }
+    let files = crate::report::list_files(dir)?;
     locate(&files)
         .into_iter()
         .flat_map(|run| run.hosts)

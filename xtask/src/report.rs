@@ -200,7 +200,7 @@ fn load_metadata(input: &Path, flags: &MetaFlags) -> anyhow::Result<RunMetadata>
 }
 
 /// Every file below `dir`, following no symlinks, sorted.
-fn list_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn list_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut res = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {

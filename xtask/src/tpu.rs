@@ -702,18 +702,10 @@ async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
 /// GCS row of the Cost Summary.
 fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
-        {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
-            } else {
-                total += entry.metadata()?.len();
-            }
-        }
+    for file in crate::report::list_files(dir)? {
+        total += std::fs::metadata(&file)
+            .with_context(|| format!("cannot stat {}", file.display()))?
+            .len();
     }
     Ok(total)
 }
