@@ -549,7 +549,10 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Runs `f` over `items` with at most `limit` in flight and returns the
-/// results in input order. The first error aborts the rest.
+/// results in input order. After the first error no new item starts, but
+/// the ones in flight run to their end, so each can clean up after itself
+/// (a cancelled download would leave its `.sglprof-part` file behind); then
+/// the first error is returned.
 async fn run_bounded<T, R, F, Fut>(limit: usize, items: Vec<T>, f: F) -> Result<Vec<R>>
 where
     T: Send + 'static,
@@ -558,26 +561,47 @@ where
     Fut: Future<Output = Result<R>> + Send + 'static,
 {
     let sem = Arc::new(Semaphore::new(limit.max(1)));
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut set = JoinSet::new();
     let n = items.len();
     for (idx, item) in items.into_iter().enumerate() {
         let fut = f(item);
         let sem = sem.clone();
+        let failed = failed.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            (idx, fut.await)
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return (idx, None);
+            }
+            let out = fut.await;
+            if out.is_err() {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            (idx, Some(out))
         });
     }
     let mut res: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    let mut first_err = None;
     while let Some(joined) = set.join_next().await {
-        let (idx, out) = joined.map_err(|e| Error::Service {
-            action: "run",
-            target: "a transfer task".to_owned(),
-            detail: e.to_string(),
-        })?;
-        res[idx] = Some(out?);
+        match joined {
+            Ok((idx, Some(Ok(out)))) => res[idx] = Some(out),
+            Ok((_, Some(Err(err)))) => {
+                first_err.get_or_insert(err);
+            }
+            Ok((_, None)) => {}
+            Err(err) => {
+                first_err.get_or_insert(Error::Service {
+                    action: "run",
+                    target: "a transfer task".to_owned(),
+                    detail: err.to_string(),
+                });
+            }
+        }
     }
-    Ok(res.into_iter().flatten().collect())
+    match first_err {
+        Some(err) => Err(err),
+        None => Ok(res.into_iter().flatten().collect()),
+    }
 }
 
 #[cfg(test)]
