@@ -258,3 +258,103 @@ fn score_mix_session_with_py_spy() {
             .is_some_and(|p| !p.is_empty())
     );
 }
+
+/// The processes whose command line contains `needle`, other than this
+/// test's own.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut res = Vec::new();
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) {
+            res.push(format!("{name}: {cmdline}"));
+        }
+    }
+    res
+}
+
+/// Ctrl-C once the server is up: the run fails with a message, and no
+/// server process (launcher, scheduler, detokenizer) outlives it.
+#[test]
+fn ctrl_c_leaves_no_process_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let _one = ONE_SERVER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "profile",
+            "--local",
+            "--requests",
+            "40",
+            "--concurrency",
+            "2",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .arg("--out")
+        .arg(out.path().join("run"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut lines = stderr.lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("[profile] server ready") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("[profile] server ready"),
+        "the server never came up:\n{seen}"
+    );
+    let needle = format!("--port {port}");
+    assert!(
+        !processes_with(&needle).is_empty(),
+        "no server process found with `{needle}`"
+    );
+
+    // What a terminal's Ctrl-C delivers to the foreground program.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted run must fail:\n{seen}{}",
+        rest.join("\n")
+    );
+
+    // The xtask waits for the process group to die before it exits; allow a
+    // moment for the kernel to reap the last children.
+    let mut left = processes_with(&needle);
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        left = processes_with(&needle);
+    }
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
+}
