@@ -639,7 +639,7 @@ fn definitions(out: &mut String) {
         "**Total traced time**: the latest end minus the earliest start over all events that have a timestamp (metadata events have none).",
         "**Total / Count / Avg / Max**: the sum, number, mean (total over count) and largest of an operation's durations.",
         "**Self**: the sum over an operation's events of its duration minus the durations of its direct children, the operations on the same thread that lie entirely within it.",
-        "**XLA operation**: an operation whose events carry an `hlo_op` or `hlo_module` argument, or run on a `/device:` plane. **Runtime event**: a `Class::method` name whose class contains Tpu, PjRt, Thunk, Compiler, Allocator, Executable or Client.",
+        "**XLA operation**: an operation whose events carry an `hlo_op` or `hlo_module` argument, or run on a `/device:` plane other than its `XLA Modules` and `Steps` lines. **XLA module**: an event of a device's `XLA Modules` line, one whole program execution; modules are listed but never count as the heaviest or dominant XLA operation. **Runtime event**: a `Class::method` name whose class contains Tpu, PjRt, Thunk, Compiler, Allocator, Executable or Client.",
         "**Blocked time**: the self time of Python functions named `wait`, `acquire`, `sleep` or `join`, of `queue.py` `get`, and of `select`/`poll` in the `select` and `selectors` modules.",
     ] {
         out.push_str(&format!("- {line}\n"));

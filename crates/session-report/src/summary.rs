@@ -45,6 +45,7 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
             value["kind"] = json!(match op.kind {
                 OpKind::Xla { device: true } => "xla-device",
                 OpKind::Xla { device: false } => "xla",
+                OpKind::XlaModule => "xla-module",
                 _ => "runtime",
             });
             value["note"] = json!(note_for(&op.name, op.kind));

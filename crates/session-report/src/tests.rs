@@ -38,16 +38,19 @@ fn session() -> Analysis {
             }],
         )
     };
-    for (phase, name, pid, args) in [
-        meta("process_name", 1, "/host:CPU"),
-        meta("process_name", 2, "/device:TPU:0"),
-    ] {
+    let metas = [
+        (meta("process_name", 1, "/host:CPU"), 0),
+        (meta("process_name", 2, "/device:TPU:0"), 0),
+        (meta("thread_name", 2, "XLA Ops"), 1),
+        (meta("thread_name", 2, "XLA Modules"), 2),
+    ];
+    for ((phase, name, pid, args), tid) in metas {
         analyzer.event(&Event {
             phase,
             name,
             cat: "",
             pid,
-            tid: 0,
+            tid,
             ts: None,
             dur: None,
             args: &args,
@@ -80,7 +83,7 @@ fn session() -> Analysis {
             15_000,
             &[],
         );
-        x("jit_jitted_run_model", 1, 2, t + 30_500, 14_000, &[]);
+        x("jit_jitted_run_model", 2, 2, t + 30_500, 14_000, &[]);
         x("TpuLoadedExecutable::Execute", 1, 3, t + 30_600, 300, &[]);
         for alloc in 0..4 {
             x(

@@ -79,6 +79,19 @@ struct NameAcc {
     has_hlo: bool,
 }
 
+/// Where a thread's operations run. The discriminant indexes per-name
+/// flags.
+#[derive(Clone, Copy)]
+enum DeviceLine {
+    Host = 0,
+    /// The `XLA Ops` line of a `/device:` plane (or any other line of it).
+    Ops = 1,
+    /// The `XLA Modules` line: one event per program execution.
+    Modules = 2,
+    /// The `Steps` line: training/inference step markers.
+    Steps = 3,
+}
+
 /// An operation whose children are still arriving: (name, end, dur, time
 /// of direct children so far).
 type Open = (u32, Ps, Ps, i128);
@@ -138,6 +151,7 @@ pub struct Analyzer {
     first_start: Option<Ps>,
     last_end: Option<Ps>,
     process_names: HashMap<u64, String>,
+    thread_names: HashMap<(u64, u64), String>,
     unmatched_end: u64,
     invalid: u64,
 }
@@ -228,9 +242,12 @@ impl Analysis {
 
     /// XLA operations and runtime events, in `ops` order.
     pub fn accelerator_ops(&self) -> impl Iterator<Item = &OpStats> {
-        self.ops
-            .iter()
-            .filter(|it| matches!(it.kind, OpKind::Xla { .. } | OpKind::Runtime))
+        self.ops.iter().filter(|it| {
+            matches!(
+                it.kind,
+                OpKind::Xla { .. } | OpKind::XlaModule | OpKind::Runtime
+            )
+        })
     }
 
     pub fn op(&self, name: &str) -> Option<&OpStats> {
@@ -275,6 +292,7 @@ impl Analyzer {
             first_start: None,
             last_end: None,
             process_names: HashMap::new(),
+            thread_names: HashMap::new(),
             unmatched_end: 0,
             invalid: 0,
         }
@@ -396,20 +414,26 @@ impl Analyzer {
             }
             pop_all(&mut stack, &mut self_ps);
         }
-        let device_threads: Vec<bool> = self
+        // What each thread is: host, or which line of a device plane.
+        let lines: Vec<DeviceLine> = self
             .threads
             .iter()
-            .map(|(pid, _)| {
-                self.process_names
-                    .get(pid)
-                    .is_some_and(|name| name.starts_with("/device:"))
+            .map(|key| {
+                let on_device = self
+                    .process_names
+                    .get(&key.0)
+                    .is_some_and(|name| name.starts_with("/device:"));
+                match (on_device, self.thread_names.get(key).map(String::as_str)) {
+                    (false, _) => DeviceLine::Host,
+                    (true, Some("XLA Modules")) => DeviceLine::Modules,
+                    (true, Some("Steps")) => DeviceLine::Steps,
+                    (true, _) => DeviceLine::Ops,
+                }
             })
             .collect();
-        let mut on_device = vec![false; self.names.len()];
+        let mut seen_on = vec![[false; 4]; self.names.len()];
         for &(name, thread) in &self.name_threads {
-            if device_threads[thread as usize] {
-                on_device[name as usize] = true;
-            }
+            seen_on[name as usize][lines[thread as usize] as usize] = true;
         }
 
         let unmatched_begin = self.open.values().map(|it| it.len() as u64).sum();
@@ -422,10 +446,15 @@ impl Analyzer {
             .enumerate()
             .filter(|(_, acc)| acc.count > 0)
             .map(|(idx, acc)| {
-                let kind = if acc.has_hlo || on_device[idx] {
-                    OpKind::Xla {
-                        device: on_device[idx],
-                    }
+                let on = |line: DeviceLine| seen_on[idx][line as usize];
+                let kind = if on(DeviceLine::Ops) {
+                    OpKind::Xla { device: true }
+                } else if on(DeviceLine::Modules) {
+                    OpKind::XlaModule
+                } else if on(DeviceLine::Steps) {
+                    OpKind::Other
+                } else if acc.has_hlo {
+                    OpKind::Xla { device: false }
                 } else if runtime_event(&acc.name) {
                     OpKind::Runtime
                 } else if acc.name.starts_with('$') {
@@ -514,13 +543,16 @@ impl EventSink for Analyzer {
         self.n_events += 1;
         *self.phases.entry(event.phase).or_insert(0) += 1;
         match event.phase {
-            Phase::Metadata => {
-                if event.name == "process_name"
-                    && let Some(ArgValue::Str(name)) = event.arg("name")
-                {
+            Phase::Metadata => match (event.name, event.arg("name")) {
+                ("process_name", Some(ArgValue::Str(name))) => {
                     self.process_names.insert(event.pid, name.to_owned());
                 }
-            }
+                ("thread_name", Some(ArgValue::Str(name))) => {
+                    self.thread_names
+                        .insert((event.pid, event.tid), name.to_owned());
+                }
+                _ => {}
+            },
             Phase::Complete => match (event.ts, event.dur) {
                 (Some(start), Some(dur)) if dur >= 0 => {
                     self.note_time(start, start.saturating_add(dur));

@@ -12,6 +12,9 @@ pub enum OpKind {
     Xla {
         device: bool,
     },
+    /// A whole XLA program execution: an event on the `XLA Modules` line of
+    /// a `/device:` plane (such as `jit_jitted_run_model`).
+    XlaModule,
     /// A PjRt/TPU runtime event (`TpuLoadedExecutable::Execute`,
     /// `DeferredTpuAllocator::Allocate`, ...): see [`runtime_event`].
     Runtime,
@@ -49,6 +52,7 @@ pub fn runtime_event(name: &str) -> bool {
 pub fn note_for(name: &str, kind: OpKind) -> Option<&'static str> {
     match kind {
         OpKind::Xla { .. } => Some(xla_note(name)),
+        OpKind::XlaModule => Some("XLA module (one program execution)"),
         OpKind::Runtime => Some(runtime_note(name)),
         OpKind::Python | OpKind::Other => None,
     }

@@ -3,7 +3,7 @@
 
 use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
 
-use crate::{Analysis, Analyzer};
+use crate::{Analysis, Analyzer, OpKind};
 
 /// A compact way to write events: (phase, name, tid, ts µs, dur µs).
 type Spec = (&'static str, &'static str, u64, Option<i64>, Option<i64>);
@@ -222,4 +222,59 @@ fn sorting_and_kinds() {
     op "b_same_total" count=1 total=12000000 max=12000000 self=12000000 kind=Other module=None
     op "fusion.1" count=2 total=12000000 max=7000000 self=12000000 kind=Xla { device: false } module=Some("jit_run_model")
     "#);
+}
+
+#[test]
+fn device_lines_separate_modules_ops_and_steps() {
+    let name_arg = |value: &'static str| {
+        [Arg {
+            key: "name",
+            value: ArgValue::Str(value),
+        }]
+    };
+    let mut analyzer = Analyzer::new();
+    let meta = |analyzer: &mut Analyzer, name, pid, tid, value: &'static str| {
+        analyzer.event(&Event {
+            phase: Phase::Metadata,
+            name,
+            cat: "",
+            pid,
+            tid,
+            ts: None,
+            dur: None,
+            args: &name_arg(value),
+        });
+    };
+    meta(&mut analyzer, "process_name", 7, 0, "/device:TPU:0");
+    meta(&mut analyzer, "thread_name", 7, 1, "XLA Modules");
+    meta(&mut analyzer, "thread_name", 7, 2, "XLA Ops");
+    meta(&mut analyzer, "thread_name", 7, 3, "Steps");
+    meta(&mut analyzer, "process_name", 8, 0, "/host:CPU");
+    let mut x = |name, pid, tid, ts: Ps, dur: Ps| {
+        analyzer.event(&Event {
+            phase: Phase::Complete,
+            name,
+            cat: "",
+            pid,
+            tid,
+            ts: Some(ts),
+            dur: Some(dur),
+            args: &[],
+        })
+    };
+    x("0", 7, 3, 0, 100);
+    x("jit_run_model", 7, 1, 0, 90);
+    x("fusion.1", 7, 2, 0, 50);
+    x("host_work", 8, 1, 0, 10);
+    let analysis = analyzer.finish();
+    let kind = |name| analysis.op(name).unwrap().kind;
+    assert_eq!(kind("jit_run_model"), OpKind::XlaModule);
+    assert_eq!(kind("fusion.1"), OpKind::Xla { device: true });
+    assert_eq!(kind("0"), OpKind::Other);
+    assert_eq!(kind("host_work"), OpKind::Other);
+    let accel: Vec<&str> = analysis
+        .accelerator_ops()
+        .map(|it| it.name.as_str())
+        .collect();
+    assert_eq!(accel, ["jit_run_model", "fusion.1"]);
 }
