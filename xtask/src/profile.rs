@@ -72,9 +72,12 @@ pub struct Args {
     /// Also record the whole server with py-spy during the workload.
     #[arg(long)]
     pub py_spy: bool,
-    /// Requests sent before profiling starts (not profiled).
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
+    /// Requests sent before profiling starts (not profiled), at the
+    /// workload's concurrency so that the batch shapes the workload will
+    /// produce are compiled before the trace starts [default: twice the
+    /// concurrency].
+    #[arg(long)]
+    pub warmup: Option<usize>,
     /// The run folder; `runs/<run-id>` in the current directory by default.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -91,6 +94,13 @@ pub struct Args {
     pub tpu: crate::tpu::TpuProfileArgs,
     #[command(flatten)]
     pub archive: crate::artifacts::ArchiveFlags,
+}
+
+impl Args {
+    /// `--warmup`, or twice the concurrency.
+    pub fn warmup_requests(&self) -> usize {
+        self.warmup.unwrap_or(2 * self.concurrency.max(1))
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,18 +357,18 @@ async fn send_workload(
     }
 }
 
-/// Warmup in the shape of the workload, sent one at a time: `/generate` with
-/// the same body, or the score mix cycled so every batch size is compiled.
+/// Warmup in the shape of the workload and at its concurrency: `/generate`
+/// with the same body, or the score mix cycled so every batch size is
+/// compiled. Sent one at a time, the warmup would leave the batch shapes of
+/// concurrent requests to be compiled inside the profile.
 fn warmup_of(workload: &Workload, n: usize) -> Workload {
     match workload {
         Workload::Generate(generate) => Workload::Generate(GenerateWorkload {
             count: n,
-            concurrency: 1,
             ..generate.clone()
         }),
         Workload::Score(mix) => Workload::Score(ScoreMix {
             rounds: n.div_ceil(3),
-            concurrency: 1,
             ..mix.clone()
         }),
     }
@@ -490,7 +500,7 @@ async fn run_local(args: &Args) -> anyhow::Result<()> {
         let output_dir = run_dir.join("artifacts").join("jax-profile");
         let config = SessionConfig {
             workload: workload.clone(),
-            warmup: args.warmup,
+            warmup: args.warmup_requests(),
             profile: StartProfile {
                 output_dir: Some(output_dir.display().to_string()),
                 num_steps: args.num_steps,
@@ -809,7 +819,7 @@ fn reproduction(args: &Args, launch: &LaunchSpec) -> Vec<String> {
         args.sglang_jax_version,
         args.requests,
         args.concurrency,
-        args.warmup,
+        args.warmup_requests(),
         args.host_tracer_level
     );
     match args.endpoint {

@@ -763,7 +763,7 @@ async fn remote_session(
     let workload = workload(args, plan, remote, dry_run).await?;
     let config = SessionConfig {
         workload,
-        warmup: args.warmup,
+        warmup: args.warmup_requests(),
         profile: StartProfile {
             output_dir: Some(plan.remote_profile_dir.clone()),
             num_steps: args.num_steps,
@@ -780,7 +780,7 @@ async fn remote_session(
         println!(
             "# then through the tunnel at {base_url}: wait for /health_generate, {} warmup request(s), \
              POST /start_profile {}, the {} workload, POST /stop_profile",
-            args.warmup,
+            args.warmup_requests(),
             serde_json::to_string(&config.profile)?,
             config.workload.endpoint()
         );
@@ -1052,7 +1052,7 @@ fn reproduction(args: &crate::profile::Args, plan: &Plan) -> Vec<String> {
         },
         args.requests,
         args.concurrency,
-        args.warmup,
+        args.warmup_requests(),
         args.host_tracer_level,
     );
     match &plan.source {
