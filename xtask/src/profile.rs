@@ -1043,7 +1043,8 @@ mod tests {
         };
         let kinds: Vec<ScoreKind> = warm.requests().iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds, ScoreKind::ALL.to_vec());
-        assert_eq!(warm.concurrency, 1);
+        // Same concurrency as the workload, so its batch shapes get compiled.
+        assert_eq!(warm.concurrency, 4);
     }
 
     #[test]
