@@ -436,23 +436,7 @@ impl Client {
             .with_idempotency(true)
             .send_unbuffered()
             .await;
-        let object = match written {
-            Ok(object) => object,
-            Err(e) if e.http_status_code() == Some(404) => {
-                return Err(self.bucket_not_found(bucket));
-            }
-            Err(e) => return Err(self.gax_error(e, "upload", &target)),
-        };
-        let stored = ObjectMeta {
-            size: u64::try_from(object.size).unwrap_or_default(),
-            crc32c: object
-                .checksums
-                .and_then(|c| c.crc32c)
-                .map(checksum::crc32c_base64)
-                .unwrap_or_default(),
-        };
-        check_stored(&target, expected, &stored)?;
-        Ok(stored)
+        self.verify_written(written, bucket, &target, expected)
     }
 
     /// Uploads a small in-memory object (the manifest).
@@ -477,12 +461,27 @@ impl Client {
             .with_idempotency(true)
             .send_unbuffered()
             .await;
+        self.verify_written(written, bucket, &target, &digest)
+    }
+
+    /// Turns the answer to a write into the stored object's size and crc32c,
+    /// checked against what was sent.
+    fn verify_written(
+        &self,
+        written: std::result::Result<
+            google_cloud_storage::model::Object,
+            google_cloud_storage::Error,
+        >,
+        bucket: &str,
+        target: &str,
+        expected: &FileDigest,
+    ) -> Result<ObjectMeta> {
         let object = match written {
             Ok(object) => object,
             Err(e) if e.http_status_code() == Some(404) => {
                 return Err(self.bucket_not_found(bucket));
             }
-            Err(e) => return Err(self.gax_error(e, "upload", &target)),
+            Err(e) => return Err(self.gax_error(e, "upload", target)),
         };
         let stored = ObjectMeta {
             size: u64::try_from(object.size).unwrap_or_default(),
@@ -492,7 +491,7 @@ impl Client {
                 .map(checksum::crc32c_base64)
                 .unwrap_or_default(),
         };
-        check_stored(&target, &digest, &stored)?;
+        check_stored(target, expected, &stored)?;
         Ok(stored)
     }
 
