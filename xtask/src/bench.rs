@@ -300,22 +300,26 @@ struct Sample {
 /// Runs `cmd` to completion and reports its wall time and peak RSS.
 fn measure(cmd: &mut Command) -> anyhow::Result<Sample> {
     let start = Instant::now();
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
+    // Drain stderr while the child runs: a full pipe would block it.
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in; pid is our child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let res = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall_s = start.elapsed().as_secs_f64();
+    let stderr = stderr.and_then(|it| it.join().ok()).unwrap_or_default();
     if res != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr {
-            use std::io::Read;
-            let _ = pipe.read_to_string(&mut stderr);
-        }
         bail!(
             "exit status {status}: {}",
             stderr.lines().last().unwrap_or("")

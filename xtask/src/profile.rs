@@ -873,9 +873,7 @@ fn redact_in_logs(logs_dir: &Path, secret: &str) -> anyhow::Result<()> {
     if secret.is_empty() {
         return Ok(());
     }
-    let mut files = Vec::new();
-    collect_files(logs_dir, &mut files)?;
-    for file in files {
+    for file in files_if_any(logs_dir)? {
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
@@ -902,9 +900,7 @@ fn model_label(model_path: &str) -> String {
 pub(crate) fn write_checksums(run_dir: &Path) -> anyhow::Result<usize> {
     use sha2::{Digest, Sha256};
 
-    let mut files = Vec::new();
-    collect_files(&run_dir.join("artifacts"), &mut files)?;
-    files.sort();
+    let files = files_if_any(&run_dir.join("artifacts"))?;
     let mut text = String::new();
     for file in &files {
         let mut hasher = Sha256::new();
@@ -919,19 +915,13 @@ pub(crate) fn write_checksums(run_dir: &Path) -> anyhow::Result<usize> {
     Ok(files.len())
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else if path.is_file() {
-            out.push(path);
-        }
+/// Every file below `dir`, sorted; none when `dir` does not exist.
+fn files_if_any(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if dir.is_dir() {
+        crate::report::list_files(dir)
+    } else {
+        Ok(Vec::new())
     }
-    Ok(())
 }
 
 fn relative(path: &Path, base: &Path) -> String {

@@ -317,11 +317,8 @@ pub(crate) fn analyse_json(path: &Path) -> anyhow::Result<Analysis> {
 /// Reads an `xplane.pb` into an analysis and the names of its planes.
 pub(crate) fn analyse_xplane(path: &Path) -> anyhow::Result<(Analysis, Vec<String>)> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let planes = trace_xplane::planes(&bytes)
-        .map_err(|err| format_err!("{}: {err}", path.display()))?
-        .into_iter()
-        .map(|it| it.name)
-        .collect();
+    let planes = trace_xplane::plane_names(&bytes)
+        .map_err(|err| format_err!("{}: {err}", path.display()))?;
     let read = |mut analyzer: Analyzer| -> anyhow::Result<Analysis> {
         trace_xplane::read(&bytes, &mut analyzer)
             .map_err(|err| format_err!("{}: {err}", path.display()))?;

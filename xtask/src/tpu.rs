@@ -272,53 +272,45 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
                 .await?;
             eprintln!("[tpu] deleted {name}");
         }
-        TpuCommand::Stop { name, cloud } => {
-            let (client, _) = api_client(&cloud.tpu_api_url, cloud.dry_run).await?;
-            let loc = Location::new(&project(&cloud.project, cloud.dry_run)?, &cloud.zone);
-            let node = if cloud.dry_run {
-                None
-            } else {
-                Some(client.get_node(&loc, &name).await?)
-            };
-            if node.as_ref().and_then(|n| n.state) == Some(NodeState::Stopped) {
-                eprintln!("[tpu] {name} is already STOPPED");
-                return Ok(());
-            }
-            let op = client.stop_node(&loc, &name).await?;
-            client
-                .wait_operation(
-                    &loc,
-                    op,
-                    &format!("stopping `{name}`"),
-                    Deadlines::production().delete,
-                )
-                .await?;
-            eprintln!("[tpu] stopped {name}");
-        }
-        TpuCommand::Start { name, cloud } => {
-            let (client, _) = api_client(&cloud.tpu_api_url, cloud.dry_run).await?;
-            let loc = Location::new(&project(&cloud.project, cloud.dry_run)?, &cloud.zone);
-            let node = if cloud.dry_run {
-                None
-            } else {
-                Some(client.get_node(&loc, &name).await?)
-            };
-            if node.as_ref().and_then(|n| n.state) == Some(NodeState::Ready) {
-                eprintln!("[tpu] {name} is already READY");
-                return Ok(());
-            }
-            let op = client.start_node(&loc, &name).await?;
-            client
-                .wait_operation(
-                    &loc,
-                    op,
-                    &format!("starting `{name}`"),
-                    Deadlines::production().ready,
-                )
-                .await?;
-            eprintln!("[tpu] started {name}");
-        }
+        TpuCommand::Stop { name, cloud } => set_power(&cloud, &name, Power::Stop).await?,
+        TpuCommand::Start { name, cloud } => set_power(&cloud, &name, Power::Start).await?,
     }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Power {
+    Stop,
+    Start,
+}
+
+/// `tpu stop` and `tpu start`: nothing to do when the node is already in
+/// the wanted state, otherwise the call and its operation.
+async fn set_power(cloud: &CloudArgs, name: &str, power: Power) -> anyhow::Result<()> {
+    let (client, _) = api_client(&cloud.tpu_api_url, cloud.dry_run).await?;
+    let loc = Location::new(&project(&cloud.project, cloud.dry_run)?, &cloud.zone);
+    let (wanted, label, verb, done) = match power {
+        Power::Stop => (NodeState::Stopped, "STOPPED", "stopping", "stopped"),
+        Power::Start => (NodeState::Ready, "READY", "starting", "started"),
+    };
+    if !cloud.dry_run && client.get_node(&loc, name).await?.state == Some(wanted) {
+        eprintln!("[tpu] {name} is already {label}");
+        return Ok(());
+    }
+    let (op, deadline) = match power {
+        Power::Stop => (
+            client.stop_node(&loc, name).await?,
+            Deadlines::production().delete,
+        ),
+        Power::Start => (
+            client.start_node(&loc, name).await?,
+            Deadlines::production().ready,
+        ),
+    };
+    client
+        .wait_operation(&loc, op, &format!("{verb} `{name}`"), deadline)
+        .await?;
+    eprintln!("[tpu] {done} {name}");
     Ok(())
 }
 

@@ -92,7 +92,18 @@ pub struct PlaneInfo {
     pub streamed: bool,
 }
 
-/// Lists the planes of an XSpace, in file order, without decoding events.
+/// The names of every plane, in file order: [`planes`] without counting
+/// events, so it does not walk the events at all.
+pub fn plane_names(bytes: &[u8]) -> Result<Vec<String>, Error> {
+    let (space, ranges) = space::index_space(bytes)?;
+    ranges
+        .iter()
+        .map(|&range| Ok(space::index_plane(&space, range)?.name.to_owned()))
+        .collect()
+}
+
+/// Lists the planes of an XSpace, in file order, without decoding events
+/// (their headers are walked to count them).
 pub fn planes(bytes: &[u8]) -> Result<Vec<PlaneInfo>, Error> {
     let (space, ranges) = space::index_space(bytes)?;
     let planes: Vec<PlaneIndex<'_>> = ranges
