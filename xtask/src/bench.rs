@@ -191,8 +191,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// the parent can measure this process alone.
 fn run_worker(kind: &str, file: &Path) -> anyhow::Result<()> {
     let analysis = match kind {
-        "json" => crate::report::analyse_json(file)?,
-        "xplane" => crate::report::analyse_xplane(file)?.0,
+        "json" => profile_report::analyse_json(file)?,
+        "xplane" => profile_report::analyse_xplane(file)?.0,
         other => bail!("unknown bench worker `{other}`"),
     };
     println!(
@@ -250,7 +250,7 @@ fn find_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
             dir.display()
         );
     }
-    let files = crate::report::list_files(dir)?;
+    let files = profile_report::list_files(dir)?;
     locate(&files)
         .into_iter()
         .flat_map(|run| run.hosts)

@@ -598,12 +598,14 @@ async fn run_local(args: &Args) -> anyhow::Result<()> {
     if let Some(opts) = &archive {
         crate::artifacts::record_archive_target(&run_dir, opts)?;
     }
-    crate::report::generate(&run_dir, &run_dir, 15).with_context(|| {
-        format!(
-            "the run folder {} is complete but the report failed",
-            run_dir.display()
-        )
-    })?;
+    profile_report::generate(&profile_report::Request::for_run_folder(&run_dir)).with_context(
+        || {
+            format!(
+                "the run folder {} is complete but the report failed",
+                run_dir.display()
+            )
+        },
+    )?;
     eprintln!("[profile] report: {}", run_dir.join("report.md").display());
     if let Some(opts) = &archive {
         let url = crate::artifacts::upload_run_async(&run_dir, opts, &[]).await?;
@@ -918,7 +920,7 @@ pub(crate) fn write_checksums(run_dir: &Path) -> anyhow::Result<usize> {
 /// Every file below `dir`, sorted; none when `dir` does not exist.
 fn files_if_any(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if dir.is_dir() {
-        crate::report::list_files(dir)
+        Ok(profile_report::list_files(dir)?)
     } else {
         Ok(Vec::new())
     }

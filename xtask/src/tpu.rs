@@ -676,12 +676,13 @@ async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
     )?;
     let n_files = crate::profile::write_checksums(&plan.run_dir)?;
     eprintln!("[tpu] checksums.txt lists {n_files} artifact files");
-    crate::report::generate(&plan.run_dir, &plan.run_dir, 15).with_context(|| {
-        format!(
-            "the run folder {} is complete but the report failed",
-            plan.run_dir.display()
-        )
-    })?;
+    profile_report::generate(&profile_report::Request::for_run_folder(&plan.run_dir))
+        .with_context(|| {
+            format!(
+                "the run folder {} is complete but the report failed",
+                plan.run_dir.display()
+            )
+        })?;
     eprintln!("[tpu] report: {}", plan.run_dir.join("report.md").display());
     if let Some(opts) = &archive {
         let url = crate::artifacts::upload_run_async(&plan.run_dir, opts, &[]).await?;
@@ -694,7 +695,7 @@ async fn profile_tpu_async(args: &crate::profile::Args) -> anyhow::Result<()> {
 /// GCS row of the Cost Summary.
 fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
-    for file in crate::report::list_files(dir)? {
+    for file in profile_report::list_files(dir)? {
         total += std::fs::metadata(&file)
             .with_context(|| format!("cannot stat {}", file.display()))?
             .len();

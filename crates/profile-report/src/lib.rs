@@ -1,0 +1,348 @@
+//! Report generation as a library: given a JAX profile folder, a trace file
+//! or an sglprof run folder, find the traces, choose the file to analyse
+//! (the `xplane.pb` when the JSON hit JAX's event cap), read the py-spy
+//! profile the run metadata names, and write `report.md` and `summary.json`.
+//!
+//! This crate is the file-reading edge of the trace crates; rendering itself
+//! is `session_report`'s pure functions. It spawns no process, does no
+//! network IO, prints nothing (notes come back in [`Outcome`]) and knows no
+//! command-line types. Outputs are written to unique temporary files created
+//! exclusively and published together under a lock on the output folder, so
+//! a failure leaves the previous pair (or nothing) and concurrent writers
+//! never mix their files.
+
+mod analyse;
+mod discover;
+mod publish;
+mod pyspy;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use session_report::{ReportInput, RunMetadata, TraceFileInfo, Truncation};
+
+pub use analyse::{Chosen, analyse_json, analyse_xplane, choose};
+pub use discover::list_files;
+pub use publish::publish;
+
+/// Why a report could not be made. Each message is one lowercase line; the
+/// cause, when there is one, is the error's source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{}: no such file or folder", .0.display())]
+    NotFound(PathBuf),
+    #[error("cannot read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .path.display())]
+    Metadata {
+        path: PathBuf,
+        #[source]
+        source: session_report::MetadataError,
+    },
+    #[error("{}", .path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: trace_chrome::Error,
+    },
+    #[error("{}", .path.display())]
+    XPlane {
+        path: PathBuf,
+        #[source]
+        source: trace_xplane::Error,
+    },
+    #[error("{}", .path.display())]
+    PySpy {
+        path: PathBuf,
+        #[source]
+        source: trace_pyspy::Error,
+    },
+    #[error("{}: not UTF-8 text", .0.display())]
+    NotUtf8(PathBuf),
+    /// Run metadata named a py-spy file that is not a regular file inside
+    /// the run folder (an absolute path, `..`, a symlink, a device).
+    #[error("{}: run metadata names py-spy input {name:?}, which is not a regular file inside the run folder", .run.display())]
+    PySpyOutside { run: PathBuf, name: String },
+    #[error(
+        "{}: no JAX traces found (expected plugins/profile/<run>/<host>.trace.json.gz or <host>.xplane.pb)",
+        .0.display()
+    )]
+    NoTraces(PathBuf),
+    #[error("{}: no run named {name} (found: {found})", .input.display())]
+    NoRun {
+        input: PathBuf,
+        name: String,
+        found: String,
+    },
+    #[error("{}: run {run} has no host named {name}", .input.display())]
+    NoHost {
+        input: PathBuf,
+        run: String,
+        name: String,
+    },
+}
+
+/// Header fields given by the caller; each one set overrides the run
+/// metadata file (or stands in for it when there is none).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub model: Option<String>,
+    pub hardware: Option<String>,
+    pub zone: Option<String>,
+    /// The profiled endpoint, e.g. `/generate`.
+    pub endpoint: Option<String>,
+    pub jax_version: Option<String>,
+    pub sglang_jax_version: Option<String>,
+    /// `YYYY-MM-DD`; by default taken from the JAX run folder's name.
+    pub date: Option<String>,
+}
+
+/// What to analyse and where to write.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// A JAX `output_dir`, a `plugins/profile/<run>/` folder, a trace file,
+    /// or an sglprof run folder (its `inputs/run_metadata.json` is used).
+    pub input: PathBuf,
+    /// Where `report.md` and `summary.json` go.
+    pub out_dir: PathBuf,
+    /// Rows of the top-operations tables.
+    pub top_n: usize,
+    /// The `plugins/profile/<run>` to analyse [default: the latest].
+    pub run: Option<String>,
+    /// The host to analyse [default: the first].
+    pub host: Option<String>,
+    /// Analyse the `xplane.pb` even when the JSON is complete.
+    pub prefer_xplane: bool,
+    pub overrides: Overrides,
+}
+
+impl Request {
+    /// The defaults a session driver uses: everything from the run folder,
+    /// outputs written beside it.
+    pub fn for_run_folder(run_dir: &Path) -> Request {
+        Request {
+            input: run_dir.to_path_buf(),
+            out_dir: run_dir.to_path_buf(),
+            top_n: 15,
+            run: None,
+            host: None,
+            prefer_xplane: false,
+            overrides: Overrides::default(),
+        }
+    }
+
+    /// The folder the outputs go to when the caller has no preference: the
+    /// input folder, or the folder of an input file.
+    pub fn default_out_dir(input: &Path) -> PathBuf {
+        if input.is_file() {
+            match input.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            }
+        } else {
+            input.to_path_buf()
+        }
+    }
+}
+
+/// Something the caller may want to tell the user; the report was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// Several JAX runs were found; the latest was analysed.
+    SeveralRuns { count: usize, chosen: String },
+    /// The run has several hosts; the first was analysed.
+    SeveralHosts {
+        run: String,
+        count: usize,
+        chosen: String,
+    },
+    /// The JSON holds exactly JAX's export cap of events and there is no
+    /// `xplane.pb` to fall back on.
+    Truncated { source: PathBuf, json_events: u64 },
+}
+
+impl Note {
+    /// `true` for a note the user should treat as a warning.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Note::Truncated { .. })
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::SeveralRuns { count, chosen } => write!(
+                f,
+                "{count} runs found, analysing the latest, {chosen} (choose with --run)"
+            ),
+            Note::SeveralHosts { run, count, chosen } => write!(
+                f,
+                "run {run} has {count} hosts, analysing {chosen} (choose with --host)"
+            ),
+            Note::Truncated {
+                source,
+                json_events,
+            } => write!(
+                f,
+                "{} holds {json_events} complete events, JAX's export cap, and there is no xplane.pb: the report covers only the start of the session",
+                source.display()
+            ),
+        }
+    }
+}
+
+/// What [`generate`] did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `report.md` and `summary.json`, in that order.
+    pub written: Vec<PathBuf>,
+    pub notes: Vec<Note>,
+}
+
+/// Analyses the traces `request` names and writes `report.md` and
+/// `summary.json` into its output folder, both or neither.
+pub fn generate(request: &Request) -> Result<Outcome, Error> {
+    let input = &request.input;
+    if std::fs::symlink_metadata(input).is_err() {
+        return Err(Error::NotFound(input.clone()));
+    }
+    let mut metadata = load_metadata(input, &request.overrides)?;
+    let files = if input.is_file() {
+        vec![input.clone()]
+    } else {
+        list_files(input)?
+    };
+    let runs = trace_model::locate(&files);
+    let mut notes = Vec::new();
+    let (run, host) = discover::pick(
+        &runs,
+        request.run.as_deref(),
+        request.host.as_deref(),
+        input,
+        &mut notes,
+    )?;
+    if metadata.date.is_none() {
+        metadata.date = discover::date_from_run(&run.run);
+    }
+
+    let chosen = choose(host, request.prefer_xplane)?;
+    let pyspy = pyspy::load(input, &metadata, request.top_n)?;
+
+    let out_dir = &request.out_dir;
+    let mut files: Vec<TraceFileInfo> = Vec::new();
+    for path in [&host.trace_json, &host.xplane].into_iter().flatten() {
+        files.push(file_info(path, out_dir)?);
+    }
+    for path in pyspy::named_files(input, &metadata)? {
+        files.push(file_info(&path, out_dir)?);
+    }
+    let logdir = discover::logdir(run);
+    let perfetto = host
+        .trace_json
+        .as_ref()
+        .or(host.xplane.as_ref())
+        .unwrap_or(&chosen.source);
+
+    let report_input = ReportInput {
+        metadata: &metadata,
+        analysis: &chosen.analysis,
+        source: shown(&chosen.source, out_dir),
+        format: chosen.format,
+        truncation: chosen.truncation.clone(),
+        planes: chosen.planes.clone(),
+        files,
+        logdir: shown(logdir, out_dir),
+        perfetto_file: shown(perfetto, out_dir),
+        top_n: request.top_n,
+        pyspy,
+    };
+    let markdown = session_report::render_markdown(&report_input);
+    let summary = session_report::render_summary_json(&report_input);
+    if let Truncation::Unrecoverable { json_events } = chosen.truncation {
+        notes.push(Note::Truncated {
+            source: chosen.source.clone(),
+            json_events,
+        });
+    }
+    let report_path = out_dir.join("report.md");
+    let summary_path = out_dir.join("summary.json");
+    publish(
+        out_dir,
+        &[
+            ("report.md", markdown.as_bytes()),
+            ("summary.json", summary.as_bytes()),
+        ],
+    )?;
+    Ok(Outcome {
+        written: vec![report_path, summary_path],
+        notes,
+    })
+}
+
+fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {
+    let path = input.join("inputs/run_metadata.json");
+    let mut meta = if path.is_file() {
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        RunMetadata::from_json(&text).map_err(|source| Error::Metadata { path, source })?
+    } else {
+        RunMetadata::new()
+    };
+    let set = |slot: &mut Option<String>, flag: &Option<String>| {
+        if flag.is_some() {
+            slot.clone_from(flag);
+        }
+    };
+    set(&mut meta.model, &flags.model);
+    set(&mut meta.hardware, &flags.hardware);
+    set(&mut meta.zone, &flags.zone);
+    set(&mut meta.endpoint, &flags.endpoint);
+    set(&mut meta.jax_version, &flags.jax_version);
+    set(&mut meta.sglang_jax_version, &flags.sglang_jax_version);
+    set(&mut meta.date, &flags.date);
+    Ok(meta)
+}
+
+fn file_info(path: &Path, out_dir: &Path) -> Result<TraceFileInfo, Error> {
+    let size = std::fs::metadata(path)
+        .map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    Ok(TraceFileInfo {
+        path: shown(path, out_dir),
+        size_bytes: size,
+    })
+}
+
+/// A path as the report shows it: relative to the report's folder when it
+/// lies inside it, otherwise as given.
+fn shown(path: &Path, out_dir: &Path) -> String {
+    let text = path
+        .strip_prefix(out_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    if text.is_empty() {
+        ".".to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The py-spy profile a run's metadata names: where it may be, and its
+//! summary for the report.
+
+use std::path::{Component, Path, PathBuf};
+
+use session_report::{PySpyProcess, PySpySection, RunMetadata};
+
+use crate::Error;
+
+/// Checks a py-spy file named by run metadata: a relative path of plain
+/// components that leads, through no symlink, to a regular file inside
+/// `run`. `Ok(None)` when nothing is there.
+fn resolve(run: &Path, name: &str) -> Result<Option<PathBuf>, Error> {
+    let outside = || Error::PySpyOutside {
+        run: run.to_path_buf(),
+        name: name.to_owned(),
+    };
+    let rel = Path::new(name);
+    if name.is_empty()
+        || !rel
+            .components()
+            .all(|it| matches!(it, Component::Normal(_)))
+    {
+        return Err(outside());
+    }
+    // Every step below the run folder must be a real folder, the last a
+    // regular file: a symlink anywhere could lead out of the folder.
+    let mut path = run.to_path_buf();
+    let count = rel.components().count();
+    for (i, part) in rel.components().enumerate() {
+        path.push(part);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Read { path, source }),
+        };
+        let last = i + 1 == count;
+        let ok = if last {
+            meta.file_type().is_file()
+        } else {
+            meta.file_type().is_dir()
+        };
+        if !ok {
+            return Err(outside());
+        }
+    }
+    Ok(Some(path))
+}
+
+/// The py-spy files the metadata names that exist, raw first.
+pub(crate) fn named_files(run: &Path, meta: &RunMetadata) -> Result<Vec<PathBuf>, Error> {
+    let mut res = Vec::new();
+    for name in [&meta.pyspy_raw, &meta.pyspy_speedscope]
+        .into_iter()
+        .flatten()
+    {
+        res.extend(resolve(run, name)?);
+    }
+    Ok(res)
+}
+
+/// The report's py-spy section from the raw output if the metadata names
+/// one, else from the speedscope file.
+pub(crate) fn load(
+    run: &Path,
+    meta: &RunMetadata,
+    top_n: usize,
+) -> Result<Option<PySpySection>, Error> {
+    let (name, raw) = match (&meta.pyspy_raw, &meta.pyspy_speedscope) {
+        (Some(name), _) => (name, true),
+        (None, Some(name)) => (name, false),
+        (None, None) => return Ok(None),
+    };
+    let path = resolve(run, name)?.ok_or_else(|| Error::Read {
+        path: run.join(name),
+        source: std::io::ErrorKind::NotFound.into(),
+    })?;
+    let bytes = std::fs::read(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let profile = if raw {
+        let text = String::from_utf8(bytes).map_err(|_| Error::NotUtf8(path.clone()))?;
+        trace_pyspy::parse_raw(&text)
+    } else {
+        trace_pyspy::parse_speedscope(&bytes)
+    }
+    .map_err(|source| Error::PySpy {
+        path: path.clone(),
+        source,
+    })?;
+    let summary = trace_pyspy::summarize(&profile, top_n.min(10));
+    let processes = summary
+        .processes
+        .into_iter()
+        .map(|it| {
+            let label = match (it.pid, &it.name) {
+                (Some(pid), Some(name)) => format!("pid {pid} {name}"),
+                (Some(pid), None) => format!("pid {pid}"),
+                (None, _) => "unknown process".to_owned(),
+            };
+            let funcs = |list: Vec<trace_pyspy::FunctionSamples>| {
+                list.into_iter()
+                    .map(|f| {
+                        let name = match &f.file {
+                            Some(file) => format!("{} ({file})", f.name),
+                            None => f.name,
+                        };
+                        (name, f.samples)
+                    })
+                    .collect()
+            };
+            PySpyProcess {
+                label,
+                samples: it.total_samples,
+                top_own: funcs(it.top_own),
+                top_total: funcs(it.top_total),
+            }
+        })
+        .collect();
+    Ok(Some(PySpySection {
+        source: name.clone(),
+        processes,
+    }))
+}

@@ -1,0 +1,176 @@
+//! The library on a copy of the small real fixture: what it refuses, what it
+//! never overwrites, and that its outputs come as a pair.
+
+use std::path::{Path, PathBuf};
+
+use session_report::RunMetadata;
+
+use crate::{Error, Request, generate, publish};
+
+const RUN: &str = "2026_11_23_14_34_24";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// A run folder holding the small JAX profile, the raw py-spy fixture, and
+/// run metadata naming `pyspy` as its py-spy input.
+fn run_folder(pyspy: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let traces = dir
+        .path()
+        .join("artifacts/jax-profile/plugins/profile")
+        .join(RUN);
+    std::fs::create_dir_all(&traces).unwrap();
+    let src = fixture().join("jax-cpu-small/plugins/profile").join(RUN);
+    std::fs::copy(
+        src.join("vm.trace.json.gz"),
+        traces.join("vm.trace.json.gz"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("artifacts/pyspy")).unwrap();
+    std::fs::copy(
+        fixture().join("pyspy/scheduler.raw.txt"),
+        dir.path().join("artifacts/pyspy/raw.txt"),
+    )
+    .unwrap();
+    let mut meta = RunMetadata::new();
+    meta.pyspy_raw = Some(pyspy.to_owned());
+    std::fs::create_dir_all(dir.path().join("inputs")).unwrap();
+    std::fs::write(dir.path().join("inputs/run_metadata.json"), meta.to_json()).unwrap();
+    dir
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut res: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|it| it.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    res.sort();
+    res
+}
+
+#[test]
+fn a_run_folder_gets_both_outputs_with_its_pyspy_section() {
+    let dir = run_folder("artifacts/pyspy/raw.txt");
+    let outcome = generate(&Request::for_run_folder(dir.path())).unwrap();
+    assert_eq!(outcome.written.len(), 2);
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(report.contains("artifacts/pyspy/raw.txt"), "{report}");
+    assert!(dir.path().join("summary.json").is_file());
+    assert_eq!(
+        names(dir.path()),
+        ["artifacts", "inputs", "report.md", "summary.json"]
+    );
+}
+
+#[test]
+fn pyspy_inputs_outside_the_run_folder_are_refused() {
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    for name in [
+        "/dev/zero".to_owned(),
+        outside.path().display().to_string(),
+        "../raw.txt".to_owned(),
+        "artifacts/../../raw.txt".to_owned(),
+        "artifacts/link.txt".to_owned(),
+        "linkdir/raw.txt".to_owned(),
+        "artifacts/pyspy".to_owned(),
+        String::new(),
+    ] {
+        let dir = run_folder(&name);
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("artifacts/link.txt")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("artifacts/pyspy"),
+            dir.path().join("linkdir"),
+        )
+        .unwrap();
+        let err = generate(&Request::for_run_folder(dir.path())).unwrap_err();
+        assert!(matches!(err, Error::PySpyOutside { .. }), "{name}: {err}");
+        assert!(err.to_string().contains("not a regular file inside"));
+        assert!(!dir.path().join("report.md").exists());
+    }
+}
+
+#[test]
+fn planted_symlinks_are_replaced_not_followed() {
+    let dir = run_folder("artifacts/pyspy/raw.txt");
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(victim.path(), "precious").unwrap();
+    // The fixed temporary names the old writer used, and the targets.
+    for name in [
+        ".summary.json.tmp",
+        ".report.md.tmp",
+        "report.md",
+        "summary.json",
+    ] {
+        std::os::unix::fs::symlink(victim.path(), dir.path().join(name)).unwrap();
+    }
+    generate(&Request::for_run_folder(dir.path())).unwrap();
+    assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
+    for name in ["report.md", "summary.json"] {
+        let meta = std::fs::symlink_metadata(dir.path().join(name)).unwrap();
+        assert!(meta.file_type().is_file(), "{name}");
+    }
+}
+
+#[test]
+fn a_report_that_cannot_be_published_leaves_nothing_behind() {
+    let dir = run_folder("artifacts/pyspy/raw.txt");
+    // summary.json cannot be replaced: report.md must not appear alone.
+    std::fs::create_dir(dir.path().join("summary.json")).unwrap();
+    let err = generate(&Request::for_run_folder(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("summary.json"), "{err}");
+    assert_eq!(names(dir.path()), ["artifacts", "inputs", "summary.json"]);
+}
+
+#[test]
+fn concurrent_writers_publish_whole_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..100 {
+        std::thread::scope(|scope| {
+            for id in ["first", "second", "third"] {
+                let dir = dir.path();
+                scope.spawn(move || {
+                    publish(dir, &[("a", id.as_bytes()), ("b", id.as_bytes())]).unwrap();
+                });
+            }
+        });
+        let a = std::fs::read(dir.path().join("a")).unwrap();
+        let b = std::fs::read(dir.path().join("b")).unwrap();
+        assert_eq!(a, b);
+    }
+    assert_eq!(names(dir.path()), ["a", "b"]);
+}
+
+#[test]
+fn missing_inputs_and_choices_are_named() {
+    let err = generate(&Request::for_run_folder(Path::new("/nonexistent/run"))).unwrap_err();
+    assert_eq!(err.to_string(), "/nonexistent/run: no such file or folder");
+    let dir = run_folder("artifacts/pyspy/raw.txt");
+    let mut request = Request::for_run_folder(dir.path());
+    request.run = Some("2020".into());
+    let err = generate(&request).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with(&format!("no run named 2020 (found: {RUN})"))
+    );
+    request.run = None;
+    request.host = Some("tpu".into());
+    let err = generate(&request).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with(&format!("run {RUN} has no host named tpu"))
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let err = generate(&Request::for_run_folder(empty.path())).unwrap_err();
+    assert!(matches!(err, Error::NoTraces(_)), "{err}");
+}
+
+#[test]
+fn run_dates() {
+    assert_eq!(
+        crate::discover::date_from_run(RUN).as_deref(),
+        Some("2026-11-23")
+    );
+    assert_eq!(crate::discover::date_from_run("latest"), None);
+}
