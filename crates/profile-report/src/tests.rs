@@ -174,3 +174,32 @@ fn run_dates() {
     );
     assert_eq!(crate::discover::date_from_run("latest"), None);
 }
+
+#[test]
+fn folder_names_in_the_suggested_commands_are_quoted() {
+    let root = tempfile::tempdir().unwrap();
+    let hostile = root.path().join("x;echo $(id)");
+    let traces = hostile.join("plugins/profile").join(RUN);
+    std::fs::create_dir_all(&traces).unwrap();
+    let src = fixture().join("jax-cpu-small/plugins/profile").join(RUN);
+    std::fs::copy(
+        src.join("vm.trace.json.gz"),
+        traces.join("vm.trace.json.gz"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut request = Request::for_run_folder(&hostile);
+    request.out_dir = out.path().to_path_buf();
+    generate(&request).unwrap();
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    let quoted = format!("'{}'", hostile.display());
+    assert!(
+        report.contains(&format!("tensorboard --logdir {quoted} --port")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("xprof --logdir={quoted} ")),
+        "{report}"
+    );
+    assert!(!report.contains(&format!("--logdir {} ", hostile.display())));
+}

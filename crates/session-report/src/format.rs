@@ -87,6 +87,34 @@ pub fn code(text: &str) -> String {
     }
 }
 
+/// `text` as one word of a POSIX shell command line (bash for control
+/// characters): unchanged when it holds only safe characters, else quoted
+/// so that nothing in it is expanded, split or run, and no line of it can
+/// end the Markdown code block it is shown in.
+pub fn shell_word(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        return text.to_owned();
+    }
+    if text.chars().any(char::is_control) {
+        let mut res = String::from("$'");
+        for c in text.chars() {
+            match c {
+                '\\' => res.push_str("\\\\"),
+                '\'' => res.push_str("\\'"),
+                c if u32::from(c) < 0x80 && c.is_control() => {
+                    res.push_str(&format!("\\x{:02x}", u32::from(c)));
+                }
+                c if c.is_control() => res.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => res.push(c),
+            }
+        }
+        res.push('\'');
+        return res;
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 /// A GitHub-flavoured Markdown table.
 pub struct Table {
     header: Vec<String>,

@@ -4,7 +4,7 @@
 use trace_analysis::{Analysis, OpKind, OpStats, is_wait, note_for};
 use trace_model::{PS_PER_US, Phase, ps_to_ms};
 
-use crate::format::{Table, bytes, cell, code, count, fixed, ms};
+use crate::format::{Table, bytes, cell, code, count, fixed, ms, shell_word};
 use crate::{RunMetadata, TraceFileInfo, WorkloadSummary};
 
 /// Which file the numbers come from.
@@ -657,7 +657,8 @@ fn how_to_view(input: &ReportInput<'_>, out: &mut String) {
     out.push_str("### TensorBoard / xprof\n\n");
     out.push_str(&format!(
         "```bash\npip install tensorboard xprof\ntensorboard --logdir {} --port 6006\n# Open http://localhost:6006 > Profile tab\n# or, without TensorBoard:\nxprof --logdir={} --port=8791\n```\n\n",
-        input.logdir, input.logdir
+        shell_word(&input.logdir),
+        shell_word(&input.logdir)
     ));
     if let Some(url) = &input.metadata.archive_url {
         out.push_str(&format!(
@@ -686,6 +687,18 @@ fn reproduction(meta: &RunMetadata, out: &mut String) {
             parts.push("server defaults".to_owned());
         }
         out.push_str(&format!("Profiler settings: {}.\n\n", parts.join(", ")));
+        let level = match profile.python_tracer_level {
+            Some(0) => None,
+            Some(n) => Some(format!("python_tracer_level {n}")),
+            None => Some("the server's default python_tracer_level, 1".to_owned()),
+        };
+        if let Some(level) = level {
+            out.push_str(&format!(
+                "The Python tracer was on ({level}): it records every Python call, which inflates host time \
+                 (upstream measured decode time per token go from 43 ms to 130 ms with it); \
+                 read host timings with `--python-tracer-level 0` on a server that honours it.\n\n"
+            ));
+        }
     }
     if !meta.reproduction.is_empty() {
         out.push_str("```bash\n");
