@@ -222,10 +222,7 @@ fn install(sh: &Shell, flavor: &Flavor, venv: &Path) -> anyhow::Result<EnvVersio
     let versions: EnvVersions =
         serde_json::from_str(report.trim()).context("unexpected version report")?;
     // Written last: its presence means the environment is complete.
-    crate::profile::write_atomic(
-        &venv.join(COMPLETE_FILE),
-        &(serde_json::to_string_pretty(&versions)? + "\n"),
-    )?;
+    profile_session::run_folder::write_json(&venv.join(COMPLETE_FILE), &versions)?;
     eprintln!(
         "[env] ready in {:.0} s: sglang-jax {}, jax {}, python {}",
         started.elapsed().as_secs_f64(),

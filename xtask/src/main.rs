@@ -9,10 +9,14 @@
 
 mod artifacts;
 mod bench;
+mod local;
 mod local_env;
 mod profile;
 mod report;
 mod tpu;
+mod tpu_plan;
+mod tpu_remote;
+mod tpu_session;
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +48,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
-        Command::Profile(args) => profile::run(args),
+        Command::Profile(args) if args.use_tpu => tpu_session::profile_tpu(&args),
+        Command::Profile(args) => local::run(&args),
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Tpu(args) => tpu::run(args),

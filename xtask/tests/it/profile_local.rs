@@ -284,6 +284,18 @@ fn processes_with(needle: &str) -> Vec<String> {
 /// server process (launcher, scheduler, detokenizer) outlives it.
 #[test]
 fn ctrl_c_leaves_no_process_behind() {
+    signal_leaves_no_process_behind(libc::SIGINT, "SIGINT");
+}
+
+/// The same for a closed terminal or a lost ssh session (SIGHUP) and for
+/// SIGQUIT, which used to kill the xtask and leave the server running.
+#[test]
+fn hangup_and_quit_leave_no_process_behind() {
+    signal_leaves_no_process_behind(libc::SIGHUP, "SIGHUP");
+    signal_leaves_no_process_behind(libc::SIGQUIT, "SIGQUIT");
+}
+
+fn signal_leaves_no_process_behind(signal: libc::c_int, name: &str) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -336,13 +348,18 @@ fn ctrl_c_leaves_no_process_behind() {
         "no server process found with `{needle}`"
     );
 
-    // What a terminal's Ctrl-C delivers to the foreground program.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert!(
         !status.success(),
         "an interrupted run must fail:\n{seen}{}",
+        rest.join("\n")
+    );
+    let said = format!("error: interrupted by {name}");
+    assert!(
+        rest.iter().any(|line| line.starts_with(&said)),
+        "no `{said}` line:\n{}",
         rest.join("\n")
     );
 

@@ -1,0 +1,19 @@
+//! The profiling session as a library, the same for every host the server
+//! runs on: the [`plan`] (what a run will do, plain data, printed by a dry
+//! run, with the one reproduction line), the [`run_folder`] (layout, the one
+//! guard against reusing a folder, atomic writes, checksums), [`redact`]ion
+//! of secrets at the places where commands and logs are rendered, and the
+//! [`session`] steps once a server answers (readiness, warmup, profile
+//! start and stop, workload, hooks for py-spy, collection).
+//!
+//! It is not a command line (no clap types, no printing of its own except
+//! the `[session]` progress lines) and it does not start servers or VMs:
+//! drivers for each host do, through `sglang-server` and `tpu-cloud`.
+
+pub mod plan;
+pub mod redact;
+pub mod run_folder;
+pub mod session;
+
+pub use plan::{Endpoint, Plan, PlanError};
+pub use run_folder::{RunFolder, RunFolderError};

@@ -1,0 +1,238 @@
+//! What a run will do, as plain data: built by the command line (or read
+//! from a JSON file), printed by a dry run, checked against what the host
+//! can do, and turned back into the one command line that reproduces it.
+
+use serde::{Deserialize, Serialize};
+use sglang_server::StartProfile;
+use tpu_cloud::script::sh_quote;
+
+/// The profiled endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    Generate,
+    Score,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Generate => "/generate",
+            Endpoint::Score => "/v1/score",
+        }
+    }
+    /// The word of `--endpoint` and of run ids.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Endpoint::Generate => "generate",
+            Endpoint::Score => "score",
+        }
+    }
+}
+
+/// Where the server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostKind {
+    Local,
+    Tpu,
+}
+
+impl HostKind {
+    pub fn flag(self) -> &'static str {
+        match self {
+            HostKind::Local => "--local",
+            HostKind::Tpu => "--tpu",
+        }
+    }
+}
+
+/// A flag the plan asks for that its host cannot honour.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error("{flag} is not supported with {host}: {why}")]
+    Unsupported {
+        flag: &'static str,
+        host: &'static str,
+        why: &'static str,
+    },
+}
+
+/// Everything about a session that does not depend on where the server
+/// runs. Host drivers keep their own settings (a TPU's zone, say) and hand
+/// their flags to [`Plan::reproduction`] as words.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub host: HostKind,
+    pub endpoint: Endpoint,
+    /// Profiled requests; for `score`, rounded up to whole rounds of three.
+    pub requests: usize,
+    pub concurrency: usize,
+    pub max_new_tokens: u32,
+    pub stream: bool,
+    pub prompt: String,
+    /// Requests sent before the profile starts, in the workload's shape.
+    pub warmup: usize,
+    pub num_steps: Option<u32>,
+    pub host_tracer_level: u32,
+    pub python_tracer_level: Option<u32>,
+    pub sglang_jax_version: String,
+    pub model_path: Option<String>,
+    pub py_spy: bool,
+    /// Never serialised: a plan printed or saved holds no secret.
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+impl Plan {
+    /// Refuses, in one line, a flag this plan's host cannot honour. Every
+    /// other flag means the same on every host.
+    pub fn check(&self) -> Result<(), PlanError> {
+        if self.host == HostKind::Tpu && self.py_spy {
+            return Err(PlanError::Unsupported {
+                flag: "--py-spy",
+                host: "--tpu",
+                why: "py-spy is not installed on the VM yet; profile with --local --py-spy",
+            });
+        }
+        Ok(())
+    }
+
+    /// The `/start_profile` body for a server writing into `output_dir`.
+    pub fn start_profile(&self, output_dir: String) -> StartProfile {
+        StartProfile {
+            output_dir: Some(output_dir),
+            num_steps: self.num_steps,
+            host_tracer_level: Some(self.host_tracer_level),
+            python_tracer_level: self.python_tracer_level,
+            ..StartProfile::default()
+        }
+    }
+
+    /// The plan as JSON, as a dry run prints it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan always serialises")
+    }
+
+    /// The command line that runs this plan again: `cargo xtask profile`,
+    /// the host flag, `host_flags` (already words, e.g. `--zone`, `us-east5-b`)
+    /// and every setting of the plan, each word shell-quoted. Credentials
+    /// never appear: an API key is named by its environment variable, and
+    /// the caller passes URLs through [`crate::redact::url`].
+    pub fn reproduction(&self, host_flags: &[String]) -> String {
+        let mut words: Vec<String> = vec!["cargo".into(), "xtask".into(), "profile".into()];
+        words.push(self.host.flag().into());
+        words.extend(host_flags.iter().cloned());
+        let mut flag = |name: &str, value: String| {
+            words.push(name.to_owned());
+            words.push(value);
+        };
+        flag("--sglang-jax-version", self.sglang_jax_version.clone());
+        if let Some(model) = &self.model_path {
+            flag("--model-path", model.clone());
+        }
+        flag("--endpoint", self.endpoint.slug().into());
+        flag("--requests", self.requests.to_string());
+        flag("--concurrency", self.concurrency.to_string());
+        flag("--warmup", self.warmup.to_string());
+        flag("--host-tracer-level", self.host_tracer_level.to_string());
+        if let Some(level) = self.python_tracer_level {
+            flag("--python-tracer-level", level.to_string());
+        }
+        if let Some(n) = self.num_steps {
+            flag("--num-steps", n.to_string());
+        }
+        if self.endpoint == Endpoint::Generate {
+            flag("--max-new-tokens", self.max_new_tokens.to_string());
+            flag("--prompt", self.prompt.clone());
+            if self.stream {
+                words.push("--stream".into());
+            }
+        }
+        if self.py_spy {
+            words.push("--py-spy".into());
+        }
+        let mut line = words
+            .iter()
+            .map(|w| sh_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if self.api_key.is_some() {
+            // The key itself stays in the user's environment.
+            line = format!("SGLPROF_API_KEY=\"$SGLPROF_API_KEY\" {line}");
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn plan(host: HostKind) -> Plan {
+        Plan {
+            host,
+            endpoint: Endpoint::Generate,
+            requests: 12,
+            concurrency: 4,
+            max_new_tokens: 32,
+            stream: true,
+            prompt: "it's a test".into(),
+            warmup: 8,
+            num_steps: None,
+            host_tracer_level: 2,
+            python_tracer_level: Some(0),
+            sglang_jax_version: "0.0.2".into(),
+            model_path: None,
+            py_spy: false,
+            api_key: Some("s3cret".into()),
+        }
+    }
+
+    #[test]
+    fn every_flag_is_reproduced_on_every_host() {
+        for (host, extra) in [
+            (HostKind::Local, vec![]),
+            (
+                HostKind::Tpu,
+                vec!["--zone".to_owned(), "us-east5-b".to_owned()],
+            ),
+        ] {
+            let line = plan(host).reproduction(&extra);
+            for needle in [
+                "--max-new-tokens 32",
+                "--prompt 'it'\\''s a test'",
+                "--python-tracer-level 0",
+                "--stream",
+                "--warmup 8",
+                "--sglang-jax-version 0.0.2",
+                host.flag(),
+            ] {
+                assert!(line.contains(needle), "{needle} missing from {line}");
+            }
+            assert!(!line.contains("s3cret"), "{line}");
+            assert!(line.starts_with("SGLPROF_API_KEY=\"$SGLPROF_API_KEY\" cargo xtask profile"));
+        }
+    }
+
+    #[test]
+    fn a_printed_plan_holds_no_secret() {
+        let text = plan(HostKind::Tpu).to_json();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("\"max_new_tokens\": 32"), "{text}");
+    }
+
+    #[test]
+    fn flags_a_host_cannot_honour_are_refused() {
+        let mut tpu = plan(HostKind::Tpu);
+        tpu.py_spy = true;
+        assert_eq!(
+            tpu.check().unwrap_err().to_string(),
+            "--py-spy is not supported with --tpu: py-spy is not installed on the VM yet; profile with --local --py-spy"
+        );
+        let mut local = plan(HostKind::Local);
+        local.py_spy = true;
+        local.check().unwrap();
+    }
+}

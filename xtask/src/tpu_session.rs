@@ -1,0 +1,206 @@
+//! `cargo xtask profile --tpu`: the session on a Cloud TPU VM.
+//!
+//! The TPU session: write `runs/<run>/tpu-state.json`, create the VM (or
+//! reuse `--vm`), wait for READY, install sglang-jax on it, launch the
+//! server detached, open an ssh tunnel to its port, and hand the tunnel's
+//! URL to `profile_session::session::run_session` (readiness, warmup,
+//! profile, workload, stop). The trace files are waited for on the VM, copied home
+//! with the server log, the VM is deleted, and the report gets a Cost
+//! Summary from the billed time. The VM is deleted on every exit path
+//! (error, SIGINT, SIGTERM, SIGHUP, SIGQUIT) unless `--keep`; a run killed outright leaves
+//! its state file for `cargo xtask cleanup`.
+//!
+//! `--dry-run` prints every API call and gcloud command in order and needs
+//! no credentials: the API client and gcloud runner record instead of act.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use profile_session::plan::HostKind;
+use profile_session::{Plan as SessionPlan, RunFolder};
+use tpu_cloud::api::{Node, NodeState};
+use tpu_cloud::gcloud::{Gcloud, Target};
+use tpu_cloud::lease::{self, Failure};
+use tpu_cloud::remote::Remote;
+use tpu_cloud::state::{Ledger, Phase, STATE_FILE};
+
+use crate::tpu::{api_client, runtime};
+use crate::tpu_plan::{node_request, plan, run_metadata};
+use crate::tpu_remote::remote_session;
+
+/// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT, after saying so.
+async fn shutdown_signal() {
+    let what = crate::profile::shutdown_signal().await;
+    eprintln!("[tpu] {what}: stopping the session and deleting the VM (unless --keep)");
+}
+
+/// Runs `cargo xtask profile --tpu`.
+pub fn profile_tpu(args: &crate::profile::Args) -> anyhow::Result<()> {
+    let session_plan = args.plan(HostKind::Tpu)?;
+    runtime()?.block_on(profile_tpu_async(args, &session_plan))
+}
+
+async fn profile_tpu_async(
+    args: &crate::profile::Args,
+    session_plan: &SessionPlan,
+) -> anyhow::Result<()> {
+    let tpu = &args.tpu;
+    // A bad --upload (no bucket) fails before a VM is created.
+    let archive = args.archive.upload_opts()?;
+    let started_at = SystemTime::now();
+    let plan = plan(args, started_at)?;
+    // The VM and the laptop must archive under the same address.
+    let archive = archive.map(|mut opts| {
+        opts.run_id.get_or_insert_with(|| plan.run_id.clone());
+        opts
+    });
+    let dry_run = tpu.dry_run;
+    let folder = if dry_run {
+        println!("# plan: {}", session_plan.to_json().replace('\n', "\n# "));
+        RunFolder::planned(&plan.run_dir)?
+    } else {
+        let folder = RunFolder::create(&plan.run_dir)?;
+        eprintln!("[tpu] run folder {}", plan.run_dir.display());
+        folder
+    };
+    let (client, transcript) = api_client(&tpu.tpu_api_url, dry_run).await?;
+    let gcloud = match &transcript {
+        Some(transcript) => Gcloud::dry_run(transcript.clone()),
+        None => Gcloud::new(),
+    };
+    let target = Target {
+        project: plan.location.project.clone(),
+        zone: plan.location.zone.clone(),
+        node: plan.node_id.clone(),
+        extra_flags: tpu.gcloud_flags.clone(),
+    };
+    let remote = Remote::new(gcloud, target);
+    let req = node_request(args, &plan);
+
+    // The state file exists before anything is asked of Google.
+    let state_path = plan.run_dir.join(STATE_FILE);
+    let mut ledger = match (&tpu.vm, dry_run) {
+        (Some(_), _) => {
+            let mut state = req.planned_state();
+            state.owned = false;
+            state.phase = Phase::Reused;
+            state.queued_resource = None;
+            if dry_run {
+                Ledger::in_memory(state)
+            } else {
+                Ledger::create(&state_path, state)?
+            }
+        }
+        (None, true) => Ledger::in_memory(req.planned_state()),
+        (None, false) => Ledger::create(&state_path, req.planned_state())?,
+    };
+
+    let session = |_node: Node| {
+        remote_session(
+            args,
+            session_plan,
+            &plan,
+            &remote,
+            archive.as_ref(),
+            dry_run,
+        )
+    };
+    let (outcome, release) = if tpu.vm.is_some() {
+        let work = async {
+            let node = client
+                .get_node(&plan.location, &plan.node_id)
+                .await
+                .map_err(Failure::Provision)?;
+            if node.state != Some(NodeState::Ready) {
+                return Err(Failure::Provision(tpu_cloud::Error::NodeLost {
+                    name: plan.node_id.clone(),
+                    state: format!("{:?}", node.state),
+                }));
+            }
+            session(node).await.map_err(Failure::Session)
+        };
+        let res = tokio::select! {
+            res = work => res,
+            () = shutdown_signal() => Err(Failure::Cancelled),
+        };
+        (res, None)
+    } else {
+        let leased = lease::with_node(
+            &client,
+            &req,
+            &mut ledger,
+            tpu.keep,
+            shutdown_signal(),
+            session,
+        )
+        .await;
+        (leased.outcome, leased.release)
+    };
+    let finished_at = SystemTime::now();
+
+    // Report the delete first: a leaked VM matters more than a failed run.
+    match &release {
+        Some(Ok(())) => eprintln!("[tpu] deleted {}", plan.node_id),
+        Some(Err(err)) => eprintln!(
+            "[tpu] could not delete {}: {err}; run `cargo xtask cleanup {}`",
+            plan.node_id,
+            plan.run_dir.display()
+        ),
+        None if tpu.vm.is_some() => eprintln!("[tpu] left the reused VM {} running", plan.node_id),
+        None => eprintln!(
+            "[tpu] kept {} running (--keep); delete it with `cargo xtask cleanup {}`",
+            plan.node_id,
+            plan.run_dir.display()
+        ),
+    }
+    let remote_outcome = match outcome {
+        Ok(res) => res,
+        Err(Failure::Provision(err)) => return Err(err.into()),
+        Err(Failure::Session(err)) => {
+            return Err(err.context(format!("the TPU session on {} failed", plan.node_id)));
+        }
+        Err(Failure::Cancelled) => bail!("interrupted; the VM was handled as reported above"),
+    };
+    if let Some(Err(err)) = release {
+        return Err(
+            anyhow::Error::from(err).context("the session succeeded but the VM was not deleted")
+        );
+    }
+    if dry_run {
+        return Ok(());
+    }
+    let Some(remote_outcome) = remote_outcome else {
+        return Ok(());
+    };
+
+    let uploaded = match &archive {
+        Some(opts) => Some((
+            crate::artifacts::record_archive_target(&plan.run_dir, opts)?,
+            folder_bytes(&plan.run_dir)?,
+        )),
+        None => None,
+    };
+    let metadata = run_metadata(
+        args,
+        session_plan,
+        &plan,
+        &ledger.state,
+        &remote_outcome,
+        (started_at, finished_at),
+        uploaded,
+    );
+    crate::profile::finish_run(&folder, &metadata, archive.as_ref(), "tpu").await
+}
+
+/// The bytes of every file under `dir`: what the archive will store, for the
+/// GCS row of the Cost Summary.
+fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for file in profile_report::list_files(dir)? {
+        total += std::fs::metadata(&file)
+            .with_context(|| format!("cannot stat {}", file.display()))?
+            .len();
+    }
+    Ok(total)
+}
