@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
+use profile_session::manual::ManualSteps;
 use profile_session::plan::HostKind;
 use profile_session::session::{self, SessionConfig, SessionError, Workload, WorkloadHooks};
 use profile_session::{Endpoint, Plan, RunFolder};
@@ -192,10 +193,26 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
     metadata.python_version = Some(env.versions.python.clone());
     metadata.profile = Some(session::profile_config(&config.profile, &run_dir));
     metadata.workload = Some(session::workload_summary(&outcome.workload));
-    metadata.reproduction = vec![
-        plan.reproduction(&[]),
-        format!("# server command line: {}", launch.shell_line()),
-    ];
+    let steps = ManualSteps {
+        setup: vec![
+            format!(
+                "# the environment sglprof cached: sglang-jax {}, jax {}",
+                env.versions.sglang_jax, env.versions.jax
+            ),
+            format!("{} &", launch.shell_line()),
+        ],
+        workflow: ManualSteps::http_workflow(
+            &format!("http://127.0.0.1:{port}"),
+            plan.endpoint.path(),
+            &config.profile,
+            plan.concurrency,
+            plan.api_key.is_some(),
+        ),
+        download: Vec::new(),
+        cleanup: vec!["kill %1  # the server started above".to_owned()],
+    };
+    metadata.reproduction = vec![plan.reproduction(&[]), String::new()];
+    metadata.reproduction.extend(steps.render());
     if let Some((raw, speedscope)) = &py_spy_files {
         metadata.pyspy_raw = Some(folder.relative(raw));
         metadata.pyspy_speedscope = Some(folder.relative(speedscope));

@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use profile_session::Plan as SessionPlan;
+use profile_session::manual::ManualSteps;
 use profile_session::session::{self, SessionConfig, SessionOutcome};
 use tpu_cloud::Location;
 use tpu_cloud::api::{NetworkConfig, Provisioning};
 use tpu_cloud::cost::{self, PriceTable};
 use tpu_cloud::lease::{self, Deadlines, NodeRequest};
 use tpu_cloud::script::PackageSource;
+use tpu_cloud::script::sh_quote;
 use tpu_cloud::state::{Phase, RunState};
 
 use crate::profile::TpuProfileArgs;
@@ -121,6 +123,10 @@ pub(crate) struct RemoteOutcome {
     pub(crate) session: SessionOutcome,
     pub(crate) config: SessionConfig,
     pub(crate) versions: std::collections::BTreeMap<String, String>,
+    /// The server's command line on the VM, the API key as a variable.
+    pub(crate) server_line: String,
+    /// The local end of the ssh tunnel.
+    pub(crate) local_port: u16,
 }
 
 pub(crate) fn run_metadata(
@@ -152,6 +158,9 @@ pub(crate) fn run_metadata(
     ));
     res.workload = Some(session::workload_summary(&remote.session.workload));
     res.reproduction = vec![reproduction(args, session_plan, plan)];
+    res.reproduction.push(String::new());
+    res.reproduction
+        .extend(manual_steps(args, session_plan, plan, remote).render());
     let (cost, source) = cost_rows(
         tpu,
         plan,
@@ -235,6 +244,91 @@ fn cost_rows(
         ));
     }
     (rows, source)
+}
+
+/// The session as gcloud and curl commands, from the values it used.
+fn manual_steps(
+    args: &crate::profile::Args,
+    session_plan: &SessionPlan,
+    plan: &Plan,
+    remote: &RemoteOutcome,
+) -> ManualSteps {
+    let tpu = &args.tpu;
+    let loc = format!(
+        "--project {} --zone {}",
+        sh_quote(&plan.location.project),
+        sh_quote(&plan.location.zone)
+    );
+    let node = sh_quote(&plan.node_id);
+    let ssh = |command: &str| {
+        format!(
+            "gcloud compute tpus tpu-vm ssh {node} {loc} --command {}",
+            sh_quote(command)
+        )
+    };
+    let billing = match plan.provisioning {
+        Provisioning::Spot => " --spot",
+        Provisioning::Preemptible => " --preemptible",
+        _ => "",
+    };
+    let install = match &plan.source {
+        PackageSource::PyPi { version } => format!(
+            "python3 -m venv sglprof/venv && sglprof/venv/bin/pip install {} -f {}",
+            sh_quote(&match version {
+                Some(v) => format!("sglang-jax[tpu]=={v}"),
+                None => "sglang-jax[tpu]".to_owned(),
+            }),
+            tpu_cloud::script::LIBTPU_FIND_LINKS
+        ),
+        PackageSource::Git { url, commit } => format!(
+            "git clone {} sglprof/sglang-jax && git -C sglprof/sglang-jax checkout {} && python3 -m venv sglprof/venv && sglprof/venv/bin/pip install -e 'sglprof/sglang-jax/python[tpu]' -f {}",
+            sh_quote(&profile_session::redact::url(url)),
+            sh_quote(commit),
+            tpu_cloud::script::LIBTPU_FIND_LINKS
+        ),
+    };
+    let port = remote.local_port;
+    let mut setup = Vec::new();
+    if tpu.vm.is_none() {
+        setup.push(format!(
+            "gcloud compute tpus tpu-vm create {node} {loc} --accelerator-type {} --version {}{billing}",
+            sh_quote(&tpu.accelerator_type),
+            sh_quote(&tpu.runtime_version)
+        ));
+    }
+    setup.push(ssh(&install));
+    setup.push(ssh(&format!(
+        "cd sglprof && nohup {} > server.log 2>&1 &",
+        remote.server_line.replace("python ", "venv/bin/python ")
+    )));
+    setup.push(format!(
+        "gcloud compute tpus tpu-vm ssh {node} {loc} -- -N -L {port}:127.0.0.1:30000 &"
+    ));
+    let cleanup = if tpu.vm.is_none() && !tpu.keep {
+        vec![format!(
+            "gcloud compute tpus tpu-vm delete {node} {loc} --quiet"
+        )]
+    } else {
+        vec![format!(
+            "# the VM {node} was kept; delete it with: cargo xtask cleanup {}",
+            plan.run_id
+        )]
+    };
+    ManualSteps {
+        setup,
+        workflow: ManualSteps::http_workflow(
+            &format!("http://127.0.0.1:{port}"),
+            session_plan.endpoint.path(),
+            &remote.config.profile,
+            session_plan.concurrency,
+            session_plan.api_key.is_some(),
+        ),
+        download: vec![format!(
+            "gcloud compute tpus tpu-vm scp --recurse {node}:{} artifacts/jax-profile {loc}",
+            sh_quote(&plan.remote_profile_dir)
+        )],
+        cleanup,
+    }
 }
 
 /// The one reproduction line of `profile_session`, with the TPU flags in

@@ -50,6 +50,7 @@ pub(crate) async fn remote_session(
         extra_args: Vec::new(),
         env: Vec::new(),
     };
+    let server_line = format!("HF_HOME=/tmp/hf {}", launch.shell_line());
     let launch = tpu_cloud::script::LaunchSpec {
         python_args: launch.argv(),
         env: [("HF_HOME".to_owned(), "/tmp/hf".to_owned())].into(),
@@ -159,6 +160,8 @@ pub(crate) async fn remote_session(
         session,
         config,
         versions,
+        server_line,
+        local_port,
     }))
 }
 

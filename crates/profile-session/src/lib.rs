@@ -10,6 +10,7 @@
 //! the `[session]` progress lines) and it does not start servers or VMs:
 //! drivers for each host do, through `sglang-server` and `tpu-cloud`.
 
+pub mod manual;
 pub mod plan;
 pub mod redact;
 pub mod run_folder;
