@@ -28,7 +28,7 @@ pub(crate) async fn remote_session(
 ) -> anyhow::Result<Option<RemoteOutcome>> {
     eprintln!(
         "[tpu] installing {} on {}",
-        plan.source.describe(),
+        profile_session::redact::url(&plan.source.describe()),
         plan.node_id
     );
     let install = InstallSpec {
