@@ -22,6 +22,8 @@ use crate::profile::Args;
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let plan = args.plan(HostKind::Local)?;
+    // Refused before anything is created; checked again once installed.
+    plan.check_server(&plan.sglang_jax_version)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,6 +66,7 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
     let env_started = Instant::now();
     let env = local_env::ensure(&sh, &args.sglang_jax_version)?;
     let env_took = env_started.elapsed();
+    plan.check_server(&env.versions.sglang_jax)?;
     let model_path = match &args.model_path {
         Some(path) => path.clone(),
         None => env.model_dir.display().to_string(),

@@ -55,6 +55,14 @@ pub struct Args {
     /// ignores 0).
     #[arg(long)]
     pub python_tracer_level: Option<u32>,
+    /// Start the trace at this forward pass; needs a server with the later
+    /// profiling API (refused on sglang-jax 0.0.x).
+    #[arg(long)]
+    pub start_step: Option<u64>,
+    /// Trace prefill and decode separately (`prefill/`, `decode/`); needs a
+    /// server with the later profiling API (refused on sglang-jax 0.0.x).
+    #[arg(long)]
+    pub profile_by_stage: bool,
     /// The sglang-jax release installed (--tpu: unless --sglang-jax-git).
     #[arg(long, default_value = DEFAULT_VERSION)]
     pub sglang_jax_version: String,
@@ -198,6 +206,8 @@ impl Args {
             num_steps: self.num_steps,
             host_tracer_level: self.host_tracer_level,
             python_tracer_level: self.python_tracer_level,
+            start_step: self.start_step,
+            profile_by_stage: self.profile_by_stage,
             sglang_jax_version: self.sglang_jax_version.clone(),
             model_path: self.model_path.clone(),
             py_spy: self.py_spy,

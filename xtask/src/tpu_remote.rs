@@ -36,6 +36,9 @@ pub(crate) async fn remote_session(
         extra_packages: Vec::new(),
     };
     let versions = remote.install(&install).await?;
+    if let Some(version) = versions.get("sglang-jax") {
+        session_plan.check_server(version)?;
+    }
     let launch = LaunchSpec {
         python: PathBuf::from("python"),
         model_path: plan.model.clone(),

@@ -38,6 +38,10 @@ async fn shutdown_signal() {
 /// Runs `cargo xtask profile --tpu`.
 pub fn profile_tpu(args: &crate::profile::Args) -> anyhow::Result<()> {
     let session_plan = args.plan(HostKind::Tpu)?;
+    if args.tpu.sglang_jax_git.is_none() {
+        // Refused before a VM is created; checked again once installed.
+        session_plan.check_server(&session_plan.sglang_jax_version)?;
+    }
     runtime()?.block_on(profile_tpu_async(args, &session_plan))
 }
 

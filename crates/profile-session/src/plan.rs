@@ -57,6 +57,12 @@ pub enum PlanError {
         host: &'static str,
         why: &'static str,
     },
+    #[error("{flag} needs the newer profiling API, which sglang-jax {version} lacks{why}")]
+    ServerLacks {
+        flag: &'static str,
+        version: String,
+        why: &'static str,
+    },
 }
 
 /// Everything about a session that does not depend on where the server
@@ -77,6 +83,12 @@ pub struct Plan {
     pub num_steps: Option<u32>,
     pub host_tracer_level: u32,
     pub python_tracer_level: Option<u32>,
+    /// Start the trace at this forward pass (the later profiling API).
+    #[serde(default)]
+    pub start_step: Option<u64>,
+    /// Trace prefill and decode into separate folders (the later API).
+    #[serde(default)]
+    pub profile_by_stage: bool,
     pub sglang_jax_version: String,
     pub model_path: Option<String>,
     pub py_spy: bool,
@@ -99,6 +111,36 @@ impl Plan {
         Ok(())
     }
 
+    /// Refuses, in one line, a profiling option the installed server
+    /// `version` does not have. sglang-jax 0.0.x has neither `start_step`
+    /// nor `profile_by_stage`, and reads `python_tracer_level` by
+    /// truthiness, so an explicit 0 would silently mean the default (on).
+    pub fn check_server(&self, version: &str) -> Result<(), PlanError> {
+        if !version.starts_with("0.0.") {
+            return Ok(());
+        }
+        let lacks = |flag, why| {
+            Err(PlanError::ServerLacks {
+                flag,
+                version: version.to_owned(),
+                why,
+            })
+        };
+        if self.start_step.is_some() {
+            return lacks("--start-step", "");
+        }
+        if self.profile_by_stage {
+            return lacks("--profile-by-stage", "");
+        }
+        if self.python_tracer_level == Some(0) {
+            return lacks(
+                "--python-tracer-level 0",
+                " (it would ignore 0 and trace Python anyway)",
+            );
+        }
+        Ok(())
+    }
+
     /// The `/start_profile` body for a server writing into `output_dir`.
     pub fn start_profile(&self, output_dir: String) -> StartProfile {
         StartProfile {
@@ -106,6 +148,8 @@ impl Plan {
             num_steps: self.num_steps,
             host_tracer_level: Some(self.host_tracer_level),
             python_tracer_level: self.python_tracer_level,
+            start_step: self.start_step,
+            profile_by_stage: self.profile_by_stage.then_some(true),
             ..StartProfile::default()
         }
     }
@@ -143,12 +187,18 @@ impl Plan {
         if let Some(n) = self.num_steps {
             flag("--num-steps", n.to_string());
         }
+        if let Some(n) = self.start_step {
+            flag("--start-step", n.to_string());
+        }
         if self.endpoint == Endpoint::Generate {
             flag("--max-new-tokens", self.max_new_tokens.to_string());
             flag("--prompt", self.prompt.clone());
             if self.stream {
                 words.push("--stream".into());
             }
+        }
+        if self.profile_by_stage {
+            words.push("--profile-by-stage".into());
         }
         if self.py_spy {
             words.push("--py-spy".into());
@@ -183,6 +233,8 @@ mod tests {
             num_steps: None,
             host_tracer_level: 2,
             python_tracer_level: Some(0),
+            start_step: None,
+            profile_by_stage: false,
             sglang_jax_version: "0.0.2".into(),
             model_path: None,
             py_spy: false,
@@ -214,6 +266,28 @@ mod tests {
             assert!(!line.contains("s3cret"), "{line}");
             assert!(line.starts_with("SGLPROF_API_KEY=\"$SGLPROF_API_KEY\" cargo xtask profile"));
         }
+    }
+
+    #[test]
+    fn later_profiling_options_are_refused_on_old_servers() {
+        let mut plan = plan(HostKind::Local);
+        assert_eq!(
+            plan.check_server("0.0.2").unwrap_err().to_string(),
+            "--python-tracer-level 0 needs the newer profiling API, which sglang-jax 0.0.2 lacks (it would ignore 0 and trace Python anyway)"
+        );
+        plan.check_server("0.1.0").unwrap();
+        plan.python_tracer_level = None;
+        plan.check_server("0.0.1.post1").unwrap();
+        plan.start_step = Some(3);
+        assert_eq!(
+            plan.check_server("0.0.1.post1").unwrap_err().to_string(),
+            "--start-step needs the newer profiling API, which sglang-jax 0.0.1.post1 lacks"
+        );
+        assert_eq!(plan.start_profile("d".into()).start_step, Some(3));
+        plan.start_step = None;
+        plan.profile_by_stage = true;
+        assert!(plan.check_server("0.0.2").is_err());
+        assert_eq!(plan.start_profile("d".into()).profile_by_stage, Some(true));
     }
 
     #[test]

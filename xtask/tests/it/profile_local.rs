@@ -375,3 +375,50 @@ fn signal_leaves_no_process_behind(signal: libc::c_int, name: &str) {
     }
     assert!(left.is_empty(), "processes left behind: {left:#?}");
 }
+
+/// Flags a host or the installed server cannot honour are refused in one
+/// line before anything is created: no run folder, no server, no VM.
+#[test]
+fn unsupported_flags_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--local", "--start-step", "3"],
+            "error: --start-step needs the newer profiling API, which sglang-jax 0.0.1.post1 lacks",
+        ),
+        (
+            &["--local", "--python-tracer-level", "0"],
+            "error: --python-tracer-level 0 needs the newer profiling API",
+        ),
+        (
+            &[
+                "--tpu",
+                "--dry-run",
+                "--profile-by-stage",
+                "--sglang-jax-version",
+                "0.0.2",
+            ],
+            "error: --profile-by-stage needs the newer profiling API, which sglang-jax 0.0.2 lacks",
+        ),
+        (
+            &["--tpu", "--dry-run", "--py-spy"],
+            "error: --py-spy is not supported with --tpu:",
+        ),
+    ];
+    for (flags, expect) in cases {
+        let run = dir.path().join("run");
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("profile")
+            .args(flags)
+            .arg("--out")
+            .arg(&run)
+            .current_dir(dir.path())
+            .output()
+            .expect("the xtask binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flags:?}: {stderr}");
+        assert!(stderr.starts_with(expect), "{flags:?}: {stderr}");
+        assert!(!run.exists(), "{flags:?} created {}", run.display());
+    }
+}
