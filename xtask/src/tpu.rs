@@ -719,6 +719,7 @@ async fn remote_session(
     let install = InstallSpec {
         source: plan.source.clone(),
         extra_packages: Vec::new(),
+        cpu: None,
     };
     let versions = remote.install(&install).await?;
     let launch = LaunchSpec {
@@ -1088,6 +1089,7 @@ mod tests {
             owned: true,
             phase: Phase::Deleted,
             create_requested_at: Some(create.to_owned()),
+            create_operation: None,
             ready_at: None,
             delete_requested_at: None,
             deleted_at: deleted.map(str::to_owned),

@@ -17,6 +17,8 @@
 //! through a shell string.
 //! [`script`] renders the remote install, launch and wait scripts, and
 //! [`cost`] turns billed time into dollars.
+//! With the `fake` feature, [`fake`] is a faithful fake of the API on
+//! loopback (tests and rehearsals).
 //!
 //! What this crate is not: it knows nothing about sglang-jax's HTTP API
 //! (see `sglang-server`), the report (see `session-report`) or GCS
@@ -29,12 +31,17 @@ pub mod client;
 pub mod clock;
 pub mod cost;
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod gcloud;
 pub mod lease;
+mod process;
+pub mod redact;
 pub mod remote;
 pub mod script;
 pub mod state;
 pub mod time;
+pub mod workers;
 
 pub use api::{Node, NodeState, Operation, Provisioning, QueuedResource};
 pub use client::{ClientConfig, Location, Timing, TpuClient, Transcript};

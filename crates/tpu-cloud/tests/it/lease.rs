@@ -12,8 +12,8 @@ use tpu_cloud::lease::{self, CleanupOutcome, Deadlines, Failure, NodeRequest};
 use tpu_cloud::state::{Ledger, Phase, STATE_FILE};
 use tpu_cloud::{Error, Location, TpuClient};
 
-use crate::fake::{FakeTpu, PROJECT, ZONE};
 use crate::support::{VirtualClock, client, client_with, timing};
+use tpu_cloud::fake::{FakeTpu, PROJECT, ZONE};
 
 fn request(queued: bool) -> NodeRequest {
     NodeRequest {
@@ -112,7 +112,7 @@ async fn the_state_file_exists_before_the_create_call() {
         "POST",
         "/nodes",
         403,
-        crate::fake::google_error(403, "PERMISSION_DENIED", "denied"),
+        tpu_cloud::fake::google_error(403, "PERMISSION_DENIED", "denied"),
         1,
     );
     let mut ledger = ledger(dir.path(), &req);

@@ -2,7 +2,6 @@
 //! loopback. Nothing here reaches Google or runs gcloud.
 
 mod client;
-mod fake;
 mod lease;
 mod snapshots;
 mod support;

@@ -94,6 +94,7 @@ fn install_script_from_pypi() {
             version: Some("0.0.2".to_owned()),
         },
         extra_packages: vec![],
+        cpu: None,
     };
     insta::assert_snapshot!(script::install_script(&spec));
 }
@@ -106,6 +107,7 @@ fn install_script_from_git() {
             commit: "a18802ac38d209eacea09e040969262926781b80".to_owned(),
         },
         extra_packages: vec!["py-spy==0.4.3".to_owned()],
+        cpu: None,
     };
     insta::assert_snapshot!(script::install_script(&spec));
 }
@@ -168,6 +170,7 @@ async fn dry_run_session() {
                         version: Some("0.0.2".to_owned()),
                     },
                     extra_packages: vec![],
+                    cpu: None,
                 };
                 remote.install(&install).await?;
                 remote.launch(&launch()).await?;
