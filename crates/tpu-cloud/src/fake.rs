@@ -183,6 +183,11 @@ pub struct World {
     pub preempt: bool,
     /// Largest page the list call returns.
     pub page_size_cap: usize,
+    /// A created node stays invisible (404 to GET and DELETE, left out of
+    /// lists) for this many such calls, or until its create operation is
+    /// done: Google's create is not instant.
+    pub create_hidden_for: u32,
+    hidden: BTreeMap<String, u32>,
     op_counter: u32,
 }
 
@@ -201,7 +206,19 @@ impl World {
             log: Vec::new(),
             deleted: Vec::new(),
             zones: config.zones.clone(),
-            accelerator_types: vec!["v6e-1".to_owned(), "v6e-4".to_owned(), "v6e-8".to_owned()],
+            accelerator_types: [
+                "v6e-1",
+                "v6e-4",
+                "v6e-8",
+                "v6e-16",
+                "v6e-32",
+                "v5litepod-1",
+                "v5litepod-4",
+                "v5litepod-8",
+                "v5litepod-16",
+            ]
+            .map(str::to_owned)
+            .into(),
             inject: VecDeque::new(),
             stockout: false,
             ops_never_finish: false,
@@ -211,6 +228,8 @@ impl World {
             queued_waiting_polls: 2,
             preempt: false,
             page_size_cap: 100,
+            create_hidden_for: 0,
+            hidden: BTreeMap::new(),
             op_counter: 0,
         }
     }
@@ -540,6 +559,9 @@ impl World {
         node["state"] = json!("CREATING");
         node["createTime"] = json!("2026-02-05T18:48:20Z");
         self.nodes.insert(name.clone(), node);
+        if self.create_hidden_for > 0 {
+            self.hidden.insert(name.clone(), self.create_hidden_for);
+        }
         let polls = self.create_op_polls;
         let op = self.new_op(
             parent,
@@ -553,7 +575,25 @@ impl World {
         res
     }
 
+    /// Whether `name` is still hidden; each call uses up one look.
+    fn still_hidden(&mut self, name: &str) -> bool {
+        match self.hidden.get_mut(name) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn get_node(&mut self, name: &str) -> Answer {
+        if self.still_hidden(name) {
+            return err(
+                404,
+                "NOT_FOUND",
+                &format!("Resource '{name}' was not found"),
+            );
+        }
         // A creating node makes progress whether or not anyone polls its
         // operation (the client may have lost it to a timeout).
         let creating = self
@@ -589,7 +629,13 @@ impl World {
             .get("pageToken")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let all: Vec<&Value> = self.nodes.values().collect();
+        let hidden = &self.hidden;
+        let all: Vec<&Value> = self
+            .nodes
+            .iter()
+            .filter(|(name, _)| hidden.get(*name).is_none_or(|left| *left == 0))
+            .map(|(_, node)| node)
+            .collect();
         let page: Vec<Value> = all
             .iter()
             .skip(start)
@@ -604,6 +650,13 @@ impl World {
     }
 
     fn delete_node(&mut self, parent: &str, name: &str) -> Answer {
+        if self.still_hidden(name) {
+            return err(
+                404,
+                "NOT_FOUND",
+                &format!("Resource '{name}' was not found"),
+            );
+        }
         let Some(node) = self.nodes.get_mut(name) else {
             return err(
                 404,
@@ -765,6 +818,7 @@ impl World {
     fn apply(&mut self, effect: Effect) -> Option<Value> {
         match effect {
             Effect::CreateNode(name) => {
+                self.hidden.remove(&name);
                 if self.stockout {
                     self.nodes.remove(&name);
                     let zone = name.split('/').nth(3).unwrap_or_default();

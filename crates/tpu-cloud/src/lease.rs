@@ -499,6 +499,10 @@ async fn release_tracked(
         let operation = inflight
             .operation()
             .or_else(|| ledger.state.create_operation.clone());
+        if operation != ledger.state.create_operation {
+            let known = operation.clone();
+            let _ = ledger.update(|s| s.create_operation = known);
+        }
         let rejected = inflight.rejected() && operation.is_none();
         delete_after_create(client, ledger, deadline, operation, rejected).await
     } else {

@@ -4,7 +4,8 @@
 //! starts as the leader of a new process group. A [`GroupGuard`] kills the
 //! group with SIGKILL when dropped, so cancelling the future that waits on
 //! a command (Ctrl-C, a lost race in `select!`) also ends everything the
-//! command started, not only the direct child.
+//! command started, not only the direct child. A command that finished by
+//! itself is left alone: what it detached (a server) is its business.
 
 use std::process::Stdio;
 
@@ -14,9 +15,17 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct GroupGuard {
     pgid: i32,
+    armed: bool,
 }
 
 impl GroupGuard {
+    /// Leaves the group alone on drop: the command finished by itself,
+    /// and what it detached on purpose (a server under `setsid`, which may
+    /// not have left the group yet) is not ours to kill.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
     fn kill(&self) {
         // SAFETY: killpg only sends a signal; a group that no longer exists
         // gives ESRCH, which is fine.
@@ -28,7 +37,9 @@ impl GroupGuard {
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        self.kill();
+        if self.armed {
+            self.kill();
+        }
     }
 }
 
@@ -48,23 +59,24 @@ pub(crate) fn spawn(
         .id()
         .ok_or_else(|| describe("exited before it could be watched".to_owned()))?;
     let pgid = i32::try_from(pid).map_err(|_| describe(format!("pid {pid} out of range")))?;
-    Ok((child, GroupGuard { pgid }))
+    Ok((child, GroupGuard { pgid, armed: true }))
 }
 
-/// Runs `cmd` to completion and returns (success, stdout, stderr). The
-/// whole group is killed if the future is dropped, and after the command
-/// ends (nothing it left running survives it).
+/// Runs `cmd` to completion and returns (status, stdout, stderr). The
+/// whole group is killed if the future is dropped before the command
+/// ends.
 pub(crate) async fn output(
     cmd: &mut tokio::process::Command,
     describe: impl Fn(String) -> Error,
 ) -> Result<(std::process::ExitStatus, String, String), Error> {
     in_own_group(cmd);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let (child, _guard) = spawn(cmd, &describe)?;
+    let (child, mut guard) = spawn(cmd, &describe)?;
     let out = child
         .wait_with_output()
         .await
         .map_err(|err| describe(err.to_string()))?;
+    guard.disarm();
     Ok((
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
