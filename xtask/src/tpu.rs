@@ -733,6 +733,7 @@ async fn remote_session(
         attention_backend: None,
         precompile: None,
         api_key: args.api_key.clone(),
+        multi_node: None,
         extra_args: Vec::new(),
         env: Vec::new(),
     };
