@@ -72,6 +72,12 @@ pub enum Error {
     },
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error(
+        "server at {url} lacks {feature}: it has no GET /profile_status, so it is an sglang-jax 0.0.x that would ignore it (use a newer sglang-jax or drop the option)"
+    )]
+    Unsupported { url: String, feature: String },
+    #[error("capture failed: {}: {reason}", .path.display())]
+    CaptureFailed { path: PathBuf, reason: String },
 }
 
 fn tail(log_tail: &Option<String>) -> String {

@@ -21,8 +21,26 @@ pub struct LaunchSpec {
     pub attention_backend: Option<String>,
     pub precompile: Option<Precompile>,
     pub api_key: Option<String>,
+    /// One host of a multi-host slice; `None` for a single host.
+    pub multi_node: Option<MultiNode>,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+}
+
+/// The flags sglang-jax's launcher takes to run one model across hosts:
+/// every host runs the launcher with the same `nnodes` and
+/// `dist_init_addr` (host 0's address; `jax.distributed.initialize`
+/// listens there and the schedulers talk over ZMQ on the next ports) and
+/// its own `node_rank`. `tp_size` must be a multiple of `nnodes`.
+///
+/// Whether this runs on CPU was not established: the local stand-in of a
+/// slice runs one independent server per worker instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultiNode {
+    pub nnodes: u32,
+    pub node_rank: u32,
+    /// `HOST:PORT` of node 0.
+    pub dist_init_addr: String,
 }
 
 /// Shapes compiled before the server starts serving.
@@ -56,6 +74,25 @@ impl PrecompileFlags {
 }
 
 impl LaunchSpec {
+    /// This spec for each of the `nnodes` hosts of a slice whose node 0 is
+    /// reached at `dist_init_addr`, rank 0 first. One host gives the spec
+    /// unchanged.
+    pub fn per_node(&self, nnodes: u32, dist_init_addr: &str) -> Vec<LaunchSpec> {
+        if nnodes <= 1 {
+            return vec![self.clone()];
+        }
+        (0..nnodes)
+            .map(|node_rank| LaunchSpec {
+                multi_node: Some(MultiNode {
+                    nnodes,
+                    node_rank,
+                    dist_init_addr: dist_init_addr.to_owned(),
+                }),
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// The arguments after the interpreter, starting with `-m`.
     pub fn argv(&self) -> Vec<String> {
         let mut res: Vec<String> = vec!["-m".into(), "sgl_jax.launch_server".into()];
@@ -78,6 +115,11 @@ impl LaunchSpec {
         }
         if let Some(key) = &self.api_key {
             flag("--api-key", key.clone());
+        }
+        if let Some(multi) = &self.multi_node {
+            flag("--nnodes", multi.nnodes.to_string());
+            flag("--node-rank", multi.node_rank.to_string());
+            flag("--dist-init-addr", multi.dist_init_addr.clone());
         }
         if let Some(precompile) = &self.precompile {
             let (tokens, batches) = match precompile.flags {

@@ -27,9 +27,12 @@ pub use client::{
     SamplingParams, ScoreRequest, ScoreResponse, StreamedGenerate,
 };
 pub use error::Error;
-pub use launch::{LaunchSpec, Precompile, PrecompileFlags};
+pub use launch::{LaunchSpec, MultiNode, Precompile, PrecompileFlags};
 pub use logtail::log_tail;
-pub use profile::{StartProfile, StopOutcome, TraceRun, find_trace_runs, wait_for_trace_files};
+pub use profile::{
+    ProfilerFeatures, StartProfile, StopOutcome, TraceRun, check_capture, find_trace_runs,
+    wait_for_trace_files,
+};
 pub use readiness::{ReadyOptions, wait_until_ready};
 pub use supervisor::{
     Liveness, NoLiveness, SpawnSpec, StopReport, Supervised, kill_all_supervised,

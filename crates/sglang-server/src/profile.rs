@@ -37,6 +37,50 @@ pub struct StartProfile {
     pub profile_stages: Option<Vec<String>>,
 }
 
+impl StartProfile {
+    /// The options of this body that only servers with the later profiling
+    /// API honour (0.0.x releases ignore them silently): `start_step`,
+    /// `profile_by_stage`, `profile_stages` and an explicit
+    /// `python_tracer_level` of 0 (0.0.x tests its truthiness).
+    pub fn later_api_options(&self) -> Vec<&'static str> {
+        let mut res = Vec::new();
+        if self.start_step.is_some() {
+            res.push("start_step");
+        }
+        if self.profile_by_stage == Some(true) {
+            res.push("profile_by_stage");
+        }
+        if self.profile_stages.is_some() {
+            res.push("profile_stages");
+        }
+        if self.python_tracer_level == Some(0) {
+            res.push("python_tracer_level 0");
+        }
+        res
+    }
+
+    /// The folders the traces land in, relative to `output_dir`: the
+    /// stages (`prefill`, `decode` by default) in stage mode, else the
+    /// folder itself (`""`).
+    pub fn stage_dirs(&self) -> Vec<String> {
+        if self.profile_by_stage != Some(true) {
+            return vec![String::new()];
+        }
+        match &self.profile_stages {
+            Some(stages) => stages.clone(),
+            None => vec!["prefill".to_owned(), "decode".to_owned()],
+        }
+    }
+}
+
+/// What the server's profiler supports, found out by asking it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProfilerFeatures {
+    /// `GET /profile_status` exists; so do `start_step`, stage capture and
+    /// an explicit tracer level 0 (they came together upstream).
+    pub later_api: bool,
+}
+
 /// How a profile ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StopOutcome {
@@ -62,6 +106,25 @@ impl TraceRun {
 }
 
 impl Client {
+    /// Asks the server which profiling API it has (`GET /profile_status`).
+    pub async fn profiler_features(&self) -> Result<ProfilerFeatures, Error> {
+        let later_api = self.profile_status().await?.is_some();
+        Ok(ProfilerFeatures { later_api })
+    }
+
+    /// `POST /start_profile`, refused with [`Error::Unsupported`] before
+    /// anything is sent when `body` uses an option the server would ignore.
+    pub async fn start_profile_checked(&self, body: &StartProfile) -> Result<String, Error> {
+        let wanted = body.later_api_options();
+        if !wanted.is_empty() && !self.profiler_features().await?.later_api {
+            return Err(Error::Unsupported {
+                url: self.base_url().to_owned(),
+                feature: wanted.join(", "),
+            });
+        }
+        self.start_profile(body).await
+    }
+
     /// Ends a profile started with `profile`, whose files land in
     /// `local_output_dir` (the same folder as seen from this machine).
     ///
@@ -190,4 +253,50 @@ pub async fn wait_for_trace_files(
         previous = Some(sizes);
         tokio::time::sleep(poll).await;
     }
+}
+
+/// Checks what a profile left in `output_dir` after a stop that
+/// "succeeded": every expected folder ([`StartProfile::stage_dirs`]) must
+/// hold a trace run with a non-empty `.xplane.pb`. A missing or 0-byte
+/// file is [`Error::CaptureFailed`] (upstream writes 0 bytes when a
+/// capture exceeds protobuf's 2 GB limit); such a capture is never
+/// analysed. Returns the runs found.
+pub fn check_capture(output_dir: &Path, profile: &StartProfile) -> Result<Vec<TraceRun>, Error> {
+    let mut res = Vec::new();
+    for stage in profile.stage_dirs() {
+        let dir = if stage.is_empty() {
+            output_dir.to_path_buf()
+        } else {
+            output_dir.join(&stage)
+        };
+        let runs: Vec<TraceRun> = find_trace_runs(&dir)
+            .into_iter()
+            .filter(|run| stage.is_empty() || run.dir.starts_with(&dir))
+            .collect();
+        if runs.is_empty() {
+            return Err(Error::CaptureFailed {
+                path: dir,
+                reason: "no plugins/profile/<run>/ folder was written".to_owned(),
+            });
+        }
+        for run in &runs {
+            let Some(xplane) = &run.xplane else {
+                return Err(Error::CaptureFailed {
+                    path: run.dir.clone(),
+                    reason: "no .xplane.pb in the trace folder".to_owned(),
+                });
+            };
+            let len = std::fs::metadata(xplane).map(|m| m.len()).unwrap_or(0);
+            if len == 0 {
+                return Err(Error::CaptureFailed {
+                    path: xplane.clone(),
+                    reason: "the file is empty (0 bytes; upstream writes nothing for a capture \
+                             over protobuf's 2 GB limit: profile fewer steps)"
+                        .to_owned(),
+                });
+            }
+        }
+        res.extend(runs);
+    }
+    Ok(res)
 }

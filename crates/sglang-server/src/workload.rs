@@ -470,3 +470,99 @@ fn progress_bar(len: u64, wanted: bool, what: &str) -> ProgressBar {
     bar.set_prefix(what.to_owned());
     bar
 }
+
+/// A workload of either endpoint, as a session runs it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    Generate(GenerateWorkload),
+    Score(ScoreMix),
+}
+
+impl Workload {
+    pub fn concurrency(&self) -> usize {
+        match self {
+            Workload::Generate(g) => g.concurrency,
+            Workload::Score(s) => s.concurrency,
+        }
+    }
+
+    pub fn description(&self) -> String {
+        match self {
+            Workload::Generate(g) => g.description(),
+            Workload::Score(s) => s.description(),
+        }
+    }
+
+    /// The warmup to send, in order, before profiling starts, so that no
+    /// request shape of this workload is compiled inside the profile:
+    ///
+    /// 1. every distinct request shape alone (concurrency 1): for the
+    ///    score mix a single item, a batch of 4 and a batch of 32; for
+    ///    `/generate` its one prompt and `max_new_tokens`;
+    /// 2. the workload's own mix at its concurrency, at least `requests`
+    ///    requests and at least `concurrency` of each shape, so the batch
+    ///    sizes that concurrent requests form are compiled too.
+    ///
+    /// With `requests == 0` there is no warmup.
+    pub fn warmup(&self, requests: usize) -> Vec<Workload> {
+        if requests == 0 {
+            return Vec::new();
+        }
+        match self {
+            Workload::Generate(g) => vec![
+                Workload::Generate(GenerateWorkload {
+                    count: 1,
+                    concurrency: 1,
+                    ..g.clone()
+                }),
+                Workload::Generate(GenerateWorkload {
+                    count: requests.max(g.concurrency),
+                    ..g.clone()
+                }),
+            ],
+            Workload::Score(mix) => {
+                let kinds = ScoreKind::ALL.len();
+                vec![
+                    Workload::Score(ScoreMix {
+                        rounds: 1,
+                        concurrency: 1,
+                        ..mix.clone()
+                    }),
+                    Workload::Score(ScoreMix {
+                        rounds: requests.div_ceil(kinds).max(mix.concurrency).max(1),
+                        ..mix.clone()
+                    }),
+                ]
+            }
+        }
+    }
+
+    /// Sends the workload.
+    pub async fn run(
+        &self,
+        client: &Client,
+        liveness: &dyn Liveness,
+        progress: bool,
+    ) -> Result<WorkloadResult, Error> {
+        match self {
+            Workload::Generate(g) => run_generate(client, g, liveness, progress).await,
+            Workload::Score(s) => run_score_mix(client, s, liveness, progress).await,
+        }
+    }
+
+    /// The request bodies in send order, as JSON (for the run folder).
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        match self {
+            Workload::Generate(g) => g
+                .requests()
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect(),
+            Workload::Score(s) => s
+                .requests()
+                .iter()
+                .map(|(_, r)| serde_json::to_value(r).unwrap_or_default())
+                .collect(),
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! Remote execution on a TPU VM through `gcloud compute tpus tpu-vm
-//! ssh/scp`. The only module of the crate that starts processes.
+//! ssh/scp`. With [`crate::workers::LocalWorkers`], the only place the
+//! crate starts processes; each runs in its own process group, killed as a
+//! whole on cancel.
 //!
 //! Argv is built as a list (`*_argv` functions, snapshot-tested) and run
 //! with `xshell::cmd!`, which passes each element as one argument: no
@@ -97,9 +99,19 @@ pub fn scp_to_argv(target: &Target, local: &Path, remote: &str, recurse: bool) -
 /// An ssh session that forwards `127.0.0.1:local_port` here to
 /// `127.0.0.1:remote_port` on worker 0 and runs nothing else.
 pub fn tunnel_argv(target: &Target, local_port: u16, remote_port: u16) -> Vec<String> {
+    tunnel_argv_to(target, 0, local_port, remote_port)
+}
+
+/// [`tunnel_argv`] to worker `worker`.
+pub fn tunnel_argv_to(
+    target: &Target,
+    worker: u32,
+    local_port: u16,
+    remote_port: u16,
+) -> Vec<String> {
     let mut res = target.common("ssh");
     res.insert(5, target.node.clone());
-    res.push(Worker::One(0).flag());
+    res.push(Worker::One(worker).flag());
     res.push("--".to_owned());
     res.extend([
         "-N".to_owned(),
@@ -150,53 +162,51 @@ impl Gcloud {
         let args = &argv[1..];
         let cmd = xshell::cmd!(sh, "{program} {args...}");
         let mut cmd = tokio::process::Command::from(std::process::Command::from(cmd));
-        cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
+        crate::process::in_own_group(&mut cmd);
         Ok(cmd)
     }
 
     fn error(&self, argv: &[String], detail: String) -> Error {
         let shown: Vec<String> = argv.iter().take(6).cloned().collect();
         Error::Command {
-            command: format!("{} ...", sh_join(&shown)),
+            command: format!("{} ...", crate::redact::redact(&sh_join(&shown))),
             detail: crate::error::one_line(&detail),
         }
     }
 
     /// Runs `argv` to completion and returns its stdout. Dropping the
-    /// future kills the process. A failure carries the end of stderr.
+    /// future kills the process and everything it started (its process
+    /// group). A failure carries the end of stderr.
     pub async fn run(&self, argv: &[String]) -> Result<String, Error> {
         if let Some(transcript) = &self.transcript {
-            transcript.push(format!("$ {}", sh_join(argv)));
+            transcript.push(format!("$ {}", crate::redact::redact(&sh_join(argv))));
             return Ok(String::new());
         }
         let mut cmd = self.command(argv)?;
-        let out = cmd
-            .output()
-            .await
-            .map_err(|err| self.error(argv, err.to_string()))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(self.error(argv, format!("{}: {}", out.status, tail.join(" | "))));
+        let (status, stdout, stderr) =
+            crate::process::output(&mut cmd, |detail| self.error(argv, detail)).await?;
+        if !status.success() {
+            let tail = crate::process::tail(&stderr, 5);
+            return Err(self.error(argv, format!("{status}: {tail}")));
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(stdout)
     }
 
-    /// Starts `argv` in the background (an ssh tunnel). The process is
-    /// killed when the handle is dropped.
+    /// Starts `argv` in the background (an ssh tunnel). The process and
+    /// its group are killed when the handle is dropped.
     pub fn spawn(&self, argv: &[String]) -> Result<Background, Error> {
         if let Some(transcript) = &self.transcript {
-            transcript.push(format!("$ {} &", sh_join(argv)));
-            return Ok(Background { child: None });
+            transcript.push(format!("$ {} &", crate::redact::redact(&sh_join(argv))));
+            return Ok(Background::none());
         }
         let mut cmd = self.command(argv)?;
         cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        let child = cmd
-            .spawn()
-            .map_err(|err| self.error(argv, err.to_string()))?;
-        Ok(Background { child: Some(child) })
+            .stderr(std::process::Stdio::null());
+        let (child, guard) = crate::process::spawn(&mut cmd, |d| self.error(argv, d))?;
+        Ok(Background {
+            child: Some(child),
+            guard: Some(guard),
+        })
     }
 }
 
@@ -206,12 +216,21 @@ impl Default for Gcloud {
     }
 }
 
-/// A background process; killed on drop.
+/// A background process; it and its process group are killed on drop.
 pub struct Background {
     child: Option<tokio::process::Child>,
+    guard: Option<crate::process::GroupGuard>,
 }
 
 impl Background {
+    /// A handle with no process (dry runs, local workers).
+    pub fn none() -> Background {
+        Background {
+            child: None,
+            guard: None,
+        }
+    }
+
     /// `Some(exit status text)` if the process has already ended.
     pub fn exited(&mut self) -> Option<String> {
         let child = self.child.as_mut()?;
@@ -223,6 +242,7 @@ impl Background {
     }
 
     pub async fn kill(&mut self) {
+        self.guard.take();
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill().await;
         }

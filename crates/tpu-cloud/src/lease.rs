@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::api::{
-    NetworkConfig, Node, Provisioning, QueuedNodeSpec, QueuedResource, QueuedTpu, QueueingPolicy,
-    ServiceAccount,
+    NetworkConfig, Node, Operation, Provisioning, QueuedNodeSpec, QueuedResource, QueuedTpu,
+    QueueingPolicy, ServiceAccount,
 };
 use crate::client::{Location, TpuClient};
 use crate::state::{Ledger, Phase, RunState, STATE_SCHEMA};
@@ -150,6 +151,7 @@ impl NodeRequest {
             owned: true,
             phase: Phase::Planned,
             create_requested_at: None,
+            create_operation: None,
             ready_at: None,
             delete_requested_at: None,
             deleted_at: None,
@@ -166,6 +168,110 @@ pub async fn acquire(
     req: &NodeRequest,
     ledger: &mut Ledger,
 ) -> Result<Node, Error> {
+    acquire_tracked(client, req, ledger, &InFlight::default()).await
+}
+
+/// The create call of a lease, which outlives the future that made it: a
+/// cancelled session must still learn the call's outcome (its operation)
+/// before concluding that no node exists.
+#[derive(Clone)]
+pub struct InFlight {
+    inner: Arc<Mutex<InFlightState>>,
+    /// True while a create call is on its way.
+    pending: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for InFlight {
+    fn default() -> InFlight {
+        InFlight {
+            inner: Arc::default(),
+            pending: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+#[derive(Default)]
+struct InFlightState {
+    /// The create's operation, once known.
+    operation: Option<String>,
+    /// The create was answered with an error that means nothing was made.
+    rejected: bool,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlightState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `POST nodes` in a task of its own, whose outcome is recorded
+    /// here even if the caller stops waiting.
+    async fn create_node(
+        &self,
+        client: &TpuClient,
+        loc: &Location,
+        node_id: &str,
+        body: &Node,
+    ) -> Result<Operation, Error> {
+        self.pending.send_replace(true);
+        let url = format!("{}/nodes", loc.parent());
+        let this = self.clone();
+        let (client, loc, id, body) = (
+            client.clone(),
+            loc.clone(),
+            node_id.to_owned(),
+            body.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let res = client.create_node(&loc, &id, &body).await;
+            {
+                let mut state = this.lock();
+                match &res {
+                    Ok(op) => state.operation = Some(op.name.clone()),
+                    Err(err) => state.rejected = creates_nothing(err),
+                }
+            }
+            this.pending.send_replace(false);
+            res
+        });
+        task.await.unwrap_or_else(|join| {
+            Err(Error::Transport {
+                method: "POST".to_owned(),
+                url,
+                detail: join.to_string(),
+            })
+        })
+    }
+
+    /// Waits for a create call still in flight (bounded by the client's
+    /// own request timeout and retries).
+    async fn settle(&self) {
+        let mut rx = self.pending.subscribe();
+        let _ = rx.wait_for(|pending| !*pending).await;
+    }
+
+    fn operation(&self) -> Option<String> {
+        self.lock().operation.clone()
+    }
+
+    fn rejected(&self) -> bool {
+        self.lock().rejected
+    }
+}
+
+/// Errors of a create call after which no node can exist.
+fn creates_nothing(err: &Error) -> bool {
+    !matches!(
+        err,
+        Error::Transport { .. } | Error::Unavailable { .. } | Error::AlreadyExists { .. }
+    )
+}
+
+async fn acquire_tracked(
+    client: &TpuClient,
+    req: &NodeRequest,
+    ledger: &mut Ledger,
+    inflight: &InFlight,
+) -> Result<Node, Error> {
     let now = time::rfc3339(client.clock().now());
     ledger.update(|s| {
         s.phase = Phase::Creating;
@@ -175,16 +281,19 @@ pub async fn acquire(
     let created = if req.queued {
         create_queued(client, req).await
     } else {
-        create_node(client, req).await
+        create_node(client, req, ledger, inflight).await
     };
-    if let Err(err @ Error::AlreadyExists { .. }) = created {
-        // Someone else's resource has the name: it is not ours to delete.
+    if let Err(Error::AlreadyExists { name, message }) = &created
+        && message.starts_with(FOREIGN)
+    {
+        // Someone else's resource has the name (its labels say so): it is
+        // not ours to delete.
+        let text = format!("{name} already exists: {message}");
         ledger.update(|s| {
             s.owned = false;
             s.phase = Phase::Planned;
-            s.last_error = Some(err.to_string());
+            s.last_error = Some(text);
         })?;
-        return Err(err);
     }
     created?;
     let node = client
@@ -200,16 +309,32 @@ pub async fn acquire(
     Ok(node)
 }
 
+/// How an [`Error::AlreadyExists`] message starts when the node's labels
+/// prove it is someone else's.
+const FOREIGN: &str = "it belongs to ";
+
 /// `POST nodes`, made safe to repeat: after a timeout or a 409 we look at
 /// the node, and a node labelled with our run is ours (an earlier attempt
-/// went through).
-async fn create_node(client: &TpuClient, req: &NodeRequest) -> Result<(), Error> {
+/// went through). Only a node we could read and whose labels name another
+/// run is foreign; a failed lookup is retried and never disowns the node.
+async fn create_node(
+    client: &TpuClient,
+    req: &NodeRequest,
+    ledger: &mut Ledger,
+    inflight: &InFlight,
+) -> Result<(), Error> {
     let loc = &req.location;
     let body = req.node_body();
     let attempts = client.timing().max_attempts.max(1);
     for attempt in 0..attempts {
-        match client.create_node(loc, &req.node_id, &body).await {
+        // The call runs in its own task so that cancelling the session
+        // does not lose its answer (see `InFlight`).
+        let outcome = inflight.create_node(client, loc, &req.node_id, &body).await;
+        match outcome {
             Ok(op) => {
+                let name = op.name.clone();
+                // Best effort: the operation is also kept in memory.
+                let _ = ledger.update(|s| s.create_operation = Some(name));
                 client
                     .wait_operation(
                         loc,
@@ -221,18 +346,29 @@ async fn create_node(client: &TpuClient, req: &NodeRequest) -> Result<(), Error>
                 return Ok(());
             }
             Err(err @ (Error::Transport { .. } | Error::AlreadyExists { .. })) => {
-                match client.get_node(loc, &req.node_id).await {
+                match lookup(client, loc, &req.node_id).await {
                     Ok(node) if node.run_label() == Some(label_value(&req.run_id).as_str()) => {
                         return Ok(());
                     }
-                    Ok(_) => return Err(err_already_exists(err, &req.node_id)),
+                    Ok(node) => {
+                        let owner = node
+                            .run_label()
+                            .map(|run| format!("run `{run}`"))
+                            .unwrap_or_else(|| "something not made by sglprof".to_owned());
+                        return Err(Error::AlreadyExists {
+                            name: format!("node `{}`", req.node_id),
+                            message: format!("{FOREIGN}{owner}"),
+                        });
+                    }
                     Err(get_err) if get_err.is_not_found() && attempt + 1 < attempts => {
                         client
                             .clock()
                             .sleep(client.timing().retry.delay(attempt))
                             .await;
                     }
-                    Err(_) => return Err(err),
+                    // Not found on the last attempt, or the lookup itself
+                    // failed: the node may be ours; say so and keep it.
+                    Err(_) => return Err(err_unknown(err, &req.node_id)),
                 }
             }
             Err(err) => return Err(err),
@@ -246,13 +382,37 @@ async fn create_node(client: &TpuClient, req: &NodeRequest) -> Result<(), Error>
     })
 }
 
-fn err_already_exists(err: Error, node_id: &str) -> Error {
+/// `GET` the node, retried on transient failures (the client retries 5xx
+/// itself; this adds a few rounds for lost connections).
+async fn lookup(client: &TpuClient, loc: &Location, node_id: &str) -> Result<Node, Error> {
+    let mut last = None;
+    for attempt in 0..3 {
+        match client.get_node(loc, node_id).await {
+            Ok(node) => return Ok(node),
+            Err(err) if err.is_not_found() => return Err(err),
+            Err(err) => {
+                last = Some(err);
+                client
+                    .clock()
+                    .sleep(client.timing().retry.delay(attempt))
+                    .await;
+            }
+        }
+    }
+    Err(last.expect("three attempts failed"))
+}
+
+/// A create whose outcome we could not learn. The node may exist and be
+/// ours: the error says so, and the ledger keeps it as ours.
+fn err_unknown(err: Error, node_id: &str) -> Error {
     match err {
-        Error::AlreadyExists { .. } => err,
-        _ => Error::AlreadyExists {
+        Error::AlreadyExists { .. } => Error::AlreadyExists {
             name: format!("node `{node_id}`"),
-            message: "a node of that name belongs to something else".to_owned(),
+            message: "a node of that name exists but could not be read to check whose it is; \
+                      it is treated as this run's and deleted at the end"
+                .to_owned(),
         },
+        other => other,
     }
 }
 
@@ -303,44 +463,159 @@ async fn create_queued(client: &TpuClient, req: &NodeRequest) -> Result<(), Erro
 /// Deletes what the ledger says this run created and waits for the delete
 /// to finish. Does nothing for reused VMs or ones already deleted; deletes
 /// kept ones (this is how `cleanup` ends a `--keep`).
+///
+/// The DELETE goes out even when the state file cannot be written (a full
+/// disk): saving is attempted at each step, and a failed save is left in
+/// [`Ledger::unsaved`] for the caller to report, never a reason to keep a
+/// VM. A run that was still creating keeps looking for its node until the
+/// create operation is done.
 pub async fn release(
     client: &TpuClient,
     ledger: &mut Ledger,
     deadline: Duration,
+) -> Result<(), Error> {
+    release_tracked(client, ledger, deadline, &InFlight::default()).await
+}
+
+async fn release_tracked(
+    client: &TpuClient,
+    ledger: &mut Ledger,
+    deadline: Duration,
+    inflight: &InFlight,
 ) -> Result<(), Error> {
     if !ledger.state.owned || matches!(ledger.state.phase, Phase::Deleted | Phase::Planned) {
         return Ok(());
     }
     let was_creating = ledger.state.phase == Phase::Creating;
     let now = time::rfc3339(client.clock().now());
-    ledger.update(|s| {
+    // Not `?`: a state file we cannot write must not keep the VM alive.
+    let _ = ledger.update(|s| {
         s.phase = Phase::Deleting;
         s.delete_requested_at = Some(now);
-    })?;
-    let res = delete_everything(client, ledger, deadline, was_creating).await;
+    });
+    let res = if was_creating {
+        // A create cut short may still be on its way: learn its outcome.
+        inflight.settle().await;
+        let operation = inflight
+            .operation()
+            .or_else(|| ledger.state.create_operation.clone());
+        if operation != ledger.state.create_operation {
+            let known = operation.clone();
+            let _ = ledger.update(|s| s.create_operation = known);
+        }
+        let rejected = inflight.rejected() && operation.is_none();
+        delete_after_create(client, ledger, deadline, operation, rejected).await
+    } else {
+        delete_everything(client, &ledger.state, deadline).await
+    };
     match &res {
         Ok(()) => {
             let now = time::rfc3339(client.clock().now());
-            ledger.update(|s| {
+            let _ = ledger.update(|s| {
                 s.phase = Phase::Deleted;
                 s.deleted_at = Some(now);
-            })?;
+            });
+        }
+        Err(Error::AlreadyExists { .. }) => {
+            // The node turned out to be someone else's: not deleted, and
+            // not ours to delete later.
+            let text = res.as_ref().err().map(ToString::to_string);
+            let _ = ledger.update(|s| {
+                s.owned = false;
+                s.phase = Phase::Planned;
+                s.last_error = text;
+            });
         }
         Err(err) => {
             let text = err.to_string();
-            ledger.update(|s| s.last_error = Some(text))?;
+            let _ = ledger.update(|s| s.last_error = Some(text));
         }
     }
     res
 }
 
-async fn delete_everything(
+/// Deletes a node whose create may not have finished. The node is looked
+/// for until the create operation is done (when its name is known), and
+/// it is deleted only if its labels say it is this run's.
+async fn delete_after_create(
     client: &TpuClient,
     ledger: &Ledger,
     deadline: Duration,
-    was_creating: bool,
+    operation: Option<String>,
+    rejected: bool,
 ) -> Result<(), Error> {
     let s = &ledger.state;
+    if s.queued_resource.is_some() {
+        return delete_everything(client, s, deadline).await;
+    }
+    let loc = Location::new(&s.project, &s.zone);
+    let ours = label_value(&s.run_id);
+    let start = client.clock().now();
+    let mut attempt = 0;
+    let mut op_done = rejected;
+    loop {
+        match lookup(client, &loc, &s.node_id).await {
+            Ok(node) if node.run_label() == Some(ours.as_str()) => {
+                return delete_everything(client, s, deadline).await;
+            }
+            Ok(_) => {
+                return Err(Error::AlreadyExists {
+                    name: format!("node `{}`", s.node_id),
+                    message: format!("{FOREIGN}another run; left alone"),
+                });
+            }
+            Err(err) if err.is_not_found() => {
+                if op_done {
+                    return Ok(());
+                }
+            }
+            Err(err) => return Err(err),
+        }
+        match &operation {
+            Some(name) => {
+                match client.get_operation(&loc, name).await {
+                    Ok(op) => op_done = op.done,
+                    // The operation is gone: nothing more will happen.
+                    Err(err) if err.is_not_found() => op_done = true,
+                    Err(err) => return Err(err),
+                }
+                if op_done {
+                    // One more look: the node appears as the operation ends.
+                    continue;
+                }
+            }
+            None => {
+                // Without the operation, the node has until the deadline to
+                // show up (a create lost with a killed process).
+            }
+        }
+        let waited = client
+            .clock()
+            .now()
+            .duration_since(start)
+            .unwrap_or_default();
+        if waited >= deadline {
+            return Err(Error::Deadline {
+                what: format!(
+                    "the create of node `{}` to finish (it may still appear; run cleanup again)",
+                    s.node_id
+                ),
+                waited_s: waited.as_secs(),
+            });
+        }
+        client
+            .clock()
+            .sleep(client.timing().poll.delay(attempt).min(deadline - waited))
+            .await;
+        attempt += 1;
+    }
+}
+
+async fn delete_everything(
+    client: &TpuClient,
+    s: &RunState,
+    deadline: Duration,
+) -> Result<(), Error> {
     let loc = Location::new(&s.project, &s.zone);
     if let Some(qr) = &s.queued_resource {
         match client.delete_queued_resource(&loc, qr, true).await {
@@ -363,14 +638,6 @@ async fn delete_everything(
     let what = format!("deleting node `{}`", s.node_id);
     match client.delete_node(&loc, &s.node_id).await {
         Ok(op) => ignore_not_found(client.wait_operation(&loc, op, &what, deadline).await),
-        Err(err) if err.is_not_found() && was_creating => {
-            // A create cut short may still land: look once more after a pause.
-            client.clock().sleep(client.timing().poll.delay(0)).await;
-            match client.delete_node(&loc, &s.node_id).await {
-                Ok(op) => ignore_not_found(client.wait_operation(&loc, op, &what, deadline).await),
-                Err(err) => ignore_not_found::<()>(Err(err)),
-            }
-        }
         Err(err) => ignore_not_found::<()>(Err(err)),
     }
 }
@@ -429,9 +696,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     C: Future<Output = ()>,
 {
+    let inflight = InFlight::default();
     let outcome = {
         let work = async {
-            let node = acquire(client, req, ledger)
+            let node = acquire_tracked(client, req, ledger, &inflight)
                 .await
                 .map_err(Failure::Provision)?;
             session(node).await.map_err(Failure::Session)
@@ -445,7 +713,7 @@ where
         let _ = ledger.update(|s| s.phase = Phase::Kept);
         None
     } else {
-        Some(release(client, ledger, req.deadlines.delete).await)
+        Some(release_tracked(client, ledger, req.deadlines.delete, &inflight).await)
     };
     Leased { outcome, release }
 }
@@ -469,4 +737,44 @@ pub async fn cleanup(
     }
     release(client, ledger, deadline).await?;
     Ok(CleanupOutcome::Deleted)
+}
+
+/// The signals that end a session: INT (Ctrl-C), TERM, HUP (terminal
+/// closed, ssh lost) and QUIT. Once installed, none of them kills the
+/// process outright any more; [`Signals::recv`] says which one came, and
+/// is the `cancel` future to hand [`with_node`].
+pub struct Signals {
+    streams: Vec<(tokio::signal::unix::Signal, &'static str)>,
+}
+
+impl Signals {
+    /// Installs the handlers. Do it before the first resource is created,
+    /// so that no window is left in which a signal kills the process.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+            (SignalKind::quit(), "SIGQUIT"),
+        ];
+        let mut streams = Vec::with_capacity(kinds.len());
+        for (kind, name) in kinds {
+            streams.push((signal(kind)?, name));
+        }
+        Ok(Signals { streams })
+    }
+
+    /// Waits for the next of the signals and returns its name (`SIGHUP`).
+    pub async fn recv(&mut self) -> &'static str {
+        std::future::poll_fn(|cx| {
+            for (stream, name) in &mut self.streams {
+                if stream.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*name);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
 }

@@ -12,11 +12,34 @@
 //! [`lease`] is the "never leak a VM" part: a run state file is written
 //! before the create call, and [`lease::with_node`] deletes the node on
 //! every exit path, including cancellation.
-//! [`gcloud`] is the only module that starts processes: it runs
-//! `gcloud compute tpus tpu-vm ssh/scp` with argv built by `xshell`, never
-//! through a shell string.
-//! [`script`] renders the remote install, launch and wait scripts, and
+//! [`lease::Signals`] catches INT, TERM, HUP and QUIT for the cancel future.
+//! [`gcloud`] runs `gcloud compute tpus tpu-vm ssh/scp` with argv built by
+//! `xshell`, never through a shell string.
+//! [`workers`] abstracts the hosts of a slice ([`workers::Workers`]: run a
+//! script on worker i or all of them, copy files) with the gcloud
+//! implementation and [`workers::LocalWorkers`], a stand-in in which each
+//! worker is a folder on this machine (HOME and working directory) and the
+//! same scripts run with bash. [`remote::Slice`] installs, launches, checks
+//! and fetches per worker over either. These two modules are the only ones
+//! that start processes, each in its own process group, killed whole when
+//! the caller stops waiting.
+//! [`script`] renders the remote install, launch and wait scripts (secrets
+//! are read from files on the VM, see [`redact`] for what is shown), and
 //! [`cost`] turns billed time into dollars.
+//! With the `fake` feature, `fake` is a faithful fake of the API on
+//! loopback (tests and rehearsals): `FakeTpu::start_with(FakeConfig {
+//! project, log: Some(path), .. })`, then `TpuClient::new` with its URL and
+//! `fake.tokens()`; `on_node_deleted(hook)` can call
+//! [`workers::LocalWorkers::terminate`], as deleting a VM ends its
+//! processes.
+//!
+//! A rehearsal on this machine: start the fake, lease a node with
+//! [`lease::with_node`], build `LocalWorkers::create(dir, hosts)` with one
+//! worker per `node.network_endpoints`, `seed_venv` with a CPU environment,
+//! and drive a [`remote::Slice`] with a CPU [`script::InstallSpec`]
+//! (`cpu: Some(..)`). Multi-host slices get one server per worker there;
+//! whether sglang-jax's multi-node mode (`jax.distributed` over
+//! `--dist-init-addr`) runs on CPU was not established.
 //!
 //! What this crate is not: it knows nothing about sglang-jax's HTTP API
 //! (see `sglang-server`), the report (see `session-report`) or GCS
@@ -29,12 +52,17 @@ pub mod client;
 pub mod clock;
 pub mod cost;
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod gcloud;
 pub mod lease;
+mod process;
+pub mod redact;
 pub mod remote;
 pub mod script;
 pub mod state;
 pub mod time;
+pub mod workers;
 
 pub use api::{Node, NodeState, Operation, Provisioning, QueuedResource};
 pub use client::{ClientConfig, Location, Timing, TpuClient, Transcript};

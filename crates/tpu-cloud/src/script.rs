@@ -18,6 +18,30 @@ pub const REMOTE_VENV: &str = "sglprof/venv";
 pub const REMOTE_CHECKOUT: &str = "sglprof/sglang-jax";
 pub const REMOTE_LOG: &str = "sglprof/server.log";
 pub const REMOTE_PID: &str = "sglprof/server.pid";
+/// The API key on the VM, pushed as a file so that it is never in a
+/// local argv (visible in `ps`) nor in a rendered script.
+pub const REMOTE_API_KEY: &str = "sglprof/secret-api-key";
+/// A git URL with credentials in it, for the same reason.
+pub const REMOTE_GIT_URL: &str = "sglprof/secret-git-url";
+
+/// A value that must reach the VM as a file: where it goes and what it is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// Relative to the remote home: [`REMOTE_API_KEY`], [`REMOTE_GIT_URL`].
+    pub remote: &'static str,
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretFile({} = <redacted>)", self.remote)
+    }
+}
+
+/// The shell word that reads a secret file on the VM.
+fn secret_word(remote: &str) -> String {
+    format!("\"$(cat {remote})\"")
+}
 
 /// Quotes `text` as one word for bash: plain words stay as they are,
 /// anything else goes in single quotes with `'` written as `'\''`.
@@ -56,12 +80,13 @@ pub enum PackageSource {
 }
 
 impl PackageSource {
-    /// `sglang-jax 0.0.2 (PyPI)`, `https://...@a18802ac`.
+    /// `sglang-jax 0.0.2 (PyPI)`, `https://...@a18802ac`. Credentials in a
+    /// git URL are redacted.
     pub fn describe(&self) -> String {
         match self {
             PackageSource::PyPi { version: Some(v) } => format!("sglang-jax {v} (PyPI)"),
             PackageSource::PyPi { version: None } => "sglang-jax, newest (PyPI)".to_owned(),
-            PackageSource::Git { url, commit } => format!("{url}@{commit}"),
+            PackageSource::Git { url, commit } => crate::redact::redact(&format!("{url}@{commit}")),
         }
     }
 }
@@ -71,6 +96,39 @@ pub struct InstallSpec {
     pub source: PackageSource,
     /// More pip packages, e.g. `py-spy`.
     pub extra_packages: Vec<String>,
+    /// `None` on a TPU VM (`[tpu]` extra and libtpu); `Some` for a
+    /// rehearsal worker on a CPU.
+    pub cpu: Option<CpuInstall>,
+}
+
+/// How the install differs on a CPU-only worker (a rehearsal): the
+/// package goes in without its dependencies, which are then installed
+/// with the jax pin replaced by `jax_cpu`, as `profile --local` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuInstall {
+    /// `jax[cpu]==0.6.2`.
+    pub jax_cpu: String,
+    /// Pins applied on top of the wheel's requirements (`flax==0.12.0`).
+    pub extra_pins: Vec<String>,
+    /// The wheel asks for a newer Python than the worker has; install it
+    /// anyway (the CPU shim backports what is needed).
+    pub ignore_requires_python: bool,
+}
+
+impl InstallSpec {
+    /// The secrets this install needs on the VM: a git URL with
+    /// credentials.
+    pub fn secrets(&self) -> Vec<SecretFile> {
+        match &self.source {
+            PackageSource::Git { url, .. } if crate::redact::url_has_credentials(url) => {
+                vec![SecretFile {
+                    remote: REMOTE_GIT_URL,
+                    value: url.clone(),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The install script: Python >= 3.12, a venv, sglang-jax with the `[tpu]`
@@ -80,22 +138,41 @@ pub struct InstallSpec {
 /// Its last lines are `sglprof-version NAME VERSION`, for the run metadata.
 pub fn install_script(spec: &InstallSpec) -> String {
     let pip = format!("{REMOTE_VENV}/bin/python -m pip");
-    let links = sh_quote(LIBTPU_FIND_LINKS);
+    let (extra, links) = match &spec.cpu {
+        None => ("[tpu]", format!(" -f {}", sh_quote(LIBTPU_FIND_LINKS))),
+        Some(_) => ("", String::new()),
+    };
     let mut out = String::new();
-    out.push_str(INSTALL_PREAMBLE);
+    // The CPU recipe is proven on Python 3.11 (with the shim's backports).
+    let min_python = if spec.cpu.is_some() {
+        "(3, 11)"
+    } else {
+        "(3, 12)"
+    };
+    out.push_str(&INSTALL_PREAMBLE.replace("(3, 12)", min_python));
+    let no_deps = match &spec.cpu {
+        None => String::new(),
+        Some(cpu) if cpu.ignore_requires_python => " --no-deps --ignore-requires-python".to_owned(),
+        Some(_) => " --no-deps".to_owned(),
+    };
     match &spec.source {
         PackageSource::PyPi { version } => {
             let requirement = match version {
-                Some(v) => format!("sglang-jax[tpu]=={v}"),
-                None => "sglang-jax[tpu]".to_owned(),
+                Some(v) => format!("sglang-jax{extra}=={v}"),
+                None => format!("sglang-jax{extra}"),
             };
             out.push_str(&format!(
-                "{pip} install --upgrade {} -f {links}\n",
+                "{pip} install --upgrade{no_deps} {}{links}\n",
                 sh_quote(&requirement)
             ));
         }
         PackageSource::Git { url, commit } => {
-            let (url, commit) = (sh_quote(url), sh_quote(commit));
+            let url = if crate::redact::url_has_credentials(url) {
+                secret_word(REMOTE_GIT_URL)
+            } else {
+                sh_quote(url)
+            };
+            let commit = sh_quote(commit);
             let dir = REMOTE_CHECKOUT;
             out.push_str(&format!(
                 "\
@@ -106,11 +183,22 @@ fi
 git -C {dir} remote set-url origin {url}
 git -C {dir} fetch --quiet origin {commit} || git -C {dir} fetch --quiet --tags origin
 git -C {dir} checkout --quiet --force {commit}
-{pip} install -e {} -f {links}
+{pip} install{no_deps} -e {}{links}
 ",
-                sh_quote(&format!("{dir}/python[tpu]")),
+                sh_quote(&format!("{dir}/python{extra}")),
             ));
         }
+    }
+    if let Some(cpu) = &spec.cpu {
+        let mut pins = vec![cpu.jax_cpu.clone()];
+        pins.extend(cpu.extra_pins.iter().cloned());
+        out.push_str(&format!(
+            "{REMOTE_VENV}/bin/python - <<'PY' >sglprof/requirements.txt\n{CPU_REQUIREMENTS_PY}PY\n"
+        ));
+        out.push_str(&format!(
+            "{pip} install -r sglprof/requirements.txt {}\n",
+            sh_join(&pins)
+        ));
     }
     if !spec.extra_packages.is_empty() {
         let extra = sh_join(&spec.extra_packages);
@@ -155,6 +243,18 @@ fi
 sglprof/venv/bin/python -m pip install --quiet --upgrade pip
 "#;
 
+/// The wheel's unconditional requirements without jax, jaxlib and libtpu
+/// (replaced by the CPU pins), one per line.
+const CPU_REQUIREMENTS_PY: &str = r#"import importlib.metadata as m
+import re
+for req in m.requires("sglang-jax") or []:
+    if "extra ==" in req or "extra==" in req:
+        continue
+    name = re.match(r"[A-Za-z0-9_.-]+", req).group(0).lower()
+    if name not in ("jax", "jaxlib", "libtpu"):
+        print(req)
+"#;
+
 const VERSIONS_PY: &str = r#"import importlib.metadata as m
 import platform
 print("sglprof-version python", platform.python_version())
@@ -179,8 +279,53 @@ pub fn parse_versions(output: &str) -> BTreeMap<String, String> {
 #[derive(Clone, Debug)]
 pub struct LaunchSpec {
     /// Arguments after `python`: `-m sgl_jax.launch_server --model-path ...`.
+    /// The value of `--api-key` never appears in the rendered script: it
+    /// is read from [`REMOTE_API_KEY`] on the VM (see [`LaunchSpec::secrets`]).
     pub python_args: Vec<String>,
     pub env: BTreeMap<String, String>,
+}
+
+impl LaunchSpec {
+    /// The secrets this launch needs on the VM: the `--api-key` value.
+    pub fn secrets(&self) -> Vec<SecretFile> {
+        api_key_value(&self.python_args)
+            .map(|value| SecretFile {
+                remote: REMOTE_API_KEY,
+                value: value.to_owned(),
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+fn api_key_value(args: &[String]) -> Option<&str> {
+    args.iter().enumerate().find_map(|(i, arg)| {
+        if arg == "--api-key" {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            arg.strip_prefix("--api-key=")
+        }
+    })
+}
+
+/// `args` quoted for bash, with the API key replaced by a read of
+/// [`REMOTE_API_KEY`].
+fn args_without_secrets(args: &[String]) -> String {
+    let mut words = Vec::with_capacity(args.len());
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--api-key" {
+            words.push(arg.clone());
+            if iter.next().is_some() {
+                words.push(secret_word(REMOTE_API_KEY));
+            }
+        } else if arg.starts_with("--api-key=") {
+            words.push(format!("--api-key={}", secret_word(REMOTE_API_KEY)));
+        } else {
+            words.push(sh_quote(arg));
+        }
+    }
+    words.join(" ")
 }
 
 /// Starts the server detached (setsid + nohup, stdin closed) with its log
@@ -202,7 +347,7 @@ fi
     }
     out.push_str(&format!(
         "setsid nohup {REMOTE_VENV}/bin/python {} >{REMOTE_LOG} 2>&1 </dev/null &\n",
-        sh_join(&spec.python_args)
+        args_without_secrets(&spec.python_args)
     ));
     out.push_str(&format!("echo $! >{REMOTE_PID}\n"));
     out.push_str(&format!(

@@ -3,6 +3,8 @@
 //! that `cargo xtask cleanup` can delete what a killed run left behind.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,10 @@ pub struct RunState {
     /// the delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_requested_at: Option<String>,
+    /// The long-running operation of the create call, once Google answered
+    /// it: cleanup waits for it before concluding that no node exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_operation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,18 +93,25 @@ impl RunState {
 }
 
 /// A [`RunState`] and where it is kept. Every change is saved at once,
-/// atomically (write a sibling, then rename).
+/// atomically (a fresh sibling file created exclusively, then renamed).
 pub struct Ledger {
     path: Option<PathBuf>,
     pub state: RunState,
+    /// While set and true, every save fails as on a full disk
+    /// ([`Ledger::with_write_fault`]).
+    fault: Option<Arc<AtomicBool>>,
+    /// The last save that failed, if the state on disk is behind.
+    unsaved: Option<String>,
 }
 
 impl Ledger {
     /// Writes `state` to `path` (creating the folder) and returns the ledger.
     pub fn create(path: &Path, state: RunState) -> Result<Ledger, Error> {
-        let res = Ledger {
+        let mut res = Ledger {
             path: Some(path.to_path_buf()),
             state,
+            fault: None,
+            unsaved: None,
         };
         res.save()?;
         Ok(res)
@@ -106,7 +119,24 @@ impl Ledger {
 
     /// A ledger that lives only in memory (dry runs).
     pub fn in_memory(state: RunState) -> Ledger {
-        Ledger { path: None, state }
+        Ledger {
+            path: None,
+            state,
+            fault: None,
+            unsaved: None,
+        }
+    }
+
+    /// Makes every save fail while `fault` is true, as a full disk would:
+    /// for fault-injection tests and rehearsals.
+    pub fn with_write_fault(mut self, fault: Arc<AtomicBool>) -> Ledger {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// Why the file on disk is behind [`Ledger::state`], if it is.
+    pub fn unsaved(&self) -> Option<&str> {
+        self.unsaved.as_deref()
     }
 
     pub fn open(path: &Path) -> Result<Ledger, Error> {
@@ -130,6 +160,8 @@ impl Ledger {
         Ok(Ledger {
             path: Some(path.to_path_buf()),
             state,
+            fault: None,
+            unsaved: None,
         })
     }
 
@@ -137,10 +169,28 @@ impl Ledger {
         self.path.as_deref()
     }
 
-    pub fn save(&self) -> Result<(), Error> {
+    /// Writes the state; on failure remembers why ([`Ledger::unsaved`]).
+    pub fn save(&mut self) -> Result<(), Error> {
+        let res = self.write();
+        self.unsaved = res.as_ref().err().map(ToString::to_string);
+        res
+    }
+
+    fn write(&self) -> Result<(), Error> {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        if self
+            .fault
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return Err(Error::Io {
+                action: "writing",
+                path: path.clone(),
+                source: std::io::Error::from_raw_os_error(28),
+            });
+        }
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io {
@@ -154,15 +204,27 @@ impl Ledger {
         }
         let mut text = serde_json::to_string_pretty(&self.state).expect("plain data serialises");
         text.push('\n');
-        let tmp = path.with_extension("json.tmp");
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        // A fresh, exclusively created name: a planted file or symlink is
+        // never followed.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tpu-state.")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io("creating a file in", dir))?;
         {
             use std::io::Write;
-            let mut file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
-            file.write_all(text.as_bytes())
-                .map_err(io("writing", &tmp))?;
-            file.sync_all().map_err(io("syncing", &tmp))?;
+            tmp.write_all(text.as_bytes())
+                .map_err(io("writing", tmp.path()))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(io("syncing", tmp.path()))?;
         }
-        std::fs::rename(&tmp, path).map_err(io("renaming into", path))?;
+        tmp.persist(path)
+            .map_err(|err| io("renaming into", path)(err.error))?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The launch command line, as a snapshot.
 
-use sglang_server::{LaunchSpec, Precompile, PrecompileFlags};
+use sglang_server::{LaunchSpec, MultiNode, Precompile, PrecompileFlags};
 
 fn spec(flags: PrecompileFlags) -> LaunchSpec {
     LaunchSpec {
@@ -18,6 +18,7 @@ fn spec(flags: PrecompileFlags) -> LaunchSpec {
             flags,
         }),
         api_key: Some("s3cret".into()),
+        multi_node: None,
         extra_args: vec!["--mem-fraction-static".into(), "0.1".into()],
         env: vec![("JAX_PLATFORMS".into(), "cpu".into())],
     }
@@ -41,4 +42,25 @@ fn shell_line_quotes_and_hides_the_key() {
         line.contains("--api-key \"$SGLPROF_API_KEY\"") && !line.contains("s3cret"),
         "{line}"
     );
+}
+
+/// A two-host slice: each host gets the same `--nnodes` and
+/// `--dist-init-addr` (host 0) and its own `--node-rank`.
+#[test]
+fn argv_for_a_two_host_slice() {
+    let specs = spec(PrecompileFlags::Plain).per_node(2, "10.0.0.2:20000");
+    assert_eq!(specs.len(), 2);
+    assert_eq!(
+        specs[1].multi_node,
+        Some(MultiNode {
+            nnodes: 2,
+            node_rank: 1,
+            dist_init_addr: "10.0.0.2:20000".to_owned(),
+        })
+    );
+    let argvs: Vec<Vec<String>> = specs.iter().map(LaunchSpec::argv).collect();
+    insta::assert_debug_snapshot!(argvs);
+    // One host: unchanged, no multi-node flags.
+    let single = spec(PrecompileFlags::Plain).per_node(1, "10.0.0.2:20000");
+    assert!(!single[0].argv().iter().any(|a| a == "--nnodes"));
 }

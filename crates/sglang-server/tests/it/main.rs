@@ -3,6 +3,7 @@
 //! exercised by the end-to-end tests of the xtask.
 
 mod client;
+mod later_api;
 mod launch;
 mod stats;
 mod supervisor;

@@ -8,8 +8,8 @@ use serde_json::json;
 use tpu_cloud::api::{Node, NodeState, Provisioning};
 use tpu_cloud::{Error, Location};
 
-use crate::fake::{FakeTpu, PROJECT, ZONE, google_error};
 use crate::support::{VirtualClock, client, client_with, timing};
+use tpu_cloud::fake::{FakeTpu, PROJECT, ZONE, google_error};
 
 fn loc() -> Location {
     Location::new(PROJECT, ZONE)

@@ -12,8 +12,8 @@ use tpu_cloud::lease::{self, CleanupOutcome, Deadlines, Failure, NodeRequest};
 use tpu_cloud::state::{Ledger, Phase, STATE_FILE};
 use tpu_cloud::{Error, Location, TpuClient};
 
-use crate::fake::{FakeTpu, PROJECT, ZONE};
 use crate::support::{VirtualClock, client, client_with, timing};
+use tpu_cloud::fake::{FakeTpu, PROJECT, ZONE};
 
 fn request(queued: bool) -> NodeRequest {
     NodeRequest {
@@ -112,7 +112,7 @@ async fn the_state_file_exists_before_the_create_call() {
         "POST",
         "/nodes",
         403,
-        crate::fake::google_error(403, "PERMISSION_DENIED", "denied"),
+        tpu_cloud::fake::google_error(403, "PERMISSION_DENIED", "denied"),
         1,
     );
     let mut ledger = ledger(dir.path(), &req);
@@ -429,4 +429,141 @@ async fn spot_through_a_queued_resource() {
             .iter()
             .any(|l| l.contains("queuedResources/sglprof-20260205-184819?force=true"))
     );
+}
+
+/// A full disk after the node is READY: the state file cannot be written,
+/// and the DELETE still goes out (issue 13, item 5).
+#[tokio::test]
+async fn a_state_file_that_cannot_be_written_does_not_stop_the_delete() {
+    let fake = FakeTpu::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, _) = client(&fake.url(), VirtualClock::new());
+    let req = request(false);
+    let fault = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut ledger = ledger(dir.path(), &req).with_write_fault(fault.clone());
+    let leased = lease::with_node(&client, &req, &mut ledger, false, never(), |_| {
+        let fault = fault.clone();
+        async move {
+            fault.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, String>(())
+        }
+    })
+    .await;
+    leased.outcome.unwrap();
+    leased.release.unwrap().unwrap();
+    assert_eq!(fake.world().deleted, [node_name()]);
+    assert!(
+        fake.world()
+            .log
+            .iter()
+            .any(|l| l.starts_with("DELETE /v2/projects/test-project/locations/us-east5-b/nodes/"))
+    );
+    // The caller learns that the file is behind, and the file still says
+    // the node may be alive, so a later cleanup looks again.
+    let unsaved = ledger.unsaved().expect("the failed save is reported");
+    assert!(unsaved.contains("No space left on device"), "{unsaved}");
+    let on_disk = Ledger::open(&dir.path().join(STATE_FILE)).unwrap();
+    assert_eq!(on_disk.state.phase, Phase::Ready);
+    // Cleanup with a writable disk finds nothing alive and says so.
+    let mut on_disk = on_disk;
+    lease::cleanup(&client, &mut on_disk, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(on_disk.state.phase, Phase::Deleted);
+}
+
+/// Cancelled while the create call is in flight, and the node only shows
+/// up later: the release learns the create's operation and keeps looking
+/// until it is done, then deletes the node (issue 13, item 6).
+#[tokio::test]
+async fn cancelled_in_flight_create_is_found_and_deleted_when_it_lands() {
+    let fake = FakeTpu::start().await;
+    {
+        let mut world = fake.world();
+        world.create_delay = Some(Duration::from_millis(400));
+        world.create_hidden_for = 6;
+        world.create_op_polls = 8;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (client, _) = client(&fake.url(), VirtualClock::new());
+    let req = request(false);
+    let mut ledger = ledger(dir.path(), &req);
+    let cancel = tokio::time::sleep(Duration::from_millis(100));
+    let leased = lease::with_node(&client, &req, &mut ledger, false, cancel, |_| async {
+        Ok::<_, String>(())
+    })
+    .await;
+    assert!(matches!(leased.outcome, Err(Failure::Cancelled)));
+    leased.release.unwrap().unwrap();
+    assert_eq!(fake.world().deleted, [node_name()]);
+    assert!(fake.world().nodes.is_empty(), "the node was left behind");
+    let saved = Ledger::open(&dir.path().join(STATE_FILE)).unwrap();
+    assert_eq!(saved.state.phase, Phase::Deleted);
+    assert!(saved.state.create_operation.is_some());
+}
+
+/// A retried create answered 409 (the first attempt went through) whose
+/// lookup then fails: the node is still ours, and deleted at the end.
+#[tokio::test]
+async fn conflict_then_failed_lookup_does_not_disown_the_node() {
+    let fake = FakeTpu::start().await;
+    fake.world().create_delay = Some(Duration::from_millis(800));
+    let path = "/nodes/sglprof-20260205-184819";
+    // The first look after the lost answer: not there yet.
+    fake.inject(
+        "GET",
+        path,
+        404,
+        tpu_cloud::fake::google_error(404, "NOT_FOUND", "not found"),
+        1,
+    );
+    // Every look after the 409 fails (4 attempts per call, 3 calls).
+    fake.inject(
+        "GET",
+        path,
+        503,
+        tpu_cloud::fake::google_error(503, "UNAVAILABLE", "try again"),
+        12,
+    );
+    let mut timing = timing();
+    timing.request_timeout = Duration::from_millis(200);
+    let dir = tempfile::tempdir().unwrap();
+    let (client, _) = client_with(&fake.url(), VirtualClock::new(), timing);
+    let req = request(false);
+    let mut ledger = ledger(dir.path(), &req);
+    let leased = lease::with_node(&client, &req, &mut ledger, false, never(), |_| async {
+        Ok::<_, String>(())
+    })
+    .await;
+    let Err(Failure::Provision(err)) = &leased.outcome else {
+        panic!("expected a provisioning failure");
+    };
+    assert!(err.to_string().contains("could not be read"), "{err}");
+    assert_eq!(fake.requests("POST"), 2);
+    leased.release.unwrap().unwrap();
+    assert_eq!(fake.world().deleted, [node_name()]);
+    let saved = Ledger::open(&dir.path().join(STATE_FILE)).unwrap();
+    assert!(saved.state.owned);
+    assert_eq!(saved.state.phase, Phase::Deleted);
+}
+
+/// HUP and QUIT end a session like INT and TERM do (issue 13, item 4).
+#[tokio::test]
+async fn every_terminating_signal_is_caught() {
+    let mut signals = lease::Signals::install().unwrap();
+    for (signal, name) in [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+    ] {
+        // SAFETY: raising a signal whose handler was installed above.
+        unsafe {
+            libc::raise(signal);
+        }
+        let got = tokio::time::timeout(Duration::from_secs(5), signals.recv())
+            .await
+            .expect("the signal arrives");
+        assert_eq!(got, name);
+    }
 }

@@ -2,7 +2,8 @@
 //! loopback. Nothing here reaches Google or runs gcloud.
 
 mod client;
-mod fake;
+mod fake_api;
 mod lease;
 mod snapshots;
 mod support;
+mod workers;

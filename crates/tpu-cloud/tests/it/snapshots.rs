@@ -94,6 +94,7 @@ fn install_script_from_pypi() {
             version: Some("0.0.2".to_owned()),
         },
         extra_packages: vec![],
+        cpu: None,
     };
     insta::assert_snapshot!(script::install_script(&spec));
 }
@@ -106,6 +107,7 @@ fn install_script_from_git() {
             commit: "a18802ac38d209eacea09e040969262926781b80".to_owned(),
         },
         extra_packages: vec!["py-spy==0.4.3".to_owned()],
+        cpu: None,
     };
     insta::assert_snapshot!(script::install_script(&spec));
 }
@@ -168,6 +170,7 @@ async fn dry_run_session() {
                         version: Some("0.0.2".to_owned()),
                     },
                     extra_packages: vec![],
+                    cpu: None,
                 };
                 remote.install(&install).await?;
                 remote.launch(&launch()).await?;
@@ -195,4 +198,34 @@ async fn dry_run_session() {
     leased.release.unwrap().unwrap();
     let text = transcript.lines();
     insta::assert_snapshot!(text.join("\n"));
+}
+
+/// `--api-key` and a git URL with a token: neither reaches the dry-run
+/// output nor any gcloud argv (issue 13, item 2). They travel as files.
+#[tokio::test]
+async fn dry_run_shows_no_secret() {
+    let transcript = Transcript::new();
+    let remote = Remote::new(Gcloud::dry_run(transcript.clone()), target());
+    let url = "https://bob:ghp_T0KEN42@github.com/o/sglang-jax.git";
+    let install = InstallSpec {
+        source: PackageSource::Git {
+            url: url.to_owned(),
+            commit: "a18802ac".to_owned(),
+        },
+        extra_packages: vec![],
+        cpu: None,
+    };
+    remote.install(&install).await.unwrap();
+    let mut spec = launch();
+    spec.python_args
+        .extend(["--api-key".to_owned(), "k3y-s3cr3t".to_owned()]);
+    remote.launch(&spec).await.unwrap();
+    let text = transcript.lines().join("\n");
+    for secret in ["ghp_T0KEN42", "k3y-s3cr3t"] {
+        assert!(!text.contains(secret), "{secret} shown:\n{text}");
+    }
+    assert!(text.contains(script::REMOTE_GIT_URL), "{text}");
+    assert!(text.contains(script::REMOTE_API_KEY), "{text}");
+    assert!(!install.source.describe().contains("ghp_T0KEN42"));
+    assert!(!script::install_script(&install).contains("ghp_T0KEN42"));
 }

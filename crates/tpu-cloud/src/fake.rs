@@ -1,17 +1,120 @@
-//! A fake Cloud TPU v2 API: wiremock on 127.0.0.1 with one responder that
-//! keeps nodes, queued resources and operations in memory and follows the
-//! documented paths, states and Google error bodies. Faults are switched
-//! on per test through [`World`].
+//! A fake Cloud TPU v2 API on loopback, for tests and for
+//! `profile --tpu --rehearsal` (enabled by the `fake` cargo feature).
+//!
+//! [`FakeTpu::start`] serves on `127.0.0.1` with an ephemeral port. One
+//! responder keeps nodes, queued resources and long-running operations in
+//! memory and follows the documented paths, states and Google error bodies
+//! (`tpu.googleapis.com/v2`): nodes create, get, list, delete, stop and
+//! start; queued resources create, get and delete (`force`); operations get.
+//! Faults are switched on through [`World`] (stockout on create,
+//! preemption, operations that never finish, slow creates) or scripted per
+//! call with [`FakeTpu::inject`]. With [`FakeConfig::log`] set, every call
+//! appends one line `METHOD PATH STATUS` to that file.
+//!
+//! Requests must carry `Authorization: Bearer <FakeConfig::token>`; hand
+//! the client a [`FakeTokens`]. Deleting a node calls the hooks given to
+//! [`FakeTpu::on_node_deleted`], so a rehearsal can end what ran "on" it.
+//!
+//! What it is not: a model of billing, quotas, IAM or the real timing of
+//! Google's operations; operations finish after a set number of polls.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::any};
 
+/// The project of [`FakeConfig::default`].
 pub const PROJECT: &str = "test-project";
+/// The first zone of [`FakeConfig::default`].
 pub const ZONE: &str = "us-east5-b";
+/// The bearer token of [`FakeConfig::default`].
+pub const TOKEN: &str = "fake-token";
+
+/// What the fake accepts and where it logs.
+#[derive(Clone, Debug)]
+pub struct FakeConfig {
+    /// The only project callers may use (others get 403).
+    pub project: String,
+    /// Zones that exist (others get 400).
+    pub zones: Vec<String>,
+    /// The bearer token requests must carry.
+    pub token: String,
+    /// Appends `METHOD PATH STATUS` per call when set.
+    pub log: Option<PathBuf>,
+}
+
+impl Default for FakeConfig {
+    fn default() -> FakeConfig {
+        FakeConfig {
+            project: PROJECT.to_owned(),
+            zones: vec![ZONE.to_owned(), "us-east1-d".to_owned()],
+            token: TOKEN.to_owned(),
+            log: None,
+        }
+    }
+}
+
+/// A token provider that hands out a fixed token and counts requests.
+pub struct FakeTokens {
+    pub token: String,
+    pub calls: std::sync::atomic::AtomicU32,
+}
+
+impl FakeTokens {
+    pub fn new(token: &str) -> FakeTokens {
+        FakeTokens {
+            token: token.to_owned(),
+            calls: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl gcp_auth::TokenProvider for FakeTokens {
+    async fn token(&self, _scopes: &[&str]) -> Result<Arc<gcp_auth::Token>, gcp_auth::Error> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = json!({"access_token": self.token, "expires_in": 3600});
+        Ok(Arc::new(
+            serde_json::from_value(body).expect("a token body parses"),
+        ))
+    }
+
+    async fn project_id(&self) -> Result<Arc<str>, gcp_auth::Error> {
+        Ok(PROJECT.into())
+    }
+}
+
+/// How many hosts (workers) a slice of this accelerator type has, by the
+/// public tables: single-host up to 8 chips for v5e/v6e (4 chips per host
+/// beyond), 4 chips (8 cores) per host for v2 to v5p. `None` for an
+/// unknown type.
+pub fn hosts_for(accelerator_type: &str) -> Option<u32> {
+    let (family, size) = accelerator_type.rsplit_once('-')?;
+    let size: u32 = size.parse().ok()?;
+    if size == 0 {
+        return None;
+    }
+    let res = match family {
+        "v5litepod" | "v6e" | "v5e" => {
+            if size <= 8 {
+                1
+            } else {
+                size.div_ceil(4)
+            }
+        }
+        "v2" | "v3" | "v4" | "v5p" => size.div_ceil(8),
+        _ => return None,
+    };
+    Some(res)
+}
+
+/// Called with the full name of a node when its DELETE is accepted.
+pub type DeleteHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a finished operation does to the world.
 #[derive(Clone, Debug)]
@@ -47,6 +150,14 @@ pub struct Injected {
 }
 
 pub struct World {
+    pub project: String,
+    pub token: String,
+    log_file: Option<PathBuf>,
+    hooks: Vec<DeleteHook>,
+    /// Node names whose DELETE was accepted since the hooks last ran.
+    deleting: Vec<String>,
+    /// Hosts per node when set; otherwise from [`hosts_for`].
+    pub hosts: Option<u32>,
     pub nodes: BTreeMap<String, Value>,
     pub queued: BTreeMap<String, Value>,
     ops: BTreeMap<String, FakeOp>,
@@ -72,19 +183,42 @@ pub struct World {
     pub preempt: bool,
     /// Largest page the list call returns.
     pub page_size_cap: usize,
+    /// A created node stays invisible (404 to GET and DELETE, left out of
+    /// lists) for this many such calls, or until its create operation is
+    /// done: Google's create is not instant.
+    pub create_hidden_for: u32,
+    hidden: BTreeMap<String, u32>,
     op_counter: u32,
 }
 
-impl Default for World {
-    fn default() -> World {
+impl World {
+    fn new(config: &FakeConfig) -> World {
         World {
+            project: config.project.clone(),
+            token: config.token.clone(),
+            log_file: config.log.clone(),
+            hooks: Vec::new(),
+            deleting: Vec::new(),
+            hosts: None,
             nodes: BTreeMap::new(),
             queued: BTreeMap::new(),
             ops: BTreeMap::new(),
             log: Vec::new(),
             deleted: Vec::new(),
-            zones: vec![ZONE.to_owned(), "us-east1-d".to_owned()],
-            accelerator_types: vec!["v6e-1".to_owned(), "v6e-4".to_owned(), "v6e-8".to_owned()],
+            zones: config.zones.clone(),
+            accelerator_types: [
+                "v6e-1",
+                "v6e-4",
+                "v6e-8",
+                "v6e-16",
+                "v6e-32",
+                "v5litepod-1",
+                "v5litepod-4",
+                "v5litepod-8",
+                "v5litepod-16",
+            ]
+            .map(str::to_owned)
+            .into(),
             inject: VecDeque::new(),
             stockout: false,
             ops_never_finish: false,
@@ -94,6 +228,8 @@ impl Default for World {
             queued_waiting_polls: 2,
             preempt: false,
             page_size_cap: 100,
+            create_hidden_for: 0,
+            hidden: BTreeMap::new(),
             op_counter: 0,
         }
     }
@@ -105,13 +241,19 @@ pub struct FakeTpu {
 }
 
 impl FakeTpu {
+    /// Starts with [`FakeConfig::default`].
     pub async fn start() -> FakeTpu {
+        FakeTpu::start_with(FakeConfig::default()).await
+    }
+
+    /// Starts on `127.0.0.1` with an ephemeral port.
+    pub async fn start_with(config: FakeConfig) -> FakeTpu {
         let server = MockServer::start().await;
         assert!(
             server.uri().starts_with("http://127.0.0.1:"),
             "the fake must stay on loopback"
         );
-        let world = Arc::new(Mutex::new(World::default()));
+        let world = Arc::new(Mutex::new(World::new(&config)));
         Mock::given(any())
             .respond_with(Responder(world.clone()))
             .mount(&server)
@@ -119,16 +261,45 @@ impl FakeTpu {
         FakeTpu { server, world }
     }
 
+    /// `http://127.0.0.1:PORT`, the client's base URL.
     pub fn url(&self) -> String {
         self.server.uri()
     }
 
+    /// The state, to read or to switch faults on.
     pub fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap()
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A token provider the fake accepts.
+    pub fn tokens(&self) -> Arc<FakeTokens> {
+        Arc::new(FakeTokens::new(&self.world().token))
+    }
+
+    /// Runs `hook` with the node's full name whenever a node DELETE is
+    /// accepted (as a VM's processes end when it is deleted).
+    pub fn on_node_deleted(&self, hook: DeleteHook) {
+        self.world().hooks.push(hook);
+    }
+
+    /// The full name of node `id` in [`PROJECT`] and [`ZONE`].
     pub fn node_name(id: &str) -> String {
         format!("projects/{PROJECT}/locations/{ZONE}/nodes/{id}")
+    }
+
+    /// Turns a READY node PREEMPTED, as Google does to spot VMs.
+    pub fn preempt_now(&self, id: &str) -> bool {
+        let mut world = self.world();
+        let Some(name) = world
+            .nodes
+            .keys()
+            .find(|n| n.ends_with(&format!("/nodes/{id}")))
+            .cloned()
+        else {
+            return false;
+        };
+        world.nodes.get_mut(&name).expect("found above")["state"] = json!("PREEMPTED");
+        true
     }
 
     /// Puts a READY node in place, as if someone had created it.
@@ -142,6 +313,8 @@ impl FakeTpu {
         self.world().nodes.insert(name, node);
     }
 
+    /// Answers the next `times` calls whose method is `method` and whose
+    /// path (with query) contains `path_contains` with `status` and `body`.
     pub fn inject(
         &self,
         method: &'static str,
@@ -160,6 +333,7 @@ impl FakeTpu {
         });
     }
 
+    /// How many calls so far start with `prefix` (`METHOD /v2/...`).
     pub fn requests(&self, prefix: &str) -> usize {
         self.world()
             .log
@@ -178,21 +352,68 @@ struct Responder(Arc<Mutex<World>>);
 
 impl Respond for Responder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let mut world = self.0.lock().unwrap();
-        world.handle(req)
+        let (res, hooks, deleting) = {
+            let mut world = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let res = world.handle(req);
+            let deleting = std::mem::take(&mut world.deleting);
+            (res, world.hooks.clone(), deleting)
+        };
+        // Outside the lock: a hook may take a while (it stops processes).
+        for name in &deleting {
+            for hook in &hooks {
+                hook(name);
+            }
+        }
+        res
     }
 }
 
-fn answer(status: u16, body: Value) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(body)
+/// An answer before it becomes a wiremock response.
+struct Answer {
+    status: u16,
+    body: Value,
+    delay: Option<Duration>,
 }
 
-fn err(code: u16, status: &str, message: &str) -> ResponseTemplate {
+fn answer(status: u16, body: Value) -> Answer {
+    Answer {
+        status,
+        body,
+        delay: None,
+    }
+}
+
+fn err(code: u16, status: &str, message: &str) -> Answer {
     answer(code, google_error(code, status, message))
 }
 
 impl World {
     fn handle(&mut self, req: &Request) -> ResponseTemplate {
+        let mut res = self.route(req);
+        if let Some(path) = &self.log_file {
+            let line = format!("{} {} {}\n", req.method, req.url.path(), res.status);
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(line.as_bytes()));
+            if let Err(cause) = written {
+                // The log is the caller's evidence; losing it must show.
+                res = err(
+                    500,
+                    "INTERNAL",
+                    &format!("the fake cannot write its log: {cause}"),
+                );
+            }
+        }
+        let template = ResponseTemplate::new(res.status).set_body_json(res.body);
+        match res.delay {
+            Some(delay) => template.set_delay(delay),
+            None => template,
+        }
+    }
+
+    fn route(&mut self, req: &Request) -> Answer {
         let method = req.method.to_string();
         let path = req.url.path().to_owned();
         let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
@@ -206,7 +427,7 @@ impl World {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        if auth != Some("Bearer fake-token") {
+        if auth != Some(format!("Bearer {}", self.token).as_str()) {
             return err(
                 401,
                 "UNAUTHENTICATED",
@@ -234,7 +455,7 @@ impl World {
         if parts.len() < 5 || parts[0] != "projects" || parts[2] != "locations" {
             return err(404, "NOT_FOUND", "unknown path");
         }
-        if parts[1] != PROJECT {
+        if parts[1] != self.project {
             return err(
                 403,
                 "PERMISSION_DENIED",
@@ -315,7 +536,7 @@ impl World {
         res
     }
 
-    fn create_node(&mut self, parent: &str, node_id: &str, body: Value) -> ResponseTemplate {
+    fn create_node(&mut self, parent: &str, node_id: &str, body: Value) -> Answer {
         let name = format!("{parent}/nodes/{node_id}");
         if node_id.is_empty() {
             return err(400, "INVALID_ARGUMENT", "nodeId is required");
@@ -338,6 +559,9 @@ impl World {
         node["state"] = json!("CREATING");
         node["createTime"] = json!("2026-02-05T18:48:20Z");
         self.nodes.insert(name.clone(), node);
+        if self.create_hidden_for > 0 {
+            self.hidden.insert(name.clone(), self.create_hidden_for);
+        }
         let polls = self.create_op_polls;
         let op = self.new_op(
             parent,
@@ -346,14 +570,30 @@ impl World {
             Effect::CreateNode(name.clone()),
             polls,
         );
-        let res = answer(200, op);
-        match self.create_delay {
-            Some(delay) => res.set_delay(delay),
-            None => res,
+        let mut res = answer(200, op);
+        res.delay = self.create_delay;
+        res
+    }
+
+    /// Whether `name` is still hidden; each call uses up one look.
+    fn still_hidden(&mut self, name: &str) -> bool {
+        match self.hidden.get_mut(name) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
         }
     }
 
-    fn get_node(&mut self, name: &str) -> ResponseTemplate {
+    fn get_node(&mut self, name: &str) -> Answer {
+        if self.still_hidden(name) {
+            return err(
+                404,
+                "NOT_FOUND",
+                &format!("Resource '{name}' was not found"),
+            );
+        }
         // A creating node makes progress whether or not anyone polls its
         // operation (the client may have lost it to a timeout).
         let creating = self
@@ -379,7 +619,7 @@ impl World {
         }
     }
 
-    fn list_nodes(&mut self, query: &BTreeMap<String, String>) -> ResponseTemplate {
+    fn list_nodes(&mut self, query: &BTreeMap<String, String>) -> Answer {
         let size: usize = query
             .get("pageSize")
             .and_then(|s| s.parse().ok())
@@ -389,7 +629,13 @@ impl World {
             .get("pageToken")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let all: Vec<&Value> = self.nodes.values().collect();
+        let hidden = &self.hidden;
+        let all: Vec<&Value> = self
+            .nodes
+            .iter()
+            .filter(|(name, _)| hidden.get(*name).is_none_or(|left| *left == 0))
+            .map(|(_, node)| node)
+            .collect();
         let page: Vec<Value> = all
             .iter()
             .skip(start)
@@ -403,7 +649,14 @@ impl World {
         answer(200, res)
     }
 
-    fn delete_node(&mut self, parent: &str, name: &str) -> ResponseTemplate {
+    fn delete_node(&mut self, parent: &str, name: &str) -> Answer {
+        if self.still_hidden(name) {
+            return err(
+                404,
+                "NOT_FOUND",
+                &format!("Resource '{name}' was not found"),
+            );
+        }
         let Some(node) = self.nodes.get_mut(name) else {
             return err(
                 404,
@@ -412,6 +665,7 @@ impl World {
             );
         };
         node["state"] = json!("DELETING");
+        self.deleting.push(name.to_owned());
         let polls = self.delete_op_polls;
         answer(
             200,
@@ -425,7 +679,7 @@ impl World {
         )
     }
 
-    fn stop_start(&mut self, parent: &str, name: &str, stop: bool) -> ResponseTemplate {
+    fn stop_start(&mut self, parent: &str, name: &str, stop: bool) -> Answer {
         let Some(node) = self.nodes.get_mut(name) else {
             return err(
                 404,
@@ -442,7 +696,7 @@ impl World {
         answer(200, self.new_op(parent, name, verb, effect, 1))
     }
 
-    fn create_queued(&mut self, parent: &str, qr_id: &str, body: Value) -> ResponseTemplate {
+    fn create_queued(&mut self, parent: &str, qr_id: &str, body: Value) -> Answer {
         let name = format!("{parent}/queuedResources/{qr_id}");
         if self.queued.contains_key(&name) {
             return err(
@@ -467,7 +721,7 @@ impl World {
         )
     }
 
-    fn get_queued(&mut self, name: &str) -> ResponseTemplate {
+    fn get_queued(&mut self, name: &str) -> Answer {
         let waiting = self.queued_waiting_polls;
         let stockout = self.stockout;
         let Some(qr) = self.queued.get_mut(name) else {
@@ -498,13 +752,13 @@ impl World {
             node["name"] = json!(node_name);
             node["state"] = json!("READY");
             node["queuedResource"] = json!(name);
-            node["networkEndpoints"] = json!([{"ipAddress": "10.0.0.3", "port": 8470}]);
+            node["networkEndpoints"] = endpoints(&node, self.hosts, 3);
             self.nodes.insert(node_name, node);
         }
         answer(200, shown)
     }
 
-    fn delete_queued(&mut self, parent: &str, name: &str, force: bool) -> ResponseTemplate {
+    fn delete_queued(&mut self, parent: &str, name: &str, force: bool) -> Answer {
         let Some(qr) = self.queued.get(name) else {
             return err(
                 404,
@@ -537,7 +791,7 @@ impl World {
         )
     }
 
-    fn get_operation(&mut self, name: &str) -> ResponseTemplate {
+    fn get_operation(&mut self, name: &str) -> Answer {
         let never = self.ops_never_finish;
         let Some(op) = self.ops.get_mut(name) else {
             return err(
@@ -564,6 +818,7 @@ impl World {
     fn apply(&mut self, effect: Effect) -> Option<Value> {
         match effect {
             Effect::CreateNode(name) => {
+                self.hidden.remove(&name);
                 if self.stockout {
                     self.nodes.remove(&name);
                     let zone = name.split('/').nth(3).unwrap_or_default();
@@ -573,10 +828,11 @@ impl World {
                     return Some(json!({"code": 8, "message": msg}));
                 }
                 let preempt = self.preempt;
+                let hosts = self.hosts;
                 if let Some(node) = self.nodes.get_mut(&name) {
                     node["state"] = json!(if preempt { "PREEMPTED" } else { "READY" });
                     node["health"] = json!("HEALTHY");
-                    node["networkEndpoints"] = json!([{"ipAddress": "10.0.0.2", "port": 8470}]);
+                    node["networkEndpoints"] = endpoints(node, hosts, 2);
                 }
                 None
             }
@@ -619,6 +875,16 @@ impl World {
             }
         }
     }
+}
+
+/// One endpoint per host, `10.0.<host>.<last>`, port 8470.
+fn endpoints(node: &Value, hosts: Option<u32>, last: u32) -> Value {
+    let ty = node["acceleratorType"].as_str().unwrap_or_default();
+    let hosts = hosts.or_else(|| hosts_for(ty)).unwrap_or(1).max(1);
+    let list: Vec<Value> = (0..hosts)
+        .map(|i| json!({"ipAddress": format!("10.0.{i}.{last}"), "port": 8470}))
+        .collect();
+    Value::Array(list)
 }
 
 fn op_json(op: &FakeOp, nodes: &BTreeMap<String, Value>) -> Value {
