@@ -356,14 +356,14 @@ pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
             host.host
         );
     }
-    let ops = match (&host.trace_json, &host.xplane) {
+    let (ops, analysis) = match (&host.trace_json, &host.xplane) {
         (Some(json), xplane) => {
             let (ops, analysis) = read_json_trace(json)?;
             match xplane {
                 Some(xplane) if analysis.phase_count(Phase::Complete) == JSON_EVENT_CAP => {
                     read_xplane(xplane)?
                 }
-                _ => ops,
+                _ => (ops, analysis),
             }
         }
         (None, Some(xplane)) => read_xplane(xplane)?,
@@ -401,6 +401,7 @@ pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
     Ok(Profile {
         source: label.to_owned(),
         ops,
+        traced_ps: analysis.traced_time_ps(),
         session,
         missing,
     })
@@ -417,12 +418,14 @@ fn read_json_trace(
     Ok(sink.finish())
 }
 
-fn read_xplane(path: &Path) -> anyhow::Result<Vec<profile_compare::OpSamples>> {
+fn read_xplane(
+    path: &Path,
+) -> anyhow::Result<(Vec<profile_compare::OpSamples>, trace_analysis::Analysis)> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut sink = Collector::new(Analyzer::new());
     trace_xplane::read(&bytes, &mut sink)
         .map_err(|err| format_err!("{}: {err}", path.display()))?;
-    Ok(sink.finish().0)
+    Ok(sink.finish())
 }
 
 /// `devices[]` of summary.json (the device section): per plane, the step

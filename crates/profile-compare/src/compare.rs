@@ -17,6 +17,9 @@ pub struct Profile {
     /// Where it came from (a path or a `gs://` address), for the report.
     pub source: String,
     pub ops: Vec<OpSamples>,
+    /// The trace's traced time (latest end minus earliest start),
+    /// picoseconds: the yardstick of [`Settings::min_share`].
+    pub traced_ps: i64,
     /// Session numbers that have one value per side (device step time,
     /// latency percentiles, throughput, device categories), by name. They
     /// are shown next to each other but not tested (see [`SessionRow`]).
@@ -32,6 +35,12 @@ pub struct Settings {
     pub threshold: f64,
     /// False discovery rate for the Benjamini-Hochberg adjustment.
     pub alpha: f64,
+    /// Smallest change in an operation's total time, as a share of the
+    /// baseline's traced time, that can make it `slower` or `faster`.
+    pub min_share: f64,
+    /// Smallest change in median duration of a host operation, picoseconds:
+    /// host events carry the tracer's own overhead, about a microsecond.
+    pub host_floor_ps: i64,
     pub bootstrap: Bootstrap,
 }
 
@@ -40,6 +49,8 @@ impl Default for Settings {
         Settings {
             threshold: 0.05,
             alpha: 0.05,
+            min_share: 0.01,
+            host_floor_ps: 1_000_000,
             bootstrap: Bootstrap::default(),
         }
     }
@@ -122,6 +133,9 @@ pub struct OpComparison {
     pub ci: Interval,
     /// Fewer than nine occurrences on a side: the test has little power.
     pub few_samples: bool,
+    /// Why a significant change beyond the threshold was not flagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_flagged: Option<String>,
 }
 
 /// A session number with one value per side: shown, not tested.
@@ -142,6 +156,8 @@ pub struct Comparison {
     pub candidate: String,
     pub threshold: f64,
     pub alpha: f64,
+    pub min_share: f64,
+    pub host_floor_ms: f64,
     /// `benjamini-hochberg`.
     pub correction: String,
     pub bootstrap_resamples: usize,
@@ -183,7 +199,9 @@ fn sorted(durations: &[Ps]) -> Vec<Ps> {
 ///
 /// An operation is `slower` or `faster` only when its Mann-Whitney U test
 /// is significant after the Benjamini-Hochberg adjustment (adjusted p below
-/// `alpha`) and its median duration changed by more than `threshold`;
+/// `alpha`), its median duration changed by more than `threshold`, its
+/// total moved the same way by at least `min_share` of the baseline's traced
+/// time, and, on the host, its median by at least `host_floor_ps`;
 /// `added` and `removed` when it ran on one side only; `same` otherwise.
 /// The overall verdict is a regression when any operation is slower, an
 /// improvement when some are faster and none slower.
@@ -214,7 +232,31 @@ pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> 
                     (Some(b), Some(c)) if c > b => f64::INFINITY,
                     _ => 0.0,
                 });
-        if q < settings.alpha && change.abs() > settings.threshold {
+        if !(q < settings.alpha && change.abs() > settings.threshold) {
+            continue;
+        }
+        let delta_total = row.candidate_total_ms - row.baseline_total_ms;
+        let delta_median =
+            row.candidate_median_ms.unwrap_or(0.0) - row.baseline_median_ms.unwrap_or(0.0);
+        let material_ms = settings.min_share * ms(baseline.traced_ps as i128);
+        let floor_ms = settings.host_floor_ps as f64 / PS_PER_MS as f64;
+        row.not_flagged = if delta_total * change < 0.0 {
+            Some("the total moved the other way (fewer or more occurrences)".to_owned())
+        } else if delta_total.abs() < material_ms {
+            Some(format!(
+                "the total changed by {:.3} ms, under {:.1}% of the baseline's traced time ({material_ms:.3} ms)",
+                delta_total.abs(),
+                settings.min_share * 100.0
+            ))
+        } else if row.side == Side::Host.as_str() && delta_median.abs() < floor_ms {
+            Some(format!(
+                "the median moved by {:.4} ms, under the host tracer's {floor_ms} ms resolution",
+                delta_median.abs()
+            ))
+        } else {
+            None
+        };
+        if row.not_flagged.is_none() {
             row.verdict = if change > 0.0 {
                 OpVerdict::Slower
             } else {
@@ -269,6 +311,8 @@ pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> 
         candidate: candidate.source.clone(),
         threshold: settings.threshold,
         alpha: settings.alpha,
+        min_share: settings.min_share,
+        host_floor_ms: settings.host_floor_ps as f64 / PS_PER_MS as f64,
         correction: "benjamini-hochberg".to_owned(),
         bootstrap_resamples: settings.bootstrap.resamples,
         bootstrap_seed: settings.bootstrap.seed,
@@ -307,6 +351,7 @@ fn compare_op(
         method: None,
         ci: Interval::default(),
         few_samples: false,
+        not_flagged: None,
     };
     let (b, c) = match (b, c) {
         (Some(b), Some(c)) => (b, c),

@@ -77,6 +77,7 @@ pub fn judge_history(history: &[Profile], candidate: &Profile, settings: &Settin
             method: None,
             ci: Interval::default(),
             few_samples: true,
+            not_flagged: None,
         };
         if let Some(p) = past.get(op.name.as_str()) {
             let (m, s) = (mean(&p.medians), sd(&p.medians));
@@ -119,6 +120,7 @@ pub fn judge_history(history: &[Profile], candidate: &Profile, settings: &Settin
             method: None,
             ci: Interval::default(),
             few_samples: p.medians.len() < 3,
+            not_flagged: None,
         });
     }
     rows.sort_by(|a, b| {
@@ -141,6 +143,8 @@ pub fn judge_history(history: &[Profile], candidate: &Profile, settings: &Settin
         candidate: candidate.source.clone(),
         threshold: settings.threshold,
         alpha: settings.alpha,
+        min_share: settings.min_share,
+        host_floor_ms: settings.host_floor_ps as f64 / PS_PER_MS as f64,
         correction: "none (history rule: mean and spread of per-run medians)".to_owned(),
         bootstrap_resamples: 0,
         bootstrap_seed: settings.bootstrap.seed,

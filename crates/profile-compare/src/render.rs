@@ -127,6 +127,29 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
         );
     }
 
+    let held: Vec<&OpComparison> = cmp
+        .operations
+        .iter()
+        .filter(|it| it.not_flagged.is_some())
+        .collect();
+    if !held.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} operations changed significantly by more than the threshold but are not flagged:\n",
+            held.len()
+        );
+        for row in held.iter().take(SAME_ROWS) {
+            let _ = writeln!(
+                out,
+                "- `{}` ({} in median): {}",
+                cell(&row.name),
+                pct(row.change),
+                row.not_flagged.as_deref().unwrap_or("")
+            );
+        }
+        out.push('\n');
+    }
+
     let one_side: Vec<&OpComparison> = cmp
         .operations
         .iter()
@@ -216,7 +239,7 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
          - p adjusted: Benjamini-Hochberg over all {} tested operations, which bounds the expected share of false alarms among the flagged ones.\n\
          - Change in median: candidate median / baseline median - 1; the verdict uses it. Change in total likewise with total times.\n\
          - 95% CI: percentile bootstrap of the change in median ({} resamples of each side, seed {}).\n\
-         - slower/faster: adjusted p < {} and |change in median| > {:.1}%; added/removed: the operation ran on one side only; same: otherwise.",
+         - slower/faster: adjusted p < {} and |change in median| > {:.1}%, the total moved the same way by at least {:.1}% of the baseline's traced time, and a host operation's median by at least {} ms; added/removed: the operation ran on one side only; same: otherwise.",
         cmp.operations
             .iter()
             .filter(|it| it.p_value.is_some())
@@ -225,6 +248,8 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
         cmp.bootstrap_seed,
         cmp.alpha,
         cmp.threshold * 100.0,
+        cmp.min_share * 100.0,
+        cmp.host_floor_ms,
     );
     out
 }

@@ -149,6 +149,7 @@ fn bootstrap_is_seeded_and_covers_the_change() {
 fn profile(ops: &[(&str, Vec<i64>)]) -> Profile {
     Profile {
         source: "test".to_owned(),
+        traced_ps: ops.iter().flat_map(|(_, d)| d).sum(),
         ops: ops
             .iter()
             .map(|(name, durations)| OpSamples {
@@ -296,4 +297,48 @@ fn collector_matches_complete_and_begin_end_events() {
             op.durations.iter().map(|&d| d as i128).sum::<i128>()
         );
     }
+}
+
+#[test]
+fn immaterial_or_contradictory_changes_are_not_flagged() {
+    // "tiny" is 1.5 times slower but holds a sliver of the traced time;
+    // "fewer" is slower per call but called half as often.
+    let mut base = profile(&[
+        ("big", spread(300, 10.0)),
+        ("tiny", spread(300, 0.001)),
+        ("fewer", spread(400, 1.0)),
+    ]);
+    let cand = profile(&[
+        ("big", spread(300, 10.0)),
+        ("tiny", spread(300, 0.0015)),
+        ("fewer", spread(200, 1.3)),
+    ]);
+    base.traced_ps = cand.traced_ps;
+    let cmp = compare(&base, &cand, &Settings::default());
+    assert_eq!(cmp.verdict, Verdict::NoChange);
+    let get = |name: &str| cmp.operations.iter().find(|it| it.name == name).unwrap();
+    for name in ["tiny", "fewer"] {
+        let op = get(name);
+        assert_eq!(op.verdict, OpVerdict::Same, "{name}");
+        assert!(op.p_adjusted.unwrap() < 0.05, "{name}");
+        assert!(op.not_flagged.is_some(), "{name}");
+    }
+    assert!(
+        get("tiny")
+            .not_flagged
+            .as_ref()
+            .unwrap()
+            .contains("traced time")
+    );
+    assert!(
+        get("fewer")
+            .not_flagged
+            .as_ref()
+            .unwrap()
+            .contains("other way")
+    );
+    let md = render_markdown(&cmp, None);
+    assert!(md.contains(
+        "2 operations changed significantly by more than the threshold but are not flagged"
+    ));
 }

@@ -77,22 +77,25 @@ fn a_profile_against_itself_changes_nothing() {
 #[test]
 fn one_operation_made_slower_is_the_only_one_flagged() {
     let mut doc = fixture_trace();
-    // The operation with the most occurrences whose events all last at
-    // least a microsecond, so that 1.5 times each one is a real change.
-    let mut per_name: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    // The operation with the largest total time among those with at least
+    // 20 occurrences, each lasting at least a microsecond: 1.5 times its
+    // durations is a real change, well beyond the tracer's resolution.
+    let mut per_name: BTreeMap<String, (usize, f64, f64)> = BTreeMap::new();
     for event in doc["traceEvents"].as_array().unwrap() {
         if event["ph"] == "X" {
+            let dur = event["dur"].as_f64().unwrap();
             let entry = per_name
                 .entry(event["name"].as_str().unwrap().to_owned())
-                .or_insert((0, f64::MAX));
+                .or_insert((0, f64::MAX, 0.0));
             entry.0 += 1;
-            entry.1 = entry.1.min(event["dur"].as_f64().unwrap());
+            entry.1 = entry.1.min(dur);
+            entry.2 += dur;
         }
     }
-    let (target, (count, _)) = per_name
+    let (target, (count, _, _)) = per_name
         .iter()
-        .filter(|(_, (_, min))| *min >= 1.0)
-        .max_by_key(|(name, (count, _))| (*count, std::cmp::Reverse((*name).clone())))
+        .filter(|(_, (count, min, _))| *count >= 20 && *min >= 1.0)
+        .max_by(|a, b| a.1.2.total_cmp(&b.1.2))
         .unwrap();
     let (target, count) = (target.clone(), *count);
     assert!(count >= 20, "{target}: {count}");
@@ -179,4 +182,51 @@ fn bad_input_is_one_line_and_exit_2() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// Two real sessions of one configuration on this machine's CPU: the noise
+/// between them must not read as a regression.
+#[test]
+fn two_local_sessions_of_one_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--endpoint",
+        "generate",
+        "--requests",
+        "8",
+        "--concurrency",
+        "2",
+        "--max-new-tokens",
+        "4",
+    ];
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for run in [&a, &b] {
+        let output = crate::profile_local::run_profile(run, &args);
+        assert!(output.status.success(), "profile --local failed");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = compare(&[&a, &b], out.path());
+    let json = read_json(&out.path().join("compare.json"));
+    let slower: Vec<&Value> = json["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|op| op["verdict"] == "slower")
+        .collect();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "false regression: {slower:?}"
+    );
+    assert_ne!(json["verdict"], "regression");
+    // Both run folders carry the workload, so latency and throughput are
+    // set side by side.
+    let metrics: Vec<&str> = json["session"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["metric"].as_str().unwrap())
+        .collect();
+    assert!(metrics.contains(&"request latency p50 ms"), "{metrics:?}");
+    assert!(metrics.contains(&"workload throughput_rps"), "{metrics:?}");
 }
