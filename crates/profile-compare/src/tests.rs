@@ -1,3 +1,6 @@
+//! Unit tests: the statistics against SciPy's values, the verdict rules on
+//! synthetic samples, the history rule and the collector.
+
 use std::collections::BTreeMap;
 
 use crate::stats::{self, Method};
