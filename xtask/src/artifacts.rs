@@ -92,6 +92,25 @@ enum Command {
         #[command(flatten)]
         conn: ConnFlags,
     },
+    /// Record an archived run as a named baseline: copy it, verified, to
+    /// `baselines/<model>/<accelerator>/<name>/` (kept by the lifecycle).
+    Promote {
+        /// gs://bucket/prefix/kind/date/run-id/ of an archived run.
+        run: String,
+        /// The baseline's name, e.g. `main` (`compare --baseline main`).
+        #[arg(long = "as", value_name = "NAME")]
+        name: String,
+        /// Default: the run metadata's model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Default: the run metadata's hardware.
+        #[arg(long)]
+        accelerator: Option<String>,
+        #[arg(long = "bucket-prefix", default_value = gcs_artifacts::DEFAULT_PREFIX)]
+        prefix: String,
+        #[command(flatten)]
+        conn: ConnFlags,
+    },
     /// Create the bucket or set its lifecycle.
     Bucket {
         #[command(subcommand)]
@@ -303,8 +322,58 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             print!("{}", gcs_artifacts::render_listing(&listing));
             Ok(())
         }),
+        Command::Promote {
+            run,
+            name,
+            model,
+            accelerator,
+            prefix,
+            conn,
+        } => block_on(promote(run, name, model, accelerator, prefix, conn)),
         Command::Bucket { command } => bucket(command),
     }
+}
+
+async fn promote(
+    run: String,
+    name: String,
+    model: Option<String>,
+    accelerator: Option<String>,
+    prefix: String,
+    conn: ConnFlags,
+) -> anyhow::Result<()> {
+    let url = GsUrl::parse(&run)?;
+    let client = connect(&conn).await?;
+    let (_, manifest) = gcs_artifacts::read_manifest(&client, &url).await?;
+    let field = |key: &str| manifest.metadata_field(key).map(str::to_owned);
+    let model = model
+        .or_else(|| field("model"))
+        .with_context(|| format!("{run}: the run metadata names no model; pass --model"))?;
+    let accelerator = accelerator.or_else(|| field("hardware")).with_context(|| {
+        format!("{run}: the run metadata names no hardware; pass --accelerator")
+    })?;
+    let addr =
+        gcs_artifacts::BaselineAddress::new(&url.bucket, &prefix, &model, &accelerator, &name)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("sglprof-promote-")
+        .tempdir()
+        .context("cannot create a scratch folder")?;
+    let summary = gcs_artifacts::promote(
+        &client,
+        &url,
+        &addr,
+        scratch.path(),
+        &gcs_artifacts::utc_now().1,
+    )
+    .await
+    .with_context(|| format!("cannot promote {run}"))?;
+    eprintln!(
+        "[artifacts] {run} is baseline `{name}`: {} objects ({}) verified and copied",
+        summary.objects,
+        gcs_artifacts::human_bytes(summary.bytes)
+    );
+    println!("{}", summary.url);
+    Ok(())
 }
 
 fn bucket(command: BucketCommand) -> anyhow::Result<()> {
@@ -519,7 +588,7 @@ async fn download(
     Ok(())
 }
 
-async fn connect(conn: &ConnFlags) -> anyhow::Result<Client> {
+pub(crate) async fn connect(conn: &ConnFlags) -> anyhow::Result<Client> {
     let config = ClientConfig {
         endpoint: conn.gcs_endpoint.clone(),
         auth: if conn.gcs_anonymous {
@@ -535,7 +604,9 @@ async fn connect(conn: &ConnFlags) -> anyhow::Result<Client> {
     Ok(Client::new(config).await?)
 }
 
-fn block_on<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

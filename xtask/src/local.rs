@@ -276,6 +276,7 @@ fn launch_spec(env: &LocalEnv, model_path: &str, port: u16, api_key: Option<Stri
             flags: PrecompileFlags::for_version(env.flavor.version),
         }),
         api_key,
+        multi_node: None,
         extra_args: [
             "--max-total-tokens",
             "4096",

@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod bench;
+mod compare;
 mod local;
 mod local_env;
 mod profile;
@@ -43,6 +44,9 @@ enum Command {
     Cleanup(tpu::CleanupArgs),
     /// Archive runs in Google Cloud Storage and fetch them back.
     Artifacts(artifacts::Args),
+    /// Compare two profiles: per-operation tests, compare.md, exit 1 on a
+    /// regression (2 on an error).
+    Compare(compare::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Tpu(args) => tpu::run(args),
         Command::Cleanup(args) => tpu::cleanup(args),
         Command::Artifacts(args) => artifacts::run(args),
+        Command::Compare(args) => return compare::main(args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

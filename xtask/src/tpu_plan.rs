@@ -374,6 +374,7 @@ mod tests {
             zone: DEFAULT_ZONE.to_owned(),
             node_id: "sglprof-20260205-184819".to_owned(),
             queued_resource: None,
+            create_operation: None,
             accelerator_type: "v6e-1".to_owned(),
             runtime_version: "v6e-ubuntu-2404".to_owned(),
             provisioning: Provisioning::OnDemand,

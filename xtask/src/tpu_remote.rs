@@ -34,6 +34,7 @@ pub(crate) async fn remote_session(
     let install = InstallSpec {
         source: plan.source.clone(),
         extra_packages: Vec::new(),
+        cpu: None,
     };
     let versions = remote.install(&install).await?;
     if let Some(version) = versions.get("sglang-jax") {
@@ -50,6 +51,7 @@ pub(crate) async fn remote_session(
         attention_backend: None,
         precompile: None,
         api_key: args.api_key.clone(),
+        multi_node: None,
         extra_args: Vec::new(),
         env: Vec::new(),
     };

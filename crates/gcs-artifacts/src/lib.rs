@@ -20,6 +20,7 @@
 //! xtask drives it, and [`remote`] only renders the script a TPU VM runs to
 //! upload from there. It does not delete objects or sign URLs.
 
+pub mod baseline;
 mod checksum;
 mod client;
 mod error;
@@ -28,6 +29,10 @@ mod manifest;
 pub mod remote;
 mod transfer;
 
+pub use baseline::{
+    BASELINE_RECORD, BaselineAddress, BaselineRecord, PromoteSummary, RunFilter, fetch_baseline,
+    last_runs, promote, slug,
+};
 pub use checksum::{
     FileDigest, Hasher, crc32c_base64, crc32c_from_base64, digest_bytes, digest_file,
 };

@@ -2,6 +2,7 @@
 //! against real traces (`report`), against a real sglang-jax server
 //! (`profile_local`), and checks on the repository itself (`tidy`).
 
+mod compare;
 mod profile_local;
 mod report;
 mod tidy;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 static ONE_SERVER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn run_profile(out: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn run_profile(out: &Path, extra: &[&str]) -> std::process::Output {
     let _one = ONE_SERVER_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());

@@ -1,6 +1,7 @@
 //! Integration tests of the artifact store against a real GCS emulator on
 //! loopback (see `emulator.rs`). Each test uses its own bucket.
 
+mod baseline;
 mod emulator;
 mod store;
 

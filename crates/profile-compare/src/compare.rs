@@ -1,0 +1,393 @@
+//! The verdict rules and the `compare.json` model.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use trace_model::{PS_PER_MS, Ps};
+
+use crate::samples::{OpSamples, Side};
+use crate::stats::{self, Bootstrap, FEW_SAMPLES};
+
+/// The value of [`Comparison::schema`].
+pub const COMPARE_SCHEMA: &str = "sglprof.compare/1";
+
+/// Everything compared on one side, gathered by the caller.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Profile {
+    /// Where it came from (a path or a `gs://` address), for the report.
+    pub source: String,
+    pub ops: Vec<OpSamples>,
+    /// The trace's traced time (latest end minus earliest start),
+    /// picoseconds: the yardstick of [`Settings::min_share`].
+    pub traced_ps: i64,
+    /// Session numbers that have one value per side (device step time,
+    /// latency percentiles, throughput, device categories), by name. They
+    /// are shown next to each other but not tested (see [`SessionRow`]).
+    pub session: BTreeMap<String, f64>,
+    /// What this side lacks, said in the report (such as "no summary.json").
+    pub missing: Vec<String>,
+}
+
+/// How a comparison decides.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// Smallest relative change in median that counts, e.g. 0.05.
+    pub threshold: f64,
+    /// False discovery rate for the Benjamini-Hochberg adjustment.
+    pub alpha: f64,
+    /// Smallest change in an operation's total time, as a share of the
+    /// baseline's traced time, that can make it `slower` or `faster`.
+    pub min_share: f64,
+    /// Smallest change in median duration of a host operation, picoseconds:
+    /// host events carry the tracer's own overhead, about a microsecond.
+    pub host_floor_ps: i64,
+    pub bootstrap: Bootstrap,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            threshold: 0.05,
+            alpha: 0.05,
+            min_share: 0.01,
+            host_floor_ps: 1_000_000,
+            bootstrap: Bootstrap::default(),
+        }
+    }
+}
+
+/// The overall verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Regression,
+    NoChange,
+    Improvement,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Regression => "regression",
+            Verdict::NoChange => "no_change",
+            Verdict::Improvement => "improvement",
+        }
+    }
+}
+
+/// The verdict on one operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpVerdict {
+    Slower,
+    Faster,
+    Same,
+    Added,
+    Removed,
+}
+
+impl OpVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpVerdict::Slower => "slower",
+            OpVerdict::Faster => "faster",
+            OpVerdict::Same => "same",
+            OpVerdict::Added => "added",
+            OpVerdict::Removed => "removed",
+        }
+    }
+}
+
+/// Bootstrap intervals of the relative changes, `[low, high]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub median: Option<[f64; 2]>,
+    pub total: Option<[f64; 2]>,
+}
+
+/// One row of `operations` in `compare.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpComparison {
+    pub name: String,
+    /// `host` or `device`.
+    pub side: String,
+    pub verdict: OpVerdict,
+    pub baseline_total_ms: f64,
+    pub candidate_total_ms: f64,
+    pub baseline_count: u64,
+    pub candidate_count: u64,
+    pub baseline_median_ms: Option<f64>,
+    pub candidate_median_ms: Option<f64>,
+    /// Relative change of the median duration (candidate / baseline - 1),
+    /// the number the threshold applies to. `None` for added and removed.
+    pub change: Option<f64>,
+    /// Relative change of the total time.
+    pub total_change: Option<f64>,
+    /// Two-sided Mann-Whitney U p-value, before adjustment.
+    pub p_value: Option<f64>,
+    /// Benjamini-Hochberg adjusted p-value (over every operation on both
+    /// sides).
+    pub p_adjusted: Option<f64>,
+    /// `exact` or `asymptotic`.
+    pub method: Option<String>,
+    pub ci: Interval,
+    /// Fewer than nine occurrences on a side: the test has little power.
+    pub few_samples: bool,
+    /// Why a significant change beyond the threshold was not flagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_flagged: Option<String>,
+}
+
+/// A session number with one value per side: shown, not tested.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub metric: String,
+    pub baseline: f64,
+    pub candidate: f64,
+    pub change: f64,
+}
+
+/// `compare.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub schema: String,
+    pub verdict: Verdict,
+    pub baseline: String,
+    pub candidate: String,
+    pub threshold: f64,
+    pub alpha: f64,
+    pub min_share: f64,
+    pub host_floor_ms: f64,
+    /// `benjamini-hochberg`.
+    pub correction: String,
+    pub bootstrap_resamples: usize,
+    pub bootstrap_seed: u64,
+    pub confidence_pct: u32,
+    /// Heaviest change first: by |candidate total - baseline total|.
+    pub operations: Vec<OpComparison>,
+    pub session: Vec<SessionRow>,
+    /// Session numbers only one side has, and what a side lacks.
+    pub notes: Vec<String>,
+}
+
+impl Comparison {
+    pub fn to_json(&self) -> String {
+        let mut res = serde_json::to_string_pretty(self).unwrap_or_default();
+        res.push('\n');
+        res
+    }
+
+    pub fn count(&self, verdict: OpVerdict) -> usize {
+        self.operations
+            .iter()
+            .filter(|it| it.verdict == verdict)
+            .count()
+    }
+}
+
+fn ms(ps: i128) -> f64 {
+    ps as f64 / PS_PER_MS as f64
+}
+
+fn sorted(durations: &[Ps]) -> Vec<Ps> {
+    let mut res = durations.to_vec();
+    res.sort_unstable();
+    res
+}
+
+/// Compares two profiles operation by operation (see docs/metrics.md).
+///
+/// An operation is `slower` or `faster` only when its Mann-Whitney U test
+/// is significant after the Benjamini-Hochberg adjustment (adjusted p below
+/// `alpha`), its median duration changed by more than `threshold`, its
+/// total moved the same way by at least `min_share` of the baseline's traced
+/// time, and, on the host, its median by at least `host_floor_ps`;
+/// `added` and `removed` when it ran on one side only; `same` otherwise.
+/// The overall verdict is a regression when any operation is slower, an
+/// improvement when some are faster and none slower.
+pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> Comparison {
+    let mut by_name: BTreeMap<&str, (Option<&OpSamples>, Option<&OpSamples>)> = BTreeMap::new();
+    for op in &baseline.ops {
+        by_name.entry(&op.name).or_default().0 = Some(op);
+    }
+    for op in &candidate.ops {
+        by_name.entry(&op.name).or_default().1 = Some(op);
+    }
+    let mut rows = Vec::with_capacity(by_name.len());
+    for (name, (b, c)) in by_name {
+        rows.push(compare_op(name, b, c, settings));
+    }
+    let tested: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].p_value.is_some())
+        .collect();
+    let raw: Vec<f64> = tested.iter().map(|&i| rows[i].p_value.unwrap()).collect();
+    for (&i, q) in tested.iter().zip(stats::benjamini_hochberg(&raw)) {
+        let row = &mut rows[i];
+        row.p_adjusted = Some(q);
+        // An operation whose baseline median is zero has no finite change;
+        // any growth from zero counts as beyond the threshold.
+        let change =
+            row.change
+                .unwrap_or(match (row.baseline_median_ms, row.candidate_median_ms) {
+                    (Some(b), Some(c)) if c > b => f64::INFINITY,
+                    _ => 0.0,
+                });
+        if !(q < settings.alpha && change.abs() > settings.threshold) {
+            continue;
+        }
+        let delta_total = row.candidate_total_ms - row.baseline_total_ms;
+        let delta_median =
+            row.candidate_median_ms.unwrap_or(0.0) - row.baseline_median_ms.unwrap_or(0.0);
+        let material_ms = settings.min_share * ms(baseline.traced_ps as i128);
+        let floor_ms = settings.host_floor_ps as f64 / PS_PER_MS as f64;
+        row.not_flagged = if delta_total * change < 0.0 {
+            Some("the total moved the other way (fewer or more occurrences)".to_owned())
+        } else if delta_total.abs() < material_ms {
+            Some(format!(
+                "the total changed by {:.3} ms, under {:.1}% of the baseline's traced time ({material_ms:.3} ms)",
+                delta_total.abs(),
+                settings.min_share * 100.0
+            ))
+        } else if row.side == Side::Host.as_str() && delta_median.abs() < floor_ms {
+            Some(format!(
+                "the median moved by {:.4} ms, under the host tracer's {floor_ms} ms resolution",
+                delta_median.abs()
+            ))
+        } else {
+            None
+        };
+        if row.not_flagged.is_none() {
+            row.verdict = if change > 0.0 {
+                OpVerdict::Slower
+            } else {
+                OpVerdict::Faster
+            };
+        }
+    }
+    rows.sort_by(|a, b| {
+        let da = (a.candidate_total_ms - a.baseline_total_ms).abs();
+        let db = (b.candidate_total_ms - b.baseline_total_ms).abs();
+        db.total_cmp(&da).then_with(|| a.name.cmp(&b.name))
+    });
+
+    let mut session = Vec::new();
+    let mut notes = Vec::new();
+    for (metric, &bv) in &baseline.session {
+        match candidate.session.get(metric) {
+            Some(&cv) => session.push(SessionRow {
+                metric: metric.clone(),
+                baseline: bv,
+                candidate: cv,
+                change: stats::ratio(cv, bv),
+            }),
+            None => notes.push(format!("{metric}: only the baseline has it")),
+        }
+    }
+    for metric in candidate.session.keys() {
+        if !baseline.session.contains_key(metric) {
+            notes.push(format!("{metric}: only the candidate has it"));
+        }
+    }
+    for text in &baseline.missing {
+        notes.push(format!("baseline: {text}"));
+    }
+    for text in &candidate.missing {
+        notes.push(format!("candidate: {text}"));
+    }
+
+    let slower = rows.iter().any(|it| it.verdict == OpVerdict::Slower);
+    let faster = rows.iter().any(|it| it.verdict == OpVerdict::Faster);
+    let verdict = if slower {
+        Verdict::Regression
+    } else if faster {
+        Verdict::Improvement
+    } else {
+        Verdict::NoChange
+    };
+    Comparison {
+        schema: COMPARE_SCHEMA.to_owned(),
+        verdict,
+        baseline: baseline.source.clone(),
+        candidate: candidate.source.clone(),
+        threshold: settings.threshold,
+        alpha: settings.alpha,
+        min_share: settings.min_share,
+        host_floor_ms: settings.host_floor_ps as f64 / PS_PER_MS as f64,
+        correction: "benjamini-hochberg".to_owned(),
+        bootstrap_resamples: settings.bootstrap.resamples,
+        bootstrap_seed: settings.bootstrap.seed,
+        confidence_pct: settings.bootstrap.confidence_pct,
+        operations: rows,
+        session,
+        notes,
+    }
+}
+
+fn compare_op(
+    name: &str,
+    b: Option<&OpSamples>,
+    c: Option<&OpSamples>,
+    settings: &Settings,
+) -> OpComparison {
+    let total = |op: Option<&OpSamples>| {
+        op.map_or(0.0, |it| ms(it.durations.iter().map(|&d| d as i128).sum()))
+    };
+    let count = |op: Option<&OpSamples>| op.map_or(0, |it| it.durations.len() as u64);
+    let side = b.or(c).map_or(Side::Host, |it| it.side);
+    let mut row = OpComparison {
+        name: name.to_owned(),
+        side: side.as_str().to_owned(),
+        verdict: OpVerdict::Same,
+        baseline_total_ms: total(b),
+        candidate_total_ms: total(c),
+        baseline_count: count(b),
+        candidate_count: count(c),
+        baseline_median_ms: None,
+        candidate_median_ms: None,
+        change: None,
+        total_change: None,
+        p_value: None,
+        p_adjusted: None,
+        method: None,
+        ci: Interval::default(),
+        few_samples: false,
+        not_flagged: None,
+    };
+    let (b, c) = match (b, c) {
+        (Some(b), Some(c)) => (b, c),
+        (None, _) => {
+            row.verdict = OpVerdict::Added;
+            row.few_samples = row.candidate_count < FEW_SAMPLES as u64;
+            return row;
+        }
+        (_, None) => {
+            row.verdict = OpVerdict::Removed;
+            row.few_samples = row.baseline_count < FEW_SAMPLES as u64;
+            return row;
+        }
+    };
+    let (bs, cs) = (sorted(&b.durations), sorted(&c.durations));
+    let (mb, mc) = (stats::median_sorted(&bs), stats::median_sorted(&cs));
+    row.baseline_median_ms = Some(mb / PS_PER_MS as f64);
+    row.candidate_median_ms = Some(mc / PS_PER_MS as f64);
+    row.change = Some(stats::ratio(mc, mb)).filter(|it| it.is_finite());
+    row.total_change = Some(stats::ratio(row.candidate_total_ms, row.baseline_total_ms))
+        .filter(|it| it.is_finite());
+    row.few_samples = bs.len() < FEW_SAMPLES || cs.len() < FEW_SAMPLES;
+    if let Some(test) = stats::mann_whitney_u(&bs, &cs) {
+        row.p_value = Some(test.p_value);
+        row.method = Some(
+            match test.method {
+                stats::Method::Exact => "exact",
+                stats::Method::Asymptotic => "asymptotic",
+            }
+            .to_owned(),
+        );
+    }
+    let ci = stats::bootstrap_change(&bs, &cs, settings.bootstrap, name);
+    row.ci = Interval {
+        median: ci.median.map(|(lo, hi)| [lo, hi]),
+        total: ci.total.map(|(lo, hi)| [lo, hi]),
+    };
+    row
+}

@@ -1,0 +1,351 @@
+//! `compare.md` and the SVG bar chart of the largest changes.
+
+use std::fmt::Write;
+
+use crate::compare::{Comparison, OpComparison, OpVerdict, Verdict};
+
+/// Operations shown in the bar chart.
+pub const CHART_ROWS: usize = 15;
+
+/// Rows of the table of unchanged operations.
+pub const SAME_ROWS: usize = 20;
+
+fn pct(change: Option<f64>) -> String {
+    match change {
+        Some(it) => format!("{:+.1}%", it * 100.0),
+        None => "-".to_owned(),
+    }
+}
+
+fn num(value: Option<f64>) -> String {
+    match value {
+        Some(it) => format!("{it:.3}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn p_text(value: Option<f64>) -> String {
+    match value {
+        Some(it) if it < 1e-4 => format!("{it:.1e}"),
+        Some(it) => format!("{it:.4}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn interval(ci: Option<[f64; 2]>) -> String {
+    match ci {
+        Some([lo, hi]) => format!("[{:+.1}%, {:+.1}%]", lo * 100.0, hi * 100.0),
+        None => "-".to_owned(),
+    }
+}
+
+/// Markdown table cells must not break the table.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn op_table(rows: &[&OpComparison], out: &mut String) {
+    out.push_str(
+        "| Operation | Side | Verdict | Count (base → cand) | Median ms (base → cand) | Change in median | 95% CI | Total ms (base → cand) | Change in total | p | p adjusted |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for row in rows {
+        let few = if row.few_samples {
+            " (few samples)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {}{} | {} → {} | {} → {} | {} | {} | {:.3} → {:.3} | {} | {} | {} |",
+            cell(&row.name),
+            row.side,
+            row.verdict.as_str(),
+            few,
+            row.baseline_count,
+            row.candidate_count,
+            num(row.baseline_median_ms),
+            num(row.candidate_median_ms),
+            pct(row.change),
+            interval(row.ci.median),
+            row.baseline_total_ms,
+            row.candidate_total_ms,
+            pct(row.total_change),
+            p_text(row.p_value),
+            p_text(row.p_adjusted),
+        );
+    }
+}
+
+/// Renders `compare.md`: the verdict first, then the changed operations
+/// (heaviest change first), added and removed ones, session numbers, the
+/// heaviest unchanged operations, and the definitions. `chart` is the file
+/// name of the SVG written next to it, if any.
+pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
+    let mut out = String::new();
+    let headline = match cmp.verdict {
+        Verdict::Regression => "**Regression**",
+        Verdict::Improvement => "**Improvement**",
+        Verdict::NoChange => "**No change**",
+    };
+    let _ = writeln!(out, "# Profile comparison\n");
+    let _ = writeln!(
+        out,
+        "Verdict: {headline} (`{}`): {} slower, {} faster, {} same, {} added, {} removed operations.\n",
+        cmp.verdict.as_str(),
+        cmp.count(OpVerdict::Slower),
+        cmp.count(OpVerdict::Faster),
+        cmp.count(OpVerdict::Same),
+        cmp.count(OpVerdict::Added),
+        cmp.count(OpVerdict::Removed),
+    );
+    let _ = writeln!(out, "- Baseline: `{}`", cell(&cmp.baseline));
+    let _ = writeln!(out, "- Candidate: `{}`", cell(&cmp.candidate));
+    let _ = writeln!(
+        out,
+        "- Threshold: {:.1}% change in median duration; significance: Benjamini-Hochberg adjusted p < {}\n",
+        cmp.threshold * 100.0,
+        cmp.alpha
+    );
+
+    let changed: Vec<&OpComparison> = cmp
+        .operations
+        .iter()
+        .filter(|it| matches!(it.verdict, OpVerdict::Slower | OpVerdict::Faster))
+        .collect();
+    out.push_str("## Changed operations\n\n");
+    if changed.is_empty() {
+        out.push_str("No operation changed significantly by more than the threshold.\n\n");
+    } else {
+        op_table(&changed, &mut out);
+        out.push('\n');
+    }
+    if let Some(chart) = chart {
+        let _ = writeln!(
+            out,
+            "![Largest changes in total time]({chart})\n\nThe chart shows the {CHART_ROWS} operations whose total time changed most, as the change in median duration.\n"
+        );
+    }
+
+    let held: Vec<&OpComparison> = cmp
+        .operations
+        .iter()
+        .filter(|it| it.not_flagged.is_some())
+        .collect();
+    if !held.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} operations changed significantly by more than the threshold but are not flagged:\n",
+            held.len()
+        );
+        for row in held.iter().take(SAME_ROWS) {
+            let _ = writeln!(
+                out,
+                "- `{}` ({} in median): {}",
+                cell(&row.name),
+                pct(row.change),
+                row.not_flagged.as_deref().unwrap_or("")
+            );
+        }
+        out.push('\n');
+    }
+
+    let one_side: Vec<&OpComparison> = cmp
+        .operations
+        .iter()
+        .filter(|it| matches!(it.verdict, OpVerdict::Added | OpVerdict::Removed))
+        .collect();
+    if !one_side.is_empty() {
+        out.push_str("## Added and removed operations\n\n");
+        out.push_str("| Operation | Side | Verdict | Count | Total ms |\n|---|---|---|---|---|\n");
+        for row in one_side {
+            let (count, total) = if row.verdict == OpVerdict::Added {
+                (row.candidate_count, row.candidate_total_ms)
+            } else {
+                (row.baseline_count, row.baseline_total_ms)
+            };
+            let few = if row.few_samples {
+                " (few samples)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {}{few} | {count} | {total:.3} |",
+                cell(&row.name),
+                row.side,
+                row.verdict.as_str()
+            );
+        }
+        out.push('\n');
+    }
+
+    out.push_str("## Session numbers\n\n");
+    if cmp.session.is_empty() {
+        out.push_str("Neither device step time, device categories, request latency nor throughput is available on both sides.\n\n");
+    } else {
+        out.push_str(
+            "One value per side, so no test: shown for reading, not part of the verdict.\n\n",
+        );
+        out.push_str("| Metric | Baseline | Candidate | Change |\n|---|---|---|---|\n");
+        for row in &cmp.session {
+            let _ = writeln!(
+                out,
+                "| {} | {:.3} | {:.3} | {} |",
+                cell(&row.metric),
+                row.baseline,
+                row.candidate,
+                pct(Some(row.change).filter(|it| it.is_finite()))
+            );
+        }
+        out.push('\n');
+    }
+    if !cmp.notes.is_empty() {
+        out.push_str("Not compared:\n\n");
+        for note in &cmp.notes {
+            let _ = writeln!(out, "- {}", cell(note));
+        }
+        out.push('\n');
+    }
+
+    let same: Vec<&OpComparison> = cmp
+        .operations
+        .iter()
+        .filter(|it| it.verdict == OpVerdict::Same)
+        .take(SAME_ROWS)
+        .collect();
+    if !same.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Unchanged operations (the {} with the largest change in total)\n",
+            same.len()
+        );
+        op_table(&same, &mut out);
+        out.push('\n');
+    }
+    let few = cmp.operations.iter().filter(|it| it.few_samples).count();
+    if few > 0 {
+        let _ = writeln!(
+            out,
+            "{few} operations have fewer than 9 occurrences on a side (marked \"few samples\"): their tests can detect only large, consistent changes.\n"
+        );
+    }
+
+    out.push_str("## Definitions\n\n");
+    let _ = writeln!(
+        out,
+        "- Each operation (complete events and matched begin/end pairs, grouped by exact name) contributes one duration per occurrence on each side.\n\
+         - p: two-sided Mann-Whitney U test of the two sets of durations (exact distribution without ties when the smaller side has at most 8 occurrences, else the normal approximation with tie and continuity corrections).\n\
+         - p adjusted: Benjamini-Hochberg over all {} tested operations, which bounds the expected share of false alarms among the flagged ones.\n\
+         - Change in median: candidate median / baseline median - 1; the verdict uses it. Change in total likewise with total times.\n\
+         - 95% CI: percentile bootstrap of the change in median ({} resamples of each side, seed {}).\n\
+         - slower/faster: adjusted p < {} and |change in median| > {:.1}%, the total moved the same way by at least {:.1}% of the baseline's traced time, and a host operation's median by at least {} ms; added/removed: the operation ran on one side only; same: otherwise.",
+        cmp.operations
+            .iter()
+            .filter(|it| it.p_value.is_some())
+            .count(),
+        cmp.bootstrap_resamples,
+        cmp.bootstrap_seed,
+        cmp.alpha,
+        cmp.threshold * 100.0,
+        cmp.min_share * 100.0,
+        cmp.host_floor_ms,
+    );
+    out
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn shorten(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
+        name.to_owned()
+    } else {
+        let head: String = name.chars().take(max - 1).collect();
+        format!("{head}…")
+    }
+}
+
+/// A horizontal bar chart of the change in median of the [`CHART_ROWS`]
+/// compared operations with the largest change in total time. `None` when
+/// no operation was compared on both sides.
+pub fn render_chart(cmp: &Comparison) -> Option<String> {
+    let rows: Vec<&OpComparison> = cmp
+        .operations
+        .iter()
+        .filter(|it| it.change.is_some())
+        .take(CHART_ROWS)
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let max = rows
+        .iter()
+        .filter_map(|it| it.change)
+        .fold(cmp.threshold, |acc, it| acc.max(it.abs()));
+    let (label_w, half, row_h, top) = (300.0, 220.0, 22.0, 30.0);
+    let width = label_w + 2.0 * half + 80.0;
+    let height = top + row_h * rows.len() as f64 + 20.0;
+    let axis = label_w + half;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{axis}" y="16" text-anchor="middle">Change in median duration (threshold ±{:.1}%)</text>"#,
+        cmp.threshold * 100.0
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let change = row.change.unwrap_or(0.0);
+        let y = top + row_h * i as f64;
+        let len = change.abs() / max * half;
+        let x = if change >= 0.0 { axis } else { axis - len };
+        let color = match row.verdict {
+            OpVerdict::Slower => "#c0392b",
+            OpVerdict::Faster => "#27ae60",
+            _ => "#95a5a6",
+        };
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            label_w - 6.0,
+            y + 14.0,
+            xml_escape(&shorten(&row.name, 45))
+        );
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x:.1}" y="{}" width="{len:.1}" height="{}" fill="{color}"><title>{}: {:+.1}% ({})</title></rect>"#,
+            y + 3.0,
+            row_h - 6.0,
+            xml_escape(&row.name),
+            change * 100.0,
+            row.verdict.as_str()
+        );
+        let tx = if change >= 0.0 {
+            axis + len + 4.0
+        } else {
+            axis - len - 4.0
+        };
+        let anchor = if change >= 0.0 { "start" } else { "end" };
+        let _ = writeln!(
+            out,
+            r#"<text x="{tx:.1}" y="{}" text-anchor="{anchor}">{:+.1}%</text>"#,
+            y + 14.0,
+            change * 100.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        r##"<line x1="{axis}" y1="{}" x2="{axis}" y2="{}" stroke="#333"/>"##,
+        top - 4.0,
+        height - 16.0
+    );
+    out.push_str("</svg>\n");
+    Some(out)
+}
