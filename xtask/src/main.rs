@@ -17,6 +17,7 @@ mod tpu;
 mod tpu_plan;
 mod tpu_remote;
 mod tpu_session;
+mod trace;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,8 @@ enum Command {
     Cleanup(tpu::CleanupArgs),
     /// Archive runs in Google Cloud Storage and fetch them back.
     Artifacts(artifacts::Args),
+    /// Write the whole session as Chrome trace JSON for Perfetto.
+    Trace(trace::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Tpu(args) => tpu::run(args),
         Command::Cleanup(args) => tpu::cleanup(args),
         Command::Artifacts(args) => artifacts::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! The xtask's integration tests, one binary: the real `xtask` executable
 //! against real traces (`report`), against a real sglang-jax server
-//! (`profile_local`), and checks on the repository itself (`tidy`).
+//! (`profile_local`), `trace` against the reader it exports, and checks on the repository itself (`tidy`).
 
 mod profile_local;
 mod report;
 mod tidy;
+mod trace;
