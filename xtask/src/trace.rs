@@ -34,8 +34,8 @@ pub struct Args {
     /// The host to export [default: the first].
     #[arg(long)]
     pub host: Option<String>,
-    /// Keep events that end at or after this many milliseconds from the
-    /// trace's start (ts 0).
+    /// Keep events that end after this many milliseconds from the trace's
+    /// start (ts 0).
     #[arg(long)]
     pub from_ms: Option<f64>,
     /// Keep events that start at or before this many milliseconds.

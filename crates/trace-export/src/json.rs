@@ -155,8 +155,13 @@ fn value(buf: &mut Vec<u8>, value: ArgValue<'_>) {
         ArgValue::Uint(v) => uint(buf, v),
         ArgValue::Float(v) if v.is_finite() => {
             // Display gives the shortest text that reads back to the same
-            // f64, without an exponent: valid JSON.
+            // f64, without an exponent: valid JSON. A whole number gets a
+            // `.0` so that it reads back as a float.
+            let start = buf.len();
             let _ = write!(buf, "{v}");
+            if !buf[start..].contains(&b'.') {
+                buf.extend_from_slice(b".0");
+            }
         }
         ArgValue::Float(v) => string(buf, &v.to_string()),
         ArgValue::Bool(v) => buf.extend_from_slice(if v { b"true" } else { b"false" }),

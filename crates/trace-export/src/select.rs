@@ -13,7 +13,8 @@ use crate::json::{ChromeJson, format_event};
 /// [`Selection::threads`].
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
-    /// Keep events that end at or after this time (relative picoseconds).
+    /// Keep events that end after this time (relative picoseconds), or
+    /// start at it.
     pub from: Option<Ps>,
     /// Keep events that start at or before this time.
     pub to: Option<Ps>,
@@ -32,7 +33,9 @@ impl Selection {
             return true;
         };
         let end = start.saturating_add(event.dur.unwrap_or(0).max(0));
-        self.from.is_none_or(|from| end >= from) && self.to.is_none_or(|to| start <= to)
+        // An event that merely ends where the window starts is outside it.
+        let after_from = |from: Ps| end > from || start >= from;
+        self.from.is_none_or(after_from) && self.to.is_none_or(|to| start <= to)
     }
 }
 
