@@ -1,18 +1,17 @@
-//! `cargo xtask bench`: the trace readers against their baselines, on a real
-//! 1,000,000-event trace pair, printed as ratios measured in the same run.
+//! `cargo xtask bench`: the trace readers and the trace export against
+//! their baselines, printed as ratios measured in the same run.
 //!
 //! Each measurement is a separate process, timed on the wall clock and
-//! asked for its peak resident memory through `wait4`:
-//! - `gzip -dc trace.json.gz > /dev/null`, the floor for any reader of the
-//!   compressed JSON;
-//! - a plain Python `json.load` plus dict aggregation of the same numbers;
-//! - our JSON analysis (`bench --worker json`);
-//! - `xprof-rs aggregate_xplane_events` (PyPI `xprof-rs`, installed once
-//!   into the sglprof cache);
-//! - our XPlane analysis (`bench --worker xplane`).
-//!
-//! Every command runs `--runs` times, alternating, and the median wall time
-//! and the largest peak memory are reported.
+//! asked for its peak resident memory through `wait4`. Commands are
+//! compared in small groups: gzip's floor with our JSON analysis;
+//! `xprof-rs aggregate_xplane_events` (PyPI `xprof-rs`, installed once into
+//! the sglprof cache) with our XPlane analysis, on each xplane.pb given;
+//! `cargo xtask trace` with xprof's `trace_viewer` conversion when a Python
+//! with xprof is given (its conversion time only); the plain-Python JSON
+//! baseline last and alone, as it leaves hundreds of MiB to free behind it.
+//! In each group every command runs once to warm up, then `--runs` rounds
+//! A B A B ..., each run after a pause; the median and the range are
+//! printed with the machine's cores and load average.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,9 +27,20 @@ pub struct Args {
     /// cap and its xplane.pb [default: <sglprof cache>/bench].
     #[arg(long)]
     pub trace_dir: Option<PathBuf>,
-    /// How many times to run each command.
-    #[arg(long, default_value_t = 5)]
+    /// How many measured runs of each command (after one warm-up run).
+    #[arg(long, default_value_t = 7)]
     pub runs: usize,
+    /// More xplane.pb files to compare with xprof-rs (a large synthetic TPU
+    /// profile, say).
+    #[arg(long)]
+    pub xplane: Vec<PathBuf>,
+    /// A Python with PyPI xprof 2.24.2: adds its trace_viewer conversion of
+    /// the benchmark xplane.pb (conversion time only) to compare `trace` with.
+    #[arg(long)]
+    pub xprof_python: Option<PathBuf>,
+    /// Also run the plain-Python JSON baseline (last, on its own).
+    #[arg(long)]
+    pub python: bool,
     /// Internal: run one analysis in this process (`json` or `xplane`).
     #[arg(long, hide = true, requires = "file")]
     pub worker: Option<String>,
@@ -64,6 +74,138 @@ top = sorted(ops.items(), key=lambda kv: (-kv[1][1], kv[0]))[:15]
 print(len(events), len(ops), (last - first) / 1e3, phases, top[0][0])
 "#;
 
+/// Converts one xplane.pb with PyPI xprof and prints how long the
+/// conversion itself took (imports and start-up excluded). xprof writes a
+/// cache next to its input, so the bench hands it a fresh copy each time.
+const XPROF_CONVERT: &str = r#"
+import sys, time
+from xprof.convert import raw_to_tool_data as r
+t = time.perf_counter()
+data, ctype = r.xspace_to_tool_data([sys.argv[1]], sys.argv[2], {"use_saved_result": False})
+print("CONVERT_SECONDS", time.perf_counter() - t, len(data))
+"#;
+
+/// One command of a comparison group.
+struct Bench {
+    name: String,
+    cmd: Command,
+    /// Take the time the command prints (`CONVERT_SECONDS s`) instead of
+    /// its wall time.
+    inner_time: bool,
+}
+
+fn bench(name: impl Into<String>, cmd: Command) -> Bench {
+    Bench {
+        name: name.into(),
+        cmd,
+        inner_time: false,
+    }
+}
+
+/// The machine the figures were taken on, printed with them.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |it| it.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|it| it.starts_with("MemTotal:"))?;
+            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        })
+        .unwrap_or_else(|| "? GiB".to_owned());
+    format!("{cores} cores, {mem}, load average {}", load())
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|it| it.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// How long to wait before each measured command, so that what the last
+/// one left behind (freed memory, written pages) settles first.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Runs each command of a group once to warm up, then `runs` rounds of
+/// every command in turn (A B A B ...), each after a pause.
+fn measure_group(group: &mut [Bench], runs: usize) -> anyhow::Result<Vec<Stats>> {
+    for bench in group.iter_mut() {
+        std::thread::sleep(SETTLE);
+        measure(bench).with_context(|| format!("benchmark command `{}` failed", bench.name))?;
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
+    for _ in 0..runs {
+        for (idx, bench) in group.iter_mut().enumerate() {
+            std::thread::sleep(SETTLE);
+            let sample = measure(bench)
+                .with_context(|| format!("benchmark command `{}` failed", bench.name))?;
+            samples[idx].push(sample);
+        }
+    }
+    Ok(samples.iter().map(|it| Stats::of(it)).collect())
+}
+
+/// Median, smallest and largest of a command's runs.
+#[derive(Clone, Copy)]
+struct Stats {
+    wall: (f64, f64, f64),
+    rss: (f64, f64, f64),
+}
+
+impl Stats {
+    fn of(samples: &[Sample]) -> Stats {
+        let spread = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            (
+                values[values.len() / 2],
+                values[0],
+                values[values.len() - 1],
+            )
+        };
+        Stats {
+            wall: spread(samples.iter().map(|it| it.wall_s).collect()),
+            rss: spread(samples.iter().map(|it| it.peak_rss_mib).collect()),
+        }
+    }
+}
+
+fn print_group(title: &str, group: &[Bench], stats: &[Stats]) {
+    println!("\n{title}  [load average after: {}]", load());
+    println!(
+        "{:<40} {:>22} {:>26}",
+        "command", "wall s: median (min-max)", "peak RSS MiB: median (min-max)"
+    );
+    for (bench, st) in group.iter().zip(stats) {
+        println!(
+            "{:<40} {:>8.3} ({:.3}-{:.3}) {:>10.1} ({:.1}-{:.1})",
+            bench.name, st.wall.0, st.wall.1, st.wall.2, st.rss.0, st.rss.1, st.rss.2
+        );
+    }
+}
+
+fn ratio(what: &str, ours: &Stats, base: &Stats, time_target: &str, mem_target: &str) {
+    println!(
+        "{what:<40} {:>6.2}x time (spread {:.2}-{:.2}; target {time_target}), {:.2}x memory (target {mem_target})",
+        ours.wall.0 / base.wall.0,
+        ours.wall.1 / base.wall.2,
+        ours.wall.2 / base.wall.1,
+        ours.rss.0 / base.rss.0
+    );
+}
+
+fn worker(me: &Path, kind: &str, file: &Path) -> Command {
+    command(
+        me.as_os_str(),
+        &[
+            "bench".as_ref(),
+            "--worker".as_ref(),
+            kind.as_ref(),
+            "--file".as_ref(),
+            file.as_os_str(),
+        ],
+    )
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(worker) = &args.worker {
         return run_worker(worker, args.file.as_deref().expect("clap requires --file"));
@@ -77,113 +219,136 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runs = args.runs.max(1);
     let sh = Shell::new()?;
     let xprof_rs = ensure_xprof_rs(&sh)?;
+    let scratch = crate::local_env::cache_root()?.join("bench-scratch");
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
 
+    println!("machine: {} (at start)", machine());
     println!(
         "trace.json.gz: {} ({} bytes)",
         json.display(),
         file_size(&json)?
     );
+    let mut xplanes = vec![xplane];
+    xplanes.extend(args.xplane.iter().cloned());
+    for path in &xplanes {
+        println!(
+            "xplane.pb:     {} ({} bytes)",
+            path.display(),
+            file_size(path)?
+        );
+    }
     println!(
-        "xplane.pb:     {} ({} bytes)",
-        xplane.display(),
-        file_size(&xplane)?
+        "each group: one warm-up run per command, then {runs} rounds A B A B ..., {} ms pause before every run",
+        SETTLE.as_millis()
     );
-    println!("runs per command: {runs} (median wall time, largest peak RSS)\n");
 
-    let commands: Vec<(&str, Command)> = vec![
-        (
+    let mut group = vec![
+        bench(
             "gzip -dc (floor)",
             command("gzip", &["-dc".as_ref(), json.as_os_str()]),
         ),
-        (
+        bench("sglprof JSON analysis", worker(&me, "json", &json)),
+    ];
+    let json_stats = measure_group(&mut group, runs)?;
+    print_group("JSON", &group, &json_stats);
+    println!(
+        "JSON: sglprof / gzip -dc                 {:>6.2}x time (target <= 1.20x); peak RSS {:.1} MiB (target < 64 MiB)",
+        json_stats[1].wall.0 / json_stats[0].wall.0,
+        json_stats[1].rss.0
+    );
+
+    for path in &xplanes {
+        let mut group = vec![
+            bench(
+                "xprof-rs aggregate_xplane_events",
+                command(
+                    xprof_rs.as_os_str(),
+                    &["aggregate_xplane_events".as_ref(), path.as_os_str()],
+                ),
+            ),
+            bench("sglprof XPlane analysis", worker(&me, "xplane", path)),
+        ];
+        let stats = measure_group(&mut group, runs)?;
+        print_group(&format!("XPlane: {}", path.display()), &group, &stats);
+        ratio(
+            "XPlane: sglprof / xprof-rs",
+            &stats[1],
+            &stats[0],
+            "<= 0.50x",
+            "<= 0.50x",
+        );
+    }
+
+    // The trace conversion, against xprof's trace_viewer when a Python with
+    // xprof 2.24.2 is given.
+    let out = scratch.join("bench-trace.json.gz");
+    let mut group = vec![bench(
+        "sglprof trace -> .json.gz",
+        command(
+            me.as_os_str(),
+            &[
+                "trace".as_ref(),
+                xplanes[0].as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+        ),
+    )];
+    if let Some(python) = &args.xprof_python {
+        let copy = scratch.join("xprof-input/run");
+        std::fs::create_dir_all(&copy)?;
+        let input = copy.join(xplanes[0].file_name().unwrap_or_default());
+        std::fs::copy(&xplanes[0], &input)
+            .with_context(|| format!("cannot copy {}", xplanes[0].display()))?;
+        let mut cmd = command(
+            python.as_os_str(),
+            &[
+                "-c".as_ref(),
+                XPROF_CONVERT.as_ref(),
+                input.as_os_str(),
+                "trace_viewer".as_ref(),
+            ],
+        );
+        cmd.stdout(Stdio::piped());
+        group.push(Bench {
+            name: "xprof 2.24.2 trace_viewer (conversion)".to_owned(),
+            cmd,
+            inner_time: true,
+        });
+    }
+    let stats = measure_group(&mut group, runs)?;
+    print_group("Trace export", &group, &stats);
+    if stats.len() == 2 {
+        ratio(
+            "trace: sglprof / xprof trace_viewer",
+            &stats[0],
+            &stats[1],
+            "<= 0.33x",
+            "<= 0.10x",
+        );
+    }
+    let _ = std::fs::remove_file(&out);
+
+    // Last and alone: the Python baseline frees hundreds of MiB on exit,
+    // which slows whatever runs right after it.
+    if args.python {
+        let mut group = vec![bench(
             "python json.load + dicts",
             command(
                 "python3",
                 &["-c".as_ref(), PYTHON_BASELINE.as_ref(), json.as_os_str()],
             ),
-        ),
-        (
-            "sglprof JSON analysis",
-            command(
-                me.as_os_str(),
-                &[
-                    "bench".as_ref(),
-                    "--worker".as_ref(),
-                    "json".as_ref(),
-                    "--file".as_ref(),
-                    json.as_os_str(),
-                ],
-            ),
-        ),
-        (
-            "xprof-rs aggregate_xplane_events",
-            command(
-                xprof_rs.as_os_str(),
-                &["aggregate_xplane_events".as_ref(), xplane.as_os_str()],
-            ),
-        ),
-        (
-            "sglprof XPlane analysis",
-            command(
-                me.as_os_str(),
-                &[
-                    "bench".as_ref(),
-                    "--worker".as_ref(),
-                    "xplane".as_ref(),
-                    "--file".as_ref(),
-                    xplane.as_os_str(),
-                ],
-            ),
-        ),
-    ];
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); commands.len()];
-    let mut commands = commands;
-    for _ in 0..runs {
-        for (idx, (name, cmd)) in commands.iter_mut().enumerate() {
-            let sample =
-                measure(cmd).with_context(|| format!("benchmark command `{name}` failed"))?;
-            samples[idx].push(sample);
-        }
+        )];
+        let py = measure_group(&mut group, runs)?;
+        print_group("Python baseline", &group, &py);
+        println!(
+            "JSON: sglprof / python                   {:>6.3}x time, {:.3}x memory",
+            json_stats[1].wall.0 / py[0].wall.0,
+            json_stats[1].rss.0 / py[0].rss.0
+        );
     }
-    let results: Vec<(String, f64, f64)> = commands
-        .iter()
-        .zip(&samples)
-        .map(|((name, _), runs)| {
-            let mut walls: Vec<f64> = runs.iter().map(|it| it.wall_s).collect();
-            walls.sort_by(f64::total_cmp);
-            let rss = runs.iter().map(|it| it.peak_rss_mib).fold(0.0, f64::max);
-            (name.to_string(), walls[walls.len() / 2], rss)
-        })
-        .collect();
-    println!(
-        "{:<34} {:>10} {:>14}",
-        "command", "wall (s)", "peak RSS (MiB)"
-    );
-    for (name, wall, rss) in &results {
-        println!("{name:<34} {wall:>10.3} {rss:>14.1}");
-    }
-    let [gzip, python, json_ours, xprof, xplane_ours] = &results[..] else {
-        unreachable!()
-    };
-    println!();
-    println!(
-        "JSON:   sglprof / gzip -dc        = {:.2}x time (target <= 1.20x)",
-        json_ours.1 / gzip.1
-    );
-    println!(
-        "JSON:   sglprof / python          = {:.3}x time, {:.2}x memory",
-        json_ours.1 / python.1,
-        json_ours.2 / python.2
-    );
-    println!(
-        "JSON:   sglprof peak RSS          = {:.1} MiB (target < 64 MiB)",
-        json_ours.2
-    );
-    println!(
-        "XPlane: sglprof / xprof-rs        = {:.2}x time (target <= 1.00x), {:.2}x memory (target <= 0.50x)",
-        xplane_ours.1 / xprof.1,
-        xplane_ours.2 / xprof.2
-    );
+    println!("\nmachine: {} (at end)", machine());
     Ok(())
 }
 
@@ -297,18 +462,23 @@ struct Sample {
     peak_rss_mib: f64,
 }
 
-/// Runs `cmd` to completion and reports its wall time and peak RSS.
-fn measure(cmd: &mut Command) -> anyhow::Result<Sample> {
+/// Runs a command to completion and reports its wall time (or the time it
+/// printed) and peak RSS.
+fn measure(bench: &mut Bench) -> anyhow::Result<Sample> {
     let start = Instant::now();
-    let mut child = cmd.spawn()?;
-    // Drain stderr while the child runs: a full pipe would block it.
-    let stderr = child.stderr.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-            text
+    let mut child = bench.cmd.spawn()?;
+    // Drain the pipes while the child runs: a full pipe would block it.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        pipe.map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+                text
+            })
         })
-    });
+    };
+    let stderr = drain(child.stderr.take().map(|it| Box::new(it) as _));
+    let stdout = drain(child.stdout.take().map(|it| Box::new(it) as _));
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in; pid is our child.
@@ -316,6 +486,7 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Sample> {
     let res = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall_s = start.elapsed().as_secs_f64();
     let stderr = stderr.and_then(|it| it.join().ok()).unwrap_or_default();
+    let stdout = stdout.and_then(|it| it.join().ok()).unwrap_or_default();
     if res != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
@@ -325,6 +496,15 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Sample> {
             stderr.lines().last().unwrap_or("")
         );
     }
+    let wall_s = if bench.inner_time {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("CONVERT_SECONDS "))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| format_err!("the command printed no CONVERT_SECONDS line"))?
+    } else {
+        wall_s
+    };
     // ru_maxrss is in KiB on Linux.
     Ok(Sample {
         wall_s,

@@ -18,6 +18,7 @@ mod tpu;
 mod tpu_plan;
 mod tpu_remote;
 mod tpu_session;
+mod trace;
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,8 @@ enum Command {
     /// Compare two profiles: per-operation tests, compare.md, exit 1 on a
     /// regression (2 on an error).
     Compare(compare::Args),
+    /// Write the whole session as Chrome trace JSON for Perfetto.
+    Trace(trace::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Cleanup(args) => tpu::cleanup(args),
         Command::Artifacts(args) => artifacts::run(args),
         Command::Compare(args) => return compare::main(args),
+        Command::Trace(args) => trace::run(args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

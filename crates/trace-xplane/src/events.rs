@@ -5,13 +5,13 @@
 //! the file. Events are decoded one at a time and handed to the sink before
 //! the next one is read, so nothing per event outlives its sink call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::Error;
-use crate::space::{LineHeader, PlaneIndex};
+use crate::space::{self, PlaneIndex};
 use crate::wire::Cursor;
 
 /// Event names that the profiler uses for bookkeeping and that the JSON
@@ -83,41 +83,55 @@ fn decode_stat<'a>(parent: &Cursor<'a>, range: (usize, usize)) -> Result<Stat<'a
     Ok(stat)
 }
 
-/// A map from metadata ids to values: a vector when the ids are small and
-/// dense, as profilers write them, a hash map otherwise.
-enum IdMap<T> {
-    Dense(Vec<Option<T>>),
-    Sparse(HashMap<i64, T>),
+/// A map from metadata ids to values, filled entry by entry. Ids below a
+/// bound derived from the number of entries (profilers number them densely
+/// from 0 or 1) go through a slot table of 4 bytes per id; others go to a
+/// hash map. Memory is linear in the number of entries either way.
+struct IdMap<T> {
+    /// `slots[id]` is an index into `values`, or `u32::MAX` for none.
+    slots: Vec<u32>,
+    values: Vec<T>,
+    sparse: HashMap<i64, u32>,
+    limit: i64,
 }
 
 impl<T> IdMap<T> {
-    /// Later entries with the same id replace earlier ones, as protobuf maps do.
-    fn new(entries: Vec<(i64, T)>) -> IdMap<T> {
-        let limit = entries.len() as i64 * 4 + 1024;
-        if entries.iter().all(|(id, _)| (0..limit).contains(id)) {
-            let size = entries
-                .iter()
-                .map(|(id, _)| *id as usize + 1)
-                .max()
-                .unwrap_or(0);
-            let mut dense: Vec<Option<T>> = (0..size).map(|_| None).collect();
-            for (id, value) in entries {
-                dense[id as usize] = Some(value);
+    fn new(n_entries: usize) -> IdMap<T> {
+        IdMap {
+            slots: Vec::new(),
+            values: Vec::new(),
+            sparse: HashMap::new(),
+            limit: (n_entries as i64).saturating_mul(2).saturating_add(1024),
+        }
+    }
+
+    /// A later entry with the same id replaces an earlier one, as protobuf
+    /// maps do.
+    fn insert(&mut self, id: i64, value: T) {
+        let slot = if (0..self.limit).contains(&id) {
+            let idx = id as usize;
+            if self.slots.len() <= idx {
+                self.slots.resize(idx + 1, u32::MAX);
             }
-            IdMap::Dense(dense)
+            &mut self.slots[idx]
         } else {
-            IdMap::Sparse(entries.into_iter().collect())
+            self.sparse.entry(id).or_insert(u32::MAX)
+        };
+        if *slot == u32::MAX {
+            *slot = self.values.len() as u32;
+            self.values.push(value);
+        } else {
+            self.values[*slot as usize] = value;
         }
     }
 
     #[inline]
     fn get(&self, id: i64) -> Option<&T> {
-        match self {
-            IdMap::Dense(dense) => usize::try_from(id)
-                .ok()
-                .and_then(|i| dense.get(i)?.as_ref()),
-            IdMap::Sparse(sparse) => sparse.get(&id),
-        }
+        let slot = match usize::try_from(id).ok().and_then(|i| self.slots.get(i)) {
+            Some(&slot) => slot,
+            None => *self.sparse.get(&id)?,
+        };
+        self.values.get(slot as usize)
     }
 }
 
@@ -168,9 +182,15 @@ fn map_entry(
 }
 
 fn decode_tables<'a>(space: &Cursor<'a>, plane: &PlaneIndex<'a>) -> Result<Tables<'a>, Error> {
-    let mut events = Vec::with_capacity(plane.event_metadata.len());
-    for &entry in &plane.event_metadata {
-        let (key, value) = map_entry(space, entry, "event_metadata entry")?;
+    let count = |number| {
+        space::repeated(space, plane.range, "XPlane", number).try_fold(0usize, |n, it| {
+            it?;
+            Ok::<_, Error>(n + 1)
+        })
+    };
+    let mut events = IdMap::new(count(4)?);
+    for entry in space::repeated(space, plane.range, "XPlane", 4) {
+        let (key, value) = map_entry(space, entry?, "event_metadata entry")?;
         let mut meta = EventMeta {
             name: "",
             display_name: "",
@@ -199,11 +219,11 @@ fn decode_tables<'a>(space: &Cursor<'a>, plane: &PlaneIndex<'a>) -> Result<Table
             }
         }
         meta.internal = INTERNAL_EVENTS.contains(&meta.name);
-        events.push((key, meta));
+        events.insert(key, meta);
     }
-    let mut stat_names = Vec::with_capacity(plane.stat_metadata.len());
-    for &entry in &plane.stat_metadata {
-        let (key, value) = map_entry(space, entry, "stat_metadata entry")?;
+    let mut stat_names = IdMap::new(count(5)?);
+    for entry in space::repeated(space, plane.range, "XPlane", 5) {
+        let (key, value) = map_entry(space, entry?, "stat_metadata entry")?;
         let mut name = "";
         if let Some(range) = value {
             let mut cursor = space.nested(range, "XStatMetadata");
@@ -220,12 +240,9 @@ fn decode_tables<'a>(space: &Cursor<'a>, plane: &PlaneIndex<'a>) -> Result<Table
                 }
             }
         }
-        stat_names.push((key, name));
+        stat_names.insert(key, name);
     }
-    Ok(Tables {
-        events: IdMap::new(events),
-        stat_names: IdMap::new(stat_names),
-    })
+    Ok(Tables { events, stat_names })
 }
 
 /// Everything `emit_plane` needs besides the plane itself.
@@ -259,84 +276,142 @@ impl Output<'_> {
     }
 }
 
+/// A streamed line that holds events: what its events need from its header.
+struct LineRef {
+    range: (usize, usize),
+    id: i64,
+    timestamp_ns: i64,
+}
+
+/// Buffers reused from one event to the next, so that decoding an event
+/// allocates nothing once they have grown to the largest event's size.
+struct Scratch<'a> {
+    stats: Vec<Stat<'a>>,
+    entries: Vec<(&'a str, StatValue<'a>)>,
+    spans: Vec<(usize, usize)>,
+    text: String,
+    own_keys: HashSet<&'a str>,
+    /// Always empty between events; see [`reuse_args`].
+    args: Vec<Arg<'static>>,
+}
+
+/// An empty vector of args that keeps `args`'s allocation but may borrow
+/// for any lifetime (the standard library collects an empty `IntoIter`
+/// into its own buffer).
+fn reuse_args<'x, 'y>(mut args: Vec<Arg<'x>>) -> Vec<Arg<'y>> {
+    args.clear();
+    args.into_iter().filter_map(|_| None).collect()
+}
+
 /// Pushes a plane's `process_name`, its lines' `thread_name`s and then every
 /// event of every line, line by line.
 pub(crate) fn emit_plane<'a>(
     space: &Cursor<'a>,
     plane: &PlaneIndex<'a>,
-    lines: &[LineHeader<'a>],
     pid: u64,
     out: &mut Output<'_>,
 ) -> Result<(), Error> {
     let tables = decode_tables(space, plane)?;
     out.metadata("process_name", pid, 0, plane.name);
-    for line in lines.iter().filter(|it| !it.is_skipped()) {
+    let mut lines = Vec::new();
+    for range in plane.lines(space) {
+        let line = space::index_line(space, range?)?;
+        if line.is_skipped() {
+            continue;
+        }
         out.metadata("thread_name", pid, line.id as u64, line.shown_name());
+        if line.n_events > 0 {
+            lines.push(LineRef {
+                range: line.range,
+                id: line.id,
+                timestamp_ns: line.timestamp_ns,
+            });
+        }
     }
-    let mut stats: Vec<Stat<'a>> = Vec::new();
-    let mut scratch = String::new();
-    for line in lines.iter().filter(|it| !it.is_skipped()) {
-        let line_start = i128::from(line.timestamp_ns) * 1000 - out.origin_ps;
-        let mut cursor = space.nested(line.range, "XLine");
-        while let Some(field) = cursor.next_field()? {
-            if field.number != 4 {
-                continue;
-            }
-            let range = cursor.expect_len(&field)?;
-            let mut event = space.nested(range, "XEvent");
-            let (mut metadata_id, mut offset_ps, mut occurrences, mut dur) = (0, 0, None, 0);
-            stats.clear();
-            while let Some(field) = event.next_field()? {
-                match field.number {
-                    1 => metadata_id = event.expect_varint(&field)? as i64,
-                    // `offset_ps` and `num_occurrences` are a oneof: the last wins.
-                    2 => {
-                        offset_ps = event.expect_varint(&field)? as i64;
-                        occurrences = None;
-                    }
-                    5 => {
-                        occurrences = Some(event.expect_varint(&field)? as i64);
-                        offset_ps = 0;
-                    }
-                    3 => dur = event.expect_varint(&field)? as i64,
-                    4 => stats.push(decode_stat(&event, event.expect_len(&field)?)?),
-                    _ => {}
+    let mut scratch = Scratch {
+        stats: Vec::new(),
+        entries: Vec::new(),
+        spans: Vec::new(),
+        text: String::new(),
+        own_keys: HashSet::new(),
+        args: Vec::new(),
+    };
+    for line in &lines {
+        emit_line(space, &tables, line, pid, out, &mut scratch)?;
+    }
+    Ok(())
+}
+
+fn emit_line<'a>(
+    space: &Cursor<'a>,
+    tables: &Tables<'a>,
+    line: &LineRef,
+    pid: u64,
+    out: &mut Output<'_>,
+    scratch: &mut Scratch<'a>,
+) -> Result<(), Error> {
+    let line_start = i128::from(line.timestamp_ns) * 1000 - out.origin_ps;
+    let mut cursor = space.nested(line.range, "XLine");
+    while let Some(field) = cursor.next_field()? {
+        if field.number != 4 {
+            continue;
+        }
+        let range = cursor.expect_len(&field)?;
+        let mut event = space.nested(range, "XEvent");
+        let (mut metadata_id, mut offset_ps, mut occurrences, mut dur) = (0, 0, None, 0);
+        scratch.stats.clear();
+        while let Some(field) = event.next_field()? {
+            match field.number {
+                1 => metadata_id = event.expect_varint(&field)? as i64,
+                // `offset_ps` and `num_occurrences` are a oneof: the last wins.
+                2 => {
+                    offset_ps = event.expect_varint(&field)? as i64;
+                    occurrences = None;
                 }
+                5 => {
+                    occurrences = Some(event.expect_varint(&field)? as i64);
+                    offset_ps = 0;
+                }
+                3 => dur = event.expect_varint(&field)? as i64,
+                4 => scratch
+                    .stats
+                    .push(decode_stat(&event, event.expect_len(&field)?)?),
+                _ => {}
             }
-            let meta = tables.events.get(metadata_id).unwrap_or(&NO_META);
-            if meta.internal {
-                continue;
-            }
-            let ts = Ps::try_from(line_start + i128::from(offset_ps))
-                .map_err(|_| Error::TimeOutOfRange { at: field.at })?;
-            let (name, long_name) = if meta.display_name.is_empty() {
-                (meta.name, None)
-            } else {
-                (meta.display_name, Some(meta.name))
+        }
+        let meta = tables.events.get(metadata_id).unwrap_or(&NO_META);
+        if meta.internal {
+            continue;
+        }
+        let ts = Ps::try_from(line_start + i128::from(offset_ps))
+            .map_err(|_| Error::TimeOutOfRange { at: field.at })?;
+        let (name, long_name) = if meta.display_name.is_empty() {
+            (meta.name, None)
+        } else {
+            (meta.display_name, Some(meta.name))
+        };
+        let plain = Event {
+            phase: Phase::Complete,
+            name,
+            cat: "",
+            pid,
+            tid: line.id as u64,
+            ts: Some(ts),
+            dur: Some(dur),
+            args: &[],
+        };
+        if scratch.stats.is_empty()
+            && meta.stats.is_empty()
+            && long_name.is_none()
+            && occurrences.is_none()
+        {
+            out.push(&plain);
+        } else {
+            let extra = Extra {
+                long_name,
+                occurrences,
             };
-            let plain = Event {
-                phase: Phase::Complete,
-                name,
-                cat: "",
-                pid,
-                tid: line.id as u64,
-                ts: Some(ts),
-                dur: Some(dur),
-                args: &[],
-            };
-            if stats.is_empty()
-                && meta.stats.is_empty()
-                && long_name.is_none()
-                && occurrences.is_none()
-            {
-                out.push(&plain);
-            } else {
-                let extra = Extra {
-                    long_name,
-                    occurrences,
-                };
-                push_with_args(out, &tables, plain, meta, &stats, extra, &mut scratch);
-            }
+            push_with_args(out, tables, plain, meta, extra, scratch);
         }
     }
     Ok(())
@@ -348,7 +423,12 @@ struct Extra<'a> {
     occurrences: Option<i64>,
 }
 
-/// The slow path for the few events that carry args. Args are, in order:
+/// Above this many (own stat, metadata stat) pairs, overrides are found
+/// through a hash set of the own stats' names instead of by scanning them,
+/// so that an event with many stats costs time linear in its stats.
+const SCAN_LIMIT: usize = 256;
+
+/// The slow path for the events that carry args. Args are, in order:
 /// `long_name`, the event's own stats, the metadata's stats that the event's
 /// own do not override, `num_occurrences`.
 fn push_with_args<'a>(
@@ -356,22 +436,38 @@ fn push_with_args<'a>(
     tables: &Tables<'a>,
     plain: Event<'a>,
     meta: &EventMeta<'a>,
-    own: &[Stat<'a>],
     extra: Extra<'a>,
-    scratch: &mut String,
+    scratch: &mut Scratch<'a>,
 ) {
-    let mut entries: Vec<(&'a str, StatValue<'a>)> =
-        Vec::with_capacity(own.len() + meta.stats.len());
-    for stat in own {
+    let Scratch {
+        stats: own,
+        entries,
+        spans,
+        text: scratch,
+        own_keys,
+        args: args_buf,
+    } = scratch;
+    entries.clear();
+    for stat in own.iter() {
         if let Some(value) = stat.value {
             entries.push((tables.stat_name(stat.metadata_id), value));
         }
     }
     let n_own = entries.len();
+    let hashed = n_own.saturating_mul(meta.stats.len()) > SCAN_LIMIT;
+    if hashed {
+        own_keys.clear();
+        own_keys.extend(entries.iter().map(|(key, _)| *key));
+    }
     for stat in &meta.stats {
         if let Some(value) = stat.value {
             let key = tables.stat_name(stat.metadata_id);
-            if !entries[..n_own].iter().any(|(it, _)| *it == key) {
+            let overridden = if hashed {
+                own_keys.contains(key)
+            } else {
+                entries[..n_own].iter().any(|(it, _)| *it == key)
+            };
+            if !overridden {
                 entries.push((key, value));
             }
         }
@@ -379,8 +475,8 @@ fn push_with_args<'a>(
     // Text that has to be formatted is written to `scratch` first and sliced
     // out afterwards: `(start, end)` per entry, or for the step name.
     scratch.clear();
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(entries.len());
-    for (_, value) in &entries {
+    spans.clear();
+    for (_, value) in entries.iter() {
         let start = scratch.len();
         if let StatValue::Bytes(n) = value {
             let _ = write!(scratch, "<{n} bytes>");
@@ -415,14 +511,14 @@ fn push_with_args<'a>(
             StatValue::Ref(id) => ArgValue::Str(tables.stat_name(id as i64)),
         }
     };
-    let mut args: Vec<Arg<'_>> = Vec::with_capacity(entries.len() + 2);
+    let mut args: Vec<Arg<'_>> = reuse_args(std::mem::take(args_buf));
     if let Some(long_name) = extra.long_name {
         args.push(Arg {
             key: "long_name",
             value: ArgValue::Str(long_name),
         });
     }
-    for (&(key, value), &span) in entries.iter().zip(&spans) {
+    for (&(key, value), &span) in entries.iter().zip(spans.iter()) {
         args.push(Arg {
             key,
             value: text(value, span),
@@ -447,4 +543,5 @@ fn push_with_args<'a>(
     }
     event.args = &args;
     out.push(&event);
+    *args_buf = reuse_args(args);
 }

@@ -77,7 +77,7 @@ use trace_model::{EventSink, ReadSummary};
 pub use error::Error;
 
 use events::Output;
-use space::{LineHeader, PlaneIndex};
+use space::{PlaneIndex, Selection};
 
 /// What [`planes`] reports about one plane of an XSpace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,86 +92,90 @@ pub struct PlaneInfo {
     pub streamed: bool,
 }
 
-/// The names of every plane, in file order: [`planes`] without counting
-/// events, so it does not walk the events at all.
+/// Calls `f` with every plane, in file order.
+fn for_each_plane<'a>(
+    space: &wire::Cursor<'a>,
+    mut f: impl FnMut(u64, PlaneIndex<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let planes = space::repeated(space, space::whole(space), "XSpace", 1);
+    for (idx, range) in planes.enumerate() {
+        f(idx as u64, space::index_plane(space, range?)?)?;
+    }
+    Ok(())
+}
+
+/// The distinct names of the planes, in order of first appearance:
+/// [`planes`] without counting events, so it does not walk the events at
+/// all. Memory grows with the distinct names, not with the planes.
 pub fn plane_names(bytes: &[u8]) -> Result<Vec<String>, Error> {
-    let (space, ranges) = space::index_space(bytes)?;
-    ranges
-        .iter()
-        .map(|&range| Ok(space::index_plane(&space, range)?.name.to_owned()))
-        .collect()
+    let space = space::index_space(bytes)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut names = Vec::new();
+    for_each_plane(&space, |_, plane| {
+        if seen.insert(plane.name) {
+            names.push(plane.name.to_owned());
+        }
+        Ok(())
+    })?;
+    Ok(names)
 }
 
 /// Lists the planes of an XSpace, in file order, without decoding events
 /// (their headers are walked to count them).
 pub fn planes(bytes: &[u8]) -> Result<Vec<PlaneInfo>, Error> {
-    let (space, ranges) = space::index_space(bytes)?;
-    let planes: Vec<PlaneIndex<'_>> = ranges
-        .iter()
-        .map(|&range| space::index_plane(&space, range))
-        .collect::<Result<_, _>>()?;
-    let names: Vec<&str> = planes.iter().map(|it| it.name).collect();
-    let streamed = space::streamed_planes(&names);
-    let mut res = Vec::with_capacity(planes.len());
-    for (idx, plane) in planes.iter().enumerate() {
-        let mut n_events = 0;
-        for &range in &plane.lines {
-            n_events += space::index_line(&space, range)?.n_events;
+    let space = space::index_space(bytes)?;
+    let selection = Selection::of(&space)?;
+    let mut res = Vec::new();
+    for_each_plane(&space, |idx, plane| {
+        let (mut n_lines, mut n_events) = (0, 0);
+        for range in plane.lines(&space) {
+            n_lines += 1;
+            n_events += space::index_line(&space, range?)?.n_events;
         }
         res.push(PlaneInfo {
             id: plane.id,
             name: plane.name.to_owned(),
-            n_lines: plane.lines.len(),
+            n_lines,
             n_events,
-            streamed: streamed.contains(&idx),
+            streamed: selection.contains(idx, plane.name),
         });
-    }
+        Ok(())
+    })?;
     Ok(res)
 }
 
 /// Reads an XSpace and pushes its events into `sink`, following the rules in
 /// the crate docs. On error, the sink may already have received events.
+///
+/// Memory does not grow with the number of planes or lines: planes and
+/// lines are walked again rather than collected, and only the lines that
+/// hold events are remembered, one small record each, while their plane is
+/// streamed.
 pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
-    let (space, ranges) = space::index_space(bytes)?;
-    let planes: Vec<PlaneIndex<'_>> = ranges
-        .iter()
-        .map(|&range| space::index_plane(&space, range))
-        .collect::<Result<_, _>>()?;
-    let names: Vec<&str> = planes.iter().map(|it| it.name).collect();
-    let streamed = space::streamed_planes(&names);
-
-    let mut lines: Vec<Vec<LineHeader<'_>>> = Vec::with_capacity(streamed.len());
-    for &idx in &streamed {
-        let plane_lines = planes[idx]
-            .lines
-            .iter()
-            .map(|&range| space::index_line(&space, range))
-            .collect::<Result<Vec<_>, _>>()?;
-        lines.push(plane_lines);
-    }
-    let origin_ps = lines
-        .iter()
-        .flatten()
-        .filter(|it| it.n_events > 0 && !it.is_skipped())
-        .map(|it| i128::from(it.timestamp_ns) * 1000)
-        .min()
-        .unwrap_or(0);
+    let space = space::index_space(bytes)?;
+    let selection = Selection::of(&space)?;
+    let mut origin_ps: Option<i128> = None;
+    space::for_each_streamed(&space, selection, |plane| {
+        for range in plane.lines(&space) {
+            let line = space::index_line(&space, range?)?;
+            if line.n_events > 0 && !line.is_skipped() {
+                let start = i128::from(line.timestamp_ns) * 1000;
+                origin_ps = Some(origin_ps.map_or(start, |it| it.min(start)));
+            }
+        }
+        Ok(())
+    })?;
+    let origin_ps = origin_ps.unwrap_or(0);
 
     let mut out = Output {
         sink,
         origin_ps,
         n_events: 0,
     };
-    for (&idx, plane_lines) in streamed.iter().zip(&lines) {
-        let plane = &planes[idx];
-        events::emit_plane(
-            &space,
-            plane,
-            plane_lines,
-            space::plane_pid(plane),
-            &mut out,
-        )?;
-    }
+    space::for_each_streamed(&space, selection, |plane| {
+        let pid = space::plane_pid(&plane);
+        events::emit_plane(&space, &plane, pid, &mut out)
+    })?;
     Ok(ReadSummary {
         n_events: out.n_events,
         origin_ps,

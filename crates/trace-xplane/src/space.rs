@@ -16,10 +16,11 @@ pub(crate) const ASYNC_OPS_LINE: &str = "Async XLA Ops";
 /// plane ids, then the host).
 pub(crate) const HOST_PID: u64 = 701;
 
-/// Checks that `bytes` look like an XSpace and returns the byte ranges of
-/// its planes, in file order. Other top-level fields are checked for their
-/// wire type and skipped.
-pub(crate) fn index_space(bytes: &[u8]) -> Result<(Cursor<'_>, Vec<(usize, usize)>), Error> {
+/// Checks that `bytes` look like an XSpace: walks its top-level fields,
+/// checks their wire types and that there is at least one plane. Nothing is
+/// collected, so memory does not grow with the number of planes; walk them
+/// with [`repeated`] over [`whole`].
+pub(crate) fn index_space(bytes: &[u8]) -> Result<Cursor<'_>, Error> {
     match bytes {
         [] => return Err(Error::Empty),
         [0x1f, 0x8b, ..] => return Err(Error::OtherFormat("gzip data")),
@@ -28,10 +29,13 @@ pub(crate) fn index_space(bytes: &[u8]) -> Result<(Cursor<'_>, Vec<(usize, usize
     }
     let space = Cursor::new(bytes, "XSpace");
     let mut cursor = space;
-    let mut planes = Vec::new();
+    let mut n_planes = 0u64;
     while let Some(field) = cursor.next_field()? {
         match field.number {
-            1 => planes.push(cursor.expect_len(&field)?),
+            1 => {
+                cursor.expect_len(&field)?;
+                n_planes += 1;
+            }
             // errors, warnings, hostnames
             2..=4 => {
                 cursor.expect_str(&field)?;
@@ -39,23 +43,71 @@ pub(crate) fn index_space(bytes: &[u8]) -> Result<(Cursor<'_>, Vec<(usize, usize
             _ => {}
         }
     }
-    if planes.is_empty() {
+    if n_planes == 0 {
         return Err(Error::NoPlanes);
     }
-    Ok((space, planes))
+    Ok(space)
 }
 
-/// One plane's scalar fields and the ranges of its repeated ones.
+/// The byte range of the whole file, the message [`index_space`] checked.
+pub(crate) fn whole(space: &Cursor<'_>) -> (usize, usize) {
+    (0, space.file_len())
+}
+
+/// The payload ranges of every occurrence of the length-delimited field
+/// `number` in the message `range`, in file order, found lazily.
+pub(crate) fn repeated<'a>(
+    parent: &Cursor<'a>,
+    range: (usize, usize),
+    message: &'static str,
+    number: u32,
+) -> Repeated<'a> {
+    Repeated {
+        cursor: parent.nested(range, message),
+        number,
+    }
+}
+
+/// The iterator of [`repeated`].
+pub(crate) struct Repeated<'a> {
+    cursor: Cursor<'a>,
+    number: u32,
+}
+
+impl Iterator for Repeated<'_> {
+    type Item = Result<(usize, usize), Error>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.cursor.next_field() {
+                Err(err) => return Some(Err(err)),
+                Ok(None) => return None,
+                Ok(Some(field)) if field.number == self.number => {
+                    return Some(self.cursor.expect_len(&field));
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}
+
+/// One plane's scalar fields; its repeated ones are walked from `range`.
 pub(crate) struct PlaneIndex<'a> {
     pub(crate) id: i64,
     pub(crate) name: &'a str,
-    pub(crate) lines: Vec<(usize, usize)>,
-    /// Map entries of `event_metadata`, decoded only for streamed planes.
-    pub(crate) event_metadata: Vec<(usize, usize)>,
-    /// Map entries of `stat_metadata`.
-    pub(crate) stat_metadata: Vec<(usize, usize)>,
+    pub(crate) range: (usize, usize),
 }
 
+impl<'a> PlaneIndex<'a> {
+    /// The ranges of the plane's lines.
+    pub(crate) fn lines(&self, space: &Cursor<'a>) -> Repeated<'a> {
+        repeated(space, self.range, "XPlane", 3)
+    }
+}
+
+/// Reads a plane's id and name and checks the wire type of every known
+/// field; lines and metadata are left for later walks.
 pub(crate) fn index_plane<'a>(
     space: &Cursor<'a>,
     range: (usize, usize),
@@ -64,19 +116,15 @@ pub(crate) fn index_plane<'a>(
     let mut plane = PlaneIndex {
         id: 0,
         name: "",
-        lines: Vec::new(),
-        event_metadata: Vec::new(),
-        stat_metadata: Vec::new(),
+        range,
     };
     while let Some(field) = cursor.next_field()? {
         match field.number {
             1 => plane.id = cursor.expect_varint(&field)? as i64,
             2 => plane.name = cursor.expect_str(&field)?,
-            3 => plane.lines.push(cursor.expect_len(&field)?),
-            4 => plane.event_metadata.push(cursor.expect_len(&field)?),
-            5 => plane.stat_metadata.push(cursor.expect_len(&field)?),
-            // Plane-level stats: not part of the event stream.
-            6 => {
+            // Lines, event and stat metadata; plane-level stats are not part
+            // of the event stream.
+            3..=6 => {
                 cursor.expect_len(&field)?;
             }
             _ => {}
@@ -144,24 +192,75 @@ pub(crate) fn index_line<'a>(
     Ok(line)
 }
 
-/// The indices of the planes whose events the trace shows, in the order the
-/// JSON export writes them: the host plane first, then the first family of
-/// device planes present, in file order.
-pub(crate) fn streamed_planes(names: &[&str]) -> Vec<usize> {
-    let mut picked = Vec::new();
-    if let Some(host) = names.iter().position(|&it| it == HOST_PLANE) {
-        picked.push(host);
+/// Which planes the trace shows, decided from their names alone: the host
+/// plane (the first one named [`HOST_PLANE`]) first, then every plane of the
+/// first device family present, in file order. Holds no per-plane state.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Selection {
+    host: Option<u64>,
+    family: Option<&'static str>,
+}
+
+impl Selection {
+    /// Walks every plane of the space (checking each one's fields) and
+    /// decides from their names.
+    pub(crate) fn of(space: &Cursor<'_>) -> Result<Selection, Error> {
+        let mut host = None;
+        let mut present = [false; DEVICE_PREFIXES.len()];
+        for (idx, range) in repeated(space, whole(space), "XSpace", 1).enumerate() {
+            let plane = index_plane(space, range?)?;
+            if host.is_none() && plane.name == HOST_PLANE {
+                host = Some(idx as u64);
+            }
+            for (seen, prefix) in present.iter_mut().zip(DEVICE_PREFIXES) {
+                *seen |= plane.name.starts_with(prefix);
+            }
+        }
+        let family = DEVICE_PREFIXES
+            .iter()
+            .zip(present)
+            .find_map(|(prefix, seen)| seen.then_some(*prefix));
+        Ok(Selection { host, family })
     }
-    for prefix in DEVICE_PREFIXES {
-        let devices: Vec<usize> = (0..names.len())
-            .filter(|&i| names[i].starts_with(prefix))
-            .collect();
-        if !devices.is_empty() {
-            picked.extend(devices);
-            break;
+
+    /// Whether the plane at position `idx` (file order) is the host plane.
+    pub(crate) fn is_host(&self, idx: u64) -> bool {
+        self.host == Some(idx)
+    }
+
+    /// Whether a plane other than the host plane is streamed.
+    pub(crate) fn is_device(&self, name: &str) -> bool {
+        self.family.is_some_and(|prefix| name.starts_with(prefix))
+    }
+
+    /// Whether the plane at `idx` named `name` is streamed.
+    pub(crate) fn contains(&self, idx: u64, name: &str) -> bool {
+        self.is_host(idx) || self.is_device(name)
+    }
+}
+
+/// Calls `f` with every streamed plane, in the order the JSON export writes
+/// them: the host plane, then the device planes in file order.
+pub(crate) fn for_each_streamed<'a>(
+    space: &Cursor<'a>,
+    selection: Selection,
+    mut f: impl FnMut(PlaneIndex<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if let Some(host) = selection.host {
+        let mut planes = repeated(space, whole(space), "XSpace", 1);
+        if let Some(range) = planes.nth(host as usize) {
+            f(index_plane(space, range?)?)?;
         }
     }
-    picked
+    if selection.family.is_some() {
+        for range in repeated(space, whole(space), "XSpace", 1) {
+            let plane = index_plane(space, range?)?;
+            if selection.is_device(plane.name) {
+                f(plane)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The pid of a streamed plane, as in the JSON export: 701 for the host

@@ -56,6 +56,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The length of the whole file.
+    pub(crate) fn file_len(&self) -> usize {
+        self.buf.len()
+    }
+
     pub(crate) fn bytes(&self, range: (usize, usize)) -> &'a [u8] {
         &self.buf[range.0..range.1]
     }
