@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod bench;
+mod k8s;
 mod local_env;
 mod profile;
 mod report;
@@ -39,6 +40,8 @@ enum Command {
     Cleanup(tpu::CleanupArgs),
     /// Archive runs in Google Cloud Storage and fetch them back.
     Artifacts(artifacts::Args),
+    /// Kubernetes deployment assets and the image's environment.
+    K8s(k8s::CommandArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Tpu(args) => tpu::run(args),
         Command::Cleanup(args) => tpu::cleanup(args),
         Command::Artifacts(args) => artifacts::run(args),
+        Command::K8s(args) => k8s::command(args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -94,6 +94,8 @@ pub struct Args {
     pub tpu: crate::tpu::TpuProfileArgs,
     #[command(flatten)]
     pub archive: crate::artifacts::ArchiveFlags,
+    #[command(flatten)]
+    pub k8s: crate::k8s::K8sArgs,
 }
 
 impl Args {
@@ -121,6 +123,9 @@ impl Endpoint {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.use_tpu {
         return crate::tpu::profile_tpu(&args);
+    }
+    if args.k8s.enabled {
+        return crate::k8s::profile_k8s(&args);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -964,7 +969,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// `YYYYMMDDTHHMMSSZ`.
-fn compact_utc(time: SystemTime) -> String {
+pub(crate) fn compact_utc(time: SystemTime) -> String {
     let (y, mo, d, h, mi, s) = civil_utc(time);
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }

@@ -114,7 +114,10 @@ fn write(args: &Args, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
 
     let chosen = analyse(host, args.prefer_xplane)?;
-    let pyspy = load_pyspy(input, &metadata, args.top)?;
+    let (pyspy, flamegraph) = match load_pyspy(input, &metadata, args.top)? {
+        Some((section, svg)) => (Some(section), svg),
+        None => (None, None),
+    };
 
     let mut trace_files: Vec<TraceFileInfo> = Vec::new();
     for path in [&host.trace_json, &host.xplane].into_iter().flatten() {
@@ -170,9 +173,16 @@ fn write(args: &Args, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot create output folder {}", out_dir.display()))?;
     let report_path = out_dir.join("report.md");
     let summary_path = out_dir.join("summary.json");
+    let mut written = Vec::new();
+    if let Some(svg) = flamegraph {
+        let path = out_dir.join(FLAMEGRAPH);
+        write_atomic(&path, svg.as_bytes())?;
+        written.push(path);
+    }
     write_atomic(&summary_path, summary.as_bytes())?;
     write_atomic(&report_path, markdown.as_bytes())?;
-    Ok(vec![report_path, summary_path])
+    written.splice(0..0, [report_path, summary_path]);
+    Ok(written)
 }
 
 fn load_metadata(input: &Path, flags: &MetaFlags) -> anyhow::Result<RunMetadata> {
@@ -388,11 +398,15 @@ fn analyse(host: &HostTraces, prefer_xplane: bool) -> anyhow::Result<Chosen> {
     Ok(chosen)
 }
 
+/// The py-spy flamegraph, beside `report.md`.
+const FLAMEGRAPH: &str = "pyspy-flamegraph.svg";
+
+/// The py-spy section and, from the raw collapsed stacks, the flamegraph.
 fn load_pyspy(
     input: &Path,
     meta: &RunMetadata,
     top_n: usize,
-) -> anyhow::Result<Option<PySpySection>> {
+) -> anyhow::Result<Option<(PySpySection, Option<String>)>> {
     let (rel, raw) = match (&meta.pyspy_raw, &meta.pyspy_speedscope) {
         (Some(rel), _) => (rel, true),
         (None, Some(rel)) => (rel, false),
@@ -408,6 +422,15 @@ fn load_pyspy(
         trace_pyspy::parse_speedscope(&bytes)
     }
     .map_err(|err| format_err!("{}: {err}", path.display()))?;
+    let flamegraph = if raw {
+        let title = format!("py-spy: {}", meta.endpoint.as_deref().unwrap_or("session"));
+        Some(
+            trace_pyspy::render_flamegraph(&profile, &title)
+                .map_err(|err| format_err!("{}: {err}", path.display()))?,
+        )
+    } else {
+        None
+    };
     let summary = trace_pyspy::summarize(&profile, top_n.min(10));
     let processes = summary
         .processes
@@ -431,16 +454,22 @@ fn load_pyspy(
             };
             PySpyProcess {
                 label,
+                role: it.role.label().to_owned(),
                 samples: it.total_samples,
+                wait_samples: it.wait_samples,
                 top_own: funcs(it.top_own),
                 top_total: funcs(it.top_total),
             }
         })
         .collect();
-    Ok(Some(PySpySection {
-        source: rel.clone(),
-        processes,
-    }))
+    Ok(Some((
+        PySpySection {
+            source: rel.clone(),
+            flamegraph: flamegraph.as_ref().map(|_| FLAMEGRAPH.to_owned()),
+            processes,
+        },
+        flamegraph,
+    )))
 }
 
 fn file_info(path: &Path, out_dir: &Path) -> anyhow::Result<TraceFileInfo> {

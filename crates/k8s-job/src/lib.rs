@@ -31,6 +31,8 @@ pub async fn client_from_env(context: Option<&str>) -> Result<kube::Client, Erro
     let no_config = |e: &dyn std::fmt::Display| Error::NoConfig {
         detail: e.to_string(),
     };
+    // Ignored when a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match context {
         None => kube::Client::try_default().await.map_err(|e| no_config(&e)),
         Some(context) => {
