@@ -298,7 +298,8 @@ pub fn asset_args() -> Args {
         #[command(flatten)]
         args: Args,
     }
-    let mut args = Wrapper::parse_from(["profile", "--k8s", "--endpoint", "score", "--py-spy"]).args;
+    let mut args =
+        Wrapper::parse_from(["profile", "--k8s", "--endpoint", "score", "--py-spy"]).args;
     // The environment must not leak site values into checked-in files.
     args.archive.bucket = None;
     args.archive.bucket_prefix = gcs_artifacts::DEFAULT_PREFIX.to_owned();
