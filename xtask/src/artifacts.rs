@@ -558,7 +558,7 @@ fn record_archive_url(run_dir: &Path, url: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-async fn download(
+pub(crate) async fn download(
     url: &str,
     dir: Option<PathBuf>,
     overwrite: bool,

@@ -10,6 +10,7 @@
 mod artifacts;
 mod bench;
 mod compare;
+mod k8s;
 mod local;
 mod local_env;
 mod profile;
@@ -50,12 +51,15 @@ enum Command {
     Compare(compare::Args),
     /// Write the whole session as Chrome trace JSON for Perfetto.
     Trace(trace::Args),
+    /// Kubernetes deployment assets and the image's environment.
+    K8s(k8s::CommandArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Profile(args) if args.use_tpu => tpu_session::profile_tpu(&args),
+        Command::Profile(args) if args.k8s.enabled => k8s::profile_k8s(&args),
         Command::Profile(args) => local::run(&args),
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
@@ -64,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Artifacts(args) => artifacts::run(args),
         Command::Compare(args) => return compare::main(args),
         Command::Trace(args) => trace::run(args),
+        Command::K8s(args) => k8s::command(args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -94,6 +94,8 @@ pub struct Args {
     pub tpu: TpuProfileArgs,
     #[command(flatten)]
     pub archive: crate::artifacts::ArchiveFlags,
+    #[command(flatten)]
+    pub k8s: crate::k8s::K8sArgs,
 }
 
 impl Args {
@@ -183,7 +185,8 @@ pub struct TpuProfileArgs {
     /// Extra flag for every gcloud ssh/scp, e.g. --tunnel-through-iap (--tpu).
     #[arg(long = "gcloud-flag", allow_hyphen_values = true)]
     pub gcloud_flags: Vec<String>,
-    /// Print every API call and command of the session without running any (--tpu).
+    /// Print every API call and command of the session without running any
+    /// (--tpu), or the Job and the Dockerfile (--k8s).
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long, env = "SGLPROF_TPU_API_URL", default_value = tpu_cloud::GOOGLE_API_URL, hide = true)]

@@ -237,7 +237,10 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     }
 
     let chosen = choose(host, request.prefer_xplane)?;
-    let pyspy = pyspy::load(input, &metadata, request.top_n)?;
+    let (pyspy, flamegraph) = match pyspy::load(input, &metadata, request.top_n)? {
+        Some((section, svg)) => (Some(section), svg),
+        None => (None, None),
+    };
 
     let out_dir = &request.out_dir;
     let mut files: Vec<TraceFileInfo> = Vec::new();
@@ -277,17 +280,17 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     }
     let report_path = out_dir.join("report.md");
     let summary_path = out_dir.join("summary.json");
-    publish(
-        out_dir,
-        &[
-            ("report.md", markdown.as_bytes()),
-            ("summary.json", summary.as_bytes()),
-        ],
-    )?;
-    Ok(Outcome {
-        written: vec![report_path, summary_path],
-        notes,
-    })
+    let mut outputs: Vec<(&str, &[u8])> = vec![
+        ("report.md", markdown.as_bytes()),
+        ("summary.json", summary.as_bytes()),
+    ];
+    let mut written = vec![report_path, summary_path];
+    if let Some(svg) = &flamegraph {
+        outputs.push((pyspy::FLAMEGRAPH, svg.as_bytes()));
+        written.push(out_dir.join(pyspy::FLAMEGRAPH));
+    }
+    publish(out_dir, &outputs)?;
+    Ok(Outcome { written, notes })
 }
 
 fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {

@@ -59,13 +59,17 @@ pub(crate) fn named_files(run: &Path, meta: &RunMetadata) -> Result<Vec<PathBuf>
     Ok(res)
 }
 
+/// The flamegraph's file name, beside `report.md`.
+pub(crate) const FLAMEGRAPH: &str = "pyspy-flamegraph.svg";
+
 /// The report's py-spy section from the raw output if the metadata names
-/// one, else from the speedscope file.
+/// one, else from the speedscope file; with the raw output, also the
+/// flamegraph SVG rendered from its collapsed stacks.
 pub(crate) fn load(
     run: &Path,
     meta: &RunMetadata,
     top_n: usize,
-) -> Result<Option<PySpySection>, Error> {
+) -> Result<Option<(PySpySection, Option<String>)>, Error> {
     let (name, raw) = match (&meta.pyspy_raw, &meta.pyspy_speedscope) {
         (Some(name), _) => (name, true),
         (None, Some(name)) => (name, false),
@@ -89,6 +93,18 @@ pub(crate) fn load(
         path: path.clone(),
         source,
     })?;
+    let flamegraph = if raw {
+        let title = format!("py-spy: {}", meta.endpoint.as_deref().unwrap_or("session"));
+        let svg = trace_pyspy::render_flamegraph(&profile, &title).map_err(|source| {
+            Error::PySpy {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Some(svg)
+    } else {
+        None
+    };
     let summary = trace_pyspy::summarize(&profile, top_n.min(10));
     let processes = summary
         .processes
@@ -112,14 +128,20 @@ pub(crate) fn load(
             };
             PySpyProcess {
                 label,
+                role: it.role.label().to_owned(),
                 samples: it.total_samples,
+                wait_samples: it.wait_samples,
                 top_own: funcs(it.top_own),
                 top_total: funcs(it.top_total),
             }
         })
         .collect();
-    Ok(Some(PySpySection {
-        source: name.clone(),
-        processes,
-    }))
+    Ok(Some((
+        PySpySection {
+            source: name.clone(),
+            flamegraph: flamegraph.as_ref().map(|_| FLAMEGRAPH.to_owned()),
+            processes,
+        },
+        flamegraph,
+    )))
 }

@@ -21,4 +21,6 @@ pub use render::{
 pub use summary::{SUMMARY_SCHEMA, render_summary_json};
 
 #[cfg(test)]
+mod pyspy_tests;
+#[cfg(test)]
 mod tests;

@@ -31,6 +31,8 @@ pub enum Truncation {
 pub struct PySpySection {
     /// The py-spy file the numbers come from, as shown in the report.
     pub source: String,
+    /// The flamegraph SVG, as a link relative to `report.md`.
+    pub flamegraph: Option<String>,
     pub processes: Vec<PySpyProcess>,
 }
 
@@ -38,7 +40,11 @@ pub struct PySpySection {
 pub struct PySpyProcess {
     /// `pid 18887 sglang::scheduler`.
     pub label: String,
+    /// `scheduler`, `detokenizer`, `HTTP server and tokenizer` or `other`.
+    pub role: String,
     pub samples: u64,
+    /// Samples whose leaf is a blocking call.
+    pub wait_samples: u64,
     /// (function, samples), most first.
     pub top_own: Vec<(String, u64)>,
     pub top_total: Vec<(String, u64)>,
@@ -491,15 +497,45 @@ fn workload_section(workload: &WorkloadSummary, out: &mut String) {
     ));
 }
 
-fn pyspy_section(pyspy: &PySpySection, out: &mut String) {
+pub(crate) fn pyspy_section(pyspy: &PySpySection, out: &mut String) {
     out.push_str("### Python Profile (py-spy)\n\n");
     out.push_str(&format!(
         "From {}. *Own* samples have the function at the top of the stack; *total* samples have it anywhere in the stack (each sample counted once per function).\n\n",
         code(&pyspy.source)
     ));
+    if let Some(link) = &pyspy.flamegraph {
+        out.push_str(&format!("Flamegraph: [{link}]({link})\n\n"));
+    }
+    let all: u64 = pyspy.processes.iter().map(|it| it.samples).sum();
+    let share = |n: u64, of: u64| {
+        if of == 0 {
+            "0.0".to_owned()
+        } else {
+            fixed(n as f64 * 100.0 / of as f64, 1)
+        }
+    };
+    let mut overview = Table::new(&[
+        "Process",
+        "Role",
+        "Samples",
+        "Share of samples %",
+        "Waiting %",
+    ]);
+    for process in &pyspy.processes {
+        overview.row(vec![
+            cell(&process.label),
+            cell(&process.role),
+            count(process.samples),
+            share(process.samples, all),
+            share(process.wait_samples, process.samples),
+        ]);
+    }
+    overview.render(out);
+    out.push_str("\n*Share of samples*: the process's samples over all samples. *Waiting*: its samples whose innermost frame is a blocking call (socket receive, poll, select, sleep, wait, lock acquire, queue get, an idle event loop) over its samples.\n\n");
     for process in &pyspy.processes {
         out.push_str(&format!(
-            "#### {} ({} samples)\n\n",
+            "#### {}: {} ({} samples)\n\n",
+            cell(&process.role),
             cell(&process.label),
             count(process.samples)
         ));

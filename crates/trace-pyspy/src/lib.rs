@@ -7,7 +7,8 @@
 //! each sampled process, where the samples went.
 //!
 //! This crate does no IO: it takes a `&str` or `&[u8]` and returns plain data.
-//! It does not render anything, and its types have no serde derives; the
+//! It renders only the flamegraph SVG ([`render_flamegraph`], with
+//! `inferno`), as a string, and its types have no serde derives; the
 //! report crate converts them if it needs a JSON form. It knows nothing about
 //! the JAX trace readers (`trace-chrome`, `trace-xplane`).
 //!
@@ -58,6 +59,13 @@
 //! - a **function** is a Python frame's name together with its file. The line
 //!   is ignored: py-spy reports the line being executed, so grouping by line
 //!   would split one function into many rows.
+//! - **wait samples** of a process are the samples whose leaf frame is a
+//!   blocking call ([`is_wait`]: a socket `recv`, `poll`, `select`, `sleep`,
+//!   `wait`, a lock `acquire`, a queue `get`, an idle asyncio loop). Its
+//!   share is `100 * wait samples / total samples of the process`.
+//! - a process's **role** ([`Role`]) comes from its name: the launcher runs
+//!   the HTTP server and the tokenizer, `sglang::scheduler` and
+//!   `sglang::detokenizer` are the other two.
 //! - **own samples** ("self") of a function is the sum of the counts of the
 //!   stacks whose leaf frame (the last one) is that function.
 //! - **total samples** of a function is the sum of the counts of the stacks in
@@ -75,14 +83,19 @@
 //! samples, most first, then by id, with the stacks without a thread last.
 //! Sums saturate at `u64::MAX` instead of overflowing.
 
+mod flamegraph;
 mod frames;
 mod raw;
 mod speedscope;
 mod summary;
 
+pub use flamegraph::{collapsed_lines, render_flamegraph};
 pub use raw::parse_raw;
 pub use speedscope::parse_speedscope;
-pub use summary::{FunctionSamples, ProcessSummary, Summary, ThreadSummary, summarize};
+pub use summary::{
+    FunctionSamples, ProcessSummary, Role, Summary, ThreadSummary, WAIT_FUNCTIONS, is_wait,
+    summarize,
+};
 
 /// Everything read from one py-spy output file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -146,6 +159,9 @@ pub enum Error {
     /// as `profiles[1].samples[4][2]`.
     #[error("{path}: {problem}")]
     Speedscope { path: String, problem: String },
+    /// The flamegraph renderer refused the stacks.
+    #[error("cannot render the flamegraph: {0}")]
+    Flamegraph(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

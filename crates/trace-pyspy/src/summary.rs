@@ -21,6 +21,10 @@ pub struct ProcessSummary {
     /// The first name seen for this pid.
     pub name: Option<String>,
     pub total_samples: u64,
+    /// What the process is in the sglang-jax server, from its name.
+    pub role: Role,
+    /// Samples whose leaf frame is a blocking call ([`is_wait`]).
+    pub wait_samples: u64,
     /// Samples per thread. Stacks without thread information are one entry
     /// with no id.
     pub threads: Vec<ThreadSummary>,
@@ -53,6 +57,7 @@ type FunctionKey<'a> = (&'a str, Option<&'a str>);
 struct ProcessAcc<'a> {
     name: Option<&'a str>,
     total_samples: u64,
+    wait_samples: u64,
     threads: HashMap<Option<&'a str>, (Option<&'a str>, u64)>,
     own: HashMap<FunctionKey<'a>, u64>,
     total: HashMap<FunctionKey<'a>, u64>,
@@ -84,6 +89,9 @@ pub fn summarize(profile: &Profile, top_n: usize) -> Summary {
         thread.1 = thread.1.saturating_add(count);
 
         if let Some(leaf) = stack.frames.last() {
+            if is_wait(&leaf.name) {
+                acc.wait_samples = acc.wait_samples.saturating_add(count);
+            }
             let own = acc
                 .own
                 .entry((leaf.name.as_str(), leaf.file.as_deref()))
@@ -119,8 +127,10 @@ pub fn summarize(profile: &Profile, top_n: usize) -> Summary {
             });
             ProcessSummary {
                 pid,
+                role: Role::of(acc.name),
                 name: acc.name.map(str::to_owned),
                 total_samples: acc.total_samples,
+                wait_samples: acc.wait_samples,
                 threads,
                 top_own: top_functions(acc.own, acc.total_samples, top_n),
                 top_total: top_functions(acc.total, acc.total_samples, top_n),
@@ -163,5 +173,138 @@ fn percent(samples: u64, total: u64) -> f64 {
         0.0
     } else {
         samples as f64 * 100.0 / total as f64
+    }
+}
+
+/// What a sampled process is in an sglang-jax server, from the name py-spy
+/// shows for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// The launched process (`... sgl_jax.launch_server ...`): it runs the
+    /// HTTP server and the tokenizer manager.
+    HttpServer,
+    /// The process titled `sglang::scheduler`.
+    Scheduler,
+    /// The process titled `sglang::detokenizer`.
+    Detokenizer,
+    Other,
+}
+
+impl Role {
+    pub fn of(name: Option<&str>) -> Role {
+        let Some(name) = name else {
+            return Role::Other;
+        };
+        if name.contains("sglang::scheduler") {
+            Role::Scheduler
+        } else if name.contains("sglang::detokenizer") {
+            Role::Detokenizer
+        } else if name.contains("launch_server") {
+            Role::HttpServer
+        } else {
+            Role::Other
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::HttpServer => "HTTP server and tokenizer",
+            Role::Scheduler => "scheduler",
+            Role::Detokenizer => "detokenizer",
+            Role::Other => "other",
+        }
+    }
+}
+
+/// Leaf functions that block: waiting on a socket, a queue, a lock, a timer
+/// or an event loop with nothing to run. Compared with the part of the
+/// function name after its last `.`, except `Runner.run`, which is a leaf
+/// only while the asyncio loop (uvloop, native code) waits for events.
+pub const WAIT_FUNCTIONS: &[&str] = &[
+    "recv",
+    "recv_pyobj",
+    "recv_multipart",
+    "recv_string",
+    "recv_json",
+    "poll",
+    "select",
+    "sleep",
+    "wait",
+    "acquire",
+    "get",
+    "_wait_for_tstate_lock",
+    "run_forever",
+    "Runner.run",
+];
+
+/// Whether a leaf frame's function is a blocking call ([`WAIT_FUNCTIONS`]).
+pub fn is_wait(function: &str) -> bool {
+    let short = function.rsplit('.').next().unwrap_or(function);
+    WAIT_FUNCTIONS
+        .iter()
+        .any(|it| *it == short || (it.contains('.') && *it == function))
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+    use crate::parse_raw;
+
+    #[test]
+    fn roles_and_wait_samples_on_the_fixture() {
+        let text = include_str!("../../../fixtures/pyspy/scheduler.raw.txt");
+        let summary = summarize(&parse_raw(text).unwrap(), 5);
+        // Independently: per innermost process, the counts of the lines
+        // whose leaf function (before ` (file:line)`) is a wait.
+        let mut expected: HashMap<u32, u64> = HashMap::new();
+        for line in text.lines() {
+            let (stack, count) = line.rsplit_once(' ').unwrap();
+            let frames: Vec<&str> = stack.split(';').collect();
+            let pid: u32 = frames
+                .iter()
+                .filter_map(|f| f.strip_prefix("process "))
+                .last()
+                .and_then(|f| f.split(':').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let leaf = frames.last().unwrap();
+            let name = leaf.split(" (").next().unwrap();
+            if !leaf.starts_with("process ") && is_wait(name) {
+                *expected.entry(pid).or_default() += count.parse::<u64>().unwrap();
+            }
+        }
+        for process in &summary.processes {
+            let pid = process.pid.unwrap();
+            assert_eq!(
+                process.wait_samples,
+                expected.get(&pid).copied().unwrap_or(0),
+                "pid {pid}"
+            );
+        }
+        let role = |pid: u32| {
+            summary
+                .processes
+                .iter()
+                .find(|p| p.pid == Some(pid))
+                .unwrap()
+                .role
+        };
+        assert_eq!(role(18883), Role::HttpServer);
+        assert_eq!(role(18887), Role::Scheduler);
+        assert_eq!(role(18888), Role::Detokenizer);
+        // The fixture's scheduler waits in Socket.recv_pyobj (9 + 13), the
+        // launcher's idle event loop is `Runner.run` (38).
+        assert_eq!(expected[&18887], 22);
+        assert!(expected[&18883] >= 38);
+    }
+
+    #[test]
+    fn wait_names() {
+        assert!(is_wait("Socket.recv_pyobj"));
+        assert!(is_wait("Queue.get"));
+        assert!(is_wait("Runner.run"));
+        assert!(!is_wait("Scheduler.run"));
+        assert!(!is_wait("ModelRunner._forward"));
     }
 }

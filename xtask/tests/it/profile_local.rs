@@ -257,6 +257,55 @@ fn score_mix_session_with_py_spy() {
             .as_array()
             .is_some_and(|p| !p.is_empty())
     );
+    check_pyspy_report(&run, &raw);
+}
+
+/// `12345` as the report prints it, `12,345`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (idx, c) in digits.chars().enumerate() {
+        if idx > 0 && (digits.len() - idx) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The report's py-spy section and flamegraph, checked against the raw
+/// stacks: the scheduler's share is recomputed here from the lines whose
+/// innermost `process` frame is the scheduler.
+fn check_pyspy_report(run: &Path, raw: &str) {
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("[pyspy-flamegraph.svg](pyspy-flamegraph.svg)"));
+    let svg = std::fs::read_to_string(run.join("pyspy-flamegraph.svg")).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("scheduler pid"));
+    let (mut all, mut scheduler) = (0u64, 0u64);
+    for line in raw.lines() {
+        let (stack, count) = line.rsplit_once(' ').unwrap();
+        let count: u64 = count.parse().unwrap();
+        all += count;
+        let innermost = stack
+            .split(';')
+            .filter(|frame| frame.starts_with("process "))
+            .last()
+            .unwrap_or("");
+        if innermost.contains("sglang::scheduler") {
+            scheduler += count;
+        }
+    }
+    assert!(scheduler > 0, "py-spy saw the scheduler");
+    let share = format!("{:.1}", scheduler as f64 * 100.0 / all as f64);
+    let row = report
+        .lines()
+        .find(|l| l.contains("sglang::scheduler") && l.contains("| scheduler |"))
+        .unwrap_or_else(|| panic!("no scheduler row in\n{report}"));
+    assert!(
+        row.contains(&format!("| {} | {share} |", grouped(scheduler))),
+        "{row} should have {scheduler} samples, {share} %"
+    );
+    assert!(report.contains("| HTTP server and tokenizer |"), "{report}");
 }
 
 /// The processes whose command line contains `needle`, other than this
