@@ -1,7 +1,7 @@
 //! Host events kept for explaining device idle gaps, and the attribution
 //! itself: for each host thread, which innermost event ran during the gaps.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use trace_model::Ps;
 
@@ -65,7 +65,7 @@ impl HostEvents {
     pub(crate) fn attribute(&self, gaps: &[(Ps, Ps)]) -> IdleAttribution {
         let gap_ps = gaps.iter().map(|(s, e)| e - s).sum();
         // (thread, name) -> (overlap, gaps, last gap index counted).
-        let mut acc: HashMap<(u32, u32), (Ps, u64, usize)> = HashMap::new();
+        let mut acc: HashMap<(u32, u32), (Ps, u64, usize)> = HashMap::default();
         let mut add = |thread: u32, name: u32, a: Ps, b: Ps, first_gap: &mut usize| {
             while *first_gap < gaps.len() && gaps[*first_gap].1 <= a {
                 *first_gap += 1;

@@ -1,7 +1,7 @@
 //! [`DeviceSink`]: one pass over a trace's events, folding device ops into
 //! per-op totals as they close.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
 
@@ -460,6 +460,9 @@ pub struct DeviceSink {
     lines: HashMap<(u64, u64), Line>,
     peaks: HashMap<String, Peaks>,
     host: HostEvents,
+    /// The last (pid, tid) looked up and what it is: readers emit events
+    /// line by line (XPlane) or mostly so, so this saves two lookups.
+    last: Option<((u64, u64), Option<Process>, Line)>,
 }
 
 impl DeviceSink {
@@ -472,14 +475,16 @@ impl DeviceSink {
         self.peaks.insert(plane.to_owned(), peaks);
     }
 
-    /// One [`DevicePlane`] per device plane seen, in the order the trace
-    /// named them.
+    /// One [`DevicePlane`] per device plane with `XLA Ops`, `Steps` or
+    /// `XLA Modules` events, in the order the trace named them. (GPU planes
+    /// put kernels on per-stream lines, which are not read yet.)
     pub fn finish(mut self) -> Vec<DevicePlane> {
         self.host.sort();
         let host = self.host;
         let mut peaks = self.peaks;
         self.planes
             .into_iter()
+            .filter(|it| !(it.ops.is_empty() && it.steps.is_empty() && it.runs.is_empty()))
             .map(|plane| {
                 let p = peaks.remove(&plane.name).unwrap_or_default();
                 plane.finish(p, &host)
@@ -488,6 +493,7 @@ impl DeviceSink {
     }
 
     fn metadata(&mut self, event: &Event<'_>) {
+        self.last = None;
         let Some(ArgValue::Str(name)) = event.arg("name") else {
             return;
         };
@@ -533,19 +539,24 @@ impl EventSink for DeviceSink {
         let (Phase::Complete, Some(ts), Some(dur)) = (event.phase, event.ts, event.dur) else {
             return;
         };
-        let plane = match self.processes.get(&event.pid) {
-            Some(Process::Device(idx)) => *idx,
+        let key = (event.pid, event.tid);
+        let (process, line) = match self.last {
+            Some((last, process, line)) if last == key => (process, line),
+            _ => {
+                let process = self.processes.get(&event.pid).copied();
+                let line = self.lines.get(&key).copied().unwrap_or(Line::Other);
+                self.last = Some((key, process, line));
+                (process, line)
+            }
+        };
+        let plane = match process {
+            Some(Process::Device(idx)) => idx,
             Some(Process::Host) => {
                 self.host.push(event.tid, event.name, ts, dur);
                 return;
             }
             None => return,
         };
-        let line = self
-            .lines
-            .get(&(event.pid, event.tid))
-            .copied()
-            .unwrap_or(Line::Other);
         if line == Line::Other {
             return;
         }

@@ -258,3 +258,15 @@ fn component_rules_take_the_first_match() {
     );
     assert_eq!(component_of("jit(f)/embed/gather", "", ""), "other");
 }
+
+#[test]
+fn planes_without_xla_lines_are_left_out() {
+    let mut sink = sink();
+    meta(&mut sink, "process_name", 2, 0, "/device:GPU:0");
+    meta(&mut sink, "thread_name", 2, 5, "Stream #1");
+    complete(&mut sink, 2, 5, "kernel", 0, 10, &[]);
+    op(&mut sink, "fusion.1", 2, 0, 0, 10, "");
+    let planes = sink.finish();
+    let names: Vec<&str> = planes.iter().map(|it| it.plane.as_str()).collect();
+    assert_eq!(names, ["/device:TPU:0"]);
+}

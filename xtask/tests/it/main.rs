@@ -5,4 +5,5 @@
 mod compare;
 mod profile_local;
 mod report;
+mod report_device;
 mod tidy;
