@@ -1,3 +1,6 @@
+//! Unit tests of the device sink on small hand-made event streams: nesting,
+//! same-start parents, steps and groups, host attribution, roofline, rules.
+
 use trace_model::{Arg, ArgValue, Event, EventSink, Phase};
 
 use crate::{DeviceSink, Peaks, component_of, step_stats};
