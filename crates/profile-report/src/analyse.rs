@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use session_report::{TraceFormat, Truncation};
 use trace_analysis::{Analysis, Analyzer, JSON_EVENT_CAP};
-use trace_model::{HostTraces, Phase};
+use trace_device::{DevicePlane, DeviceSink, Peaks};
+use trace_model::{Event, EventSink, HostTraces, Phase};
 
 use crate::Error;
 
@@ -17,53 +18,121 @@ pub struct Chosen {
     pub truncation: Truncation,
     /// The XPlane's plane names; empty for JSON.
     pub planes: Vec<String>,
+    /// The device view, from the same pass over the same file.
+    pub devices: Vec<DevicePlane>,
 }
 
 /// Reads a Chrome trace file (plain or gzip) into an analysis: online
 /// first, and once more into a buffered analyzer if the file's threads were
 /// not in time order (see `trace_analysis::Analyzer`).
 pub fn analyse_json(path: &Path) -> Result<Analysis, Error> {
-    let read = |mut analyzer: Analyzer| -> Result<Analysis, Error> {
+    analyse_json_into(path, &mut |_: &Event<'_>| {})
+}
+
+/// [`analyse_json`], also feeding every event of the first pass to `extra`.
+fn analyse_json_into(path: &Path, extra: &mut dyn EventSink) -> Result<Analysis, Error> {
+    let read = |analyzer: &mut Analyzer, extra: &mut dyn EventSink| -> Result<(), Error> {
         let mut file = std::fs::File::open(path).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        trace_chrome::read(&mut file, &mut analyzer).map_err(|source| Error::Json {
+        let mut both = |event: &Event<'_>| {
+            analyzer.event(event);
+            extra.event(event);
+        };
+        trace_chrome::read(&mut file, &mut both).map_err(|source| Error::Json {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(analyzer.finish())
+        Ok(())
     };
-    let analysis = read(Analyzer::new())?;
+    let mut analyzer = Analyzer::new();
+    read(&mut analyzer, extra)?;
+    let analysis = analyzer.finish();
     if analysis.self_time_exact {
-        Ok(analysis)
-    } else {
-        read(Analyzer::buffered())
+        return Ok(analysis);
     }
+    let mut analyzer = Analyzer::buffered();
+    read(&mut analyzer, &mut |_: &Event<'_>| {})?;
+    Ok(analyzer.finish())
 }
 
 /// Reads an `xplane.pb` into an analysis and the names of its planes.
 pub fn analyse_xplane(path: &Path) -> Result<(Analysis, Vec<String>), Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+    let (analysis, planes, _) = analyse_xplane_with_devices(path, false)?;
+    Ok((analysis, planes))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+/// Gives `device` the peaks of every plane of an XSpace (plane stats).
+fn set_peaks(bytes: &[u8], device: &mut DeviceSink) -> Result<(), trace_xplane::Error> {
+    for plane in trace_xplane::plane_stats(bytes)? {
+        device.set_peaks(
+            &plane.plane,
+            Peaks {
+                device_type: plane.text("device_type_string").map(str::to_owned),
+                tflops_per_s: plane.number("peak_teraflops_per_second"),
+                hbm_gbytes_per_s: plane.number("peak_hbm_bw_gigabytes_per_second"),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// [`analyse_xplane`], and the device view from the same pass when `devices`.
+fn analyse_xplane_with_devices(
+    path: &Path,
+    devices: bool,
+) -> Result<(Analysis, Vec<String>, Vec<DevicePlane>), Error> {
+    let bytes = read_file(path)?;
     let wrap = |source| Error::XPlane {
         path: path.to_path_buf(),
         source,
     };
     let planes = trace_xplane::plane_names(&bytes).map_err(wrap)?;
-    let read = |mut analyzer: Analyzer| -> Result<Analysis, Error> {
+    let mut device = DeviceSink::new();
+    if devices {
+        set_peaks(&bytes, &mut device).map_err(wrap)?;
+    }
+    let mut analyzer = Analyzer::new();
+    let mut both = |event: &Event<'_>| {
+        analyzer.event(event);
+        if devices {
+            device.event(event);
+        }
+    };
+    trace_xplane::read(&bytes, &mut both).map_err(wrap)?;
+    let mut analysis = analyzer.finish();
+    if !analysis.self_time_exact {
+        let mut analyzer = Analyzer::buffered();
         trace_xplane::read(&bytes, &mut analyzer).map_err(wrap)?;
-        Ok(analyzer.finish())
-    };
-    let analysis = read(Analyzer::new())?;
-    let analysis = if analysis.self_time_exact {
-        analysis
-    } else {
-        read(Analyzer::buffered())?
-    };
-    Ok((analysis, planes))
+        analysis = analyzer.finish();
+    }
+    Ok((analysis, planes, device.finish()))
+}
+
+/// The analysis and device view of a Chrome trace, with the peaks from the
+/// run's `xplane.pb` when there is one (the JSON export has no plane stats).
+fn json_with_devices(
+    json_path: &Path,
+    xplane: Option<&PathBuf>,
+) -> Result<(Analysis, Vec<DevicePlane>), Error> {
+    let mut device = DeviceSink::new();
+    if let Some(path) = xplane {
+        let bytes = read_file(path)?;
+        set_peaks(&bytes, &mut device).map_err(|source| Error::XPlane {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let analysis = analyse_json_into(json_path, &mut device)?;
+    Ok((analysis, device.finish()))
 }
 
 /// Analyses the host's JSON unless it is missing, `prefer_xplane` asks
@@ -71,9 +140,10 @@ pub fn analyse_xplane(path: &Path) -> Result<(Analysis, Vec<String>), Error> {
 /// an `xplane.pb` exists: then the XPlane, which JAX never truncates.
 pub fn choose(host: &HostTraces, prefer_xplane: bool) -> Result<Chosen, Error> {
     let xplane = |path: &PathBuf, truncation| -> Result<Chosen, Error> {
-        let (analysis, planes) = analyse_xplane(path)?;
+        let (analysis, planes, devices) = analyse_xplane_with_devices(path, true)?;
         Ok(Chosen {
             analysis,
+            devices,
             source: path.clone(),
             format: TraceFormat::XPlane,
             truncation,
@@ -86,23 +156,29 @@ pub fn choose(host: &HostTraces, prefer_xplane: bool) -> Result<Chosen, Error> {
         (Some(json), _) => json,
         (None, None) => unreachable!("trace_model::locate lists hosts with a file"),
     };
-    let analysis = analyse_json(json_path)?;
+    let (analysis, devices) = json_with_devices(json_path, host.xplane.as_ref())?;
     let json_events = analysis.phase_count(Phase::Complete);
-    let json = |analysis, truncation| Chosen {
+    let json = |analysis, devices, truncation| Chosen {
         analysis,
+        devices,
         source: json_path.clone(),
         format: TraceFormat::ChromeJson,
         truncation,
         planes: Vec::new(),
     };
     if json_events != JSON_EVENT_CAP {
-        return Ok(json(analysis, Truncation::None));
+        return Ok(json(analysis, devices, Truncation::None));
     }
     let Some(xplane_path) = &host.xplane else {
-        return Ok(json(analysis, Truncation::Unrecoverable { json_events }));
+        return Ok(json(
+            analysis,
+            devices,
+            Truncation::Unrecoverable { json_events },
+        ));
     };
     let json_time = analysis.traced_time_ps();
     drop(analysis);
+    drop(devices);
     let mut chosen = xplane(xplane_path, Truncation::None)?;
     let xplane_time = chosen.analysis.traced_time_ps();
     let json_share = if xplane_time > 0 {

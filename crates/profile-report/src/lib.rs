@@ -257,6 +257,14 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         .or(host.xplane.as_ref())
         .unwrap_or(&chosen.source);
 
+    let plots: Vec<(String, String)> = chosen
+        .devices
+        .iter()
+        .filter_map(|plane| {
+            let svg = session_report::step_plot(plane)?;
+            Some((session_report::plot_file_name(&plane.plane), svg))
+        })
+        .collect();
     let report_input = ReportInput {
         metadata: &metadata,
         analysis: &chosen.analysis,
@@ -269,6 +277,8 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         perfetto_file: shown(perfetto, out_dir),
         top_n: request.top_n,
         pyspy,
+        devices: &chosen.devices,
+        step_plots: plots.iter().map(|(name, _)| name.clone()).collect(),
     };
     let markdown = session_report::render_markdown(&report_input);
     let summary = session_report::render_summary_json(&report_input);
@@ -280,16 +290,21 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     }
     let report_path = out_dir.join("report.md");
     let summary_path = out_dir.join("summary.json");
-    let mut outputs: Vec<(&str, &[u8])> = vec![
-        ("report.md", markdown.as_bytes()),
-        ("summary.json", summary.as_bytes()),
-    ];
-    let mut written = vec![report_path, summary_path];
+    let mut outputs: Vec<(&str, &[u8])> = plots
+        .iter()
+        .map(|(name, svg)| (name.as_str(), svg.as_bytes()))
+        .collect();
+    outputs.push(("report.md", markdown.as_bytes()));
+    outputs.push(("summary.json", summary.as_bytes()));
     if let Some(svg) = &flamegraph {
         outputs.push((pyspy::FLAMEGRAPH, svg.as_bytes()));
-        written.push(out_dir.join(pyspy::FLAMEGRAPH));
     }
     publish(out_dir, &outputs)?;
+    let mut written: Vec<PathBuf> = plots.iter().map(|(name, _)| out_dir.join(name)).collect();
+    written.extend([report_path, summary_path]);
+    if flamegraph.is_some() {
+        written.push(out_dir.join(pyspy::FLAMEGRAPH));
+    }
     Ok(Outcome { written, notes })
 }
 

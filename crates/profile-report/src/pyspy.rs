@@ -95,12 +95,11 @@ pub(crate) fn load(
     })?;
     let flamegraph = if raw {
         let title = format!("py-spy: {}", meta.endpoint.as_deref().unwrap_or("session"));
-        let svg = trace_pyspy::render_flamegraph(&profile, &title).map_err(|source| {
-            Error::PySpy {
+        let svg =
+            trace_pyspy::render_flamegraph(&profile, &title).map_err(|source| Error::PySpy {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
         Some(svg)
     } else {
         None

@@ -6,11 +6,14 @@
 //! metadata file format ([`RunMetadata`]) is defined here because the report is
 //! its reader; the session drivers in the xtask write it.
 
+mod device;
 mod format;
 mod metadata;
+mod plot;
 mod render;
 mod summary;
 
+pub use device::{plot_file_name, step_plot};
 pub use metadata::{
     CostRow, LatencyStats, MetadataError, ProfileConfig, RUN_METADATA_SCHEMA, RunMetadata,
     TraceFileInfo, WorkloadSummary,
@@ -20,6 +23,8 @@ pub use render::{
 };
 pub use summary::{SUMMARY_SCHEMA, render_summary_json};
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod pyspy_tests;
 #[cfg(test)]

@@ -67,6 +67,11 @@ pub struct ReportInput<'a> {
     pub perfetto_file: String,
     pub top_n: usize,
     pub pyspy: Option<PySpySection>,
+    /// The device view, one entry per device plane (empty without any).
+    pub devices: &'a [trace_device::DevicePlane],
+    /// The step plot file of each device plane, as linked from the report
+    /// (same order as `devices`; may be shorter).
+    pub step_plots: Vec<String>,
 }
 
 /// Renders `report.md`.
@@ -76,6 +81,7 @@ pub fn render_markdown(input: &ReportInput<'_>) -> String {
     executive_summary(input, &mut out);
     trace_files(input, &mut out);
     analysis_results(input, &mut out);
+    crate::device::section(input, &mut out);
     if let Some(workload) = &input.metadata.workload {
         workload_section(workload, &mut out);
     }
@@ -401,6 +407,9 @@ fn analysis_results(input: &ReportInput<'_>, out: &mut String) {
         out.push_str("Self time is not shown: the trace's threads were not in time order and it was analysed in one streaming pass.\n\n");
     }
 
+    if crate::device::operations(input, out) {
+        return;
+    }
     out.push_str("### TPU/XLA Operations\n\n");
     let accel: Vec<&OpStats> = analysis.accelerator_ops().take(input.top_n).collect();
     if accel.is_empty() {
@@ -686,10 +695,17 @@ fn definitions(out: &mut String) {
 fn how_to_view(input: &ReportInput<'_>, out: &mut String) {
     out.push_str("## How to View Traces\n\n");
     out.push_str("### Perfetto (Recommended)\n\n");
-    out.push_str(&format!(
-        "1. Open https://ui.perfetto.dev\n2. Drag and drop {}\n3. Keyboard shortcuts:\n   - `W/S`: Zoom in/out\n   - `A/D`: Pan left/right\n   - `F`: Fit to view\n\n",
-        code(&input.perfetto_file)
-    ));
+    if input.perfetto_file.ends_with(".xplane.pb") {
+        out.push_str(&format!(
+            "Perfetto cannot open {}: it reads Chrome trace JSON (`.trace.json.gz`), which this run does not have. Use TensorBoard or xprof below.\n\n",
+            code(&input.perfetto_file)
+        ));
+    } else {
+        out.push_str(&format!(
+            "1. Open https://ui.perfetto.dev\n2. Drag and drop {}\n3. Keyboard shortcuts:\n   - `W/S`: Zoom in/out\n   - `A/D`: Pan left/right\n   - `F`: Fit to view\n\n",
+            code(&input.perfetto_file)
+        ));
+    }
     out.push_str("### TensorBoard / xprof\n\n");
     out.push_str(&format!(
         "```bash\npip install tensorboard xprof\ntensorboard --logdir {} --port 6006\n# Open http://localhost:6006 > Profile tab\n# or, without TensorBoard:\nxprof --logdir={} --port=8791\n```\n\n",

@@ -78,6 +78,7 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
         "top_operations": top,
         "xla_and_runtime_operations": accel,
     });
+    res["devices"] = crate::device::devices_json(input.devices);
     if let Some(workload) = &input.metadata.workload {
         res["workload"] = serde_json::to_value(workload).expect("plain data serialises");
     }

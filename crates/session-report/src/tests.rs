@@ -193,6 +193,8 @@ fn input<'a>(
         perfetto_file: "traces/t1v-n-c2bbebb4-w-0.trace.json.gz".to_owned(),
         top_n: 7,
         pyspy: None,
+        devices: &[],
+        step_plots: Vec::new(),
     }
 }
 

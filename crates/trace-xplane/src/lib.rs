@@ -69,12 +69,14 @@ mod error;
 mod events;
 #[rustfmt::skip]
 pub mod generated;
+mod plane_stats;
 mod space;
 mod wire;
 
 use trace_model::{EventSink, ReadSummary};
 
 pub use error::Error;
+pub use plane_stats::{PlaneStatValue, PlaneStats, plane_stats};
 
 use events::Output;
 use space::{PlaneIndex, Selection};

@@ -5,5 +5,6 @@
 mod compare;
 mod profile_local;
 mod report;
+mod report_device;
 mod tidy;
 mod trace;
