@@ -77,7 +77,7 @@ pub(crate) fn load(
     })?;
     // A plain file, read no further than py-spy output can reasonably be:
     // the metadata may name `/dev/zero` or a FIFO.
-    let read = |path: &Path| -> Result<Vec<u8>, std::io::Error> {
+    let read = |path: &Path| -> Result<Result<Vec<u8>, trace_pyspy::Error>, std::io::Error> {
         let mut file = std::fs::File::open(path)?;
         if !file.metadata()?.is_file() {
             return Err(std::io::Error::new(

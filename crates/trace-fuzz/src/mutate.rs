@@ -67,7 +67,8 @@ fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, dict: &[&[u8]]) {
             data[i] = INTERESTING[rng.below(INTERESTING.len())];
         }
         2 => {
-            let n = 1 + rng.below(if rng.chance(4) { len / 4 + 1 } else { 64 });
+            let most = if rng.chance(4) { len / 4 + 1 } else { 64 };
+            let n = 1 + rng.below(most);
             let end = (at + n).min(len);
             data.drain(at..end);
         }

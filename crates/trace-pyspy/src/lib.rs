@@ -162,8 +162,11 @@ pub const MAX_INPUT_BYTES: u64 = 64 << 20;
 /// endless input is refused after `limit + 1` bytes rather than held whole.
 pub fn read_input(input: &mut dyn std::io::Read, limit: u64) -> Result<Vec<u8>, Error> {
     let mut res = Vec::new();
-    std::io::Read::read_to_end(&mut input.take(limit.saturating_add(1)), &mut res)
-        .map_err(|e| Error::Read(e.to_string()))?;
+    std::io::Read::read_to_end(
+        &mut <&mut dyn std::io::Read as std::io::Read>::take(input, limit.saturating_add(1)),
+        &mut res,
+    )
+    .map_err(|e| Error::Read(e.to_string()))?;
     if res.len() as u64 > limit {
         return Err(Error::TooLarge { limit });
     }
