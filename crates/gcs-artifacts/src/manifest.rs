@@ -201,6 +201,7 @@ pub fn path_inside(dir: &Path, rel: &str) -> Result<PathBuf> {
             "it leaves the destination folder",
         ));
     }
+    let full = dir.join(rel);
     let mut at = dir.to_path_buf();
     let segments: Vec<&str> = rel.split('/').collect();
     for (idx, seg) in segments.iter().enumerate() {
@@ -223,7 +224,7 @@ pub fn path_inside(dir: &Path, rel: &str) -> Result<PathBuf> {
             Err(_) => break,
         }
     }
-    Ok(at)
+    Ok(full)
 }
 
 /// The files of a run folder, as (relative `/` path, absolute path), sorted
@@ -316,8 +317,14 @@ mod tests {
     }
 
     fn sample_json() -> String {
-        let addr =
-            RunAddress::new("b", "sglang-profiles", RunKind::Manual, "2026-02-05", "r1").unwrap();
+        let addr = RunAddress::new(
+            "sglprof-runs",
+            "sglang-profiles",
+            RunKind::Manual,
+            "2026-02-05",
+            "r1",
+        )
+        .unwrap();
         let digest = crate::checksum::digest_bytes(b"hi\n");
         Manifest::new(
             &addr,
