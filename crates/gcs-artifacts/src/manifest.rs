@@ -354,8 +354,7 @@ mod tests {
             (
                 "run_id",
                 r#""run_id": "r1""#,
-                r#""run_id": "x[2J
-y""#,
+                r#""run_id": "x\u001b[2J\ny""#,
                 "run_id `x\\u{1b}[2J\\ny` is not a plain folder name",
             ),
             (
