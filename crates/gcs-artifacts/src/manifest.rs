@@ -437,3 +437,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod listing_tests {
+    use crate::transfer::{RunListing, RunSummary, render_listing};
+
+    /// Found by `cargo xtask fuzz` (manifest, seed 7, input 281): a column
+    /// wider than 65535 characters made `format!` panic.
+    #[test]
+    fn a_very_long_manifest_string_is_listed() {
+        let listing = RunListing {
+            runs: vec![RunSummary {
+                url: "gs://b/p/manual/2026-02-05/r1/".to_owned(),
+                kind: "manual".to_owned(),
+                date: "2026-02-05".to_owned(),
+                run_id: "r1".to_owned(),
+                model: Some("m".repeat(70_000)),
+                endpoint: Some("\u{1b}[2J/generate\n".to_owned()),
+                hardware: None,
+                objects: 1,
+                total_bytes: 3,
+            }],
+            ..RunListing::default()
+        };
+        let shown = render_listing(&listing);
+        assert_eq!(shown.lines().count(), 2);
+        assert!(shown.contains("\\u{1b}[2J/generate\\n"));
+        assert!(!shown.chars().any(|c| c.is_control() && c != '\n'));
+    }
+}

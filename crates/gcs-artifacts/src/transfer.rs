@@ -521,7 +521,11 @@ pub fn render_listing(listing: &RunListing) -> String {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                // Padded by hand: `format!`'s width stops at 65535 and
+                // panics beyond it, and a manifest string can be longer.
+                line.push_str(cell);
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
             }
         }
         res.push_str(line.trim_end());
