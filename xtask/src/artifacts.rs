@@ -570,7 +570,7 @@ pub(crate) async fn download(
         Some(dir) => dir,
         None => {
             let (_, manifest) = gcs_artifacts::read_manifest(&client, &url).await?;
-            crate::project_root().join("runs").join(&manifest.run_id)
+            manifest.default_dir(&crate::project_root().join("runs"))?
         }
     };
     let opts = gcs_artifacts::DownloadOptions { overwrite };

@@ -10,6 +10,7 @@
 mod artifacts;
 mod bench;
 mod compare;
+mod fuzz;
 mod k8s;
 mod local;
 mod local_env;
@@ -53,7 +54,13 @@ enum Command {
     Trace(trace::Args),
     /// Kubernetes deployment assets and the image's environment.
     K8s(k8s::CommandArgs),
+    /// Mutation-fuzz every reader over the fixtures.
+    Fuzz(fuzz::Args),
 }
+
+/// Counts each thread's live bytes, for `fuzz`'s memory bound.
+#[global_allocator]
+static ALLOC: trace_fuzz::CountingAlloc = trace_fuzz::CountingAlloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -69,12 +76,14 @@ fn main() -> std::process::ExitCode {
         Command::Compare(args) => return compare::main(args),
         Command::Trace(args) => trace::run(args),
         Command::K8s(args) => k8s::command(args),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the outermost context and every cause, joined.
-            eprintln!("error: {err:#}");
+            // One line: the outermost context and every cause, joined, with
+            // any line break or terminal escape from a name shown escaped.
+            eprintln!("error: {}", trace_fuzz::one_line(&format!("{err:#}")));
             std::process::ExitCode::FAILURE
         }
     }

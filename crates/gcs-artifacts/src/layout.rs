@@ -279,7 +279,7 @@ pub fn validate_bucket(bucket: &str) -> Result<()> {
     }
 }
 
-fn is_plain_segment(seg: &str) -> bool {
+pub(crate) fn is_plain_segment(seg: &str) -> bool {
     !seg.is_empty()
         && seg != "."
         && seg != ".."

@@ -44,7 +44,10 @@ pub use layout::{
     BucketInsert, DEFAULT_PREFIX, GsUrl, Lifecycle, MANIFEST_NAME, RunAddress, RunKind,
     bucket_insert_body, infer_run_identity, lifecycle, utc_now, validate_bucket,
 };
-pub use manifest::{MANIFEST_SCHEMA, Manifest, ManifestEntry, RUN_METADATA_PATH, local_files};
+pub use manifest::{
+    MANIFEST_SCHEMA, Manifest, ManifestEntry, RUN_METADATA_PATH, local_files, path_inside,
+    printable,
+};
 pub use transfer::{
     DownloadOptions, DownloadSummary, RunListing, RunSummary, UploadOptions, UploadSummary,
     download_run, human_bytes, list_runs, read_manifest, render_listing, upload_run,

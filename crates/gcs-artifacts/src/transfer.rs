@@ -14,7 +14,9 @@ use crate::checksum::{self, FileDigest};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::layout::{GsUrl, MANIFEST_NAME, RunAddress};
-use crate::manifest::{self, Manifest, ManifestEntry, PART_SUFFIX, RUN_METADATA_PATH};
+use crate::manifest::{
+    self, Manifest, ManifestEntry, PART_SUFFIX, RUN_METADATA_PATH, path_inside, printable,
+};
 use crate::remote::RemoteFile;
 
 #[derive(Clone, Debug)]
@@ -241,8 +243,9 @@ pub async fn download_run(
     let checks = run_bounded(client.config().concurrency, manifest.objects.clone(), {
         let dir = dir.to_path_buf();
         move |entry: ManifestEntry| {
-            let path = dir.join(&entry.path);
+            let path = path_inside(&dir, &entry.path);
             async move {
+                let path = path?;
                 let local = tokio::task::spawn_blocking(move || local_digest(&path))
                     .await
                     .map_err(|e| Error::Service {
@@ -272,7 +275,7 @@ pub async fn download_run(
             }
         }
     }
-    let manifest_path = dir.join(MANIFEST_NAME);
+    let manifest_path = path_inside(dir, MANIFEST_NAME)?;
     let manifest_digest = checksum::digest_bytes(&manifest_bytes);
     if let Some(d) = local_digest(&manifest_path)?
         && d.sha256 != manifest_digest.sha256
@@ -298,9 +301,10 @@ pub async fn download_run(
             let client = client.clone();
             let bucket = bucket.clone();
             let name = format!("{folder}{}", entry.path);
-            let dest = dir.join(&entry.path);
+            let dest = path_inside(&dir, &entry.path);
             let bar = bar.clone();
             async move {
+                let dest = dest?;
                 fetch_verified(&client, &bucket, &name, &entry, &dest, &bar).await?;
                 Ok(entry.size)
             }
@@ -490,16 +494,18 @@ pub fn render_listing(listing: &RunListing) -> String {
         "DATE", "KIND", "RUN", "MODEL", "ENDPOINT", "FILES", "SIZE", "URL",
     ];
     let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
+    // Manifest strings are anyone's who can write to the bucket: no
+    // terminal escapes or line breaks reach the terminal.
     for r in &listing.runs {
         rows.push([
-            r.date.clone(),
-            r.kind.clone(),
-            r.run_id.clone(),
-            r.model.clone().unwrap_or_else(|| "-".to_owned()),
-            r.endpoint.clone().unwrap_or_else(|| "-".to_owned()),
+            printable(&r.date),
+            printable(&r.kind),
+            printable(&r.run_id),
+            printable(r.model.as_deref().unwrap_or("-")),
+            printable(r.endpoint.as_deref().unwrap_or("-")),
             r.objects.to_string(),
             human_bytes(r.total_bytes),
-            r.url.clone(),
+            printable(&r.url),
         ]);
     }
     let mut widths = [0usize; 8];
@@ -515,7 +521,11 @@ pub fn render_listing(listing: &RunListing) -> String {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                // Padded by hand: `format!`'s width stops at 65535 and
+                // panics beyond it, and a manifest string can be longer.
+                line.push_str(cell);
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
             }
         }
         res.push_str(line.trim_end());
@@ -525,10 +535,13 @@ pub fn render_listing(listing: &RunListing) -> String {
         res.push_str("(no archived runs)\n");
     }
     for url in &listing.incomplete {
-        res.push_str(&format!("incomplete (no manifest.json): {url}\n"));
+        res.push_str(&format!(
+            "incomplete (no manifest.json): {}\n",
+            printable(url)
+        ));
     }
     for problem in &listing.unreadable {
-        res.push_str(&format!("unreadable: {problem}\n"));
+        res.push_str(&format!("unreadable: {}\n", printable(problem)));
     }
     res
 }

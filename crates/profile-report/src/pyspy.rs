@@ -79,10 +79,30 @@ pub(crate) fn load(
         path: run.join(name),
         source: std::io::ErrorKind::NotFound.into(),
     })?;
-    let bytes = std::fs::read(&path).map_err(|source| Error::Read {
-        path: path.clone(),
-        source,
-    })?;
+    // A plain file, read no further than py-spy output can reasonably be:
+    // the metadata may name `/dev/zero` or a FIFO.
+    let read = |path: &Path| -> Result<Result<Vec<u8>, trace_pyspy::Error>, std::io::Error> {
+        let mut file = std::fs::File::open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(trace_pyspy::read_input(
+            &mut file,
+            trace_pyspy::MAX_INPUT_BYTES,
+        ))
+    };
+    let bytes = read(&path)
+        .map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?
+        .map_err(|source| Error::PySpy {
+            path: path.clone(),
+            source,
+        })?;
     let profile = if raw {
         let text = String::from_utf8(bytes).map_err(|_| Error::NotUtf8(path.clone()))?;
         trace_pyspy::parse_raw(&text)

@@ -71,20 +71,59 @@ pub fn bytes(n: u64) -> String {
     format!("{n} B")
 }
 
-/// Escapes text for a Markdown table cell.
+/// Escapes text from a trace (an operation or file name) for a Markdown
+/// table cell, so that it shows as written: no HTML (`<unknown>`), link,
+/// emphasis, code span, entity or column break, and one line. An `_`
+/// between two letters or digits cannot start emphasis and is left alone,
+/// so `jit_generate` stays readable in the raw Markdown.
 pub fn cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('\n', " ")
+    let chars: Vec<char> = text.chars().collect();
+    let mut res = String::with_capacity(text.len());
+    for (idx, &c) in chars.iter().enumerate() {
+        match c {
+            '\\' | '|' | '<' | '>' | '[' | ']' | '*' | '`' | '~' | '&' => {
+                res.push('\\');
+                res.push(c);
+            }
+            '_' => {
+                let word = |at: Option<&char>| at.is_some_and(|it| it.is_alphanumeric());
+                let inner = idx > 0 && word(chars.get(idx - 1)) && word(chars.get(idx + 1));
+                if !inner {
+                    res.push('\\');
+                }
+                res.push('_');
+            }
+            c if c.is_control() => res.push(' '),
+            c => res.push(c),
+        }
+    }
+    res
 }
 
-/// Inline code that survives backticks inside the text.
+/// Inline code that shows `text` as written: the fence is one backtick
+/// longer than the longest run of backticks inside, and line breaks become
+/// spaces (a code span cannot hold them).
 pub fn code(text: &str) -> String {
-    if text.contains('`') {
-        format!("`` {} ``", text)
-    } else {
-        format!("`{text}`")
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
     }
+    if longest == 0 {
+        return format!("`{text}`");
+    }
+    let fence = "`".repeat(longest + 1);
+    format!("{fence} {text} {fence}")
+}
+
+/// [`code`] inside a table cell: a `|` would end the cell even in code.
+pub fn code_cell(text: &str) -> String {
+    code(text).replace('|', "\\|")
 }
 
 /// `text` as one word of a POSIX shell command line (bash for control
@@ -167,5 +206,18 @@ mod tests {
         assert_eq!(bytes(187_000_000), "187 MB");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(cell("a|b"), "a\\|b");
+    }
+
+    #[test]
+    fn names_are_shown_as_written() {
+        assert_eq!(cell("jit_jitted_run_model"), "jit_jitted_run_model");
+        assert_eq!(cell("<unknown> acquire"), "\\<unknown\\> acquire");
+        assert_eq!(
+            cell("__init__ [x](javascript:1) *b* `c` &amp;\nnext"),
+            "\\_\\_init\\_\\_ \\[x\\](javascript:1) \\*b\\* \\`c\\` \\&amp; next"
+        );
+        assert_eq!(code("a`b"), "`` a`b ``");
+        assert_eq!(code("a``b\nc"), "``` a``b c ```");
+        assert_eq!(code_cell("x|y"), "`x\\|y`");
     }
 }

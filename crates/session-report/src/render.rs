@@ -4,7 +4,7 @@
 use trace_analysis::{Analysis, OpKind, OpStats, is_wait, note_for};
 use trace_model::{PS_PER_US, Phase, ps_to_ms};
 
-use crate::format::{Table, bytes, cell, code, count, fixed, ms, shell_word};
+use crate::format::{Table, bytes, cell, code, code_cell, count, fixed, ms, shell_word};
 use crate::{RunMetadata, TraceFileInfo, WorkloadSummary};
 
 /// Which file the numbers come from.
@@ -254,13 +254,14 @@ fn trace_files(input: &ReportInput<'_>, out: &mut String) {
     out.push_str("## Trace Files\n\n");
     if let Some(url) = &input.metadata.archive_url {
         out.push_str(&format!(
-            "The run is archived in Google Cloud Storage:\n\n```bash\ncargo xtask artifacts download {url}\n```\n\n"
+            "The run is archived in Google Cloud Storage:\n\n```bash\ncargo xtask artifacts download {}\n```\n\n",
+            shell_word(url)
         ));
     }
     let mut table = Table::new(&["File", "Size", "Purpose"]);
     for file in &input.files {
         table.row(vec![
-            code(&file.path),
+            code_cell(&file.path),
             bytes(file.size_bytes),
             purpose(&file.path).to_owned(),
         ]);
@@ -276,7 +277,7 @@ fn phases_text(analysis: &Analysis) -> String {
         .map(|it| {
             let label = match it.phase {
                 Phase::Missing => "(none)".to_owned(),
-                phase => format!("{} ({})", phase.label(), phase.description()),
+                phase => format!("{} ({})", it.label(), phase.description()),
             };
             format!("{label}: {}", count(it.count))
         })
@@ -412,8 +413,14 @@ fn analysis_results(input: &ReportInput<'_>, out: &mut String) {
     }
     out.push_str("### TPU/XLA Operations\n\n");
     let accel: Vec<&OpStats> = analysis.accelerator_ops().take(input.top_n).collect();
-    if accel.is_empty() {
+    let n_accel = analysis.accelerator_ops().count();
+    if n_accel == 0 {
         out.push_str("No XLA operations or PjRt/TPU runtime events were traced.\n\n");
+    } else if accel.is_empty() {
+        out.push_str(&format!(
+            "{} XLA operations or PjRt/TPU runtime events were traced; none is listed (`--top 0`).\n\n",
+            count(n_accel as u64)
+        ));
     } else {
         let dominant = xla_ops(analysis).first().map(|it| it.name.clone());
         let mut table = Table::new(&["Operation", "Total (ms)", "Count", "Notes"]);
@@ -714,7 +721,8 @@ fn how_to_view(input: &ReportInput<'_>, out: &mut String) {
     ));
     if let Some(url) = &input.metadata.archive_url {
         out.push_str(&format!(
-            "### Download from GCS\n\n```bash\ncargo xtask artifacts download {url}\n```\n\n"
+            "### Download from GCS\n\n```bash\ncargo xtask artifacts download {}\n```\n\n",
+            shell_word(url)
         ));
     }
 }

@@ -28,7 +28,7 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
     let phases: Map<String, Value> = analysis
         .phases
         .iter()
-        .map(|it| (it.phase.label(), json!(it.count)))
+        .map(|it| (it.label(), json!(it.count)))
         .collect();
     let exact = analysis.self_time_exact;
     let top: Vec<Value> = analysis

@@ -238,3 +238,62 @@ fn metadata_round_trips_and_rejects_other_schemas() {
         "{err}"
     );
 }
+
+#[test]
+fn top_zero_does_not_deny_the_xla_operations() {
+    let analysis = session();
+    let meta = metadata();
+    let mut input = input(&meta, &analysis, Truncation::None);
+    input.top_n = 0;
+    let md = render_markdown(&input);
+    assert!(!md.contains("No XLA operations"), "{md}");
+    let n = analysis.accelerator_ops().count();
+    assert!(n > 0);
+    assert!(
+        md.contains(&format!(
+            "{n} XLA operations or PjRt/TPU runtime events were traced; none is listed (`--top 0`)."
+        )),
+        "{md}"
+    );
+}
+
+#[test]
+fn hostile_names_stay_inert() {
+    let mut analyzer = Analyzer::buffered();
+    for (name, ph) in [
+        ("<img src=x onerror=alert(1)>|x", "X"),
+        ("[a](javascript:1)\nnext", "X"),
+        ("fine", "Xfoo"),
+    ] {
+        analyzer.event(&Event {
+            phase: Phase::from_code(ph),
+            name,
+            cat: "",
+            pid: 1,
+            tid: 1,
+            ts: Some(0),
+            dur: Some(1_000_000),
+            args: &[],
+        });
+    }
+    let analysis = analyzer.finish();
+    let meta = RunMetadata::new();
+    let mut input = input(&meta, &analysis, Truncation::None);
+    input.logdir = "x;echo $(id)".to_owned();
+    input.files[0].path = "a|b`c\nd".to_owned();
+    let md = render_markdown(&input);
+    assert!(
+        md.contains("| \\<img src=x onerror=alert(1)\\>\\|x |"),
+        "{md}"
+    );
+    assert!(md.contains("| \\[a\\](javascript:1) next |"), "{md}");
+    assert!(md.contains("| `` a\\|b`c d `` |"), "{md}");
+    assert!(
+        md.contains("tensorboard --logdir 'x;echo $(id)' --port 6006"),
+        "{md}"
+    );
+    assert!(!md.contains("--logdir x;echo"), "{md}");
+    let summary: serde_json::Value = serde_json::from_str(&render_summary_json(&input)).unwrap();
+    assert_eq!(summary["phases"]["X"], 2, "{summary}");
+    assert_eq!(summary["phases"]["X*"], 1, "{summary}");
+}

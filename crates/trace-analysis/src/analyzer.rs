@@ -163,6 +163,27 @@ pub struct PhaseCount {
     pub count: u64,
 }
 
+impl PhaseCount {
+    /// The key of the phase in the report and `summary.json`, unique among
+    /// the phases of one analysis. A non-standard `ph` is kept under its
+    /// first letter, with a `*` after it when that letter alone is a
+    /// standard phase (`Xfoo` becomes `X*`), so that it never lands on the
+    /// count of the real phase.
+    pub fn label(&self) -> String {
+        match self.phase {
+            Phase::Other(c)
+                if !matches!(
+                    Phase::from_code(c.encode_utf8(&mut [0; 4])),
+                    Phase::Other(_)
+                ) =>
+            {
+                format!("{c}*")
+            }
+            phase => phase.label(),
+        }
+    }
+}
+
 /// Aggregated numbers of one operation name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpStats {
@@ -487,7 +508,7 @@ impl Analyzer {
         phases.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)
-                .then_with(|| a.phase.label().cmp(&b.phase.label()))
+                .then_with(|| a.label().cmp(&b.label()))
         });
 
         let mut processes: Vec<(u64, String)> = self.process_names.into_iter().collect();

@@ -61,7 +61,7 @@ fn dump(analysis: &Analysis) -> String {
         analysis.invalid_events,
     );
     for it in &analysis.phases {
-        res.push_str(&format!("phase {} {}\n", it.phase.label(), it.count));
+        res.push_str(&format!("phase {} {}\n", it.label(), it.count));
     }
     for op in &analysis.ops {
         res.push_str(&format!(
@@ -277,4 +277,41 @@ fn device_lines_separate_modules_ops_and_steps() {
         .map(|it| it.name.as_str())
         .collect();
     assert_eq!(accel, ["jit_run_model", "fusion.1"]);
+}
+
+#[test]
+fn non_standard_phases_keep_their_own_count() {
+    let analysis = analyse(
+        &[
+            ("X", "a", 1, Some(0), Some(1)),
+            ("X", "b", 1, Some(2), Some(1)),
+            ("Xfoo", "c", 1, Some(4), None),
+            ("M", "thread_name", 1, None, None),
+            ("Mx", "d", 1, Some(5), None),
+            ("M!", "e", 1, Some(6), None),
+            ("I", "f", 1, Some(7), None),
+            ("Ix", "g", 1, Some(8), None),
+            ("b", "h", 1, Some(9), None),
+        ],
+        &[],
+    );
+    let labels: Vec<(String, u64)> = analysis
+        .phases
+        .iter()
+        .map(|it| (it.label(), it.count))
+        .collect();
+    let expect = [
+        ("M*", 2),
+        ("X", 2),
+        ("I*", 1),
+        ("M", 1),
+        ("X*", 1),
+        ("b", 1),
+        ("i", 1),
+    ];
+    assert_eq!(
+        labels,
+        expect.map(|(l, n)| (l.to_owned(), n)).to_vec(),
+        "every label once, real phases untouched"
+    );
 }

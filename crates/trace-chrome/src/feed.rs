@@ -63,45 +63,108 @@ pub(crate) trait Feed {
     fn recycle(&mut self, chunk: Chunk);
 }
 
+/// How much work a read did, to check that it stays linear in the input:
+/// every hostile input the fuzzer and the tests try must keep
+/// `bytes_scanned` within a small multiple of the text's length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadWork {
+    /// Bytes of JSON text (after decompression).
+    pub text_bytes: u64,
+    /// Bytes handed to the parser, counting every re-scan of a step that a
+    /// window ended inside.
+    pub bytes_scanned: u64,
+    /// The longest window the parser was given: the largest single step
+    /// (one event or top-level member) plus at most a chunk or so.
+    pub peak_window: usize,
+}
+
 /// Parses everything `feed` yields.
-pub(crate) fn drive(feed: &mut dyn Feed, sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
+///
+/// A step that a window ends inside is run again on a longer window. To keep
+/// the total work linear even for one enormous step (a 100 MB name), it is
+/// retried only once the window has doubled: the text is then scanned at
+/// most about three times over. A step larger than the room in front of a
+/// chunk is collected in one growing buffer.
+pub(crate) fn drive(
+    feed: &mut dyn Feed,
+    sink: &mut dyn EventSink,
+    work: &mut ReadWork,
+) -> Result<ReadSummary, Error> {
     let mut parser = Parser::new(sink);
+    // The unparsed tail lives in `cur` (a chunk) or, when `in_big`, in `big`.
     let mut cur: Option<Chunk> = None;
+    let mut big: Vec<u8> = Vec::new();
+    let mut in_big = false;
+    // The parser is not run again before the window is this long.
+    let mut need = 0usize;
     let mut base = 0u64;
-    let mut total = 0u64;
     while let Some(mut next) = feed.next()? {
-        total += (next.end - next.start) as u64;
-        if let Some(prev) = cur.take() {
-            let tail = prev.text();
-            if tail.len() <= next.start {
-                let start = next.start - tail.len();
-                next.buf[start..next.start].copy_from_slice(tail);
-                next.start = start;
+        let n_next = next.end - next.start;
+        work.text_bytes += n_next as u64;
+        let tail_len = if in_big {
+            big.len()
+        } else {
+            cur.as_ref().map_or(0, |it| it.end - it.start)
+        };
+        let used = if tail_len <= next.start && tail_len + n_next >= need {
+            // The common case: the tail goes in front of the next chunk.
+            let start = next.start - tail_len;
+            if in_big {
+                next.buf[start..next.start].copy_from_slice(&big);
+                big.clear();
+                in_big = false;
+            } else if let Some(prev) = cur.take() {
+                next.buf[start..next.start].copy_from_slice(prev.text());
                 feed.recycle(prev);
-            } else {
-                let mut joined = Vec::with_capacity(tail.len() + next.text().len());
-                joined.extend_from_slice(tail);
-                joined.extend_from_slice(next.text());
-                feed.recycle(prev);
-                feed.recycle(next);
-                next = Chunk {
-                    start: 0,
-                    end: joined.len(),
-                    buf: joined,
-                };
             }
-        }
-        let used = parser.run(next.text(), base, false)?;
-        next.start += used;
+            next.start = start;
+            let window = next.text();
+            work.note(window.len());
+            let used = parser.run(window, base, false)?;
+            next.start += used;
+            cur = Some(next);
+            need = 2 * (tail_len + n_next - used);
+            used
+        } else {
+            if !in_big {
+                big.clear();
+                if let Some(prev) = cur.take() {
+                    big.extend_from_slice(prev.text());
+                    feed.recycle(prev);
+                }
+                in_big = true;
+            }
+            big.extend_from_slice(next.text());
+            feed.recycle(next);
+            if big.len() < need {
+                continue;
+            }
+            work.note(big.len());
+            let used = parser.run(&big, base, false)?;
+            big.drain(..used);
+            need = 2 * big.len();
+            used
+        };
         base += used as u64;
-        cur = Some(next);
     }
-    if total == 0 {
+    if work.text_bytes == 0 {
         return Err(Error::Empty);
     }
-    let rest = cur.as_ref().map_or(&[][..], |it| it.text());
+    let rest = if in_big {
+        &big[..]
+    } else {
+        cur.as_ref().map_or(&[][..], |it| it.text())
+    };
+    work.note(rest.len());
     parser.run(rest, base, true)?;
     Ok(parser.summary())
+}
+
+impl ReadWork {
+    fn note(&mut self, window: usize) {
+        self.bytes_scanned += window as u64;
+        self.peak_window = self.peak_window.max(window);
+    }
 }
 
 /// Plain text, read on the calling thread straight into the chunks.

@@ -44,6 +44,7 @@ use std::io::Read;
 
 use trace_model::{EventSink, ReadSummary};
 
+pub use crate::feed::ReadWork;
 use crate::feed::{GzipFeed, PlainFeed};
 
 /// Why a trace could not be read. Messages are one line and say where.
@@ -73,6 +74,25 @@ pub enum Error {
 ///
 /// The sink may have seen some events when an error is returned.
 pub fn read(input: &mut dyn Read, sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
+    read_with_work(input, sink).0
+}
+
+/// Like [`read`], and says how much work the read did (also when it
+/// failed), so that callers such as the fuzzer can check it stays linear.
+pub fn read_with_work(
+    input: &mut dyn Read,
+    sink: &mut dyn EventSink,
+) -> (Result<ReadSummary, Error>, ReadWork) {
+    let mut work = ReadWork::default();
+    let res = read_inner(input, sink, &mut work);
+    (res, work)
+}
+
+fn read_inner(
+    input: &mut dyn Read,
+    sink: &mut dyn EventSink,
+    work: &mut ReadWork,
+) -> Result<ReadSummary, Error> {
     let mut head = [0u8; 2];
     let n_head = read_head(input, &mut head)?;
     if n_head == 0 {
@@ -81,10 +101,10 @@ pub fn read(input: &mut dyn Read, sink: &mut dyn EventSink) -> Result<ReadSummar
     let mut input = (&head[..n_head]).chain(input);
     if head[..n_head] == GZIP_MAGIC {
         feed::with_gzip(&mut input, |feed: &mut GzipFeed<'_>| {
-            feed::drive(feed, sink)
+            feed::drive(feed, sink, work)
         })
     } else {
-        feed::drive(&mut PlainFeed::new(&mut input), sink)
+        feed::drive(&mut PlainFeed::new(&mut input), sink, work)
     }
 }
 

@@ -26,15 +26,18 @@ const FIRST_STRING_ID: u64 = 1 << 63;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Start,
-    /// Inside the top-level object, before a member (`first`) or a comma.
+    /// Inside the top-level object, before a member (`first`) or a comma;
+    /// `after_comma` when a member must follow.
     Object {
         first: bool,
+        after_comma: bool,
     },
     /// Inside an array of events, which is a member of the top-level object
-    /// or the top level itself.
+    /// or the top level itself; `after_comma` when an event must follow.
     Events {
         first: bool,
         in_object: bool,
+        after_comma: bool,
     },
     Done,
 }
@@ -146,6 +149,13 @@ impl<'s> Parser<'s> {
     pub(crate) fn run(&mut self, w: &[u8], base: u64, eof: bool) -> Result<usize, Error> {
         let mut cur = Cur { w, i: 0, base };
         loop {
+            // Whitespace between steps is used up for good, so that a long
+            // run of it is never carried into the next window.
+            if self.state != State::Start {
+                while cur.i < w.len() && matches!(w[cur.i], b' ' | b'\n' | b'\r' | b'\t') {
+                    cur.i += 1;
+                }
+            }
             let start = cur.i;
             match self.step(&mut cur) {
                 Ok(true) => {}
@@ -166,18 +176,29 @@ impl<'s> Parser<'s> {
     #[inline]
     fn step(&mut self, c: &mut Cur<'_>) -> PResult<bool> {
         match self.state {
-            State::Events { first, in_object } => {
-                let mut b = c.peek()?;
+            State::Events {
+                first,
+                in_object,
+                after_comma,
+            } => {
+                let b = c.peek()?;
                 if !first {
+                    // The comma is a step of its own, so that whitespace
+                    // after it is used up too.
                     match b {
                         b',' => {
                             c.i += 1;
-                            b = c.peek()?;
+                            self.state = State::Events {
+                                first: true,
+                                in_object,
+                                after_comma: true,
+                            };
+                            return Ok(true);
                         }
                         b']' => return self.close_events(c, in_object),
                         _ => return Err(c.json_err(c.i, "expected ',' or ']'")),
                     }
-                } else if b == b']' {
+                } else if b == b']' && !after_comma {
                     return self.close_events(c, in_object);
                 }
                 if b != b'{' {
@@ -187,10 +208,11 @@ impl<'s> Parser<'s> {
                 self.state = State::Events {
                     first: false,
                     in_object,
+                    after_comma: false,
                 };
             }
             State::Start => self.start(c)?,
-            State::Object { first } => self.member(c, first)?,
+            State::Object { first, after_comma } => self.member(c, first, after_comma)?,
             State::Done => match c.peek() {
                 Err(_) => {
                     c.i = c.w.len();
@@ -205,7 +227,10 @@ impl<'s> Parser<'s> {
     fn close_events(&mut self, c: &mut Cur<'_>, in_object: bool) -> PResult<bool> {
         c.i += 1;
         self.state = if in_object {
-            State::Object { first: false }
+            State::Object {
+                first: false,
+                after_comma: false,
+            }
         } else {
             State::Done
         };
@@ -220,7 +245,10 @@ impl<'s> Parser<'s> {
         let kind = match c.peek()? {
             b'{' => {
                 c.i += 1;
-                self.state = State::Object { first: true };
+                self.state = State::Object {
+                    first: true,
+                    after_comma: false,
+                };
                 return Ok(());
             }
             b'[' => {
@@ -228,6 +256,7 @@ impl<'s> Parser<'s> {
                 self.state = State::Events {
                     first: true,
                     in_object: false,
+                    after_comma: false,
                 };
                 return Ok(());
             }
@@ -241,20 +270,23 @@ impl<'s> Parser<'s> {
     }
 
     /// One member of the top-level object, or its end.
-    fn member(&mut self, c: &mut Cur<'_>, first: bool) -> PResult<()> {
-        let mut b = c.peek()?;
+    fn member(&mut self, c: &mut Cur<'_>, first: bool, after_comma: bool) -> PResult<()> {
+        let b = c.peek()?;
         if !first {
             match b {
                 b',' => {
                     c.i += 1;
-                    b = c.peek()?;
-                    if b != b'"' {
-                        return Err(c.json_err(c.i, "expected a string key"));
-                    }
+                    self.state = State::Object {
+                        first: true,
+                        after_comma: true,
+                    };
+                    return Ok(());
                 }
-                b'}' => b = b'}',
+                b'}' => {}
                 _ => return Err(c.json_err(c.i, "expected ',' or '}'")),
             }
+        } else if after_comma && b != b'"' {
+            return Err(c.json_err(c.i, "expected a string key"));
         }
         match b {
             b'}' => {
@@ -279,11 +311,15 @@ impl<'s> Parser<'s> {
                     self.state = State::Events {
                         first: true,
                         in_object: true,
+                        after_comma: false,
                     };
                     self.saw_trace_events = true;
                 } else {
                     c.skip_value(0)?;
-                    self.state = State::Object { first: false };
+                    self.state = State::Object {
+                        first: false,
+                        after_comma: false,
+                    };
                 }
                 Ok(())
             }

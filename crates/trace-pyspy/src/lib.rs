@@ -162,6 +162,31 @@ pub enum Error {
     /// The flamegraph renderer refused the stacks.
     #[error("cannot render the flamegraph: {0}")]
     Flamegraph(String),
+    /// [`read_input`] stopped at its limit.
+    #[error("py-spy output is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("cannot read py-spy output: {0}")]
+    Read(String),
+}
+
+/// The largest py-spy output [`read_input`] accepts by default. py-spy
+/// writes a few MB for minutes of sampling; anything far larger is not its
+/// output (a run metadata file may name any file, `/dev/zero` included).
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// Reads a py-spy output from `input`, at most `limit` bytes: a longer or
+/// endless input is refused after `limit + 1` bytes rather than held whole.
+pub fn read_input(input: &mut dyn std::io::Read, limit: u64) -> Result<Vec<u8>, Error> {
+    let mut res = Vec::new();
+    std::io::Read::read_to_end(
+        &mut <&mut dyn std::io::Read as std::io::Read>::take(input, limit.saturating_add(1)),
+        &mut res,
+    )
+    .map_err(|e| Error::Read(e.to_string()))?;
+    if res.len() as u64 > limit {
+        return Err(Error::TooLarge { limit });
+    }
+    Ok(res)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -300,3 +300,14 @@ fn capped_json_without_xplane_warns() {
         "{markdown}"
     );
 }
+
+#[test]
+fn a_line_break_in_a_name_keeps_the_error_on_one_line() {
+    let (dir, path) = profile_dir_with("vm\n\u{1b}[2Jx.trace.json.gz", b"");
+    let shown = path
+        .display()
+        .to_string()
+        .replace('\n', "\\n")
+        .replace('\u{1b}', "\\u{1b}");
+    check_bad(dir.path(), &format!("{shown}: empty input"));
+}

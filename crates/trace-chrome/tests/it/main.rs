@@ -5,6 +5,7 @@
 
 mod cases;
 mod errors;
+mod hostile;
 mod props;
 
 use std::fmt::Write as _;

@@ -1,5 +1,7 @@
 //! Inputs that must be rejected, with the exact message.
 
+use std::io::Read;
+
 use crate::{Input, check_error};
 
 fn raw(text: &str, expected: &str) {
@@ -134,4 +136,18 @@ fn speedscope_errors() {
         ),
         "profiles[1].samples[0][0]: frame index 1 out of range (1 frames)",
     );
+}
+
+#[test]
+fn endless_input_is_refused_at_the_limit() {
+    // Like /dev/zero: never ends. The reader stops one byte past the limit.
+    let mut zeros = std::io::repeat(0).take(u64::MAX);
+    let err = trace_pyspy::read_input(&mut zeros, 1 << 20).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "py-spy output is larger than 1048576 bytes"
+    );
+    let text = b"a (x.py:1) 3\n";
+    let bytes = trace_pyspy::read_input(&mut &text[..], text.len() as u64).unwrap();
+    assert_eq!(bytes, text);
 }
