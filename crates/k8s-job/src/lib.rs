@@ -25,14 +25,21 @@ pub use job::{JobConfig, build_job, job_name, to_yaml};
 pub use runner::{JobOutcome, Progress, RunOptions, delete_job, explain_event, run_job};
 pub use sweep::{Axis, Variant, parse_axis, parse_sweep_file, variant_slug, variants};
 
+/// Makes ring rustls' process-wide crypto provider. In a build where rustls
+/// has both ring (kube) and aws-lc-rs (reqwest) enabled, rustls cannot choose
+/// one by itself and building a client would panic. Installing is a no-op
+/// when a provider is already installed.
+fn use_ring_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A client from the environment: `KUBECONFIG` or `~/.kube/config` (its
 /// current context, or `context`), else the in-cluster service account.
 pub async fn client_from_env(context: Option<&str>) -> Result<kube::Client, Error> {
     let no_config = |e: &dyn std::fmt::Display| Error::NoConfig {
         detail: e.to_string(),
     };
-    // Ignored when a provider is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    use_ring_provider();
     match context {
         None => kube::Client::try_default().await.map_err(|e| no_config(&e)),
         Some(context) => {
@@ -54,6 +61,7 @@ pub fn client_for_url(url: &str, namespace: &str) -> Result<kube::Client, Error>
     let uri = url.parse().map_err(|e| Error::NoConfig {
         detail: format!("{url}: {e}"),
     })?;
+    use_ring_provider();
     let mut config = kube::Config::new(uri);
     config.default_namespace = namespace.to_owned();
     kube::Client::try_from(config).map_err(|e| Error::NoConfig {
