@@ -248,7 +248,12 @@ fn explain_failure(err: anyhow::Error, env: &LocalEnv, endpoint: Endpoint) -> an
     err
 }
 
-fn launch_spec(env: &LocalEnv, model_path: &str, port: u16, api_key: Option<String>) -> LaunchSpec {
+pub(crate) fn launch_spec(
+    env: &LocalEnv,
+    model_path: &str,
+    port: u16,
+    api_key: Option<String>,
+) -> LaunchSpec {
     let mut vars: Vec<(String, String)> = vec![
         ("JAX_PLATFORMS".into(), "cpu".into()),
         ("HF_HUB_OFFLINE".into(), "1".into()),

@@ -18,6 +18,7 @@ mod profile;
 mod report;
 mod tpu;
 mod tpu_plan;
+mod tpu_rehearsal;
 mod tpu_remote;
 mod tpu_session;
 mod trace;

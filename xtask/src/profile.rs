@@ -189,6 +189,11 @@ pub struct TpuProfileArgs {
     /// (--tpu), or the Job and the Dockerfile (--k8s).
     #[arg(long)]
     pub dry_run: bool,
+    /// Rehearse the whole TPU session on this machine: the Cloud TPU API
+    /// simulated on loopback (its calls in logs/tpu-api.log), each TPU
+    /// worker a local folder, the server on the CPU with the shim (--tpu).
+    #[arg(long, requires = "use_tpu", conflicts_with_all = ["dry_run", "vm", "gcloud_flags", "sglang_jax_git"])]
+    pub rehearsal: bool,
     #[arg(long, env = "SGLPROF_TPU_API_URL", default_value = tpu_cloud::GOOGLE_API_URL, hide = true)]
     pub tpu_api_url: String,
 }

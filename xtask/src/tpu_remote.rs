@@ -1,5 +1,8 @@
 //! The TPU session on the VM: install, launch, tunnel, the shared session
 //! of `profile-session`, and the trace files and server log copied home.
+//! It drives worker 0 of a [`Slice`]: a real VM over gcloud, or a local
+//! worker in a rehearsal (`crate::tpu_rehearsal`), where the install is the
+//! CPU variant and the server runs on the CPU with the shim.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,8 +11,11 @@ use anyhow::{Context, bail};
 use profile_session::session::{self, NoHooks, SessionConfig, Workload};
 use profile_session::{Endpoint, Plan as SessionPlan};
 use sglang_server::{Client, ClientConfig, LaunchSpec, NoLiveness, ReadyOptions};
-use tpu_cloud::remote::Remote;
-use tpu_cloud::script::InstallSpec;
+use tpu_cloud::gcloud::Worker;
+use tpu_cloud::remote::Slice;
+use tpu_cloud::script::{CpuInstall, InstallSpec};
+
+use crate::local_env::LocalEnv;
 
 use crate::tpu_plan::{Plan, RemoteOutcome};
 
@@ -22,7 +28,8 @@ pub(crate) async fn remote_session(
     args: &crate::profile::Args,
     session_plan: &SessionPlan,
     plan: &Plan,
-    remote: &Remote,
+    remote: &Slice,
+    cpu: Option<&LocalEnv>,
     archive: Option<&crate::artifacts::UploadOpts>,
     dry_run: bool,
 ) -> anyhow::Result<Option<RemoteOutcome>> {
@@ -34,45 +41,54 @@ pub(crate) async fn remote_session(
     let install = InstallSpec {
         source: plan.source.clone(),
         extra_packages: Vec::new(),
-        cpu: None,
+        cpu: cpu.map(|env| CpuInstall {
+            jax_cpu: env.flavor.jax_cpu.to_owned(),
+            extra_pins: env
+                .flavor
+                .extra_pins
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            ignore_requires_python: env.flavor.ignore_requires_python,
+        }),
     };
     let versions = remote.install(&install).await?;
     if let Some(version) = versions.get("sglang-jax") {
         session_plan.check_server(version)?;
     }
-    let launch = LaunchSpec {
-        python: PathBuf::from("python"),
-        model_path: plan.model.clone(),
-        host: "127.0.0.1".to_owned(),
-        port: REMOTE_PORT,
-        tp_size: 1,
-        dtype: None,
-        device: None,
-        attention_backend: None,
-        precompile: None,
-        api_key: args.api_key.clone(),
-        multi_node: None,
-        extra_args: Vec::new(),
-        env: Vec::new(),
+    // Local workers share this machine's ports: a free one there.
+    let wanted_port = if cpu.is_some() {
+        free_port()?
+    } else {
+        REMOTE_PORT
     };
+    let remote_port = remote.workers().server_port(0, wanted_port);
+    let launch = match cpu {
+        Some(env) => crate::local::launch_spec(env, &plan.model, remote_port, args.api_key.clone()),
+        None => tpu_launch(args, plan),
+    };
+    let mut env = launch.env.clone();
+    env.push(("HF_HOME".to_owned(), "/tmp/hf".to_owned()));
     let server_line = format!("HF_HOME=/tmp/hf {}", launch.shell_line());
     let launch = tpu_cloud::script::LaunchSpec {
         python_args: launch.argv(),
-        env: [("HF_HOME".to_owned(), "/tmp/hf".to_owned())].into(),
+        env: env.into_iter().collect(),
     };
     eprintln!(
         "[tpu] starting sglang-jax ({}) on {}",
         plan.model, plan.node_id
     );
-    remote.launch(&launch).await?;
-    let local_port = match args.port {
-        Some(port) => port,
-        None => free_port()?,
+    remote.launch(0, &launch).await?;
+    let local_port = match (args.port, cpu) {
+        (_, Some(_)) => remote_port,
+        (Some(port), None) => port,
+        (None, None) => free_port()?,
     };
-    let mut tunnel = remote.tunnel(local_port, REMOTE_PORT)?;
-    let base_url = format!("http://127.0.0.1:{local_port}");
-    eprintln!("[tpu] tunnel {base_url} -> {}:{REMOTE_PORT}", plan.node_id);
-
+    let reach = remote.reach(0, local_port, remote_port)?;
+    let mut tunnel = reach.guard;
+    let local_port = reach.port;
+    let base_url = format!("http://{}:{local_port}", reach.host);
+    eprintln!("[tpu] tunnel {base_url} -> {}:{remote_port}", plan.node_id);
     let workload = workload(session_plan, plan, remote, dry_run).await?;
     let config = SessionConfig {
         workload,
@@ -113,7 +129,7 @@ pub(crate) async fn remote_session(
                 bail!("the ssh tunnel to {} ended ({status}): {err}", plan.node_id);
             }
             // The log tail says why the server is not answering.
-            remote.ensure_alive().await?;
+            remote.ensure_alive(0).await?;
             return Err(err.into());
         }
         let outcome = session::run_session(&client, &NoLiveness, &config, &mut NoHooks).await;
@@ -122,7 +138,7 @@ pub(crate) async fn remote_session(
 
     // The trace files are on the VM: wait for them there, then copy them.
     let files = remote
-        .wait_for_traces(&plan.remote_profile_dir, 300)
+        .wait_for_traces(0, &plan.remote_profile_dir, 300)
         .await?;
     for (size, path) in &files {
         eprintln!("[tpu] trace file {path} ({size} bytes)");
@@ -138,28 +154,21 @@ pub(crate) async fn remote_session(
             "artifacts/jax-profile",
         )?;
         eprintln!("[tpu] archiving the traces from the VM");
-        remote
-            .gcloud
-            .run(&tpu_cloud::gcloud::ssh_argv(
-                &remote.target,
-                tpu_cloud::gcloud::Worker::One(0),
-                &script,
-            ))
-            .await?;
+        remote.workers().run(Worker::One(0), &script).await?;
     }
     let local_profile = plan.run_dir.join("artifacts").join("jax-profile");
     remote
-        .fetch(&plan.remote_profile_dir, &local_profile, true)
+        .fetch(0, &plan.remote_profile_dir, &local_profile, true)
         .await?;
     let logs = plan.run_dir.join("logs");
-    remote.fetch_log(&logs.join("server.log")).await?;
+    remote.fetch_log(0, &logs.join("server.log")).await?;
     if let Some(key) = &session_plan.api_key {
         // sglang-jax logs its arguments, the key among them, at start-up.
         profile_session::redact::in_files(&logs, key)?;
     }
     tunnel.kill().await;
     if args.tpu.keep || args.tpu.vm.is_some() {
-        remote.stop_server().await?;
+        remote.stop_server(0).await?;
     }
     Ok(session.map(|session| RemoteOutcome {
         session,
@@ -170,12 +179,31 @@ pub(crate) async fn remote_session(
     }))
 }
 
+/// The server on a TPU VM: sglang-jax's defaults, the model from the hub.
+fn tpu_launch(args: &crate::profile::Args, plan: &Plan) -> LaunchSpec {
+    LaunchSpec {
+        python: PathBuf::from("python"),
+        model_path: plan.model.clone(),
+        host: "127.0.0.1".to_owned(),
+        port: REMOTE_PORT,
+        tp_size: 1,
+        dtype: None,
+        device: None,
+        attention_backend: None,
+        precompile: None,
+        api_key: args.api_key.clone(),
+        multi_node: None,
+        extra_args: Vec::new(),
+        env: Vec::new(),
+    }
+}
+
 /// The profiled workload. Score label ids come from the model's tokenizer
 /// on the VM, which has transformers installed with sglang-jax.
 async fn workload(
     session_plan: &SessionPlan,
     plan: &Plan,
-    remote: &Remote,
+    remote: &Slice,
     dry_run: bool,
 ) -> anyhow::Result<Workload> {
     let ids = match session_plan.endpoint {
@@ -195,7 +223,7 @@ async fn workload(
     Ok(Workload::from_plan(session_plan, &plan.model, ids))
 }
 
-async fn label_token_ids(remote: &Remote, model: &str) -> anyhow::Result<Vec<u32>> {
+async fn label_token_ids(remote: &Slice, model: &str) -> anyhow::Result<Vec<u32>> {
     let script = format!(
         "cd \"$HOME\"\nHF_HOME=/tmp/hf sglprof/venv/bin/python - {} <<'PY'\n\
          import sys\nfrom transformers import AutoTokenizer\n\
@@ -203,9 +231,7 @@ async fn label_token_ids(remote: &Remote, model: &str) -> anyhow::Result<Vec<u32
          for word in (' yes', ' no'):\n    ids = tok.encode(word, add_special_tokens=False)\n    print('sglprof-token', *ids)\nPY\n",
         tpu_cloud::script::sh_quote(model)
     );
-    let argv =
-        tpu_cloud::gcloud::ssh_argv(&remote.target, tpu_cloud::gcloud::Worker::One(0), &script);
-    let out = remote.gcloud.run(&argv).await?;
+    let out = remote.workers().run(Worker::One(0), &script).await?;
     let mut ids = Vec::new();
     for line in out.lines().filter_map(|l| l.strip_prefix("sglprof-token ")) {
         let words: Vec<&str> = line.split_whitespace().collect();

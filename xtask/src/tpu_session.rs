@@ -10,10 +10,14 @@
 //! (error, SIGINT, SIGTERM, SIGHUP, SIGQUIT) unless `--keep`; a run killed outright leaves
 //! its state file for `cargo xtask cleanup`.
 //!
+//! `--rehearsal` runs the same code on this machine against a simulated
+//! API and local workers (`crate::tpu_rehearsal`).
+//!
 //! `--dry-run` prints every API call and gcloud command in order and needs
 //! no credentials: the API client and gcloud runner record instead of act.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
@@ -22,11 +26,13 @@ use profile_session::{Plan as SessionPlan, RunFolder};
 use tpu_cloud::api::{Node, NodeState};
 use tpu_cloud::gcloud::{Gcloud, Target};
 use tpu_cloud::lease::{self, Failure};
-use tpu_cloud::remote::Remote;
+use tpu_cloud::remote::Slice;
 use tpu_cloud::state::{Ledger, Phase, STATE_FILE};
+use tpu_cloud::workers::{GcloudWorkers, Workers};
 
 use crate::tpu::{api_client, runtime};
 use crate::tpu_plan::{node_request, plan, run_metadata};
+use crate::tpu_rehearsal::Rehearsal;
 use crate::tpu_remote::remote_session;
 
 /// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT, after saying so.
@@ -53,7 +59,7 @@ async fn profile_tpu_async(
     // A bad --upload (no bucket) fails before a VM is created.
     let archive = args.archive.upload_opts()?;
     let started_at = SystemTime::now();
-    let plan = plan(args, started_at)?;
+    let mut plan = plan(args, started_at)?;
     // The VM and the laptop must archive under the same address.
     let archive = archive.map(|mut opts| {
         opts.run_id.get_or_insert_with(|| plan.run_id.clone());
@@ -68,18 +74,51 @@ async fn profile_tpu_async(
         eprintln!("[tpu] run folder {}", plan.run_dir.display());
         folder
     };
-    let (client, transcript) = api_client(&tpu.tpu_api_url, dry_run).await?;
-    let gcloud = match &transcript {
-        Some(transcript) => Gcloud::dry_run(transcript.clone()),
-        None => Gcloud::new(),
+    let rehearsal = if tpu.rehearsal {
+        let hosts = tpu_cloud::fake::hosts_for(&tpu.accelerator_type).unwrap_or(1);
+        let rehearsal = Rehearsal::start(
+            &plan.location.project,
+            &plan.location.zone,
+            hosts,
+            &args.sglang_jax_version,
+            &plan.run_dir,
+        )
+        .await?;
+        if args.model_path.is_none() {
+            plan.model = rehearsal.env.model_dir.display().to_string();
+        }
+        plan.remote_profile_dir = rehearsal.profile_dir(&plan.run_id).display().to_string();
+        Some(rehearsal)
+    } else {
+        None
     };
-    let target = Target {
-        project: plan.location.project.clone(),
-        zone: plan.location.zone.clone(),
-        node: plan.node_id.clone(),
-        extra_flags: tpu.gcloud_flags.clone(),
+    let (client, remote) = match &rehearsal {
+        Some(rehearsal) => {
+            let workers: Arc<dyn Workers> = rehearsal.workers.clone();
+            (rehearsal.client()?, Slice::new(workers))
+        }
+        None => {
+            let (client, transcript) = api_client(&tpu.tpu_api_url, dry_run).await?;
+            let gcloud = match &transcript {
+                Some(transcript) => Gcloud::dry_run(transcript.clone()),
+                None => Gcloud::new(),
+            };
+            let target = Target {
+                project: plan.location.project.clone(),
+                zone: plan.location.zone.clone(),
+                node: plan.node_id.clone(),
+                extra_flags: tpu.gcloud_flags.clone(),
+            };
+            let workers = GcloudWorkers {
+                gcloud,
+                target,
+                addresses: vec![String::new()],
+            };
+            (client, Slice::new(Arc::new(workers)))
+        }
     };
-    let remote = Remote::new(gcloud, target);
+    let cpu_env = rehearsal.as_ref().map(|r| &r.env);
+    let plan = plan;
     let req = node_request(args, &plan);
 
     // The state file exists before anything is asked of Google.
@@ -106,6 +145,7 @@ async fn profile_tpu_async(
             session_plan,
             &plan,
             &remote,
+            cpu_env,
             archive.as_ref(),
             dry_run,
         )
@@ -142,6 +182,11 @@ async fn profile_tpu_async(
         (leased.outcome, leased.release)
     };
     let finished_at = SystemTime::now();
+    if let Some(rehearsal) = &rehearsal {
+        // The DELETE ended the workers' servers; this catches a run
+        // that never got that far.
+        rehearsal.shutdown();
+    }
 
     // Report the delete first: a leaked VM matters more than a failed run.
     match &release {

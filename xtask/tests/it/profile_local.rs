@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-static ONE_SERVER_AT_A_TIME: Mutex<()> = Mutex::new(());
+pub(crate) static ONE_SERVER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub(crate) fn run_profile(out: &Path, extra: &[&str]) -> std::process::Output {
     let _one = ONE_SERVER_AT_A_TIME

@@ -1,0 +1,110 @@
+//! `cargo xtask profile --tpu --rehearsal`: the TPU session on this
+//! machine. The Cloud TPU API is `tpu_cloud::fake::FakeTpu` on loopback
+//! (one `METHOD PATH STATUS` line per call in `logs/tpu-api.log`), the
+//! hosts of the slice are `tpu_cloud::workers::LocalWorkers` (a folder each,
+//! their venv linked to the cached CPU environment of `crate::local_env`),
+//! and everything else is the code path of a real `--tpu` run: the lease,
+//! the install and launch scripts, the session, the copy of the traces, the
+//! Cost Summary and the DELETE. Deleting the node ends the workers'
+//! processes, as deleting a VM does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tpu_cloud::fake::{FakeConfig, FakeTpu};
+use tpu_cloud::workers::LocalWorkers;
+use tpu_cloud::{ClientConfig, SystemClock, Timing, TpuClient};
+
+use crate::local_env::LocalEnv;
+
+/// The bearer token the fake API accepts (not a secret).
+const TOKEN: &str = "sglprof-rehearsal";
+
+/// How long a worker's server gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The simulated cloud and slice of one rehearsal.
+pub(crate) struct Rehearsal {
+    pub(crate) fake: FakeTpu,
+    pub(crate) workers: Arc<LocalWorkers>,
+    pub(crate) env: LocalEnv,
+    /// Holds the workers' folders; removed when the rehearsal ends.
+    _root: tempfile::TempDir,
+}
+
+impl Rehearsal {
+    /// Starts the fake API for `project`/`zone`, logging to
+    /// `<run_dir>/logs/tpu-api.log`, and makes `hosts` local workers whose
+    /// venv is the cached CPU environment of sglang-jax `version`.
+    pub(crate) async fn start(
+        project: &str,
+        zone: &str,
+        hosts: u32,
+        version: &str,
+        run_dir: &Path,
+    ) -> anyhow::Result<Rehearsal> {
+        let sh = xshell::Shell::new()?;
+        let env = crate::local_env::ensure(&sh, version)?;
+        let logs = run_dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let fake = FakeTpu::start_with(FakeConfig {
+            project: project.to_owned(),
+            zones: vec![zone.to_owned()],
+            token: TOKEN.to_owned(),
+            log: Some(logs.join("tpu-api.log")),
+        })
+        .await;
+        let root = tempfile::Builder::new()
+            .prefix("sglprof-rehearsal-")
+            .tempdir()
+            .context("cannot create the folder of the simulated workers")?;
+        let workers = LocalWorkers::create(root.path(), hosts)?;
+        workers.seed_venv(&env.venv)?;
+        let workers = Arc::new(workers);
+        let on_delete = workers.clone();
+        fake.on_node_deleted(Arc::new(move |_name: &str| {
+            on_delete.terminate(GRACE);
+        }));
+        eprintln!(
+            "[rehearsal] fake Cloud TPU API at {}, {hosts} local worker(s) in {}",
+            fake.url(),
+            root.path().display()
+        );
+        Ok(Rehearsal {
+            fake,
+            workers,
+            env,
+            _root: root,
+        })
+    }
+
+    /// A client of the fake API, with its token provider.
+    pub(crate) fn client(&self) -> anyhow::Result<TpuClient> {
+        let config = ClientConfig {
+            base_url: self.fake.url(),
+            timing: Timing::production(),
+        };
+        Ok(TpuClient::new(
+            config,
+            self.fake.tokens(),
+            Arc::new(SystemClock),
+        )?)
+    }
+
+    /// Where worker 0's server writes the trace of `run_id`: inside its
+    /// home, as `/tmp/...` is inside a VM.
+    pub(crate) fn profile_dir(&self, run_id: &str) -> PathBuf {
+        self.workers.home(0).join("sglprof-profile").join(run_id)
+    }
+
+    /// Ends whatever the workers still run (a no-op after the DELETE).
+    pub(crate) fn shutdown(&self) {
+        let left = self.workers.terminate(GRACE);
+        if left > 0 {
+            eprintln!("[rehearsal] ended {left} server process group(s) left on the workers");
+        }
+    }
+}
