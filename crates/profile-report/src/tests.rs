@@ -51,16 +51,27 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn a_run_folder_gets_both_outputs_with_its_pyspy_section() {
+fn a_run_folder_gets_its_outputs_with_its_pyspy_section() {
     let dir = run_folder("artifacts/pyspy/raw.txt");
     let outcome = generate(&Request::for_run_folder(dir.path())).unwrap();
-    assert_eq!(outcome.written.len(), 2);
+    // The raw py-spy output also gives the flamegraph, published with the
+    // report and the summary.
+    assert_eq!(outcome.written.len(), 3);
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("artifacts/pyspy/raw.txt"), "{report}");
+    assert!(report.contains("pyspy-flamegraph.svg"), "{report}");
     assert!(dir.path().join("summary.json").is_file());
+    let svg = std::fs::read_to_string(dir.path().join("pyspy-flamegraph.svg")).unwrap();
+    assert!(svg.starts_with("<?xml") || svg.contains("<svg"), "{svg}");
     assert_eq!(
         names(dir.path()),
-        ["artifacts", "inputs", "report.md", "summary.json"]
+        [
+            "artifacts",
+            "inputs",
+            "pyspy-flamegraph.svg",
+            "report.md",
+            "summary.json"
+        ]
     );
 }
 
