@@ -157,6 +157,19 @@ pub(crate) struct CallContext {
 }
 
 impl Error {
+    /// A `map_err` adapter: an IO failure of `action` on `path`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + use<> {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
     /// Turns an HTTP error answer into an error that says what to do.
     pub(crate) fn from_http(
         method: &str,

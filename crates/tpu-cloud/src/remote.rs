@@ -154,14 +154,7 @@ impl Slice {
 /// Rewrites `path` with [`crate::redact::redact_with`] applied, if that
 /// changes anything (through a sibling file and a rename).
 pub fn redact_file(path: &Path, secrets: &[String]) -> Result<(), Error> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    };
+    let io = Error::io;
     let bytes = std::fs::read(path).map_err(io("reading", path))?;
     let text = String::from_utf8_lossy(&bytes);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();

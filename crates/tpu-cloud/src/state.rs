@@ -191,14 +191,7 @@ impl Ledger {
                 source: std::io::Error::from_raw_os_error(28),
             });
         }
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io {
-                action,
-                path,
-                source,
-            }
-        };
+        let io = Error::io;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
         }

@@ -316,14 +316,7 @@ async fn copy(from: &Path, to: &Path, recurse: bool) -> Result<(), Error> {
 /// Like `scp`: a file onto a folder lands inside it; a folder needs
 /// `recurse` and lands as `to` (or inside `to` when `to` is a folder).
 fn copy_sync(from: &Path, to: &Path, recurse: bool) -> Result<(), Error> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    };
+    let io = Error::io;
     let meta = std::fs::metadata(from).map_err(io("reading", from))?;
     let name = from.file_name().map(PathBuf::from).unwrap_or_default();
     let dest = if to.is_dir() {
