@@ -57,6 +57,34 @@ impl FxHasher {
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 
+/// Slots of [`Analyzer::name_cache`].
+const NAME_CACHE: usize = 1024;
+
+/// The phases counted in an array rather than a map, in slot order.
+const SLOT_PHASES: [Phase; 7] = [
+    Phase::Complete,
+    Phase::Begin,
+    Phase::End,
+    Phase::Instant,
+    Phase::Counter,
+    Phase::Metadata,
+    Phase::Missing,
+];
+const N_PHASE_SLOTS: usize = SLOT_PHASES.len();
+
+fn phase_slot(phase: Phase) -> Option<usize> {
+    Some(match phase {
+        Phase::Complete => 0,
+        Phase::Begin => 1,
+        Phase::End => 2,
+        Phase::Instant => 3,
+        Phase::Counter => 4,
+        Phase::Metadata => 5,
+        Phase::Missing => 6,
+        Phase::Other(_) => return None,
+    })
+}
+
 /// One operation instance, kept in buffered mode until
 /// [`Analyzer::finish`]. 24 bytes.
 #[derive(Clone, Copy)]
@@ -132,7 +160,15 @@ impl ThreadState {
 pub struct Analyzer {
     buffered: bool,
     n_events: u64,
+    /// Events per phase: the common ones counted in `phase_counts` (see
+    /// [`phase_slot`]), the rest in the map.
+    phase_counts: [u64; N_PHASE_SLOTS],
     phases: HashMap<Phase, u64, FxBuild>,
+    /// A direct-mapped cache in front of `name_ids`, keyed by where the
+    /// name lies in memory: (address, length, id). A hit is checked against
+    /// the interned name's text, so a reader that reuses a buffer for
+    /// different names only costs a miss.
+    name_cache: Box<[(usize, usize, u32); NAME_CACHE]>,
     name_ids: HashMap<Box<str>, u32, FxBuild>,
     names: Vec<NameAcc>,
     thread_ids: HashMap<(u64, u64), u32, FxBuild>,
@@ -303,7 +339,9 @@ impl Analyzer {
             out_of_order: 0,
             op_events: 0,
             n_events: 0,
+            phase_counts: [0; N_PHASE_SLOTS],
             phases: HashMap::default(),
+            name_cache: Box::new([(0, 0, u32::MAX); NAME_CACHE]),
             name_ids: HashMap::default(),
             names: Vec::new(),
             thread_ids: HashMap::default(),
@@ -320,7 +358,20 @@ impl Analyzer {
     }
 
     fn name_id(&mut self, name: &str) -> u32 {
+        let at = name.as_ptr() as usize;
+        let slot = ((at >> 3) ^ at.rotate_left(17) ^ name.len()) % NAME_CACHE;
+        let (cached_at, cached_len, cached) = self.name_cache[slot];
+        if cached_at == at
+            && cached_len == name.len()
+            && self
+                .names
+                .get(cached as usize)
+                .is_some_and(|it| *it.name == *name)
+        {
+            return cached;
+        }
         if let Some(&id) = self.name_ids.get(name) {
+            self.name_cache[slot] = (at, name.len(), id);
             return id;
         }
         let id = self.names.len() as u32;
@@ -335,6 +386,7 @@ impl Analyzer {
         });
         self.self_ps.push(0);
         self.name_ids.insert(name.into(), id);
+        self.name_cache[slot] = (at, name.len(), id);
         id
     }
 
@@ -500,6 +552,11 @@ impl Analyzer {
                 .then_with(|| a.name.cmp(&b.name))
         });
 
+        for (slot, &count) in self.phase_counts.iter().enumerate() {
+            if count > 0 {
+                *self.phases.entry(SLOT_PHASES[slot]).or_insert(0) += count;
+            }
+        }
         let mut phases: Vec<PhaseCount> = self
             .phases
             .into_iter()
@@ -562,7 +619,10 @@ fn pop_all(stack: &mut Vec<Open>, self_ps: &mut [i128]) {
 impl EventSink for Analyzer {
     fn event(&mut self, event: &Event<'_>) {
         self.n_events += 1;
-        *self.phases.entry(event.phase).or_insert(0) += 1;
+        match phase_slot(event.phase) {
+            Some(slot) => self.phase_counts[slot] += 1,
+            None => *self.phases.entry(event.phase).or_insert(0) += 1,
+        }
         match event.phase {
             Phase::Metadata => match (event.name, event.arg("name")) {
                 ("process_name", Some(ArgValue::Str(name))) => {

@@ -315,3 +315,34 @@ fn non_standard_phases_keep_their_own_count() {
         "every label once, real phases untouched"
     );
 }
+
+/// Names handed over in one reused buffer (as a streaming reader may) are
+/// told apart by their text, whatever the name cache remembers of where they
+/// lay.
+#[test]
+fn names_from_a_reused_buffer_stay_apart() {
+    let mut analyzer = Analyzer::new();
+    let mut buffer = String::new();
+    for (idx, name) in ["ab", "cd", "ab", "cd", "ef"].iter().enumerate() {
+        buffer.clear();
+        buffer.push_str(name);
+        analyzer.event(&Event {
+            phase: Phase::Complete,
+            name: &buffer,
+            cat: "",
+            pid: 1,
+            tid: 1,
+            ts: Some(idx as Ps * 10),
+            dur: Some(5),
+            args: &[],
+        });
+    }
+    let analysis = analyzer.finish();
+    let counts: Vec<(&str, u64)> = analysis
+        .ops
+        .iter()
+        .map(|it| (it.name.as_str(), it.count))
+        .collect();
+    assert_eq!(counts, [("ab", 2), ("cd", 2), ("ef", 1)]);
+    assert_eq!(analysis.phase_count(Phase::Complete), 5);
+}

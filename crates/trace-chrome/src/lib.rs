@@ -65,7 +65,7 @@ pub enum Error {
     GzipCorrupt(String),
     #[error("gzip stream is truncated")]
     GzipTruncated,
-    #[error("failed to read input: {0}")]
+    #[error("failed to read input")]
     Io(#[source] std::io::Error),
 }
 

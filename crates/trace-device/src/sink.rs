@@ -16,6 +16,10 @@ const OPS_LINE: &str = "XLA Ops";
 const STEPS_LINE: &str = "Steps";
 const MODULES_LINE: &str = "XLA Modules";
 const DEVICE_PREFIX: &str = "/device:";
+const GPU_PREFIX: &str = "/device:GPU:";
+/// The lines of a GPU plane that hold kernels and copies: `Stream #16(Kernel)`,
+/// `Stream #17(MemcpyH2D)`, ...
+const STREAM_LINE_PREFIX: &str = "Stream #";
 const HOST_PLANE: &str = "/host:CPU";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -476,8 +480,8 @@ impl DeviceSink {
     }
 
     /// One [`DevicePlane`] per device plane with `XLA Ops`, `Steps` or
-    /// `XLA Modules` events, in the order the trace named them. (GPU planes
-    /// put kernels on per-stream lines, which are not read yet.)
+    /// `XLA Modules` events, in the order the trace named them. On a GPU
+    /// plane the per-stream lines (`Stream #N(...)`) count as op lines.
     pub fn finish(mut self) -> Vec<DevicePlane> {
         self.host.sort();
         let host = self.host;
@@ -514,10 +518,18 @@ impl DeviceSink {
                 }
             }
             "thread_name" => {
+                let gpu = match self.processes.get(&event.pid) {
+                    Some(Process::Device(idx)) => self.planes[*idx].name.starts_with(GPU_PREFIX),
+                    _ => false,
+                };
                 let line = match name {
                     OPS_LINE => Line::Ops,
                     STEPS_LINE => Line::Steps,
                     MODULES_LINE => Line::Modules,
+                    // A GPU plane has no `XLA Ops` line from the profiler:
+                    // its kernels and copies run on one line per stream,
+                    // which xprof reads as ops (each stream nests on its own).
+                    _ if gpu && name.starts_with(STREAM_LINE_PREFIX) => Line::Ops,
                     _ => Line::Other,
                 };
                 self.lines.insert((event.pid, event.tid), line);

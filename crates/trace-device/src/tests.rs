@@ -266,10 +266,38 @@ fn component_rules_take_the_first_match() {
 fn planes_without_xla_lines_are_left_out() {
     let mut sink = sink();
     meta(&mut sink, "process_name", 2, 0, "/device:GPU:0");
-    meta(&mut sink, "thread_name", 2, 5, "Stream #1");
+    meta(&mut sink, "thread_name", 2, 5, "Host callbacks");
     complete(&mut sink, 2, 5, "kernel", 0, 10, &[]);
+    // A `Stream #` line is an op line only on a GPU plane.
+    meta(&mut sink, "process_name", 3, 0, "/device:CUSTOM:0");
+    meta(&mut sink, "thread_name", 3, 5, "Stream #1");
+    complete(&mut sink, 3, 5, "kernel", 0, 10, &[]);
     op(&mut sink, "fusion.1", 2, 0, 0, 10, "");
     let planes = sink.finish();
     let names: Vec<&str> = planes.iter().map(|it| it.plane.as_str()).collect();
     assert_eq!(names, ["/device:TPU:0"]);
+}
+
+#[test]
+fn gpu_stream_lines_are_op_lines() {
+    let mut sink = sink();
+    meta(&mut sink, "process_name", 2, 0, "/device:GPU:0");
+    meta(&mut sink, "thread_name", 2, 5, "Stream #5(Kernel)");
+    meta(&mut sink, "thread_name", 2, 6, "Stream #6(MemcpyH2D)");
+    complete(&mut sink, 2, 5, "gemm.kd", 0, 10, &[]);
+    complete(&mut sink, 2, 5, "gemm.kd", 20, 10, &[]);
+    complete(&mut sink, 2, 6, "copy", 5, 30, &[]);
+    let planes = sink.finish();
+    let gpu = planes
+        .iter()
+        .find(|it| it.plane == "/device:GPU:0")
+        .expect("GPU plane");
+    let ops: Vec<(&str, u64, i64)> = gpu
+        .ops
+        .iter()
+        .map(|it| (it.name.as_str(), it.count, it.self_ps))
+        .collect();
+    // Streams nest each on their own: the copy is not a child of a kernel.
+    assert_eq!(ops, [("copy", 1, 30), ("gemm.kd", 2, 20)]);
+    assert_eq!((gpu.window_ps, gpu.busy_ps), (35, 50));
 }

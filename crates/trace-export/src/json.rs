@@ -234,7 +234,7 @@ fn micros(buf: &mut Vec<u8>, ps: Ps) {
         return;
     }
     let mut width = 6;
-    while frac % 10 == 0 {
+    while frac.is_multiple_of(10) {
         frac /= 10;
         width -= 1;
     }

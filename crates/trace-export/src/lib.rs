@@ -29,7 +29,7 @@ pub use select::{Exporter, Selection, Summary};
 /// Why an export failed: the writer's error, with what was being written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot write chunk {chunk}: {source}")]
+    #[error("cannot write chunk {chunk}")]
     Write {
         chunk: u32,
         #[source]

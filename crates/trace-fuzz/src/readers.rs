@@ -300,10 +300,10 @@ fn manifest(input: &[u8]) -> Result<u64, String> {
         return Err("one run takes more than one line of the listing".to_owned());
     }
     let root = std::path::Path::new("runs");
-    if let Ok(dir) = m.default_dir(root) {
-        if dir.parent() != Some(root) {
-            return Err(format!("run_id {:?} leaves the runs folder", m.run_id));
-        }
+    if let Ok(dir) = m.default_dir(root)
+        && dir.parent() != Some(root)
+    {
+        return Err(format!("run_id {:?} leaves the runs folder", m.run_id));
     }
     Ok(input.len() as u64)
 }

@@ -34,7 +34,7 @@ pub fn collapsed_lines(profile: &Profile) -> Vec<String> {
             for frame in &stack.frames {
                 parts.push(match &frame.file {
                     Some(file) => format!("{} ({file})", frame.name),
-                    None => frame.name.clone(),
+                    None => frame.name.to_string(),
                 });
             }
             // `;` separates frames and the last space the count.

@@ -5,6 +5,8 @@
 //! [`process_prefix`] to find where a process frame ends, because the quoted
 //! command line may contain `;`.
 
+use std::sync::Arc;
+
 use crate::{Frame, Process, Thread};
 
 /// If `text` starts with `process <pid>:"`, returns the pid and the text after
@@ -26,7 +28,7 @@ pub(crate) fn parse_process(text: &str) -> Option<Process> {
     let name = after_quote.strip_suffix('"')?;
     Some(Process {
         pid,
-        name: Some(name.to_owned()),
+        name: Some(name.into()),
     })
 }
 
@@ -54,8 +56,8 @@ pub(crate) fn parse_thread(text: &str) -> Option<Thread> {
         (!name.is_empty()).then(|| name.to_owned())
     };
     Some(Thread {
-        id: id.to_owned(),
-        name,
+        id: id.into(),
+        name: name.map(Arc::from),
     })
 }
 
@@ -66,7 +68,7 @@ pub(crate) fn parse_thread(text: &str) -> Option<Thread> {
 /// such as `x (1)/a.py` stays whole. A line of 0 means unknown.
 pub(crate) fn parse_python(text: &str) -> Frame {
     let bare = || Frame {
-        name: text.to_owned(),
+        name: text.into(),
         file: None,
         line: None,
     };
@@ -77,7 +79,7 @@ pub(crate) fn parse_python(text: &str) -> Frame {
     let location = &text[open + 1..text.len() - 1];
     if location.is_empty() {
         return Frame {
-            name: name.to_owned(),
+            name: name.into(),
             file: None,
             line: None,
         };
@@ -94,8 +96,8 @@ pub(crate) fn parse_python(text: &str) -> Frame {
         _ => (location, None),
     };
     Frame {
-        name: name.to_owned(),
-        file: Some(file.to_owned()),
+        name: name.into(),
+        file: Some(file.into()),
         line,
     }
 }

@@ -92,6 +92,8 @@ mod summary;
 pub use flamegraph::{collapsed_lines, render_flamegraph};
 pub use raw::parse_raw;
 pub use speedscope::parse_speedscope;
+use std::sync::Arc;
+
 pub use summary::{
     FunctionSamples, ProcessSummary, Role, Summary, ThreadSummary, WAIT_FUNCTIONS, is_wait,
     summarize,
@@ -104,6 +106,10 @@ pub struct Profile {
 }
 
 /// One distinct stack and how many samples saw it.
+///
+/// Names are shared (`Arc<str>`), not copied: a speedscope file names each
+/// frame once and refers to it by index from every sample, so copying the
+/// text per sample would let a small file with a long name fill memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stack {
     /// The sampled process: the innermost `process` frame, or the pid in a
@@ -122,21 +128,21 @@ pub struct Process {
     pub pid: u32,
     /// The text py-spy shows in quotes: the command line, or the process
     /// title such as `sglang::scheduler`. `None` when only the pid is known.
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Thread {
     /// The id as py-spy prints it: a decimal OS thread id or `0x` hex.
-    pub id: String,
-    pub name: Option<String>,
+    pub id: Arc<str>,
+    pub name: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Frame {
     /// The function's qualified name, such as `Scheduler.run_batch`.
-    pub name: String,
-    pub file: Option<String>,
+    pub name: Arc<str>,
+    pub file: Option<Arc<str>>,
     /// The line being executed, `None` when unknown.
     pub line: Option<u32>,
 }

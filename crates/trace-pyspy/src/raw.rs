@@ -49,7 +49,7 @@ fn parse_line(line: &str) -> Result<Stack, RawProblem> {
         };
         process = Some(Process {
             pid,
-            name: Some(name.to_owned()),
+            name: Some(name.into()),
         });
         rest = tail;
     }

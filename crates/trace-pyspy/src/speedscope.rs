@@ -8,6 +8,7 @@
 //! need (`$schema`, `exporter`, `startValue`, `col`, ...) are ignored.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -88,10 +89,9 @@ fn read_frame(frame: &Value, path: &str) -> Result<SharedFrame, Error> {
         // A frame without a file may still carry its location in the name.
         return Ok(SharedFrame::Python(parse_python(name)));
     }
-    let file = file.map(str::to_owned);
     Ok(SharedFrame::Python(Frame {
-        name: name.to_owned(),
-        file,
+        name: name.into(),
+        file: file.map(Arc::from),
         line,
     }))
 }
@@ -210,7 +210,7 @@ fn build_stack(
                     it.name.as_deref().unwrap_or("")
                 );
                 python.push(Frame {
-                    name,
+                    name: name.into(),
                     file: None,
                     line: None,
                 });
@@ -222,7 +222,7 @@ fn build_stack(
                     None => format!("thread ({})", it.id),
                 };
                 python.push(Frame {
-                    name,
+                    name: name.into(),
                     file: None,
                     line: None,
                 });
@@ -266,8 +266,8 @@ fn parse_profile_name(name: &str) -> (Option<Process>, Option<Thread>) {
     (
         process,
         Some(Thread {
-            id: id.to_owned(),
-            name: thread_name,
+            id: id.into(),
+            name: thread_name.map(Arc::from),
         }),
     )
 }

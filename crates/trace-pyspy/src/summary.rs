@@ -81,7 +81,7 @@ pub fn summarize(profile: &Profile, top_n: usize) -> Summary {
         }
         acc.total_samples = acc.total_samples.saturating_add(count);
 
-        let thread_id = stack.thread.as_ref().map(|it| it.id.as_str());
+        let thread_id = stack.thread.as_ref().map(|it| &*it.id);
         let thread = acc.threads.entry(thread_id).or_default();
         if thread.0.is_none() {
             thread.0 = stack.thread.as_ref().and_then(|it| it.name.as_deref());
@@ -94,13 +94,13 @@ pub fn summarize(profile: &Profile, top_n: usize) -> Summary {
             }
             let own = acc
                 .own
-                .entry((leaf.name.as_str(), leaf.file.as_deref()))
+                .entry((&*leaf.name, leaf.file.as_deref()))
                 .or_default();
             *own = own.saturating_add(count);
         }
         seen_in_stack.clear();
         for frame in &stack.frames {
-            let key = (frame.name.as_str(), frame.file.as_deref());
+            let key = (&*frame.name, frame.file.as_deref());
             if seen_in_stack.insert(key) {
                 let total = acc.total.entry(key).or_default();
                 *total = total.saturating_add(count);
@@ -263,7 +263,7 @@ mod wait_tests {
             let pid: u32 = frames
                 .iter()
                 .filter_map(|f| f.strip_prefix("process "))
-                .last()
+                .next_back()
                 .and_then(|f| f.split(':').next())
                 .unwrap()
                 .parse()

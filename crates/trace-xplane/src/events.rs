@@ -139,7 +139,12 @@ struct EventMeta<'a> {
     name: &'a str,
     display_name: &'a str,
     internal: bool,
+    /// The stats as decoded, until the stat names are known.
     stats: Vec<Stat<'a>>,
+    /// The stats that have a value, named, with `ref_value`s resolved to
+    /// the name they refer to: what every event of this metadata adds to
+    /// its args, worked out once per plane instead of once per event.
+    args: Vec<(&'a str, StatValue<'a>)>,
 }
 
 static NO_META: EventMeta<'static> = EventMeta {
@@ -147,6 +152,7 @@ static NO_META: EventMeta<'static> = EventMeta {
     display_name: "",
     internal: false,
     stats: Vec::new(),
+    args: Vec::new(),
 };
 
 /// The decoded metadata of one plane.
@@ -196,6 +202,7 @@ fn decode_tables<'a>(space: &Cursor<'a>, plane: &PlaneIndex<'a>) -> Result<Table
             display_name: "",
             internal: false,
             stats: Vec::new(),
+            args: Vec::new(),
         };
         if let Some(range) = value {
             let mut cursor = space.nested(range, "XEventMetadata");
@@ -241,6 +248,19 @@ fn decode_tables<'a>(space: &Cursor<'a>, plane: &PlaneIndex<'a>) -> Result<Table
             }
         }
         stat_names.insert(key, name);
+    }
+    let name = |id: i64| stat_names.get(id).copied().unwrap_or("");
+    for meta in &mut events.values {
+        meta.args = std::mem::take(&mut meta.stats)
+            .into_iter()
+            .filter_map(|stat| {
+                let value = match stat.value? {
+                    StatValue::Ref(id) => StatValue::Str(name(id as i64)),
+                    value => value,
+                };
+                Some((name(stat.metadata_id), value))
+            })
+            .collect();
     }
     Ok(Tables { events, stat_names })
 }
@@ -298,6 +318,10 @@ struct Scratch<'a> {
 /// An empty vector of args that keeps `args`'s allocation but may borrow
 /// for any lifetime (the standard library collects an empty `IntoIter`
 /// into its own buffer).
+#[allow(
+    clippy::unnecessary_filter_map,
+    reason = "the map changes the lifetime, which `filter` cannot"
+)]
 fn reuse_args<'x, 'y>(mut args: Vec<Arg<'x>>) -> Vec<Arg<'y>> {
     args.clear();
     args.into_iter().filter_map(|_| None).collect()
@@ -401,7 +425,7 @@ fn emit_line<'a>(
             args: &[],
         };
         if scratch.stats.is_empty()
-            && meta.stats.is_empty()
+            && meta.args.is_empty()
             && long_name.is_none()
             && occurrences.is_none()
         {
@@ -454,14 +478,15 @@ fn push_with_args<'a>(
         }
     }
     let n_own = entries.len();
-    let hashed = n_own.saturating_mul(meta.stats.len()) > SCAN_LIMIT;
-    if hashed {
-        own_keys.clear();
-        own_keys.extend(entries.iter().map(|(key, _)| *key));
-    }
-    for stat in &meta.stats {
-        if let Some(value) = stat.value {
-            let key = tables.stat_name(stat.metadata_id);
+    if n_own == 0 {
+        entries.extend_from_slice(&meta.args);
+    } else {
+        let hashed = n_own.saturating_mul(meta.args.len()) > SCAN_LIMIT;
+        if hashed {
+            own_keys.clear();
+            own_keys.extend(entries.iter().map(|(key, _)| *key));
+        }
+        for &(key, value) in &meta.args {
             let overridden = if hashed {
                 own_keys.contains(key)
             } else {

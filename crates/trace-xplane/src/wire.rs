@@ -65,8 +65,10 @@ impl<'a> Cursor<'a> {
         &self.buf[range.0..range.1]
     }
 
-    /// Reads the next field, or `None` at the end of the message.
-    #[inline]
+    /// Reads the next field, or `None` at the end of the message. Always
+    /// inlined: as a call, its result went through memory, and the event
+    /// loop stalled on reading it back.
+    #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<Field>, Error> {
         if self.pos >= self.end {
             return Ok(None);
@@ -117,16 +119,25 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, Error> {
-        // Fast path: with ten bytes left no varint can run past the end, so
-        // the loop needs no bounds checks of its own.
-        if let Some(window) = self.buf[..self.end].get(self.pos..self.pos + 10) {
+        // Fast path: with ten bytes left in the file no varint can run past
+        // it, so the loop needs no bounds checks of its own. The window may
+        // reach past the end of the message (small messages such as events
+        // end within ten bytes of most of their varints): a varint that does
+        // is left to the slow path, which reports it.
+        if let Some(window) = self.buf.get(self.pos..self.pos + 10) {
             let mut value: u64 = 0;
             for (i, &byte) in window.iter().enumerate() {
                 value |= u64::from(byte & 0x7f) << (7 * i);
                 if byte < 0x80 {
+                    if self.pos + i + 1 > self.end {
+                        break;
+                    }
                     self.pos += i + 1;
                     return Ok(value);
                 }
+            }
+            if self.end - self.pos < 10 {
+                return self.varint_slow();
             }
             return Err(Error::LongVarint {
                 message: self.message,

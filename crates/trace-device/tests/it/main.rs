@@ -1,5 +1,6 @@
 //! Integration tests of the device view on committed device profiles.
 
 mod fixtures;
+mod gpu;
 mod vllm;
 mod xprof;

@@ -6,6 +6,7 @@
 //! trace-pyspy` rewrites the snapshots.
 
 mod errors;
+mod hostile;
 mod props;
 mod snapshots;
 mod totals;

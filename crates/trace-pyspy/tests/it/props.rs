@@ -109,8 +109,8 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// recurse.
 fn profiles() -> impl Strategy<Value = Profile> {
     let frame = (0u8..4, 0u8..2, prop::option::of(1u32..4)).prop_map(|(name, file, line)| Frame {
-        name: format!("f{name}"),
-        file: Some(format!("m{file}.py")),
+        name: format!("f{name}").into(),
+        file: Some(format!("m{file}.py").into()),
         line,
     });
     let stack = (
@@ -122,10 +122,10 @@ fn profiles() -> impl Strategy<Value = Profile> {
         .prop_map(|(pid, thread, frames, count)| Stack {
             process: pid.map(|pid| Process {
                 pid,
-                name: Some(format!("p{pid}")),
+                name: Some(format!("p{pid}").into()),
             }),
             thread: thread.map(|id| Thread {
-                id: id.to_string(),
+                id: id.to_string().into(),
                 name: None,
             }),
             frames,
