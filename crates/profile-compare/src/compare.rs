@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use trace_model::{PS_PER_MS, Ps};
 
+use crate::latency::{Latencies, LatencyComparison, compare_latencies};
+use crate::machine::{
+    Compilation, MachineState, SideShift, caveats, compilation, compilation_caveat, side_shifts,
+};
 use crate::samples::{OpSamples, Side};
 use crate::stats::{self, Bootstrap, FEW_SAMPLES};
 
@@ -26,6 +30,10 @@ pub struct Profile {
     pub session: BTreeMap<String, f64>,
     /// What this side lacks, said in the report (such as "no summary.json").
     pub missing: Vec<String>,
+    /// The machine during the profiled window, when the session recorded it.
+    pub machine: Option<MachineState>,
+    /// Per-request latencies of the profiled workload, when recorded.
+    pub latencies: Option<Latencies>,
 }
 
 /// How a comparison decides.
@@ -41,6 +49,8 @@ pub struct Settings {
     /// Smallest change in median duration of a host operation, picoseconds:
     /// host events carry the tracer's own overhead, about a microsecond.
     pub host_floor_ps: i64,
+    /// Other processes using this share of a side's cores make it busy.
+    pub busy_share: f64,
     pub bootstrap: Bootstrap,
 }
 
@@ -51,6 +61,7 @@ impl Default for Settings {
             alpha: 0.05,
             min_share: 0.01,
             host_floor_ps: 1_000_000,
+            busy_share: 0.2,
             bootstrap: Bootstrap::default(),
         }
     }
@@ -63,6 +74,9 @@ pub enum Verdict {
     Regression,
     NoChange,
     Improvement,
+    /// Changes were seen, but a busy machine or a shift of a whole side of
+    /// the trace explains them as well as the code does.
+    Inconclusive,
 }
 
 impl Verdict {
@@ -71,6 +85,7 @@ impl Verdict {
             Verdict::Regression => "regression",
             Verdict::NoChange => "no_change",
             Verdict::Improvement => "improvement",
+            Verdict::Inconclusive => "inconclusive",
         }
     }
 }
@@ -168,6 +183,110 @@ pub struct Comparison {
     pub session: Vec<SessionRow>,
     /// Session numbers only one side has, and what a side lacks.
     pub notes: Vec<String>,
+    /// What the operations and the latency alone say, before the caveats.
+    #[serde(default = "no_change")]
+    pub changes_verdict: Verdict,
+    /// Why the changes cannot be laid on the code (a busy machine, a shift
+    /// of a whole side); with changes, they make the verdict inconclusive.
+    #[serde(default)]
+    pub caveats: Vec<String>,
+    /// Each side's shift as a whole (see [`SideShift`]).
+    #[serde(default)]
+    pub shifts: Vec<SideShift>,
+    #[serde(default)]
+    pub baseline_machine: Option<MachineState>,
+    #[serde(default)]
+    pub candidate_machine: Option<MachineState>,
+    /// Request latency, tested per request.
+    #[serde(default)]
+    pub latency: Vec<LatencyComparison>,
+    /// The block count of the bootstrap.
+    #[serde(default)]
+    pub bootstrap_blocks: usize,
+    /// Compilation inside each side's profiled window.
+    #[serde(default)]
+    pub baseline_compilation: Option<Compilation>,
+    #[serde(default)]
+    pub candidate_compilation: Option<Compilation>,
+}
+
+impl OpComparison {
+    /// A row with its counts and totals at zero and nothing measured yet;
+    /// callers fill in what their comparison knows.
+    pub(crate) fn blank(name: String, side: Side, verdict: OpVerdict) -> OpComparison {
+        OpComparison {
+            name,
+            side: side.as_str().to_owned(),
+            verdict,
+            baseline_total_ms: 0.0,
+            candidate_total_ms: 0.0,
+            baseline_count: 0,
+            candidate_count: 0,
+            baseline_median_ms: None,
+            candidate_median_ms: None,
+            change: None,
+            total_change: None,
+            p_value: None,
+            p_adjusted: None,
+            method: None,
+            ci: Interval::default(),
+            few_samples: false,
+            not_flagged: None,
+        }
+    }
+}
+
+fn no_change() -> Verdict {
+    Verdict::NoChange
+}
+
+/// Why a change beyond the threshold is not flagged when its bootstrap
+/// interval reaches inside the threshold; `None` when the interval lies
+/// wholly beyond it (or there is none).
+pub(crate) fn interval_short_of(
+    ci: Option<[f64; 2]>,
+    change: f64,
+    threshold: f64,
+) -> Option<String> {
+    let [lo, hi] = ci?;
+    let beyond = if change > 0.0 {
+        lo > threshold
+    } else {
+        hi < -threshold
+    };
+    (!beyond).then(|| {
+        format!(
+            "its {}-interval of the change in median, [{:+.1}%, {:+.1}%], reaches inside the ±{:.1}% threshold",
+            "95%",
+            lo * 100.0,
+            hi * 100.0,
+            threshold * 100.0
+        )
+    })
+}
+
+/// Why a change beyond the threshold is not flagged when, measured against
+/// the shift of its whole side, its interval reaches inside the threshold.
+/// Two sessions of one configuration differ as wholes by a few percent
+/// (measured on an idle machine: up to 5 % on the host side with no other
+/// caveat), which moves every operation's interval by as much; an
+/// operation is flagged only when it changed beyond the threshold both
+/// alone and relative to its side. A shift beyond the threshold is a
+/// caveat of its own (see [`crate::machine::caveats`]), so only shifts
+/// within it are taken out here.
+pub(crate) fn interval_short_of_shift(
+    ci: Option<[f64; 2]>,
+    change: f64,
+    shift: f64,
+    threshold: f64,
+) -> Option<String> {
+    if shift == 0.0 || shift.abs() > threshold {
+        return None;
+    }
+    let [lo, hi] = ci?;
+    let relative = |x: f64| (1.0 + x) / (1.0 + shift) - 1.0;
+    interval_short_of(Some([relative(lo), relative(hi)]), change, threshold)
+        .map(|why| format!("shift of {:+.1}%, {why}", shift * 100.0))
 }
 
 impl Comparison {
@@ -201,7 +320,9 @@ fn sorted(durations: &[Ps]) -> Vec<Ps> {
 /// is significant after the Benjamini-Hochberg adjustment (adjusted p below
 /// `alpha`), its median duration changed by more than `threshold`, its
 /// total moved the same way by at least `min_share` of the baseline's traced
-/// time, and, on the host, its median by at least `host_floor_ps`;
+/// time, on the host its median by at least `host_floor_ps`, and its
+/// block-bootstrap interval of the change in median lies wholly beyond the
+/// threshold;
 /// `added` and `removed` when it ran on one side only; `same` otherwise.
 /// The overall verdict is a regression when any operation is slower, an
 /// improvement when some are faster and none slower.
@@ -221,6 +342,9 @@ pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> 
         .filter(|&i| rows[i].p_value.is_some())
         .collect();
     let raw: Vec<f64> = tested.iter().map(|&i| rows[i].p_value.unwrap()).collect();
+    // Each side's shift as a whole, from the changes alone (before any
+    // operation is flagged).
+    let shifts = side_shifts(&rows, settings);
     for (&i, q) in tested.iter().zip(stats::benjamini_hochberg(&raw)) {
         let row = &mut rows[i];
         row.p_adjusted = Some(q);
@@ -240,7 +364,36 @@ pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> 
             row.candidate_median_ms.unwrap_or(0.0) - row.baseline_median_ms.unwrap_or(0.0);
         let material_ms = settings.min_share * ms(baseline.traced_ps as i128);
         let floor_ms = settings.host_floor_ps as f64 / PS_PER_MS as f64;
-        row.not_flagged = if delta_total * change < 0.0 {
+        let side_shift = shifts.iter().find(|it| it.side == row.side);
+        let shift = side_shift.map_or(0.0, |it| it.change);
+        row.not_flagged = if let Some(why) =
+            interval_short_of(row.ci.median, change, settings.threshold)
+        {
+            Some(why)
+        } else if let Some(why) =
+            interval_short_of_shift(row.ci.median, change, shift, settings.threshold)
+        {
+            Some(format!("measured against the {} side's {why}", row.side))
+        } else if let Some((spread, center)) = side_shift.and_then(|it| {
+            // Judged against the side's shift when that is within the
+            // threshold; a larger shift is a caveat of its own.
+            let center = if it.change.abs() <= settings.threshold {
+                it.change
+            } else {
+                0.0
+            };
+            (!it.stands_out(change, center)).then_some((it, center))
+        }) {
+            Some(format!(
+                "its change, {:+.1}%, lies within {} spreads (±{:.1}% each) of {:+.1}%, the {} side's move as a whole: between two sessions its {} operations vary that much",
+                change * 100.0,
+                crate::machine::SPREADS,
+                spread.spread.exp_m1() * 100.0,
+                center * 100.0,
+                row.side,
+                spread.operations,
+            ))
+        } else if delta_total * change < 0.0 {
             Some("the total moved the other way (fewer or more occurrences)".to_owned())
         } else if delta_total.abs() < material_ms {
             Some(format!(
@@ -294,15 +447,69 @@ pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> 
     for text in &candidate.missing {
         notes.push(format!("candidate: {text}"));
     }
+    let latency = match (&baseline.latencies, &candidate.latencies) {
+        (Some(b), Some(c)) => compare_latencies(b, c, settings),
+        (b, c) => {
+            for (label, has) in [("baseline", b.is_some()), ("candidate", c.is_some())] {
+                if !has {
+                    notes.push(format!(
+                        "{label}: no per-request latencies (inputs/latencies.json): latency compared as values only"
+                    ));
+                }
+            }
+            Vec::new()
+        }
+    };
+    if !latency.is_empty() {
+        // Tested below; the single values would say it twice.
+        session.retain(|row| !row.metric.starts_with("request latency"));
+    }
+    for (label, state) in [
+        ("baseline", &baseline.machine),
+        ("candidate", &candidate.machine),
+    ] {
+        if state.is_none() {
+            notes.push(format!(
+                "{label}: no machine state (inputs/machine.json): a busy machine cannot be told from a change"
+            ));
+        }
+    }
 
-    let slower = rows.iter().any(|it| it.verdict == OpVerdict::Slower);
-    let faster = rows.iter().any(|it| it.verdict == OpVerdict::Faster);
-    let verdict = if slower {
+    let verdicts = rows
+        .iter()
+        .map(|it| it.verdict)
+        .chain(latency.iter().map(|it| it.verdict));
+    let (slower, faster) = verdicts.fold((false, false), |(s, f), v| {
+        (s || v == OpVerdict::Slower, f || v == OpVerdict::Faster)
+    });
+    let changes_verdict = if slower {
         Verdict::Regression
     } else if faster {
         Verdict::Improvement
     } else {
         Verdict::NoChange
+    };
+    let mut caveats = caveats(
+        baseline.machine.as_ref(),
+        candidate.machine.as_ref(),
+        &shifts,
+        settings,
+    );
+    let (baseline_compilation, candidate_compilation) =
+        (compilation(&baseline.ops), compilation(&candidate.ops));
+    caveats.extend(compilation_caveat(
+        baseline_compilation.as_ref(),
+        candidate_compilation.as_ref(),
+        ms(baseline.traced_ps as i128),
+        settings,
+    ));
+    // A whole side that moved beyond the threshold is a change in itself,
+    // even when no single operation stands out from the others.
+    let side_moved = shifts.iter().any(|it| it.change.abs() > settings.threshold);
+    let verdict = if (changes_verdict != Verdict::NoChange || side_moved) && !caveats.is_empty() {
+        Verdict::Inconclusive
+    } else {
+        changes_verdict
     };
     Comparison {
         schema: COMPARE_SCHEMA.to_owned(),
@@ -320,6 +527,15 @@ pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> 
         operations: rows,
         session,
         notes,
+        changes_verdict,
+        caveats,
+        shifts,
+        baseline_machine: baseline.machine.clone(),
+        candidate_machine: candidate.machine.clone(),
+        latency,
+        bootstrap_blocks: settings.bootstrap.blocks,
+        baseline_compilation,
+        candidate_compilation,
     }
 }
 
@@ -335,23 +551,11 @@ fn compare_op(
     let count = |op: Option<&OpSamples>| op.map_or(0, |it| it.durations.len() as u64);
     let side = b.or(c).map_or(Side::Host, |it| it.side);
     let mut row = OpComparison {
-        name: name.to_owned(),
-        side: side.as_str().to_owned(),
-        verdict: OpVerdict::Same,
         baseline_total_ms: total(b),
         candidate_total_ms: total(c),
         baseline_count: count(b),
         candidate_count: count(c),
-        baseline_median_ms: None,
-        candidate_median_ms: None,
-        change: None,
-        total_change: None,
-        p_value: None,
-        p_adjusted: None,
-        method: None,
-        ci: Interval::default(),
-        few_samples: false,
-        not_flagged: None,
+        ..OpComparison::blank(name.to_owned(), side, OpVerdict::Same)
     };
     let (b, c) = match (b, c) {
         (Some(b), Some(c)) => (b, c),
@@ -367,6 +571,7 @@ fn compare_op(
         }
     };
     let (bs, cs) = (sorted(&b.durations), sorted(&c.durations));
+    // The bootstrap takes them in order of start time.
     let (mb, mc) = (stats::median_sorted(&bs), stats::median_sorted(&cs));
     row.baseline_median_ms = Some(mb / PS_PER_MS as f64);
     row.candidate_median_ms = Some(mc / PS_PER_MS as f64);
@@ -384,7 +589,7 @@ fn compare_op(
             .to_owned(),
         );
     }
-    let ci = stats::bootstrap_change(&bs, &cs, settings.bootstrap, name);
+    let ci = stats::bootstrap_change(&b.durations, &c.durations, settings.bootstrap, name);
     row.ci = Interval {
         median: ci.median.map(|(lo, hi)| [lo, hi]),
         total: ci.total.map(|(lo, hi)| [lo, hi]),

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use trace_model::PS_PER_MS;
 
 use crate::compare::{
-    COMPARE_SCHEMA, Comparison, Interval, OpComparison, OpVerdict, Profile, Settings, Verdict,
+    COMPARE_SCHEMA, Comparison, OpComparison, OpVerdict, Profile, Settings, Verdict,
 };
+use crate::machine::compilation;
 use crate::samples::Side;
 use crate::stats;
 
@@ -61,23 +62,11 @@ pub fn judge_history(history: &[Profile], candidate: &Profile, settings: &Settin
         let med = stats::median_sorted(&sorted);
         let total: f64 = sorted.iter().map(|&d| d as f64).sum();
         let mut row = OpComparison {
-            name: op.name.clone(),
-            side: op.side.as_str().to_owned(),
-            verdict: OpVerdict::Added,
-            baseline_total_ms: 0.0,
             candidate_total_ms: ms(total),
-            baseline_count: 0,
             candidate_count: sorted.len() as u64,
-            baseline_median_ms: None,
             candidate_median_ms: Some(ms(med)),
-            change: None,
-            total_change: None,
-            p_value: None,
-            p_adjusted: None,
-            method: None,
-            ci: Interval::default(),
             few_samples: true,
-            not_flagged: None,
+            ..OpComparison::blank(op.name.clone(), op.side, OpVerdict::Added)
         };
         if let Some(p) = past.get(op.name.as_str()) {
             let (m, s) = (mean(&p.medians), sd(&p.medians));
@@ -104,23 +93,11 @@ pub fn judge_history(history: &[Profile], candidate: &Profile, settings: &Settin
             continue;
         }
         rows.push(OpComparison {
-            name: (*name).to_owned(),
-            side: p.side.as_str().to_owned(),
-            verdict: OpVerdict::Removed,
             baseline_total_ms: ms(mean(&p.totals)),
-            candidate_total_ms: 0.0,
             baseline_count: mean(&p.counts).round() as u64,
-            candidate_count: 0,
             baseline_median_ms: Some(ms(mean(&p.medians))),
-            candidate_median_ms: None,
-            change: None,
-            total_change: None,
-            p_value: None,
-            p_adjusted: None,
-            method: None,
-            ci: Interval::default(),
             few_samples: p.medians.len() < 3,
-            not_flagged: None,
+            ..OpComparison::blank((*name).to_owned(), p.side, OpVerdict::Removed)
         });
     }
     rows.sort_by(|a, b| {
@@ -155,5 +132,14 @@ pub fn judge_history(history: &[Profile], candidate: &Profile, settings: &Settin
             "history rule: slower when the candidate's median is more than {:.1}% above the mean of the past runs' medians and more than two standard deviations above it",
             settings.threshold * 100.0
         )],
+        changes_verdict: verdict,
+        caveats: Vec::new(),
+        shifts: Vec::new(),
+        baseline_machine: None,
+        candidate_machine: candidate.machine.clone(),
+        latency: Vec::new(),
+        bootstrap_blocks: 0,
+        baseline_compilation: None,
+        candidate_compilation: compilation(&candidate.ops),
     }
 }

@@ -16,6 +16,9 @@
 
 mod compare;
 mod history;
+mod latency;
+mod machine;
+mod numbers;
 mod render;
 mod samples;
 pub mod stats;
@@ -25,6 +28,9 @@ pub use compare::{
     Verdict, compare,
 };
 pub use history::judge_history;
+pub use latency::{Latencies, LatencyComparison, compare_latencies};
+pub use machine::{Compilation, MachineState, SideShift, compilation, side_shifts};
+pub use numbers::{device_numbers, workload_numbers};
 pub use render::{CHART_ROWS, render_chart, render_markdown};
 pub use samples::{Collector, OpSamples, Side};
 

@@ -7,6 +7,9 @@ use crate::compare::{Comparison, OpComparison, OpVerdict, Verdict};
 /// Operations shown in the bar chart.
 pub const CHART_ROWS: usize = 15;
 
+/// Renders one cell of the machine table.
+type MachineCell = dyn Fn(&crate::MachineState) -> String;
+
 /// Rows of the table of unchanged operations.
 pub const SAME_ROWS: usize = 20;
 
@@ -87,6 +90,7 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
         Verdict::Regression => "**Regression**",
         Verdict::Improvement => "**Improvement**",
         Verdict::NoChange => "**No change**",
+        Verdict::Inconclusive => "**Inconclusive**",
     };
     let _ = writeln!(out, "# Profile comparison\n");
     let _ = writeln!(
@@ -99,6 +103,23 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
         cmp.count(OpVerdict::Added),
         cmp.count(OpVerdict::Removed),
     );
+    if cmp.verdict == Verdict::Inconclusive {
+        let _ = writeln!(
+            out,
+            "> **Warning:** the operations and latencies alone say `{}`, but these two sessions cannot carry that verdict:\n>",
+            cmp.changes_verdict.as_str()
+        );
+        for caveat in &cmp.caveats {
+            let _ = writeln!(out, "> - {}", cell(caveat));
+        }
+        out.push_str(">\n> Re-run both sessions on a quiet machine, or judge the candidate against several runs (`--history N`).\n\n");
+    } else if !cmp.caveats.is_empty() {
+        out.push_str("Caveats (no change was seen, but a smaller one could hide behind them):\n\n");
+        for caveat in &cmp.caveats {
+            let _ = writeln!(out, "- {}", cell(caveat));
+        }
+        out.push('\n');
+    }
     let _ = writeln!(out, "- Baseline: `{}`", cell(&cmp.baseline));
     let _ = writeln!(out, "- Candidate: `{}`", cell(&cmp.candidate));
     let _ = writeln!(
@@ -180,6 +201,118 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
         out.push('\n');
     }
 
+    if !cmp.latency.is_empty() {
+        out.push_str("## Request latency\n\n");
+        out.push_str("Tested per request like an operation; p50 is the median.\n\n");
+        out.push_str("| Latency | Verdict | Requests (base → cand) | p50 ms | p90 ms | p99 ms | Change in p50 | 95% CI | Change in p90 | 95% CI | p | p adjusted |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for row in &cmp.latency {
+            let few = if row.few_samples {
+                " (few samples)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {}{few} | {} → {} | {:.1} → {:.1} | {:.1} → {:.1} | {:.1} → {:.1} | {} | {} | {} | {} | {} | {} |",
+                cell(&row.name),
+                row.verdict.as_str(),
+                row.baseline_count,
+                row.candidate_count,
+                row.baseline_ms[0],
+                row.candidate_ms[0],
+                row.baseline_ms[1],
+                row.candidate_ms[1],
+                row.baseline_ms[2],
+                row.candidate_ms[2],
+                pct(row.change),
+                interval(row.ci_median),
+                pct(row.p90_change),
+                interval(row.ci_p90),
+                p_text(row.p_value),
+                p_text(row.p_adjusted),
+            );
+        }
+        out.push('\n');
+    }
+
+    if cmp.baseline_machine.is_some()
+        || cmp.candidate_machine.is_some()
+        || !cmp.shifts.is_empty()
+        || cmp.baseline_compilation.is_some()
+        || cmp.candidate_compilation.is_some()
+    {
+        out.push_str("## Machine, compilation and whole-session shift\n\n");
+        if cmp.baseline_machine.is_some() || cmp.candidate_machine.is_some() {
+            out.push_str("| During the profiled window | Baseline | Candidate |\n|---|---|---|\n");
+            let show = |m: &Option<crate::MachineState>,
+                        f: &dyn Fn(&crate::MachineState) -> String| {
+                m.as_ref().map_or("not recorded".to_owned(), f)
+            };
+            let rows: [(&str, &MachineCell); 7] = [
+                ("Other processes, cores", &|m| {
+                    format!("{:.2} of {}", m.others_cores, m.cores)
+                }),
+                ("Busiest other processes", &|m| {
+                    cell(&m.busiest_others.join(", "))
+                }),
+                ("CPU steal", &|m| format!("{:.1}%", m.steal_share * 100.0)),
+                ("CPU of this session, cores", &|m| {
+                    format!("{:.2}", m.session_cores)
+                }),
+                ("Major page faults of this session", &|m| {
+                    m.session_major_faults.to_string()
+                }),
+                ("Load average (1 min)", &|m| format!("{:.2}", m.load_avg_1m)),
+                ("Quiet before the window", &|m| {
+                    if m.quiet_before {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    }
+                }),
+            ];
+            for (label, f) in rows {
+                let _ = writeln!(
+                    out,
+                    "| {label} | {} | {} |",
+                    show(&cmp.baseline_machine, f),
+                    show(&cmp.candidate_machine, f)
+                );
+            }
+            out.push('\n');
+        }
+        if cmp.baseline_compilation.is_some() || cmp.candidate_compilation.is_some() {
+            let show = |c: &Option<crate::Compilation>| match c {
+                Some(c) => format!(
+                    "{} programs in {:.0} ms (`{}`)",
+                    c.count,
+                    c.total_ms,
+                    cell(&c.operation)
+                ),
+                None => "none".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "- Compilation inside the profiled window: baseline {}, candidate {}.",
+                show(&cmp.baseline_compilation),
+                show(&cmp.candidate_compilation)
+            );
+        }
+        for shift in &cmp.shifts {
+            let _ = writeln!(
+                out,
+                "- The {} side moved by {} as a whole (median change in median over {} operations with at least 9 occurrences on both sides); its operations spread by ±{:.1}% around that, so one of them is flagged only beyond {} to {} (relative to the whole side).",
+                shift.side,
+                pct(Some(shift.change)),
+                shift.operations,
+                shift.spread.exp_m1() * 100.0,
+                pct(Some(shift.smallest_visible().1)),
+                pct(Some(shift.smallest_visible().0)),
+            );
+        }
+        out.push('\n');
+    }
+
     out.push_str("## Session numbers\n\n");
     if cmp.session.is_empty() {
         out.push_str("Neither device step time, device categories, request latency nor throughput is available on both sides.\n\n");
@@ -238,12 +371,13 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
          - p: two-sided Mann-Whitney U test of the two sets of durations (exact distribution without ties when the smaller side has at most 8 occurrences, else the normal approximation with tie and continuity corrections).\n\
          - p adjusted: Benjamini-Hochberg over all {} tested operations, which bounds the expected share of false alarms among the flagged ones.\n\
          - Change in median: candidate median / baseline median - 1; the verdict uses it. Change in total likewise with total times.\n\
-         - 95% CI: percentile bootstrap of the change in median ({} resamples of each side, seed {}).\n\
-         - slower/faster: adjusted p < {} and |change in median| > {:.1}%, the total moved the same way by at least {:.1}% of the baseline's traced time, and a host operation's median by at least {} ms; added/removed: the operation ran on one side only; same: otherwise.",
+         - 95% CI: block bootstrap of the change in median: each side's occurrences in order of start time cut into {} runs, whole runs resampled ({} times, seed {}).\n\
+         - slower/faster: adjusted p < {} and |change in median| > {:.1}% with the whole 95% CI beyond it, the total moved the same way by at least {:.1}% of the baseline's traced time, and a host operation's median by at least {} ms; added/removed: the operation ran on one side only; same: otherwise.",
         cmp.operations
             .iter()
             .filter(|it| it.p_value.is_some())
             .count(),
+        cmp.bootstrap_blocks,
         cmp.bootstrap_resamples,
         cmp.bootstrap_seed,
         cmp.alpha,

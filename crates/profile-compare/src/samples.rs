@@ -30,13 +30,18 @@ impl Side {
     }
 }
 
-/// Every duration of one operation name, in picoseconds, in trace order.
+/// Every duration of one operation name, in picoseconds, in order of start
+/// time (so that neighbours in the list ran close in time: the block
+/// bootstrap resamples runs of them).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpSamples {
     pub name: String,
     pub side: Side,
     pub durations: Vec<Ps>,
 }
+
+/// (start, duration) of one occurrence.
+type Occurrence = (Ps, Ps);
 
 /// A sink that records each operation's durations and also feeds the
 /// [`Analyzer`], so that one read of a trace gives both the samples and the
@@ -45,7 +50,8 @@ pub struct OpSamples {
 pub struct Collector {
     analyzer: Analyzer,
     ids: HashMap<Box<str>, u32>,
-    names: Vec<(Box<str>, Vec<Ps>)>,
+    /// Per name, (start, duration) of each occurrence.
+    names: Vec<(Box<str>, Vec<Occurrence>)>,
     open: HashMap<(u64, u64), Vec<(u32, Ps)>>,
 }
 
@@ -87,11 +93,15 @@ impl Collector {
         let mut ops: Vec<OpSamples> = self
             .names
             .into_iter()
-            .filter(|(_, durations)| !durations.is_empty())
-            .map(|(name, durations)| OpSamples {
-                side: sides.get(&*name).copied().unwrap_or(Side::Host),
-                name: name.into(),
-                durations,
+            .filter(|(_, occurrences)| !occurrences.is_empty())
+            .map(|(name, mut occurrences)| {
+                // Stable: equal starts keep trace order.
+                occurrences.sort_by_key(|it| it.0);
+                OpSamples {
+                    side: sides.get(&*name).copied().unwrap_or(Side::Host),
+                    name: name.into(),
+                    durations: occurrences.into_iter().map(|it| it.1).collect(),
+                }
             })
             .collect();
         ops.sort_by(|a, b| a.name.cmp(&b.name));
@@ -104,11 +114,11 @@ impl EventSink for Collector {
         self.analyzer.event(event);
         match event.phase {
             Phase::Complete => {
-                if let (Some(_), Some(dur)) = (event.ts, event.dur)
+                if let (Some(ts), Some(dur)) = (event.ts, event.dur)
                     && dur >= 0
                 {
                     let id = self.id(event.name);
-                    self.names[id as usize].1.push(dur);
+                    self.names[id as usize].1.push((ts, dur));
                 }
             }
             Phase::Begin => {
@@ -128,7 +138,7 @@ impl EventSink for Collector {
                         .and_then(|it| it.pop())
                     && end >= start
                 {
-                    self.names[id as usize].1.push(end - start);
+                    self.names[id as usize].1.push((start, end - start));
                 }
             }
             _ => {}

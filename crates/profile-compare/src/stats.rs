@@ -173,6 +173,11 @@ pub struct Bootstrap {
     pub seed: u64,
     /// Central share of the interval, in percent.
     pub confidence_pct: u32,
+    /// Each side's occurrences, in order of start time, are cut into this
+    /// many runs of consecutive occurrences (fewer when there are fewer
+    /// occurrences), and whole runs are resampled: occurrences close in
+    /// time share the machine's state and are not independent.
+    pub blocks: usize,
 }
 
 impl Default for Bootstrap {
@@ -181,6 +186,7 @@ impl Default for Bootstrap {
             resamples: 1000,
             seed: 0x5eed_c0de,
             confidence_pct: 95,
+            blocks: 16,
         }
     }
 }
@@ -193,49 +199,192 @@ pub struct ChangeInterval {
     pub total: Option<(f64, f64)>,
 }
 
-/// Resamples both sorted samples with replacement (each to its own size)
-/// `settings.resamples` times and returns the percentile intervals of the
-/// change in median and in total. A resample is drawn as counts per index
-/// of the sorted sample, so its median and sum take one pass, no sort.
+/// One side prepared for the block bootstrap: its values sorted, where each
+/// block's members sit in the sorted order, and each block's sum.
+struct Blocked {
+    sorted: Vec<i64>,
+    /// The sorted positions of each block's members.
+    members: Vec<Vec<usize>>,
+    sums: Vec<f64>,
+}
+
+impl Blocked {
+    fn new(values: &[i64], blocks: usize) -> Blocked {
+        let n = values.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| values[i]);
+        let mut rank = vec![0usize; n];
+        for (pos, &i) in order.iter().enumerate() {
+            rank[i] = pos;
+        }
+        let b = blocks.clamp(1, n.max(1));
+        let members: Vec<Vec<usize>> = (0..b)
+            .map(|k| (k * n / b..(k + 1) * n / b).map(|i| rank[i]).collect())
+            .collect();
+        let sums = (0..b)
+            .map(|k| {
+                values[k * n / b..(k + 1) * n / b]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum()
+            })
+            .collect();
+        Blocked {
+            sorted: order.iter().map(|&i| values[i]).collect(),
+            members,
+            sums,
+        }
+    }
+
+    /// One resample: as many blocks as there are, drawn with replacement;
+    /// its median and sum.
+    fn resample(&self, counts: &mut [u32], rng: &mut ChaCha8Rng) -> (f64, f64) {
+        counts.fill(0);
+        let mut size = 0usize;
+        let mut sum = 0f64;
+        let b = self.members.len();
+        for _ in 0..b {
+            let k = rng.random_range(0..b);
+            for &pos in &self.members[k] {
+                counts[pos] += 1;
+            }
+            size += self.members[k].len();
+            sum += self.sums[k];
+        }
+        (median_of_counts(&self.sorted, counts, size), sum)
+    }
+}
+
+/// The median of a multiset given as counts per position of `sorted`.
+fn median_of_counts(sorted: &[i64], counts: &[u32], size: usize) -> f64 {
+    if size == 0 {
+        return 0.0;
+    }
+    // 0-based ranks of the middle value(s).
+    let (lo, hi) = if size % 2 == 1 {
+        (size / 2, size / 2)
+    } else {
+        (size / 2 - 1, size / 2)
+    };
+    let (mut at_lo, mut at_hi) = (None, None);
+    let mut seen = 0usize;
+    for (idx, &count) in counts.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        seen += count as usize;
+        if at_lo.is_none() && seen > lo {
+            at_lo = Some(sorted[idx]);
+        }
+        if seen > hi {
+            at_hi = Some(sorted[idx]);
+            break;
+        }
+    }
+    (at_lo.unwrap_or(0) as f64 + at_hi.unwrap_or(0) as f64) / 2.0
+}
+
+/// Block-bootstrap percentile intervals of the change in median and in
+/// total. `base` and `cand` are each side's durations in order of start
+/// time; each is cut into `settings.blocks` runs of consecutive values and
+/// resampled by whole runs, `settings.resamples` times (with one value per
+/// block this is the ordinary bootstrap).
 pub fn bootstrap_change(
-    base_sorted: &[i64],
-    cand_sorted: &[i64],
+    base: &[i64],
+    cand: &[i64],
     settings: Bootstrap,
     name: &str,
 ) -> ChangeInterval {
-    if base_sorted.is_empty() || cand_sorted.is_empty() || settings.resamples == 0 {
+    if base.is_empty() || cand.is_empty() || settings.resamples == 0 {
         return ChangeInterval {
             median: None,
             total: None,
         };
     }
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ fnv1a(name));
-    let mut counts_b = vec![0u32; base_sorted.len()];
-    let mut counts_c = vec![0u32; cand_sorted.len()];
+    let (b, c) = (
+        Blocked::new(base, settings.blocks),
+        Blocked::new(cand, settings.blocks),
+    );
+    let mut counts_b = vec![0u32; base.len()];
+    let mut counts_c = vec![0u32; cand.len()];
     let mut medians = Vec::with_capacity(settings.resamples);
     let mut totals = Vec::with_capacity(settings.resamples);
     for _ in 0..settings.resamples {
-        let (mb, sb) = resample(base_sorted, &mut counts_b, &mut rng);
-        let (mc, sc) = resample(cand_sorted, &mut counts_c, &mut rng);
+        let (mb, sb) = b.resample(&mut counts_b, &mut rng);
+        let (mc, sc) = c.resample(&mut counts_c, &mut rng);
         medians.push(ratio(mc, mb));
         totals.push(ratio(sc, sb));
     }
-    let tail = (100 - settings.confidence_pct.min(100)) as f64 / 2.0;
-    let interval = |mut values: Vec<f64>| -> Option<(f64, f64)> {
-        values.retain(|it| it.is_finite());
-        // An interval resting on under nine resamples in ten says nothing.
-        if values.len() * 10 < settings.resamples * 9 {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        Some((
-            percentile_sorted(&values, tail.max(f64::MIN_POSITIVE)),
-            percentile_sorted(&values, 100.0 - tail),
-        ))
-    };
     ChangeInterval {
-        median: interval(medians),
-        total: interval(totals),
+        median: percentile_interval(medians, settings),
+        total: percentile_interval(totals, settings),
+    }
+}
+
+/// Ordinary (one value per block) bootstrap intervals of the change in a
+/// percentile `p` of `f64` samples, such as request latencies.
+pub fn bootstrap_percentile_change(
+    base: &[f64],
+    cand: &[f64],
+    p: f64,
+    settings: Bootstrap,
+    name: &str,
+) -> Option<(f64, f64)> {
+    if base.is_empty() || cand.is_empty() || settings.resamples == 0 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ fnv1a(name) ^ p.to_bits());
+    let mut draw = |values: &[f64]| {
+        let mut res: Vec<f64> = (0..values.len())
+            .map(|_| values[rng.random_range(0..values.len())])
+            .collect();
+        res.sort_by(f64::total_cmp);
+        if p == 50.0 {
+            let n = res.len();
+            if n % 2 == 1 {
+                res[n / 2]
+            } else {
+                (res[n / 2 - 1] + res[n / 2]) / 2.0
+            }
+        } else {
+            percentile_sorted(&res, p)
+        }
+    };
+    let changes: Vec<f64> = (0..settings.resamples)
+        .map(|_| {
+            let b = draw(base);
+            let c = draw(cand);
+            ratio(c, b)
+        })
+        .collect();
+    percentile_interval(changes, settings)
+}
+
+/// The central `confidence_pct` interval of bootstrap values (nearest
+/// rank); `None` when under nine in ten of them are finite.
+fn percentile_interval(mut values: Vec<f64>, settings: Bootstrap) -> Option<(f64, f64)> {
+    let tail = (100 - settings.confidence_pct.min(100)) as f64 / 2.0;
+    values.retain(|it| it.is_finite());
+    if values.len() * 10 < settings.resamples * 9 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some((
+        percentile_sorted(&values, tail.max(f64::MIN_POSITIVE)),
+        percentile_sorted(&values, 100.0 - tail),
+    ))
+}
+
+/// The median of unsorted `f64` values (mean of the middle two).
+pub fn median_f64(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
@@ -247,39 +396,6 @@ pub fn ratio(candidate: f64, baseline: f64) -> f64 {
     } else {
         candidate / baseline - 1.0
     }
-}
-
-/// One resample of `sorted`: its median and sum.
-fn resample(sorted: &[i64], counts: &mut [u32], rng: &mut ChaCha8Rng) -> (f64, f64) {
-    let n = sorted.len();
-    counts.fill(0);
-    for _ in 0..n {
-        counts[rng.random_range(0..n)] += 1;
-    }
-    // 0-based ranks of the middle value(s).
-    let (lo, hi) = if n % 2 == 1 {
-        (n / 2, n / 2)
-    } else {
-        (n / 2 - 1, n / 2)
-    };
-    let (mut at_lo, mut at_hi) = (None, None);
-    let mut seen = 0usize;
-    let mut sum = 0f64;
-    for (idx, &count) in counts.iter().enumerate() {
-        if count == 0 {
-            continue;
-        }
-        sum += sorted[idx] as f64 * count as f64;
-        seen += count as usize;
-        if at_lo.is_none() && seen > lo {
-            at_lo = Some(sorted[idx]);
-        }
-        if at_hi.is_none() && seen > hi {
-            at_hi = Some(sorted[idx]);
-        }
-    }
-    let median = (at_lo.unwrap_or(0) as f64 + at_hi.unwrap_or(0) as f64) / 2.0;
-    (median, sum)
 }
 
 fn fnv1a(text: &str) -> u64 {

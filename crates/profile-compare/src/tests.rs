@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::stats::{self, Method};
 use crate::{
-    Collector, OpSamples, OpVerdict, Profile, Settings, Side, Verdict, compare, judge_history,
-    render_chart, render_markdown,
+    Collector, Latencies, MachineState, OpSamples, OpVerdict, Profile, Settings, Side, Verdict,
+    compare, compare_latencies, judge_history, render_chart, render_markdown,
 };
 use trace_model::{Event, EventSink, Phase};
 
@@ -125,16 +125,7 @@ fn spread(n: usize, scale: f64) -> Vec<i64> {
 
 #[test]
 fn bootstrap_is_seeded_and_covers_the_change() {
-    let b = {
-        let mut v = spread(200, 1.0);
-        v.sort_unstable();
-        v
-    };
-    let c = {
-        let mut v = spread(200, 1.5);
-        v.sort_unstable();
-        v
-    };
+    let (b, c) = (spread(200, 1.0), spread(200, 1.5));
     let settings = stats::Bootstrap::default();
     let one = stats::bootstrap_change(&b, &c, settings, "op");
     let two = stats::bootstrap_change(&b, &c, settings, "op");
@@ -163,6 +154,8 @@ fn profile(ops: &[(&str, Vec<i64>)]) -> Profile {
             .collect(),
         session: BTreeMap::new(),
         missing: Vec::new(),
+        machine: None,
+        latencies: None,
     }
 }
 
@@ -344,4 +337,310 @@ fn immaterial_or_contradictory_changes_are_not_flagged() {
     assert!(md.contains(
         "2 operations changed significantly by more than the threshold but are not flagged"
     ));
+}
+
+/// Many operations, each with 60 occurrences, none of them heavier than
+/// the material share; `scale` per operation.
+fn many(scales: &[f64]) -> Profile {
+    let ops: Vec<(String, Vec<i64>)> = scales
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (format!("op{i:02}"), spread(60, s)))
+        .collect();
+    let refs: Vec<(&str, Vec<i64>)> = ops.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    profile(&refs)
+}
+
+#[test]
+fn the_block_bootstrap_widens_the_interval_of_drifting_samples() {
+    // The candidate's second half ran 40 % slower (a burst of load): the
+    // occurrences are not independent, and the interval must say so.
+    let b = spread(400, 1.0);
+    let c: Vec<i64> = spread(400, 1.0)
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if i >= 200 { d * 14 / 10 } else { d })
+        .collect();
+    let blocked = stats::bootstrap_change(&b, &c, stats::Bootstrap::default(), "op");
+    let iid = stats::Bootstrap {
+        blocks: usize::MAX,
+        ..stats::Bootstrap::default()
+    };
+    let plain = stats::bootstrap_change(&b, &c, iid, "op");
+    let width = |ci: Option<(f64, f64)>| ci.map(|(lo, hi)| hi - lo).unwrap();
+    assert!(
+        width(blocked.median) > 1.5 * width(plain.median),
+        "{blocked:?} {plain:?}"
+    );
+    // One value per block is the ordinary bootstrap: stable and seeded.
+    assert_eq!(plain, stats::bootstrap_change(&b, &c, iid, "op"));
+}
+
+#[test]
+fn an_interval_reaching_inside_the_threshold_is_not_flagged() {
+    // 12 % slower in the median, but only in a third of the time: the
+    // block interval of the change reaches below 5 %.
+    let base = profile(&[("a", spread(600, 1.0))]);
+    let drift: Vec<i64> = spread(600, 1.0)
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if i < 200 { d * 13 / 10 } else { d * 102 / 100 })
+        .collect();
+    let cand = profile(&[("a", drift)]);
+    let cmp = compare(&base, &cand, &Settings::default());
+    let a = &cmp.operations[0];
+    assert_eq!(a.verdict, OpVerdict::Same, "{a:?}");
+    assert!(
+        a.not_flagged
+            .as_deref()
+            .unwrap_or("")
+            .contains("reaches inside"),
+        "{a:?}"
+    );
+}
+
+fn busy_machine() -> MachineState {
+    MachineState {
+        cores: 2,
+        others_cores: 1.6,
+        steal_share: 0.0,
+        load_avg_1m: 9.5,
+        quiet_before: false,
+        busiest_others: vec!["rustc 1.20".into(), "fuzz 0.40".into()],
+        session_cores: 0.4,
+        session_major_faults: 0,
+    }
+}
+
+fn quiet_machine() -> MachineState {
+    MachineState {
+        others_cores: 0.05,
+        busiest_others: Vec::new(),
+        load_avg_1m: 0.3,
+        quiet_before: true,
+        ..busy_machine()
+    }
+}
+
+#[test]
+fn a_change_on_a_busy_machine_is_inconclusive() {
+    let base = profile(&[("a", spread(300, 1.0)), ("b", spread(40, 2.0))]);
+    let mut cand = profile(&[("a", spread(300, 1.0)), ("b", spread(40, 3.0))]);
+    let mut base_q = base.clone();
+    base_q.machine = Some(quiet_machine());
+    cand.machine = Some(busy_machine());
+    let cmp = compare(&base_q, &cand, &Settings::default());
+    assert_eq!(cmp.changes_verdict, Verdict::Regression);
+    assert_eq!(cmp.verdict, Verdict::Inconclusive);
+    assert_eq!(cmp.caveats.len(), 1, "{:?}", cmp.caveats);
+    assert!(
+        cmp.caveats[0].starts_with(
+            "the candidate ran on a busy machine: other processes used 1.60 of 2 cores"
+        )
+    );
+    let md = render_markdown(&cmp, None);
+    assert!(md.contains("Verdict: **Inconclusive**"), "{md}");
+    assert!(md.contains("alone say `regression`"));
+    assert!(
+        md.contains("| Other processes, cores | 0.05 of 2 | 1.60 of 2 |"),
+        "{md}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&cmp.to_json()).unwrap();
+    assert_eq!(json["verdict"], "inconclusive");
+    // Both quiet: the same change is a regression.
+    cand.machine = Some(quiet_machine());
+    assert_eq!(
+        compare(&base_q, &cand, &Settings::default()).verdict,
+        Verdict::Regression
+    );
+    // Busy but nothing changed: no change, with the caveat said.
+    let cmp = compare(
+        &base_q,
+        &{
+            let mut b = base.clone();
+            b.machine = Some(busy_machine());
+            b
+        },
+        &Settings::default(),
+    );
+    assert_eq!(cmp.verdict, Verdict::NoChange);
+    assert_eq!(cmp.caveats.len(), 1);
+    assert!(render_markdown(&cmp, None).contains("Caveats (no change was seen"));
+}
+
+#[test]
+fn a_shift_of_the_whole_side_is_inconclusive() {
+    // Every operation 40 % slower: the session, not an operation.
+    let base = many(&[1.0; 20]);
+    let cand = many(&[1.4; 20]);
+    let cmp = compare(&base, &cand, &Settings::default());
+    assert_eq!(cmp.changes_verdict, Verdict::Regression);
+    assert_eq!(cmp.verdict, Verdict::Inconclusive);
+    assert_eq!(cmp.shifts.len(), 1);
+    assert!(
+        (cmp.shifts[0].change - 0.4).abs() < 0.01,
+        "{:?}",
+        cmp.shifts
+    );
+    assert!(
+        cmp.caveats[0].contains("the host side as a whole is 40.0% slower"),
+        "{:?}",
+        cmp.caveats
+    );
+    // Two of twenty slower: no shift, a regression.
+    let mut scales = vec![1.0; 20];
+    scales[3] = 1.5;
+    scales[7] = 1.5;
+    let cmp = compare(&base, &many(&scales), &Settings::default());
+    assert_eq!(cmp.verdict, Verdict::Regression);
+    assert!(cmp.shifts[0].change.abs() < 1e-9 && cmp.caveats.is_empty());
+    assert_eq!(cmp.count(OpVerdict::Slower), 2);
+}
+
+#[test]
+fn a_change_is_measured_against_a_small_shift_of_its_side() {
+    // The candidate session is 4.5 % slower as a whole (within the
+    // threshold, so no caveat); op03 is 16 % slower (11 % more than the
+    // rest) and op07 30 % slower (24 % more than the rest). Their intervals
+    // are about ±10 %: op03's lies beyond the threshold only before the
+    // shift is taken out.
+    let mut scales = vec![1.045; 20];
+    scales[3] = 1.16;
+    scales[7] = 1.30;
+    let cmp = compare(&many(&[1.0; 20]), &many(&scales), &Settings::default());
+    assert!(
+        (cmp.shifts[0].change - 0.045).abs() < 0.005,
+        "{:?}",
+        cmp.shifts
+    );
+    assert!(cmp.caveats.is_empty(), "{:?}", cmp.caveats);
+    let row = |name: &str| cmp.operations.iter().find(|r| r.name == name).unwrap();
+    assert_eq!(row("op07").verdict, OpVerdict::Slower, "{:?}", row("op07"));
+    assert_eq!(row("op03").verdict, OpVerdict::Same);
+    let [lo, _] = row("op03").ci.median.unwrap();
+    assert!(
+        lo > 0.05,
+        "op03's own interval lies beyond the threshold: {lo}"
+    );
+    let why = row("op03").not_flagged.as_deref().unwrap_or("");
+    assert!(
+        why.starts_with("measured against the host side's shift of +4.5%, its 95%-interval"),
+        "{why}"
+    );
+    assert_eq!(cmp.verdict, Verdict::Regression);
+    assert_eq!(cmp.count(OpVerdict::Slower), 1);
+}
+
+#[test]
+fn a_change_within_the_spread_of_the_pair_is_not_flagged() {
+    // Thirty operations that each moved by -15 % to +15 % between two
+    // sessions (as real quiet pairs do, by about ±10-20 %), one by +25 % and
+    // one by +100 %: only the last stands out from that variation.
+    let mut scales: Vec<f64> = (0..30)
+        .map(|i| 1.0 + 0.15 * (((i * 7) % 30) as f64 / 29.0 * 2.0 - 1.0))
+        .collect();
+    scales.push(1.25);
+    scales.push(2.0);
+    let cmp = compare(&many(&[1.0; 32]), &many(&scales), &Settings::default());
+    let shift = &cmp.shifts[0];
+    assert!(shift.spread > 0.08 && shift.spread < 0.14, "{shift:?}");
+    let row = |name: &str| cmp.operations.iter().find(|r| r.name == name).unwrap();
+    assert_eq!(row("op31").verdict, OpVerdict::Slower);
+    assert_eq!(row("op30").verdict, OpVerdict::Same);
+    let why = row("op30").not_flagged.as_deref().unwrap_or("");
+    assert!(
+        why.starts_with("its change, +25.0%, lies within 3 spreads"),
+        "{why}"
+    );
+    assert_eq!(cmp.count(OpVerdict::Slower), 1, "{:#?}", cmp.operations);
+    assert_eq!(cmp.count(OpVerdict::Faster), 0);
+    let (up, down) = shift.smallest_visible();
+    assert!(up > 0.25 && up < 1.0 && down < -0.2, "{up} {down}");
+}
+
+#[test]
+fn latency_is_tested_per_request() {
+    let b: Vec<f64> = (0..24).map(|i| 100.0 + (i * 7 % 24) as f64).collect();
+    let slower: Vec<f64> = b.iter().map(|x| x * 1.5).collect();
+    let lat = |all: &[f64]| Latencies {
+        all: all.to_vec(),
+        parts: vec![("single item".into(), all[..12].to_vec())],
+    };
+    let rows = compare_latencies(&lat(&b), &lat(&slower), &Settings::default());
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].name, "request latency");
+    assert_eq!(rows[0].verdict, OpVerdict::Slower, "{:?}", rows[0]);
+    let [lo, hi] = rows[0].ci_median.unwrap();
+    assert!(lo > 0.05 && lo <= 0.5 && 0.5 <= hi, "{lo} {hi}");
+    assert_eq!(rows[1].name, "request latency: single item");
+    let same = compare_latencies(&lat(&b), &lat(&b), &Settings::default());
+    assert!(
+        same.iter()
+            .all(|r| r.verdict == OpVerdict::Same && r.change == Some(0.0))
+    );
+
+    // Through compare: the latency rows replace the single values and
+    // count in the verdict.
+    let mut base = profile(&[("a", spread(300, 1.0))]);
+    let mut cand = base.clone();
+    base.latencies = Some(lat(&b));
+    cand.latencies = Some(lat(&slower));
+    base.session.insert("request latency p50 ms".into(), 110.0);
+    cand.session.insert("request latency p50 ms".into(), 165.0);
+    let cmp = compare(&base, &cand, &Settings::default());
+    assert_eq!(cmp.verdict, Verdict::Regression);
+    assert!(cmp.session.is_empty());
+    assert!(render_markdown(&cmp, None).contains("| request latency | slower | 24 → 24 |"));
+}
+
+#[test]
+fn machine_and_latency_records_parse() {
+    let machine: serde_json::Value = serde_json::from_str(
+        r#"{"schema":"sglprof.machine/1","cores":2,"quiet_wait_s":20.0,"quiet_before":false,
+            "before":null,"busy":true,
+            "profiled":{"seconds":12.5,"busy_share":1.0,"steal_share":0.0,"others_cores":1.62,
+              "cpu_pressure_share":0.97,"load_avg":[9.1,8.0,7.5],
+              "busiest_others":[{"pid":7,"name":"rustc","cores":1.1}]}}"#,
+    )
+    .unwrap();
+    let state = MachineState::from_record(&machine).unwrap();
+    assert_eq!(state.cores, 2);
+    assert_eq!(state.others_cores, 1.62);
+    assert_eq!(state.load_avg_1m, 9.1);
+    assert_eq!(state.busiest_others, ["rustc 1.10"]);
+    assert!(state.busy(&Settings::default()));
+    let lat: serde_json::Value = serde_json::from_str(
+        r#"{"schema":"sglprof.latencies/1","endpoint":"/v1/score","latencies_ms":[1.5,2.0],
+            "parts":[{"name":"single item","latencies_ms":[1.5]}]}"#,
+    )
+    .unwrap();
+    let lat = Latencies::from_json(&lat).unwrap();
+    assert_eq!(lat.all, [1.5, 2.0]);
+    assert_eq!(lat.parts, [("single item".to_owned(), vec![1.5])]);
+    assert!(Latencies::from_json(&serde_json::json!({"latencies_ms": ["x"]})).is_none());
+}
+
+#[test]
+fn different_compilation_inside_the_window_is_a_caveat() {
+    let mut base_ops = vec![("a", spread(300, 1.0)), ("b", spread(40, 2.0))];
+    let mut cand_ops = vec![("a", spread(300, 1.0)), ("b", spread(40, 3.0))];
+    // The baseline compiled 20 programs of 20 ms each; the candidate one.
+    base_ops.push(("PjRtCpuClient::Compile", vec![20_000_000_000; 20]));
+    cand_ops.push(("PjRtCpuClient::Compile", vec![20_000_000_000]));
+    let (base, cand) = (profile(&base_ops), profile(&cand_ops));
+    let cmp = compare(&base, &cand, &Settings::default());
+    assert_eq!(cmp.verdict, Verdict::Inconclusive);
+    let c = cmp.baseline_compilation.as_ref().unwrap();
+    assert_eq!((c.count, c.total_ms), (20, 400.0));
+    assert!(
+        cmp.caveats[0].starts_with("the sessions compiled different amounts inside the profiled window (baseline 20 programs in 400 ms, candidate 1 in 20 ms)"),
+        "{:?}",
+        cmp.caveats
+    );
+    assert!(render_markdown(&cmp, None).contains(
+        "- Compilation inside the profiled window: baseline 20 programs in 400 ms (`PjRtCpuClient::Compile`), candidate 1 programs in 20 ms"
+    ));
+    // The same compilation on both sides says nothing.
+    let cmp = compare(&base, &base, &Settings::default());
+    assert!(cmp.caveats.is_empty());
 }
