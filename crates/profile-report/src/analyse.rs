@@ -96,6 +96,9 @@ fn analyse_xplane_with_devices(
         source,
     };
     let planes = trace_xplane::plane_names(&bytes).map_err(wrap)?;
+    // Without a device plane the device view is empty: skip the sink, which
+    // would keep every host event (24 bytes each) to explain device idle.
+    let devices = devices && planes.iter().any(|it| it.starts_with("/device:"));
     let mut device = DeviceSink::new();
     if devices {
         set_peaks(&bytes, &mut device).map_err(wrap)?;
@@ -139,6 +142,16 @@ fn json_with_devices(
 /// otherwise, or it holds exactly JAX's export cap of complete events and
 /// an `xplane.pb` exists: then the XPlane, which JAX never truncates.
 pub fn choose(host: &HostTraces, prefer_xplane: bool) -> Result<Chosen, Error> {
+    choose_with_cap(host, prefer_xplane, JSON_EVENT_CAP)
+}
+
+/// [`choose`] with the cap as a parameter: a JSON holding exactly
+/// `json_event_cap` complete events counts as cut short.
+pub fn choose_with_cap(
+    host: &HostTraces,
+    prefer_xplane: bool,
+    json_event_cap: u64,
+) -> Result<Chosen, Error> {
     let xplane = |path: &PathBuf, truncation| -> Result<Chosen, Error> {
         let (analysis, planes, devices) = analyse_xplane_with_devices(path, true)?;
         Ok(Chosen {
@@ -166,7 +179,7 @@ pub fn choose(host: &HostTraces, prefer_xplane: bool) -> Result<Chosen, Error> {
         truncation,
         planes: Vec::new(),
     };
-    if json_events != JSON_EVENT_CAP {
+    if json_events != json_event_cap {
         return Ok(json(analysis, devices, Truncation::None));
     }
     let Some(xplane_path) = &host.xplane else {

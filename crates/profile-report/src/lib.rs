@@ -1,7 +1,10 @@
 //! Report generation as a library: given a JAX profile folder, a trace file
 //! or an sglprof run folder, find the traces, choose the file to analyse
 //! (the `xplane.pb` when the JSON hit JAX's event cap), read the py-spy
-//! profile the run metadata names, and write `report.md` and `summary.json`.
+//! profile the run metadata names, and write `report.md` and `summary.json`
+//! (with one section per host when the run holds several), with the whole
+//! session as Chrome trace JSON beside them when JAX's own JSON does not
+//! hold it ([`full_trace`]).
 //!
 //! This crate is the file-reading edge of the trace crates; rendering itself
 //! is `session_report`'s pure functions. It spawns no process, does no
@@ -13,15 +16,17 @@
 
 mod analyse;
 mod discover;
+pub mod full_trace;
+mod hosts;
 mod publish;
 mod pyspy;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use session_report::{ReportInput, RunMetadata, TraceFileInfo, Truncation};
+use session_report::{FullTrace, ReportInput, RunMetadata, TraceFileInfo, Truncation};
 
-pub use analyse::{Chosen, analyse_json, analyse_xplane, choose};
+pub use analyse::{Chosen, analyse_json, analyse_xplane, choose, choose_with_cap};
 pub use discover::list_files;
 pub use publish::publish;
 
@@ -125,6 +130,15 @@ pub struct Request {
     /// Analyse the `xplane.pb` even when the JSON is complete.
     pub prefer_xplane: bool,
     pub overrides: Overrides,
+    /// Write the whole session beside the report when JAX's JSON does not
+    /// hold it (see [`full_trace`]).
+    pub full_trace: bool,
+    /// Events per file of the full trace
+    /// [`full_trace::FULL_TRACE_CHUNK_EVENTS`].
+    pub full_trace_chunk_events: u64,
+    /// The number of complete events that marks a JSON as cut short
+    /// ([`trace_analysis::JSON_EVENT_CAP`], JAX's).
+    pub json_event_cap: u64,
 }
 
 impl Request {
@@ -139,6 +153,9 @@ impl Request {
             host: None,
             prefer_xplane: false,
             overrides: Overrides::default(),
+            full_trace: true,
+            full_trace_chunk_events: full_trace::FULL_TRACE_CHUNK_EVENTS,
+            json_event_cap: trace_analysis::JSON_EVENT_CAP,
         }
     }
 
@@ -205,7 +222,8 @@ impl fmt::Display for Note {
 /// What [`generate`] did.
 #[derive(Debug)]
 pub struct Outcome {
-    /// `report.md` and `summary.json`, in that order.
+    /// The step plots, `report.md`, `summary.json`, the flamegraph and the
+    /// full trace's files, each when written, in that order.
     pub written: Vec<PathBuf>,
     pub notes: Vec<Note>,
 }
@@ -236,7 +254,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         metadata.date = discover::date_from_run(&run.run);
     }
 
-    let chosen = choose(host, request.prefer_xplane)?;
+    let chosen = choose_with_cap(host, request.prefer_xplane, request.json_event_cap)?;
     let (pyspy, flamegraph) = match pyspy::load(input, &metadata, request.top_n)? {
         Some((section, svg)) => (Some(section), svg),
         None => (None, None),
@@ -256,6 +274,17 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         .as_ref()
         .or(host.xplane.as_ref())
         .unwrap_or(&chosen.source);
+    // JAX's JSON cut short (the XPlane was analysed instead) or absent.
+    let json_short =
+        host.trace_json.is_none() || matches!(chosen.truncation, Truncation::XPlaneInstead { .. });
+    publish::create_dir(out_dir)?;
+    let full = match &host.xplane {
+        Some(xplane) if request.full_trace && json_short => Some((
+            xplane,
+            full_trace::export(xplane, out_dir, request.full_trace_chunk_events)?,
+        )),
+        _ => None,
+    };
 
     let plots: Vec<(String, String)> = chosen
         .devices
@@ -275,12 +304,31 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         files,
         logdir: shown(logdir, out_dir),
         perfetto_file: shown(perfetto, out_dir),
+        full_trace: full.as_ref().map(|(source, written)| FullTrace {
+            source: shown(source, out_dir),
+            files: written
+                .staged
+                .iter()
+                .map(|it| shown(&it.target, out_dir))
+                .collect(),
+            events: written.events,
+            chunk_events: request.full_trace_chunk_events,
+        }),
         top_n: request.top_n,
         pyspy,
         devices: &chosen.devices,
         step_plots: plots.iter().map(|(name, _)| name.clone()).collect(),
     };
-    let markdown = session_report::render_markdown(&report_input);
+    let mut markdown = session_report::render_markdown(&report_input);
+    let hosts = hosts::summarise(
+        &run.hosts,
+        (&host.host, &chosen),
+        request.prefer_xplane,
+        out_dir,
+    )?;
+    if !hosts.is_empty() {
+        markdown = hosts::insert(&markdown, &hosts::render(&hosts));
+    }
     let summary = session_report::render_summary_json(&report_input);
     if let Truncation::Unrecoverable { json_events } = chosen.truncation {
         notes.push(Note::Truncated {
@@ -288,8 +336,6 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
             json_events,
         });
     }
-    let report_path = out_dir.join("report.md");
-    let summary_path = out_dir.join("summary.json");
     let mut outputs: Vec<(&str, &[u8])> = plots
         .iter()
         .map(|(name, svg)| (name.as_str(), svg.as_bytes()))
@@ -299,12 +345,19 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     if let Some(svg) = &flamegraph {
         outputs.push((pyspy::FLAMEGRAPH, svg.as_bytes()));
     }
-    publish(out_dir, &outputs)?;
-    let mut written: Vec<PathBuf> = plots.iter().map(|(name, _)| out_dir.join(name)).collect();
-    written.extend([report_path, summary_path]);
-    if flamegraph.is_some() {
-        written.push(out_dir.join(pyspy::FLAMEGRAPH));
+    let mut staged = Vec::with_capacity(outputs.len());
+    for (name, bytes) in &outputs {
+        staged.push(publish::stage_bytes(out_dir, name, bytes)?);
     }
+    let mut written: Vec<PathBuf> = staged.iter().map(|it| it.target.clone()).collect();
+    let replaces_full_trace = full.is_some();
+    if let Some((_, full)) = full {
+        written.extend(full.staged.iter().map(|it| it.target.clone()));
+        staged.extend(full.staged);
+    }
+    // A new full trace replaces every chunk of an older one.
+    let stale = |name: &str| replaces_full_trace && full_trace::is_full_trace_name(name);
+    publish::commit(out_dir, staged, &stale)?;
     Ok(Outcome { written, notes })
 }
 
@@ -362,5 +415,7 @@ fn shown(path: &Path, out_dir: &Path) -> String {
     }
 }
 
+#[cfg(test)]
+mod full_trace_tests;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,9 @@
 //! one, never a mix, and nothing else is touched.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempPath;
 
 use crate::Error;
 
@@ -17,36 +19,77 @@ use crate::Error;
 /// the temporary files and leaves the folder as it was. A target that is a
 /// folder is refused before anything is renamed.
 pub fn publish(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), Error> {
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Write { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    create_dir(dir)?;
     let mut staged = Vec::with_capacity(files.len());
     for (name, bytes) in files {
-        let target = dir.join(name);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(write_err(&target))?;
-        tmp.write_all(bytes).map_err(write_err(&target))?;
-        tmp.as_file().sync_all().map_err(write_err(&target))?;
-        staged.push((tmp, target));
+        staged.push(stage_bytes(dir, name, bytes)?);
     }
+    commit(dir, staged, &|_| false)
+}
+
+/// A file written in full under a temporary name in the output folder,
+/// waiting to be renamed over `target`. Dropped uncommitted, it is removed.
+pub(crate) struct Staged {
+    pub tmp: TempPath,
+    pub target: PathBuf,
+}
+
+pub(crate) fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::Write { path, source }
+}
+
+pub(crate) fn create_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(write_err(dir))
+}
+
+/// A new, exclusively created temporary file in `dir` for the output `name`.
+pub(crate) fn temp_file(dir: &Path, name: &str) -> Result<(std::fs::File, TempPath), Error> {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(write_err(&dir.join(name)))?;
+    Ok(tmp.into_parts())
+}
+
+pub(crate) fn stage_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Result<Staged, Error> {
+    let target = dir.join(name);
+    let (mut file, tmp) = temp_file(dir, name)?;
+    file.write_all(bytes).map_err(write_err(&target))?;
+    file.sync_all().map_err(write_err(&target))?;
+    Ok(Staged { tmp, target })
+}
+
+/// Renames every staged file over its target under the folder's lock, then
+/// removes the files of `dir` that `stale` claims and no target replaced
+/// (the chunks of an older, longer full trace, say).
+pub(crate) fn commit(
+    dir: &Path,
+    staged: Vec<Staged>,
+    stale: &dyn Fn(&str) -> bool,
+) -> Result<(), Error> {
     let lock = std::fs::File::open(dir).map_err(write_err(dir))?;
     lock.lock().map_err(write_err(dir))?;
-    for (_, target) in &staged {
-        if std::fs::symlink_metadata(target).is_ok_and(|it| it.is_dir()) {
+    for it in &staged {
+        if std::fs::symlink_metadata(&it.target).is_ok_and(|it| it.is_dir()) {
             return Err(Error::Write {
-                path: target.clone(),
+                path: it.target.clone(),
                 source: std::io::ErrorKind::IsADirectory.into(),
             });
         }
     }
-    for (tmp, target) in staged {
+    let targets: Vec<PathBuf> = staged.iter().map(|it| it.target.clone()).collect();
+    for Staged { tmp, target } in staged {
         tmp.persist(&target)
             .map_err(|err| write_err(&target)(err.error))?;
+    }
+    for entry in std::fs::read_dir(dir).map_err(write_err(dir))?.flatten() {
+        let path = entry.path();
+        let claimed = entry.file_name().to_str().is_some_and(stale);
+        if claimed && !targets.contains(&path) && entry.file_type().is_ok_and(|it| it.is_file()) {
+            std::fs::remove_file(&path).map_err(write_err(&path))?;
+        }
     }
     // Dropping the file releases the lock.
     drop(lock);

@@ -214,3 +214,45 @@ fn folder_names_in_the_suggested_commands_are_quoted() {
     );
     assert!(!report.contains(&format!("--logdir {} ", hostile.display())));
 }
+
+/// A run with two hosts (the second a copy of the first, as two simulated
+/// workers would write): the report analyses the first and gets one
+/// section per host, each with the numbers of its own file.
+#[test]
+fn several_hosts_get_a_section_each() {
+    let dir = run_folder("artifacts/pyspy/raw.txt");
+    let traces = dir
+        .path()
+        .join("artifacts/jax-profile/plugins/profile")
+        .join(RUN);
+    std::fs::copy(
+        traces.join("vm.trace.json.gz"),
+        traces.join("vm-worker-1.trace.json.gz"),
+    )
+    .unwrap();
+    let outcome = generate(&Request::for_run_folder(dir.path())).unwrap();
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| matches!(n, crate::Note::SeveralHosts { count: 2, .. }))
+    );
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let hosts = report.find("## Hosts").expect("a Hosts section");
+    assert!(hosts < report.find("## How to View Traces").unwrap());
+    let analysis = crate::analyse_json(&traces.join("vm.trace.json.gz")).unwrap();
+    for host in ["vm", "vm-worker-1"] {
+        assert!(report.contains(&format!("\n### Host {host}\n")), "{report}");
+        let row = report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {host} | `artifacts/")))
+            .unwrap_or_else(|| panic!("no row for {host} in\n{report}"));
+        assert!(
+            row.contains(&format!(
+                "| {} | {} |",
+                analysis.total_events, analysis.op_events
+            )),
+            "{row}"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! folder, and the writes into it.
 //!
 //! ```text
-//! inputs/    requests/*.json, profile_config.json, run_metadata.json, server_args.json
+//! inputs/    requests/*.json, profile_config.json, run_metadata.json, server_args.json,
+//!            latencies.json, machine.json (local servers only)
 //! artifacts/ jax-profile/ (the server's output_dir), py-spy/ (with --py-spy)
 //! logs/      server.log, py-spy-*.log, tpu-api.log
 //! report.md, summary.json, checksums.txt (sha256 of every file under artifacts/)

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sglang_server::workload::{self, GenerateWorkload, ScoreMix, WorkloadResult};
 use sglang_server::{Client, Liveness, StartProfile, StopOutcome, TraceRun};
 
+use crate::machine;
 use crate::plan::{Endpoint, Plan};
 use crate::run_folder::{RunFolderError, write_json};
 
@@ -122,20 +123,23 @@ pub struct SessionConfig {
     pub progress: bool,
 }
 
-/// Called around the profiled workload (py-spy starts and stops here).
-pub trait WorkloadHooks {
-    fn before_workload(&mut self) -> Result<(), SessionError>;
-    fn after_workload(&mut self);
+/// Called around the profiled workload (py-spy starts and stops here,
+/// see [`crate::pyspy`]).
+#[async_trait::async_trait]
+pub trait WorkloadHooks: Send {
+    async fn before_workload(&mut self) -> Result<(), SessionError>;
+    async fn after_workload(&mut self);
 }
 
 /// For sessions without py-spy.
 pub struct NoHooks;
 
+#[async_trait::async_trait]
 impl WorkloadHooks for NoHooks {
-    fn before_workload(&mut self) -> Result<(), SessionError> {
+    async fn before_workload(&mut self) -> Result<(), SessionError> {
         Ok(())
     }
-    fn after_workload(&mut self) {}
+    async fn after_workload(&mut self) {}
 }
 
 /// What a session found out.
@@ -204,6 +208,13 @@ pub async fn run_session(
         });
     }
 
+    // A local server shares this machine: wait (bounded) for other
+    // processes to calm down, and record what the machine did during the
+    // profiled window, so that a comparison can tell load from a change.
+    let machine_before = match &config.local_output_dir {
+        Some(_) => quiet_then_snapshot().await,
+        None => None,
+    };
     eprintln!(
         "[session] POST /start_profile {}",
         serde_json::to_string(&config.profile).unwrap_or_default()
@@ -212,12 +223,15 @@ pub async fn run_session(
         .start_profile(&config.profile)
         .await
         .map_err(server("cannot start the profiler"))?;
-    if let Err(err) = hooks.before_workload() {
+    if let Err(err) = hooks.before_workload().await {
         let _ = client.stop_profile().await;
         return Err(err);
     }
     let workload = send(client, liveness, &config.workload, config.progress).await;
-    hooks.after_workload();
+    let machine_after = machine_before
+        .as_ref()
+        .and_then(|_| machine::Snapshot::take());
+    hooks.after_workload().await;
     let workload = match workload {
         Ok(workload) => workload,
         Err(err) => {
@@ -236,6 +250,36 @@ pub async fn run_session(
         stats.p50,
         stats.p99
     );
+    write_json(
+        &config.inputs_dir.join(LATENCIES_FILE),
+        &latency_record(&workload),
+    )?;
+    if let (Some((wait, quiet, before, start)), Some(end)) = (machine_before, machine_after) {
+        let profiled = start.window_to(&end, std::process::id());
+        let cores = start.cores();
+        let busy = profiled.is_busy(cores);
+        eprintln!(
+            "[session] machine during the profiled window: {}{}",
+            profiled.describe(cores),
+            if busy {
+                "; BUSY: timings of this run are not comparable with a quiet run"
+            } else {
+                ""
+            }
+        );
+        write_json(
+            &config.inputs_dir.join(MACHINE_FILE),
+            &machine::MachineRecord {
+                schema: machine::MACHINE_SCHEMA.to_owned(),
+                cores,
+                quiet_wait_s: (wait.as_secs_f64() * 10.0).round() / 10.0,
+                quiet_before: quiet,
+                before,
+                profiled,
+                busy,
+            },
+        )?;
+    }
     if workload.errors == workload.requests {
         let _ = client.stop_profile().await;
         return Err(SessionError::AllFailed {
@@ -282,6 +326,59 @@ pub async fn run_session(
         workload,
         stop,
         traces,
+    })
+}
+
+/// The run folder's per-request latencies of the profiled workload
+/// (`inputs/latencies.json`), which `compare` tests like operations.
+pub const LATENCIES_FILE: &str = "latencies.json";
+/// The machine's state around the profiled window (`inputs/machine.json`),
+/// written when the server runs on this machine.
+pub const MACHINE_FILE: &str = "machine.json";
+/// The value of `schema` in `inputs/latencies.json`.
+pub const LATENCIES_SCHEMA: &str = "sglprof.latencies/1";
+
+/// Waits (at most [`machine::QUIET_WAIT`]) for other processes to calm
+/// down, says so when they do not, and takes the snapshot that opens the
+/// profiled window.
+async fn quiet_then_snapshot() -> Option<(
+    Duration,
+    bool,
+    Option<machine::MachineWindow>,
+    machine::Snapshot,
+)> {
+    let me = std::process::id();
+    let (wait, quiet, before) = match machine::wait_for_quiet(me, machine::QUIET_WAIT).await {
+        Some((wait, quiet, window)) => (wait, quiet, Some(window)),
+        None => (Duration::ZERO, false, None),
+    };
+    if let (false, Some(window)) = (quiet, &before) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        eprintln!(
+            "[session] the machine stayed busy for {:.0} s, profiling anyway: {}",
+            wait.as_secs_f64(),
+            window.describe(cores)
+        );
+    }
+    Some((wait, quiet, before, machine::Snapshot::take()?))
+}
+
+/// `inputs/latencies.json`: the latencies of the successful requests in
+/// send order, and per part of a mix (named without its count).
+fn latency_record(result: &WorkloadResult) -> serde_json::Value {
+    let part = |p: &WorkloadResult| {
+        let name = p
+            .description
+            .split_once(" x ")
+            .map_or(p.description.as_str(), |it| it.1);
+        serde_json::json!({ "name": name, "latencies_ms": p.latencies_ms })
+    };
+    serde_json::json!({
+        "schema": LATENCIES_SCHEMA,
+        "endpoint": result.endpoint,
+        "description": result.description,
+        "latencies_ms": result.latencies_ms,
+        "parts": result.parts.iter().map(part).collect::<Vec<_>>(),
     })
 }
 

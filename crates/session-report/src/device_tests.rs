@@ -57,6 +57,7 @@ fn input<'a>(
         logdir: ".".to_owned(),
         perfetto_file: "plugins/profile/run/host.xplane.pb".to_owned(),
         top_n: 5,
+        full_trace: None,
         pyspy: None,
         devices,
         step_plots: vec![plot_file_name(&devices[0].plane)],

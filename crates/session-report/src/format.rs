@@ -46,7 +46,7 @@ pub fn fixed(value: f64, decimals: usize) -> String {
 fn group(int: &str) -> String {
     let mut res = String::with_capacity(int.len() + int.len() / 3);
     for (idx, ch) in int.chars().enumerate() {
-        if idx > 0 && (int.len() - idx) % 3 == 0 {
+        if idx > 0 && (int.len() - idx).is_multiple_of(3) {
             res.push(',');
         }
         res.push(ch);

@@ -19,7 +19,7 @@ pub use metadata::{
     TraceFileInfo, WorkloadSummary,
 };
 pub use render::{
-    PySpyProcess, PySpySection, ReportInput, TraceFormat, Truncation, render_markdown,
+    FullTrace, PySpyProcess, PySpySection, ReportInput, TraceFormat, Truncation, render_markdown,
 };
 pub use summary::{SUMMARY_SCHEMA, render_summary_json};
 

@@ -26,6 +26,21 @@ pub enum Truncation {
     Unrecoverable { json_events: u64 },
 }
 
+/// The whole session as Chrome trace JSON, written beside the report
+/// because JAX's own JSON does not hold it: capped at 1,000,000 events, or
+/// absent with only an `xplane.pb`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FullTrace {
+    /// The file it was exported from, as shown in the report.
+    pub source: String,
+    /// The files, as linked from the report: one, or numbered chunks.
+    pub files: Vec<String>,
+    /// Events written, metadata (process and thread names) not counted.
+    pub events: u64,
+    /// At most this many events per file.
+    pub chunk_events: u64,
+}
+
 /// py-spy results for the report, per sampled process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PySpySection {
@@ -65,6 +80,8 @@ pub struct ReportInput<'a> {
     pub logdir: String,
     /// The file to open in Perfetto.
     pub perfetto_file: String,
+    /// The whole session for Perfetto, when sglprof wrote it.
+    pub full_trace: Option<FullTrace>,
     pub top_n: usize,
     pub pyspy: Option<PySpySection>,
     /// The device view, one entry per device plane (empty without any).
@@ -702,15 +719,71 @@ fn definitions(out: &mut String) {
 fn how_to_view(input: &ReportInput<'_>, out: &mut String) {
     out.push_str("## How to View Traces\n\n");
     out.push_str("### Perfetto (Recommended)\n\n");
-    if input.perfetto_file.ends_with(".xplane.pb") {
-        out.push_str(&format!(
-            "Perfetto cannot open {}: it reads Chrome trace JSON (`.trace.json.gz`), which this run does not have. Use TensorBoard or xprof below.\n\n",
+    let xplane = input.perfetto_file.ends_with(".xplane.pb");
+    let steps = |file: &str| {
+        format!(
+            "1. Open https://ui.perfetto.dev\n2. Drag and drop {file}\n3. Keyboard shortcuts:\n   - `W/S`: Zoom in/out\n   - `A/D`: Pan left/right\n   - `F`: Fit to view\n\n"
+        )
+    };
+    // `cargo xtask trace` needs the xplane.pb: the JSON alone is no more
+    // than what Perfetto already reads.
+    let trace_source = match (&input.full_trace, &input.truncation) {
+        (Some(full), _) => Some(full.source.as_str()),
+        (None, _) if xplane => Some(input.perfetto_file.as_str()),
+        (None, Truncation::XPlaneInstead { .. }) => Some(input.source.as_str()),
+        (None, _) => None,
+    };
+    match &input.full_trace {
+        Some(full) => {
+            let why = if xplane {
+                "This run has no Chrome trace JSON, only the `xplane.pb`, which Perfetto cannot open"
+            } else {
+                "JAX's `trace.json.gz` stops at 1,000,000 events and holds only the start of this session"
+            };
+            let events = count(full.events);
+            match full.files.as_slice() {
+                [one] => out.push_str(&format!(
+                    "{why}, so sglprof wrote the whole session ({events} events) from {} as {}:\n\n{}",
+                    code(&full.source),
+                    code(one),
+                    steps(&code(one))
+                )),
+                many => {
+                    let first = many.first().map(String::as_str).unwrap_or_default();
+                    let last = many.last().map(String::as_str).unwrap_or_default();
+                    out.push_str(&format!(
+                        "{why}, so sglprof wrote the whole session ({events} events) from {} as {} files of at most {} events each, {} to {}, each with every process and thread name. Perfetto's UI opens one at a time:\n\n{}",
+                        code(&full.source),
+                        many.len(),
+                        count(full.chunk_events),
+                        code(first),
+                        code(last),
+                        steps(&format!("one of them ({} is the start of the session)", code(first)))
+                    ));
+                }
+            }
+        }
+        None if xplane => out.push_str(&format!(
+            "Perfetto cannot open {}: it reads Chrome trace JSON (`.trace.json.gz`), which this run does not have. Convert it with `cargo xtask trace` (below), or use TensorBoard or xprof.\n\n",
             code(&input.perfetto_file)
-        ));
-    } else {
+        )),
+        None => {
+            out.push_str(&steps(&code(&input.perfetto_file)));
+            match input.truncation {
+                Truncation::None => {}
+                Truncation::XPlaneInstead { .. } => out.push_str(
+                    "This file stops at JAX's 1,000,000-event cap and holds only the start of the session; `cargo xtask trace` (below) writes the whole session from the `xplane.pb`.\n\n",
+                ),
+                Truncation::Unrecoverable { .. } => out.push_str(
+                    "This file stops at JAX's 1,000,000-event cap and holds only the start of the session; without the `xplane.pb` the rest is lost.\n\n",
+                ),
+            }
+        }
+    }
+    if let Some(source) = trace_source {
         out.push_str(&format!(
-            "1. Open https://ui.perfetto.dev\n2. Drag and drop {}\n3. Keyboard shortcuts:\n   - `W/S`: Zoom in/out\n   - `A/D`: Pan left/right\n   - `F`: Fit to view\n\n",
-            code(&input.perfetto_file)
+            "A window of the session, or chunks that Perfetto's UI opens comfortably when a session has more than 1,000,000 events:\n\n```bash\ncargo xtask trace {0} --out window.json.gz --from-ms 1000 --to-ms 2000\ncargo xtask trace {0} --out trace.json.gz --split-events 1000000\n```\n\n",
+            shell_word(source)
         ));
     }
     out.push_str("### TensorBoard / xprof\n\n");

@@ -79,6 +79,14 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
         "xla_and_runtime_operations": accel,
     });
     res["devices"] = crate::device::devices_json(input.devices);
+    if let Some(full) = &input.full_trace {
+        res["full_trace"] = json!({
+            "source": full.source,
+            "files": full.files,
+            "events": full.events,
+            "chunk_events": full.chunk_events,
+        });
+    }
     if let Some(workload) = &input.metadata.workload {
         res["workload"] = serde_json::to_value(workload).expect("plain data serialises");
     }

@@ -5,8 +5,8 @@ use trace_analysis::{Analysis, Analyzer};
 use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::{
-    CostRow, LatencyStats, ProfileConfig, ReportInput, RunMetadata, TraceFileInfo, TraceFormat,
-    Truncation, WorkloadSummary, render_markdown, render_summary_json,
+    CostRow, FullTrace, LatencyStats, ProfileConfig, ReportInput, RunMetadata, TraceFileInfo,
+    TraceFormat, Truncation, WorkloadSummary, render_markdown, render_summary_json,
 };
 
 const HLO: &[Arg<'static>] = &[
@@ -192,6 +192,7 @@ fn input<'a>(
         logdir: "traces/".to_owned(),
         perfetto_file: "traces/t1v-n-c2bbebb4-w-0.trace.json.gz".to_owned(),
         top_n: 7,
+        full_trace: None,
         pyspy: None,
         devices: &[],
         step_plots: Vec::new(),
@@ -205,6 +206,72 @@ fn seed_shaped_report() {
     let input = input(&meta, &analysis, Truncation::None);
     insta::assert_snapshot!("seed_shaped_report", render_markdown(&input));
     insta::assert_snapshot!("seed_shaped_summary", render_summary_json(&input));
+}
+
+/// The report's "How to View Traces" section alone.
+fn how_to_view(input: &ReportInput<'_>) -> String {
+    let markdown = render_markdown(input);
+    let start = markdown.find("## How to View Traces").expect("the section");
+    let rest = &markdown[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |at| at + 4);
+    rest[..end].to_owned()
+}
+
+/// Where "How to View" sends the reader, for each way the JSON can fall
+/// short of the session.
+#[test]
+fn how_to_view_points_to_the_whole_session() {
+    let analysis = session();
+    let meta = RunMetadata::new();
+    let xplane = "traces/t1v-n-c2bbebb4-w-0.xplane.pb";
+    let mut cases = String::new();
+    let mut case = |title: &str, input: ReportInput<'_>| {
+        cases.push_str(&format!("==== {title}\n{}", how_to_view(&input)));
+    };
+
+    let capped = Truncation::XPlaneInstead {
+        json_events: 1_000_000,
+        json_share: 0.25,
+    };
+    let mut it = input(&meta, &analysis, capped.clone());
+    it.full_trace = Some(FullTrace {
+        source: xplane.to_owned(),
+        files: (0..3)
+            .map(|i| format!("trace-full.{i:03}.json.gz"))
+            .collect(),
+        events: 2_400_000,
+        chunk_events: 1_000_000,
+    });
+    case("capped JSON, the whole session in three chunks", it);
+
+    let mut it = input(&meta, &analysis, Truncation::None);
+    it.perfetto_file = xplane.to_owned();
+    it.full_trace = Some(FullTrace {
+        source: xplane.to_owned(),
+        files: vec!["trace-full.json.gz".to_owned()],
+        events: 5_120,
+        chunk_events: 1_000_000,
+    });
+    case("xplane.pb only, the whole session in one file", it);
+
+    let mut it = input(&meta, &analysis, Truncation::None);
+    it.perfetto_file = xplane.to_owned();
+    case("xplane.pb only, no full trace written", it);
+
+    let mut it = input(&meta, &analysis, capped);
+    it.source = xplane.to_owned();
+    case("capped JSON, no full trace written", it);
+    case(
+        "capped JSON and no xplane.pb",
+        input(
+            &meta,
+            &analysis,
+            Truncation::Unrecoverable {
+                json_events: 1_000_000,
+            },
+        ),
+    );
+    insta::assert_snapshot!("how_to_view", cases);
 }
 
 #[test]
@@ -236,6 +303,20 @@ fn metadata_round_trips_and_rejects_other_schemas() {
         err.to_string()
             .starts_with("invalid run metadata: unknown field `colour`"),
         "{err}"
+    );
+    // Found by the fuzzer: a control character in an unknown field name or
+    // in the schema split the one-line error.
+    let err = RunMetadata::from_json("{\"schema\":\"sglprof.run-metadata/1\",\"sta\\rted\":1}")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid run metadata: unknown field `sta\\rted`"),
+        "{err}"
+    );
+    let err = RunMetadata::from_json("{\"schema\":\"x\\ny\"}").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "run metadata schema is `x\\ny`, expected `sglprof.run-metadata/1`"
     );
 }
 
