@@ -51,7 +51,7 @@ pub enum Error {
         value: String,
         why: &'static str,
     },
-    #[error("failed to {action} {path}: {source}")]
+    #[error("failed to {action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,

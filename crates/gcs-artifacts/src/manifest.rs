@@ -98,7 +98,7 @@ impl Manifest {
         if res.schema != MANIFEST_SCHEMA {
             return Err(bad(format!(
                 "schema is `{}`, expected `{MANIFEST_SCHEMA}`",
-                res.schema
+                printable(&res.schema)
             )));
         }
         // Every string that becomes part of a local path or of the bucket
@@ -356,6 +356,12 @@ mod tests {
                 r#""run_id": "r1""#,
                 r#""run_id": "x\u001b[2J\ny""#,
                 "run_id `x\\u{1b}[2J\\ny` is not a plain folder name",
+            ),
+            (
+                "schema",
+                r#""schema": "sglprof.artifact-manifest/1""#,
+                r#""schema": "m\nx\u001b[2J""#,
+                "schema is `m\\nx\\u{1b}[2J`, expected `sglprof.artifact-manifest/1`",
             ),
             (
                 "kind",

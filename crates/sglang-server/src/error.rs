@@ -53,12 +53,12 @@ pub enum Error {
         during: String,
         log_tail: String,
     },
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {}", .program.display())]
     Spawn {
         program: PathBuf,
         source: std::io::Error,
     },
-    #[error("{action} {}: {source}", .path.display())]
+    #[error("{action} {}", .path.display())]
     Io {
         action: &'static str,
         path: PathBuf,

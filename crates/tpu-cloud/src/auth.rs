@@ -23,14 +23,7 @@ pub async fn default_token_provider() -> Result<Arc<dyn TokenProvider>, Error> {
 
 /// One line from a `gcp_auth` error and its causes.
 pub(crate) fn flatten(err: &gcp_auth::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    crate::error::one_line(&text)
+    crate::error::one_line(&crate::error::chain(err))
 }
 
 /// Maps a failed token request to the crate error.

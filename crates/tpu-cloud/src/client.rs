@@ -650,14 +650,7 @@ fn transport_detail(err: &reqwest::Error) -> String {
     } else {
         "transport error"
     };
-    let mut text = format!("{kind}: {err}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    one_line(&text)
+    one_line(&format!("{kind}: {}", crate::error::chain(err)))
 }
 
 pub(crate) fn state_name(state: NodeState) -> String {

@@ -125,7 +125,7 @@ pub enum Error {
     #[error("cancelled: the node is deleted unless --keep was given")]
     Cancelled,
 
-    #[error("{action} `{path}`: {source}")]
+    #[error("{action} `{}`", .path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -140,11 +140,21 @@ pub enum Error {
         detail: String,
     },
 
-    #[error("`{command}` failed ({detail}): check that gcloud is installed and logged in")]
+    #[error("`{command}` failed ({detail}){hint}", hint = gcloud_hint(command))]
     Command { command: String, detail: String },
 
     #[error("invalid price table ({detail}): expected {{\"source\": ..., \"prices\": [...]}}")]
     BadPriceTable { detail: String },
+}
+
+/// The advice for a failed gcloud command; none for a local worker's
+/// (its bash has nothing to do with gcloud).
+fn gcloud_hint(command: &str) -> &'static str {
+    if command.starts_with("gcloud") {
+        ": check that gcloud is installed and logged in"
+    } else {
+        ""
+    }
 }
 
 /// Where a failed call was aimed, for messages that name it.
@@ -157,6 +167,12 @@ pub(crate) struct CallContext {
 }
 
 impl Error {
+    /// The message and every cause, joined by `: `, for text kept in the
+    /// state file (an [`Error::Io`] names its cause only as its source).
+    pub fn chain(&self) -> String {
+        chain(self)
+    }
+
     /// A `map_err` adapter: an IO failure of `action` on `path`.
     pub(crate) fn io(
         action: &'static str,
@@ -301,4 +317,16 @@ pub(crate) fn one_line(text: &str) -> String {
     } else {
         text
     }
+}
+
+/// An error and every cause, joined by `: `.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut res = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        res.push_str(": ");
+        res.push_str(&err.to_string());
+        cause = err.source();
+    }
+    res
 }

@@ -216,6 +216,8 @@ impl World {
                 "v5litepod-4",
                 "v5litepod-8",
                 "v5litepod-16",
+                // Two hosts: the smallest multi-host slice, for rehearsals.
+                "v5p-16",
             ]
             .map(str::to_owned)
             .into(),

@@ -278,9 +278,18 @@ async fn acquire_tracked(
         s.create_requested_at = Some(now);
     })?;
     let loc = &req.location;
+    let what = format!(
+        "node `{}` ({} in {})",
+        req.node_id, req.accelerator_type, loc.zone
+    );
     let created = if req.queued {
-        create_queued(client, req).await
+        ledger.progress(&format!(
+            "asking for {what} through queued resource `{}`",
+            req.node_id
+        ));
+        create_queued(client, req, ledger).await
     } else {
+        ledger.progress(&format!("creating {what}"));
         create_node(client, req, ledger, inflight).await
     };
     if let Err(Error::AlreadyExists { name, message }) = &created
@@ -306,6 +315,7 @@ async fn acquire_tracked(
         s.ready_at = Some(now);
         s.internal_ip = ip;
     })?;
+    ledger.progress(&format!("node `{}` is READY", req.node_id));
     Ok(node)
 }
 
@@ -335,6 +345,10 @@ async fn create_node(
                 let name = op.name.clone();
                 // Best effort: the operation is also kept in memory.
                 let _ = ledger.update(|s| s.create_operation = Some(name));
+                ledger.progress(&format!(
+                    "node `{}` accepted; waiting for it to be READY",
+                    req.node_id
+                ));
                 client
                     .wait_operation(
                         loc,
@@ -416,7 +430,11 @@ fn err_unknown(err: Error, node_id: &str) -> Error {
     }
 }
 
-async fn create_queued(client: &TpuClient, req: &NodeRequest) -> Result<(), Error> {
+async fn create_queued(
+    client: &TpuClient,
+    req: &NodeRequest,
+    ledger: &Ledger,
+) -> Result<(), Error> {
     let loc = &req.location;
     let id = &req.node_id;
     match client
@@ -454,6 +472,9 @@ async fn create_queued(client: &TpuClient, req: &NodeRequest) -> Result<(), Erro
         }
         Err(err) => return Err(err),
     }
+    ledger.progress(&format!(
+        "queued resource `{id}` accepted; waiting for capacity"
+    ));
     client
         .wait_queued_resource_active(loc, id, req.deadlines.create)
         .await?;
@@ -487,6 +508,7 @@ async fn release_tracked(
         return Ok(());
     }
     let was_creating = ledger.state.phase == Phase::Creating;
+    ledger.progress(&format!("deleting node `{}`", ledger.state.node_id));
     let now = time::rfc3339(client.clock().now());
     // Not `?`: a state file we cannot write must not keep the VM alive.
     let _ = ledger.update(|s| {
@@ -519,7 +541,7 @@ async fn release_tracked(
         Err(Error::AlreadyExists { .. }) => {
             // The node turned out to be someone else's: not deleted, and
             // not ours to delete later.
-            let text = res.as_ref().err().map(ToString::to_string);
+            let text = res.as_ref().err().map(Error::chain);
             let _ = ledger.update(|s| {
                 s.owned = false;
                 s.phase = Phase::Planned;
@@ -527,7 +549,7 @@ async fn release_tracked(
             });
         }
         Err(err) => {
-            let text = err.to_string();
+            let text = err.chain();
             let _ = ledger.update(|s| s.last_error = Some(text));
         }
     }
@@ -704,9 +726,12 @@ where
                 .map_err(Failure::Provision)?;
             session(node).await.map_err(Failure::Session)
         };
+        // The cancel future first: a signal that came before the lease
+        // started stops it before anything is created.
         tokio::select! {
-            res = work => res,
+            biased;
             () = cancel => Err(Failure::Cancelled),
+            res = work => res,
         }
     };
     let release = if keep && ledger.state.phase != Phase::Planned {

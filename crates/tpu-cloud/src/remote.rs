@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use crate::Error;
 use crate::gcloud::{Background, Gcloud, Target, Worker};
 use crate::script::{
-    InstallSpec, LaunchSpec, REMOTE_LOG, SecretFile, alive_script, install_script, launch_script,
-    parse_versions, stop_script, wait_for_traces_script,
+    InstallSpec, LaunchSpec, REMOTE_LOG, SecretFile, alive_script, helper_start_script,
+    helper_stop_script, install_script, launch_script, parse_versions, server_pid_script,
+    stop_script, wait_for_traces_script,
 };
 use crate::workers::{GcloudWorkers, Reach, Workers};
 
@@ -101,6 +102,47 @@ impl Slice {
     pub async fn stop_server(&self, worker: u32) -> Result<(), Error> {
         self.workers
             .run(Worker::One(worker), &stop_script())
+            .await
+            .map(drop)
+    }
+
+    /// The pid of the server on `worker` (fails with the log tail if it is
+    /// not running).
+    pub async fn server_pid(&self, worker: u32) -> Result<u32, Error> {
+        let out = self
+            .workers
+            .run(Worker::One(worker), &server_pid_script())
+            .await?;
+        out.trim().parse().map_err(|_| Error::Command {
+            command: format!("reading the server pid on worker {worker}"),
+            detail: format!("not a pid: {:?}", out.trim()),
+        })
+    }
+
+    /// Starts the venv's `program` with `args` on `worker`, detached beside
+    /// the server, as the helper `name` ([`helper_start_script`]); `ptrace`
+    /// when it attaches to the server.
+    pub async fn start_helper(
+        &self,
+        worker: u32,
+        name: &str,
+        program: &str,
+        args: &[String],
+        ptrace: bool,
+    ) -> Result<(), Error> {
+        let script = helper_start_script(name, program, args, ptrace);
+        self.workers
+            .run(Worker::One(worker), &script)
+            .await
+            .map(drop)
+    }
+
+    /// Interrupts the helper `name` on `worker` and waits up to
+    /// `timeout_s` for it to exit ([`helper_stop_script`]).
+    pub async fn stop_helper(&self, worker: u32, name: &str, timeout_s: u64) -> Result<(), Error> {
+        let script = helper_stop_script(name, timeout_s);
+        self.workers
+            .run(Worker::One(worker), &script)
             .await
             .map(drop)
     }

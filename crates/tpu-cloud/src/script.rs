@@ -389,6 +389,88 @@ fi
     )
 }
 
+/// Prints the pid of the server started by [`launch_script`]; fails with
+/// the log tail when it is not running.
+pub fn server_pid_script() -> String {
+    alive_script().replace("  echo alive\n", &format!("  cat {REMOTE_PID}\n"))
+}
+
+/// The pid file of the helper `name` started by [`helper_start_script`].
+pub fn helper_pid_file(name: &str) -> String {
+    format!("{REMOTE_DIR}/{name}.pid")
+}
+
+/// The log of the helper `name` started by [`helper_start_script`].
+pub fn helper_log_file(name: &str) -> String {
+    format!("{REMOTE_DIR}/{name}.log")
+}
+
+/// The shell lines that set `SUDO` to `sudo -n` when attaching to another
+/// process needs it: not root, and Yama restricts ptrace to descendants
+/// (the default on Ubuntu, so on TPU VMs).
+const PTRACE_SUDO: &str = r#"SUDO=
+if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)" != 0 ]; then
+  SUDO="sudo -n"
+fi
+running() {
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+"#;
+
+/// Starts the venv's `program` with `args` detached beside the server
+/// (setsid + nohup, stdin closed), its log in [`helper_log_file`] and its
+/// pid in [`helper_pid_file`]; under `sudo -n` when it must attach to the
+/// server (`ptrace`) and the VM restricts that. A helper that exits within
+/// a second fails the script with its log tail.
+pub fn helper_start_script(name: &str, program: &str, args: &[String], ptrace: bool) -> String {
+    let (pid, log) = (helper_pid_file(name), helper_log_file(name));
+    let sudo = if ptrace { "$SUDO " } else { "" };
+    format!(
+        r#"# sglprof: start {name} beside the server.
+set -euo pipefail
+cd "$HOME"
+mkdir -p {REMOTE_DIR}
+{PTRACE_SUDO}setsid nohup {sudo}{REMOTE_VENV}/bin/{program} {args} >{log} 2>&1 </dev/null &
+echo $! >{pid}
+sleep 1
+if ! running "$(cat {pid})"; then
+  echo "{name} exited at once; last lines of {log}:" >&2
+  tail -n 20 {log} >&2 || true
+  exit 1
+fi
+echo "started {name} with pid $(cat {pid})"
+"#,
+        program = sh_quote(program),
+        args = sh_join(args),
+    )
+}
+
+/// Sends SIGINT to the helper `name` (py-spy writes its output on SIGINT)
+/// and waits up to `timeout_s` for it to exit; kills it and fails if it
+/// does not. Nothing to do when it never started.
+pub fn helper_stop_script(name: &str, timeout_s: u64) -> String {
+    let (pid, log) = (helper_pid_file(name), helper_log_file(name));
+    format!(
+        r#"# sglprof: stop {name} and let it write its output.
+set -euo pipefail
+cd "$HOME"
+[ -f {pid} ] || exit 0
+{PTRACE_SUDO}pid=$(cat {pid})
+$SUDO kill -INT "$pid" 2>/dev/null || true
+deadline=$((SECONDS + {timeout_s}))
+while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.5; done
+rm -f {pid}
+if running "$pid"; then
+  $SUDO kill -KILL "$pid" 2>/dev/null || true
+  echo "{name} did not stop within {timeout_s} s; killed it. Last lines of {log}:" >&2
+  tail -n 20 {log} >&2 || true
+  exit 1
+fi
+"#
+    )
+}
+
 /// Waits on the VM until `dir` holds a non-empty `.xplane.pb` and no file
 /// under it grows any more, then lists the files (`SIZE PATH`, relative).
 pub fn wait_for_traces_script(dir: &str, timeout_s: u64) -> String {

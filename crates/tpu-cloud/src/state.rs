@@ -102,7 +102,13 @@ pub struct Ledger {
     fault: Option<Arc<AtomicBool>>,
     /// The last save that failed, if the state on disk is behind.
     unsaved: Option<String>,
+    /// Told what the lease is doing, one line per step ([`Ledger::with_progress`]).
+    progress: Option<Progress>,
 }
+
+/// Receives one line per step of a lease (`creating node ...`, `waiting
+/// for ... to be READY`, `deleting ...`), for the caller to show.
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Ledger {
     /// Writes `state` to `path` (creating the folder) and returns the ledger.
@@ -112,6 +118,7 @@ impl Ledger {
             state,
             fault: None,
             unsaved: None,
+            progress: None,
         };
         res.save()?;
         Ok(res)
@@ -124,6 +131,7 @@ impl Ledger {
             state,
             fault: None,
             unsaved: None,
+            progress: None,
         }
     }
 
@@ -132,6 +140,20 @@ impl Ledger {
     pub fn with_write_fault(mut self, fault: Arc<AtomicBool>) -> Ledger {
         self.fault = Some(fault);
         self
+    }
+
+    /// Hands each step of the lease to `progress` as it starts, so that a
+    /// user (or a test) can tell which phase a run is in.
+    pub fn with_progress(mut self, progress: Progress) -> Ledger {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Reports one step to the progress sink, if there is one.
+    pub fn progress(&self, line: &str) {
+        if let Some(progress) = &self.progress {
+            progress(line);
+        }
     }
 
     /// Why the file on disk is behind [`Ledger::state`], if it is.
@@ -162,6 +184,7 @@ impl Ledger {
             state,
             fault: None,
             unsaved: None,
+            progress: None,
         })
     }
 
@@ -172,7 +195,7 @@ impl Ledger {
     /// Writes the state; on failure remembers why ([`Ledger::unsaved`]).
     pub fn save(&mut self) -> Result<(), Error> {
         let res = self.write();
-        self.unsaved = res.as_ref().err().map(ToString::to_string);
+        self.unsaved = res.as_ref().err().map(Error::chain);
         res
     }
 

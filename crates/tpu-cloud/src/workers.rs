@@ -9,7 +9,9 @@
 //! machine exercises what a real session sends to a VM.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::Error;
 use crate::gcloud::{Background, Gcloud, Target, Worker, scp_from_argv, scp_to_argv, ssh_argv};
@@ -148,12 +150,26 @@ impl Workers for GcloudWorkers {
 /// caller stops waiting. Processes a script detaches on purpose (the
 /// server, under `setsid`) outlive it, as on a VM; [`LocalWorkers::terminate`]
 /// ends them, which is what deleting the VM does to a real one.
+///
+/// Faults can be switched on to rehearse them: copies that fail as a
+/// broken `scp` does ([`LocalWorkers::with_failing_fetch`]) and a server
+/// that dies mid-session ([`LocalWorkers::crash_server_after`]).
 pub struct LocalWorkers {
     root: PathBuf,
     count: u32,
     env: Vec<(String, String)>,
     /// Sessions started under our workers (pid files seen), to terminate.
     seen: Mutex<Vec<i32>>,
+    /// When set, every copy from a worker fails with this reason.
+    failing_fetch: Option<String>,
+    /// Tells the watchers of [`LocalWorkers::crash_server_after`] to stop.
+    stop_watching: Arc<AtomicBool>,
+}
+
+impl Drop for LocalWorkers {
+    fn drop(&mut self) {
+        self.stop_watching.store(true, Ordering::SeqCst);
+    }
 }
 
 impl LocalWorkers {
@@ -185,7 +201,42 @@ impl LocalWorkers {
             count: count.max(1),
             env,
             seen: Mutex::default(),
+            failing_fetch: None,
+            stop_watching: Arc::default(),
         })
+    }
+
+    /// Makes every copy from a worker fail with `reason`, as `gcloud ...
+    /// scp` does when the connection drops (to rehearse that fault).
+    pub fn with_failing_fetch(mut self, reason: &str) -> LocalWorkers {
+        self.failing_fetch = Some(reason.to_owned());
+        self
+    }
+
+    /// Kills the server of `worker` (SIGKILL to its process group) as soon
+    /// as its log shows each of `markers`, in order: a server that dies in
+    /// the middle of a session, to rehearse that fault. A thread watches
+    /// the log until then, or until the workers are dropped.
+    pub fn crash_server_after(&self, worker: u32, markers: &[&str]) {
+        let home = self.home(worker);
+        let markers: Vec<String> = markers.iter().map(|m| (*m).to_owned()).collect();
+        let stop = self.stop_watching.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let log = std::fs::read_to_string(home.join(crate::script::REMOTE_LOG));
+                if log.is_ok_and(|log| shows_in_order(&log, &markers))
+                    && let Some(pid) = read_pid(&home)
+                {
+                    // SAFETY: sends a signal to the group of a server our
+                    // scripts started.
+                    unsafe {
+                        libc::killpg(pid, libc::SIGKILL);
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
     }
 
     /// Sets `key=value` in the environment of every script.
@@ -242,7 +293,7 @@ impl LocalWorkers {
             detail: crate::error::one_line(&crate::redact::redact(&detail)),
         };
         let (status, stdout, stderr) = crate::process::output(&mut cmd, describe).await?;
-        self.note_server(worker);
+        self.note_detached(worker);
         if !status.success() {
             return Err(describe(format!(
                 "{status}: {}",
@@ -252,55 +303,148 @@ impl LocalWorkers {
         Ok(stdout)
     }
 
-    /// Remembers the session of a server the scripts started (its pid
-    /// file), so that [`LocalWorkers::terminate`] can end it.
-    fn note_server(&self, worker: u32) {
-        let pid_file = self.home(worker).join(crate::script::REMOTE_PID);
-        let Some(pid) = std::fs::read_to_string(pid_file)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-            .filter(|pid| *pid > 1)
-        else {
+    /// Remembers the session of every process the scripts started
+    /// detached (the server, helpers such as py-spy: each leaves a pid
+    /// file in `sglprof/`), so that [`LocalWorkers::terminate`] can end it.
+    fn note_detached(&self, worker: u32) {
+        let dir = self.home(worker).join(crate::script::REMOTE_DIR);
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
+        let pids = entries.filter_map(|entry| {
+            let path = entry.ok()?.path();
+            if path.extension()? != "pid" {
+                return None;
+            }
+            let text = std::fs::read_to_string(path).ok()?;
+            text.trim().parse::<i32>().ok().filter(|pid| *pid > 1)
+        });
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if !seen.contains(&pid) {
-            seen.push(pid);
+        for pid in pids {
+            if !seen.contains(&pid) {
+                seen.push(pid);
+            }
         }
     }
 
-    /// Ends every process the workers' scripts left running: the process
-    /// group of each server they started (SIGTERM, then SIGKILL after
-    /// `grace`). Returns how many groups were still alive. What deleting a
-    /// VM does to the processes on it.
-    pub fn terminate(&self, grace: std::time::Duration) -> usize {
+    /// Ends every process still running on the workers (SIGTERM, then
+    /// SIGKILL after `grace`): the process group of each server and helper
+    /// the scripts started, and any other process whose `HOME` is a worker's folder
+    /// (every script runs with it, and what a script starts inherits it),
+    /// such as a server whose pid file was never written because its launch
+    /// script was cut short. Returns how many groups and stray processes
+    /// were still alive. What deleting a VM does to the processes on it.
+    pub fn terminate(&self, grace: Duration) -> usize {
         for worker in 0..self.count {
-            self.note_server(worker);
+            self.note_detached(worker);
         }
         let groups: Vec<i32> = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let alive = |pgid: i32| {
+        let group_alive = |pgid: i32| {
             // SAFETY: signal 0 only checks that the group exists.
             unsafe { libc::killpg(pgid, 0) == 0 }
         };
-        let live: Vec<i32> = groups.into_iter().filter(|g| alive(*g)).collect();
-        for pgid in &live {
-            // SAFETY: sends a signal to a group our scripts created.
-            unsafe {
-                libc::killpg(*pgid, libc::SIGTERM);
+        let live: Vec<i32> = groups.into_iter().filter(|g| group_alive(*g)).collect();
+        // Processes outside those groups (counted once).
+        let strays: Vec<i32> = self
+            .processes()
+            .into_iter()
+            .filter(|pid| {
+                // SAFETY: getpgid only reads the group of a process.
+                let pgid = unsafe { libc::getpgid(*pid) };
+                !live.contains(&pgid)
+            })
+            .collect();
+        let signal_all = |signal: i32| {
+            for pgid in &live {
+                // SAFETY: sends a signal to a group our scripts created.
+                unsafe {
+                    libc::killpg(*pgid, signal);
+                }
             }
-        }
+            for pid in &strays {
+                // SAFETY: sends a signal to a process running in a worker.
+                unsafe {
+                    libc::kill(*pid, signal);
+                }
+            }
+        };
+        signal_all(libc::SIGTERM);
         let deadline = std::time::Instant::now() + grace;
-        while live.iter().any(|g| alive(*g)) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        while (live.iter().any(|g| group_alive(*g)) || strays.iter().any(|p| pid_alive(*p)))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
         }
-        for pgid in &live {
-            // SAFETY: as above.
-            unsafe {
-                libc::killpg(*pgid, libc::SIGKILL);
+        signal_all(libc::SIGKILL);
+        live.len() + strays.len()
+    }
+
+    /// The live processes running on the workers: those whose environment
+    /// has `HOME` set to a worker's folder (this process excluded).
+    pub fn processes(&self) -> Vec<i32> {
+        let homes: Vec<Vec<u8>> = (0..self.count)
+            .map(|w| format!("HOME={}", self.home(w).display()).into_bytes())
+            .collect();
+        let me = std::process::id() as i32;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut res = Vec::new();
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == me || !pid_alive(pid) {
+                continue;
+            }
+            // Unreadable (another user's, or gone): not ours.
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| homes.iter().any(|home| var == home.as_slice()))
+            {
+                res.push(pid);
             }
         }
-        live.len()
+        res
     }
+}
+
+/// The pid in the server pid file under `home`, if any.
+fn read_pid(home: &Path) -> Option<i32> {
+    std::fs::read_to_string(home.join(crate::script::REMOTE_PID))
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 1)
+}
+
+/// True while `pid` exists and is not a zombie.
+fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether `text` shows every marker, each after the previous one.
+fn shows_in_order(text: &str, markers: &[String]) -> bool {
+    let mut rest = text;
+    for marker in markers {
+        match rest.find(marker.as_str()) {
+            Some(at) => rest = &rest[at + marker.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 async fn copy(from: &Path, to: &Path, recurse: bool) -> Result<(), Error> {
@@ -380,6 +524,12 @@ impl Workers for LocalWorkers {
         local: &Path,
         recurse: bool,
     ) -> Result<(), Error> {
+        if let Some(reason) = &self.failing_fetch {
+            return Err(Error::Command {
+                command: format!("scp from local worker {worker}"),
+                detail: format!("{remote}: {reason}"),
+            });
+        }
         copy(&self.resolve(worker, remote), local, recurse).await
     }
 

@@ -151,6 +151,7 @@ fn dockerfile() {
         rust_image: "rust:1.95-slim-bookworm".into(),
         python_image: "python:3.12-slim-bookworm".into(),
         sglang_jax_version: "0.0.1.post1".into(),
+        device: "tpu".into(),
     });
     insta::assert_snapshot!(text);
 }

@@ -224,3 +224,134 @@ async fn launch_terminate_and_secrets_on_local_workers() {
     let err = slice.ensure_alive(0).await.unwrap_err();
     assert!(err.to_string().contains("not running"), "{err}");
 }
+
+/// A helper beside the server (py-spy's place): started with the server's
+/// pid, stopped with SIGINT so that it writes its output, and ended by
+/// `terminate` when it is still running as the node goes away. The helper
+/// here is a Python stand-in that writes its file on SIGINT.
+#[tokio::test]
+async fn helpers_start_stop_and_end_with_the_node() {
+    let root = tempfile::tempdir().unwrap();
+    let workers = Arc::new(LocalWorkers::create(root.path(), 1).unwrap());
+    fake_python(&workers, 1);
+    let home = workers.home(0);
+    let recorder = home.join("sglprof/venv/bin/recorder");
+    std::fs::write(
+        &recorder,
+        // Python, not bash: a background job of a non-interactive bash
+        // starts with SIGINT ignored, which bash cannot trap again; py-spy
+        // and Python install their handler regardless.
+        r#"#!/usr/bin/env python3
+import signal, sys, time
+def stop(*_):
+    with open(sys.argv[2], "w") as out:
+        out.write(f"recorded pid {sys.argv[1]}\n")
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+while True:
+    time.sleep(0.1)
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&recorder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let slice = Slice::new(workers.clone());
+    let spec = LaunchSpec {
+        python_args: vec!["-m".to_owned(), "server".to_owned()],
+        env: BTreeMap::new(),
+    };
+    slice.launch(0, &spec).await.unwrap();
+    let pid = slice.server_pid(0).await.unwrap();
+    assert_eq!(pid as i32, read_pid(&home.join("sglprof/server.pid")));
+
+    let args = |out: &str| vec![pid.to_string(), out.to_owned()];
+    slice
+        .start_helper(0, "rec", "recorder", &args("sglprof/out.txt"), true)
+        .await
+        .unwrap();
+    let helper = read_pid(&home.join("sglprof/rec.pid"));
+    assert!(alive(helper));
+    slice.stop_helper(0, "rec", 10).await.unwrap();
+    assert!(wait_dead(helper).await, "the helper survived SIGINT");
+    let out = std::fs::read_to_string(home.join("sglprof/out.txt")).unwrap();
+    assert_eq!(out.trim(), format!("recorded pid {pid}"));
+    assert!(!home.join("sglprof/rec.pid").exists());
+    // Stopping one that is gone is not an error.
+    slice.stop_helper(0, "rec", 10).await.unwrap();
+
+    // A helper that fails at once fails its start, with its log.
+    let err = slice
+        .start_helper(0, "bad", "no-such-program", &[], false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exited at once"), "{err}");
+
+    // One left running ends with the node, as the server does.
+    slice
+        .start_helper(0, "left", "recorder", &args("sglprof/left.txt"), true)
+        .await
+        .unwrap();
+    let left = read_pid(&home.join("sglprof/left.pid"));
+    assert!(workers.terminate(Duration::from_secs(5)) >= 2);
+    assert!(
+        wait_dead(left).await,
+        "the helper {left} survived terminate"
+    );
+    assert!(wait_dead(pid as i32).await, "the server survived terminate");
+}
+
+/// Deleting the VM ends everything on it, not only the servers whose pid
+/// file was written: a process a script detached without one (a launch
+/// script cut short between `setsid` and `echo $!`) must not survive
+/// `terminate`.
+#[tokio::test]
+async fn terminate_ends_processes_without_a_pid_file() {
+    let root = tempfile::tempdir().unwrap();
+    let workers = LocalWorkers::create(root.path(), 2).unwrap();
+    let script = "setsid nohup sleep 300 >/dev/null 2>&1 </dev/null & echo $! >stray.pid";
+    workers.run(Worker::All, script).await.unwrap();
+    let strays: Vec<i32> = (0..2)
+        .map(|w| read_pid(&workers.home(w).join("stray.pid")))
+        .collect();
+    assert!(strays.iter().all(|pid| alive(*pid)), "detached on purpose");
+    assert_eq!(workers.terminate(Duration::from_secs(5)), 2);
+    for pid in strays {
+        assert!(wait_dead(pid).await, "{pid} survived terminate");
+    }
+    assert_eq!(workers.terminate(Duration::from_secs(5)), 0);
+}
+
+/// The rehearsal's worker faults: copies that fail as a dropped scp does,
+/// and a server killed once its log shows the markers in order.
+#[tokio::test]
+async fn rehearsed_faults_fail_copies_and_kill_the_server() {
+    let root = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let workers = LocalWorkers::create(root.path(), 1)
+        .unwrap()
+        .with_failing_fetch("Connection closed");
+    workers.run(Worker::One(0), "echo x >f").await.unwrap();
+    let err = workers
+        .fetch(0, "f", &local.path().join("f"), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("scp from local worker 0"), "{err}");
+    assert!(err.to_string().contains("Connection closed"), "{err}");
+
+    fake_python(&workers, 1);
+    workers.crash_server_after(0, &["start", "work"]);
+    let slice = Slice::new(Arc::new(workers));
+    let spec = LaunchSpec {
+        python_args: vec!["-m".to_owned(), "server".to_owned()],
+        env: BTreeMap::new(),
+    };
+    slice.launch(0, &spec).await.unwrap();
+    let home = root.path().join("worker-0");
+    let pid = read_pid(&home.join("sglprof/server.pid"));
+    let log = home.join("sglprof/server.log");
+    // Out of order: the server lives on.
+    std::fs::write(&log, "work\nstart\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alive(pid), "killed before the markers showed in order");
+    std::fs::write(&log, "work\nstart\nmore work\n").unwrap();
+    assert!(wait_dead(pid).await, "the server {pid} was not killed");
+}
