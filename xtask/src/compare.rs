@@ -6,7 +6,8 @@
 //! `summary.json` and the run metadata, fetches `gs://` inputs verified, and
 //! writes `compare.md`, `compare.json` and `compare.svg`. The statistics and
 //! the verdict rules are in the `profile-compare` crate. Exit codes: 0 no
-//! regression, 1 regression, 2 error.
+//! regression (including an inconclusive verdict, said on stderr), 1
+//! regression, 2 error.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,7 +20,7 @@ use profile_compare::{Collector, Comparison, Profile, Settings, Verdict};
 use trace_analysis::{Analyzer, JSON_EVENT_CAP};
 use trace_model::{Phase, locate};
 
-use crate::artifacts::{ConnFlags, block_on, connect};
+use crate::archive::{ConnFlags, block_on, connect};
 use profile_report::list_files;
 
 #[derive(clap::Args)]
@@ -144,6 +145,15 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
         comparison.count(profile_compare::OpVerdict::Slower),
         comparison.count(profile_compare::OpVerdict::Faster)
     );
+    if comparison.verdict == Verdict::Inconclusive {
+        eprintln!(
+            "WARNING: inconclusive: the changes alone say {}, but:",
+            comparison.changes_verdict.as_str()
+        );
+    }
+    for caveat in &comparison.caveats {
+        eprintln!("WARNING: {caveat}");
+    }
     Ok(comparison.verdict)
 }
 
@@ -374,7 +384,9 @@ pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
         .as_ref()
         .and_then(|it| it.get("devices")?.as_array())
     {
-        Some(devices) if !devices.is_empty() => device_numbers(devices, &mut session),
+        Some(devices) if !devices.is_empty() => {
+            profile_compare::device_numbers(devices, &mut session)
+        }
         _ => missing.push(
             "no device section in summary.json: device step time and categories not compared"
                 .to_owned(),
@@ -385,18 +397,30 @@ pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
         None => None,
     };
     match meta.as_ref().and_then(|it| it.get("workload")) {
-        Some(workload) => workload_numbers(workload, &mut session),
+        Some(workload) => profile_compare::workload_numbers(workload, &mut session),
         None => missing.push(
             "no workload in the run metadata: request latency and throughput not compared"
                 .to_owned(),
         ),
     }
+    let input = |name: &str| match folder {
+        Some(dir) => read_json(&dir.join("inputs").join(name)),
+        None => Ok(None),
+    };
+    let machine = input("machine.json")?
+        .as_ref()
+        .and_then(profile_compare::MachineState::from_record);
+    let latencies = input("latencies.json")?
+        .as_ref()
+        .and_then(profile_compare::Latencies::from_json);
     Ok(Profile {
         source: label.to_owned(),
         ops,
         traced_ps: analysis.traced_time_ps(),
         session,
         missing,
+        machine,
+        latencies,
     })
 }
 
@@ -419,56 +443,4 @@ fn read_xplane(
     trace_xplane::read(&bytes, &mut sink)
         .map_err(|err| format_err!("{}: {err}", path.display()))?;
     Ok(sink.finish())
-}
-
-/// `devices[]` of summary.json (the device section): per plane, the step
-/// time and each category's self time.
-fn device_numbers(devices: &[serde_json::Value], out: &mut BTreeMap<String, f64>) {
-    for device in devices {
-        let plane = device
-            .get("plane")
-            .and_then(|it| it.as_str())
-            .unwrap_or("device");
-        if let Some(steps) = device.get("steps") {
-            for key in ["mean_ms", "p50_ms", "p90_ms"] {
-                if let Some(v) = steps.get(key).and_then(|it| it.as_f64()) {
-                    out.insert(format!("{plane} step time {key}"), v);
-                }
-            }
-        }
-        for key in ["busy_ms", "idle_ms"] {
-            if let Some(v) = device.get(key).and_then(|it| it.as_f64()) {
-                out.insert(format!("{plane} {key}"), v);
-            }
-        }
-        for cat in device
-            .get("categories")
-            .and_then(|it| it.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(name), Some(v)) = (
-                cat.get("name").and_then(|it| it.as_str()),
-                cat.get("self_ms").and_then(|it| it.as_f64()),
-            ) {
-                out.insert(format!("{plane} category {name} self_ms"), v);
-            }
-        }
-    }
-}
-
-/// The workload of the run metadata: latency percentiles and throughput.
-fn workload_numbers(workload: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
-    if let Some(latency) = workload.get("latency_ms") {
-        for key in ["p50", "p90", "p99"] {
-            if let Some(v) = latency.get(key).and_then(|it| it.as_f64()) {
-                out.insert(format!("request latency {key} ms"), v);
-            }
-        }
-    }
-    for key in ["throughput_rps", "output_tokens_per_s"] {
-        if let Some(v) = workload.get(key).and_then(|it| it.as_f64()) {
-            out.insert(format!("workload {key}"), v);
-        }
-    }
 }

@@ -1,8 +1,8 @@
 //! The local host of `cargo xtask profile --local`: the cached Python
 //! environment ([`crate::local_env`]), a real sglang-jax server on this
-//! machine's CPU under the `sglang-server` supervisor, py-spy around the
-//! workload, and the session, run folder and report of `profile-session`
-//! and `profile-report`.
+//! machine's CPU or, with `--device tpu`, its TPU ([`crate::device`]) under
+//! the `sglang-server` supervisor, py-spy around the workload, and the
+//! session, run folder and report of `profile-session` and `profile-report`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,13 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use profile_session::manual::ManualSteps;
 use profile_session::plan::HostKind;
-use profile_session::session::{self, SessionConfig, SessionError, Workload, WorkloadHooks};
+use profile_session::pyspy::LocalRecorder;
+use profile_session::session::{self, SessionConfig, Workload};
 use profile_session::{Endpoint, Plan, RunFolder};
-use sglang_server::{
-    Client, ClientConfig, LaunchSpec, Precompile, PrecompileFlags, ReadyOptions, SpawnSpec,
-    Supervised,
-};
+use sglang_server::{Client, ClientConfig, ReadyOptions, SpawnSpec, Supervised};
 
+use crate::device::Device;
+pub(crate) use crate::device::launch_spec;
 use crate::local_env::{self, DEFAULT_VERSION, LocalEnv};
 use crate::profile::Args;
 
@@ -24,14 +24,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let plan = args.plan(HostKind::Local)?;
     // Refused before anything is created; checked again once installed.
     plan.check_server(&plan.sglang_jax_version)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let tpu = match args.device.unwrap_or_default() {
+        Device::Cpu => None,
+        Device::Tpu => Some(crate::device::require_tpu()?),
+    };
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         tokio::select! {
-            res = run_local(args, &plan) => res,
+            res = run_local(args, &plan, tpu.as_ref()) => res,
             name = crate::profile::shutdown_signal() => {
                 // The session future has been dropped by now, and with it
                 // the supervised processes (their Drop kills their groups);
@@ -43,7 +43,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })
 }
 
-async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
+async fn run_local(
+    args: &Args,
+    plan: &Plan,
+    tpu: Option<&crate::device::TpuChips>,
+) -> anyhow::Result<()> {
+    let device = if tpu.is_some() {
+        Device::Tpu
+    } else {
+        Device::Cpu
+    };
     // A bad --upload (no bucket) fails before any server starts.
     let archive = args.archive.upload_opts()?;
     let started_at = SystemTime::now();
@@ -64,7 +73,7 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
 
     let sh = xshell::Shell::new()?;
     let env_started = Instant::now();
-    let env = local_env::ensure(&sh, &args.sglang_jax_version)?;
+    let env = local_env::ensure_for(&sh, &args.sglang_jax_version, device)?;
     let env_took = env_started.elapsed();
     plan.check_server(&env.versions.sglang_jax)?;
     let model_path = match &args.model_path {
@@ -93,8 +102,9 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
     let launch = launch_spec(&env, &model_path, port, args.api_key.clone());
     let server_log = run_dir.join("logs").join("server.log");
     eprintln!(
-        "[profile] starting sglang-jax {} on 127.0.0.1:{port}",
-        env.flavor.version
+        "[profile] starting sglang-jax {} on 127.0.0.1:{port} ({})",
+        env.flavor.version,
+        device.name()
     );
     let server_started = Instant::now();
     let server = Supervised::spawn(&SpawnSpec {
@@ -112,7 +122,12 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
         server_log: Some(server_log.clone()),
     })?;
     let ready = ReadyOptions {
-        timeout: Duration::from_secs(args.ready_timeout),
+        // A TPU server compiles its precompile shapes before it is ready,
+        // minutes for a real model: at least 900 s, as on a TPU VM.
+        timeout: Duration::from_secs(match device {
+            Device::Cpu => args.ready_timeout,
+            Device::Tpu => args.ready_timeout.max(900),
+        }),
         poll: Duration::from_millis(500),
         server_log: Some(server_log.clone()),
         settle: Duration::from_secs(10),
@@ -130,7 +145,7 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
             inputs_dir: run_dir.join("inputs"),
             progress: true,
         };
-        let mut py_spy = PySpyHooks::new(args.py_spy, &env, server.pid(), &run_dir);
+        let mut py_spy = LocalRecorder::new(args.py_spy, &env.py_spy, server.pid(), &folder);
         let outcome = session::run_session(&client, &server, &config, &mut py_spy).await;
         let py_spy_files = py_spy.finish().await;
         anyhow::Ok((outcome?, py_spy_files, config))
@@ -175,8 +190,13 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
     metadata.started_at = Some(stamp);
     metadata.finished_at = Some(tpu_cloud::time::rfc3339(SystemTime::now()));
     metadata.model = Some(model_label(&model_path));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    metadata.hardware = Some(format!("CPU (local, {cores} cores)"));
+    metadata.hardware = Some(match tpu {
+        Some(tpu) => tpu.hardware_label(),
+        None => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            format!("CPU (local, {cores} cores)")
+        }
+    });
     metadata.zone = Some("local".to_owned());
     metadata.endpoint = Some(plan.endpoint.path().to_owned());
     metadata.jax_version = Some(env.versions.jax.clone());
@@ -199,8 +219,10 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
     let steps = ManualSteps {
         setup: vec![
             format!(
-                "# the environment sglprof cached: sglang-jax {}, jax {}",
-                env.versions.sglang_jax, env.versions.jax
+                "# the environment sglprof cached: sglang-jax {}, jax {} ({})",
+                env.versions.sglang_jax,
+                env.versions.jax,
+                env.flavor.jax_requirement(device)
             ),
             format!("{} &", launch.shell_line()),
         ],
@@ -214,11 +236,15 @@ async fn run_local(args: &Args, plan: &Plan) -> anyhow::Result<()> {
         download: Vec::new(),
         cleanup: vec!["kill %1  # the server started above".to_owned()],
     };
-    metadata.reproduction = vec![plan.reproduction(&[]), String::new()];
+    // The CPU is the default device and needs no flag.
+    let device_flags = match device {
+        Device::Cpu => Vec::new(),
+        Device::Tpu => vec!["--device".to_owned(), "tpu".to_owned()],
+    };
+    metadata.reproduction = vec![plan.reproduction(&device_flags), String::new()];
     metadata.reproduction.extend(steps.render());
-    if let Some((raw, speedscope)) = &py_spy_files {
-        metadata.pyspy_raw = Some(folder.relative(raw));
-        metadata.pyspy_speedscope = Some(folder.relative(speedscope));
+    if let Some(files) = &py_spy_files {
+        files.record_in(&folder, &mut metadata);
     }
     eprintln!(
         "[profile] timings: environment {:.1} s, server session {:.1} s, total {:.1} s",
@@ -246,162 +272,6 @@ fn explain_failure(err: anyhow::Error, env: &LocalEnv, endpoint: Endpoint) -> an
         ));
     }
     err
-}
-
-pub(crate) fn launch_spec(
-    env: &LocalEnv,
-    model_path: &str,
-    port: u16,
-    api_key: Option<String>,
-) -> LaunchSpec {
-    let mut vars: Vec<(String, String)> = vec![
-        ("JAX_PLATFORMS".into(), "cpu".into()),
-        ("HF_HUB_OFFLINE".into(), "1".into()),
-        ("TRANSFORMERS_OFFLINE".into(), "1".into()),
-        ("PYTHONPATH".into(), env.shim_dir.display().to_string()),
-    ];
-    vars.extend(
-        env.flavor
-            .shim_env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    LaunchSpec {
-        python: env.python.clone(),
-        model_path: model_path.to_owned(),
-        host: "127.0.0.1".to_owned(),
-        port,
-        tp_size: 1,
-        dtype: None,
-        device: Some("cpu".to_owned()),
-        attention_backend: Some("native".to_owned()),
-        precompile: Some(Precompile {
-            token_paddings: vec![64, 128, 256, 512],
-            bs_paddings: vec![1, 2, 4, 8],
-            flags: PrecompileFlags::for_version(env.flavor.version),
-        }),
-        api_key,
-        multi_node: None,
-        extra_args: [
-            "--max-total-tokens",
-            "4096",
-            "--max-running-requests",
-            "8",
-            "--max-prefill-tokens",
-            "512",
-            "--chunked-prefill-size",
-            "512",
-            "--mem-fraction-static",
-            "0.1",
-            "--log-level",
-            "info",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        env: vars,
-    }
-}
-
-/// py-spy around the workload: two recorders (raw collapsed stacks and
-/// speedscope) over the launcher and its children.
-struct PySpyHooks {
-    enabled: bool,
-    py_spy: PathBuf,
-    pid: u32,
-    out_dir: PathBuf,
-    logs_dir: PathBuf,
-    running: Vec<(Supervised, PathBuf)>,
-    failed: bool,
-}
-
-impl PySpyHooks {
-    fn new(enabled: bool, env: &LocalEnv, pid: u32, run_dir: &Path) -> PySpyHooks {
-        PySpyHooks {
-            enabled,
-            py_spy: env.py_spy.clone(),
-            pid,
-            out_dir: run_dir.join("artifacts").join("py-spy"),
-            logs_dir: run_dir.join("logs"),
-            running: Vec::new(),
-            failed: false,
-        }
-    }
-
-    /// Waits for the recorders to write their files; returns the raw and
-    /// speedscope paths when both exist.
-    async fn finish(&mut self) -> Option<(PathBuf, PathBuf)> {
-        for (recorder, _) in &self.running {
-            let report = recorder.wait_then_stop(Duration::from_secs(30)).await;
-            if report.killed {
-                self.failed = true;
-            }
-        }
-        let outputs: Vec<PathBuf> = self.running.drain(..).map(|(_, out)| out).collect();
-        if outputs.len() != 2 || self.failed || !outputs.iter().all(|p| p.exists()) {
-            return None;
-        }
-        Some((outputs[0].clone(), outputs[1].clone()))
-    }
-}
-
-impl WorkloadHooks for PySpyHooks {
-    fn before_workload(&mut self) -> Result<(), SessionError> {
-        if !self.enabled {
-            return Ok(());
-        }
-        let hook = |what: &str| {
-            let what = what.to_owned();
-            move |err: Box<dyn std::error::Error + Send + Sync>| SessionError::Hook {
-                what,
-                source: err,
-            }
-        };
-        std::fs::create_dir_all(&self.out_dir)
-            .map_err(|err| hook("cannot create the py-spy folder")(err.into()))?;
-        for (format, file) in [
-            ("raw", "profile.raw.txt"),
-            ("speedscope", "profile.speedscope.json"),
-        ] {
-            let out = self.out_dir.join(file);
-            let spec = SpawnSpec {
-                name: format!("py-spy ({format})"),
-                program: self.py_spy.clone(),
-                args: [
-                    "record",
-                    "--subprocesses",
-                    "--pid",
-                    &self.pid.to_string(),
-                    "--rate",
-                    "100",
-                    "--format",
-                    format,
-                    "--output",
-                    &out.display().to_string(),
-                ]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-                env: Vec::new(),
-                cwd: None,
-                log_path: self.logs_dir.join(format!("py-spy-{format}.log")),
-            };
-            let recorder =
-                Supervised::spawn(&spec).map_err(|err| hook("cannot start py-spy")(err.into()))?;
-            self.running.push((recorder, out));
-        }
-        eprintln!(
-            "[session] py-spy recording pid {} and its children",
-            self.pid
-        );
-        Ok(())
-    }
-
-    fn after_workload(&mut self) {
-        for (recorder, _) in &self.running {
-            recorder.send_interrupt();
-        }
-    }
 }
 
 /// A short model name for the report: the folder name of a local path.

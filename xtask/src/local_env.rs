@@ -1,14 +1,15 @@
 //! The Python side of `cargo xtask profile --local`: a cached virtual
-//! environment with a pinned sglang-jax on jax[cpu], py-spy, and a tiny model
-//! built on this machine.
+//! environment with a pinned sglang-jax on jax[cpu] (or, for `--device tpu`,
+//! jax[tpu] with libtpu), py-spy, and a tiny model built on this machine.
 //!
-//! Everything is installed from PyPI by package name with pip and nothing
-//! else is downloaded; the model and its tokenizer are made by
-//! `python/make_tiny_model.py`. The cache lives outside the source tree
-//! (`$SGLPROF_CACHE`, else `$XDG_CACHE_HOME/sglprof`, else
-//! `~/.cache/sglprof`), one folder per sglang-jax version. A folder counts
-//! only once its completion file is written, which happens last, so an
-//! interrupted install is redone from nothing.
+//! Everything is installed from PyPI by package name with pip (libtpu from
+//! JAX's find-links page, as on a TPU VM) and nothing else is downloaded;
+//! the model and its tokenizer are made by `python/make_tiny_model.py`. The
+//! cache lives outside the source tree (`$SGLPROF_CACHE`, else
+//! `$XDG_CACHE_HOME/sglprof`, else `~/.cache/sglprof`), one folder per
+//! sglang-jax version and device. A folder counts only once its completion
+//! file is written, which happens last, so an interrupted install is redone
+//! from nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,77 +17,15 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-/// The sglang-jax release used when `--sglang-jax-version` is not given:
-/// the newest whose `/v1/score` works on CPU.
-pub const DEFAULT_VERSION: &str = "0.0.1.post1";
-
-/// What it takes to run one sglang-jax release on CPU.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Flavor {
-    pub version: &'static str,
-    /// Replaces the wheel's `jax[tpu]` requirement.
-    pub jax_cpu: &'static str,
-    /// Pins that override what the wheel's requirements would resolve to.
-    pub extra_pins: &'static [&'static str],
-    /// The release declares a newer Python than the one here and needs the
-    /// shim's syntax backport.
-    pub ignore_requires_python: bool,
-    /// Switches of `python/cpu_shim/sitecustomize.py`.
-    pub shim_env: &'static [(&'static str, &'static str)],
-    /// `--arch` of `python/make_tiny_model.py`, plus its size flags.
-    pub model_args: &'static [&'static str],
-    pub model_name: &'static str,
-    /// A sentence for errors when `/v1/score` is known to kill the server.
-    pub score_crashes: bool,
-}
-
-pub const FLAVORS: &[Flavor] = &[
-    Flavor {
-        version: "0.0.1.post1",
-        jax_cpu: "jax[cpu]==0.6.2",
-        extra_pins: &[],
-        ignore_requires_python: false,
-        shim_env: &[("SGLJAX_CPU_SHIM", "1")],
-        // Qwen3ForCausalLM is broken in this release; QWen (v1) works.
-        model_args: &["--arch", "qwen1", "--heads", "2", "--ffn", "512"],
-        model_name: "tiny-qwen1",
-        score_crashes: false,
-    },
-    Flavor {
-        version: "0.0.2",
-        jax_cpu: "jax[cpu]==0.8.0",
-        // flax 0.12.6 fails at start-up with an eager-sharding error.
-        extra_pins: &["flax==0.12.0"],
-        ignore_requires_python: true,
-        shim_env: &[
-            ("SGLJAX_CPU_SHIM", "1"),
-            ("SGLJAX_PY311_BACKPORT", "1"),
-            ("SGLJAX_NATIVE_PYTREE_FIX", "1"),
-            ("SGLJAX_SAMPLER_FIX", "1"),
-        ],
-        model_args: &["--arch", "qwen3", "--heads", "4", "--ffn", "128"],
-        model_name: "tiny-qwen3",
-        score_crashes: true,
-    },
-];
-
-pub fn flavor(version: &str) -> anyhow::Result<&'static Flavor> {
-    FLAVORS
-        .iter()
-        .find(|f| f.version == version)
-        .with_context(|| {
-            let known: Vec<&str> = FLAVORS.iter().map(|f| f.version).collect();
-            format!(
-                "sglang-jax {version} is not supported locally; known versions: {}",
-                known.join(", ")
-            )
-        })
-}
+use crate::device::Device;
+pub use crate::flavor::{DEFAULT_VERSION, Flavor, flavor};
 
 /// An installed environment.
 #[derive(Clone, Debug)]
 pub struct LocalEnv {
     pub flavor: &'static Flavor,
+    /// What the environment's jax runs on.
+    pub device: Device,
     #[allow(dead_code)] // For messages and future drivers.
     pub venv: PathBuf,
     pub python: PathBuf,
@@ -126,27 +65,37 @@ pub fn cache_root() -> anyhow::Result<PathBuf> {
     Ok(home.join(".cache").join("sglprof"))
 }
 
-/// Returns the environment for `version`, installing it first if needed.
+/// Returns the CPU environment for `version`, installing it first if needed.
 pub fn ensure(sh: &Shell, version: &str) -> anyhow::Result<LocalEnv> {
+    ensure_for(sh, version, Device::Cpu)
+}
+
+/// Returns the environment for `version` on `device`, installing it first
+/// if needed. Installing needs no TPU: the image build does it.
+pub fn ensure_for(sh: &Shell, version: &str, device: Device) -> anyhow::Result<LocalEnv> {
     let flavor = flavor(version)?;
     let root = cache_root()?;
-    let venv = root.join(format!("venv-sglang-jax-{version}"));
+    let name = match device {
+        Device::Cpu => format!("venv-sglang-jax-{version}"),
+        Device::Tpu => format!("venv-sglang-jax-{version}-tpu"),
+    };
+    let venv = root.join(&name);
     let shim_dir = crate::project_root().join("python").join("cpu_shim");
     let versions = match read_complete(&venv) {
         Some(versions) => versions,
         None => {
-            let _lock =
-                InstallLock::acquire(&root.join(format!("venv-sglang-jax-{version}.lock")))?;
+            let _lock = InstallLock::acquire(&root.join(format!("{name}.lock")))?;
             // Another process may have finished while we waited.
             match read_complete(&venv) {
                 Some(versions) => versions,
-                None => install(sh, flavor, &venv)?,
+                None => install(sh, flavor, device, &venv)?,
             }
         }
     };
     let model_dir = ensure_model(sh, flavor, &root, &venv)?;
     Ok(LocalEnv {
         flavor,
+        device,
         python: venv.join("bin").join("python"),
         py_spy: venv.join("bin").join("py-spy"),
         venv,
@@ -161,12 +110,17 @@ fn read_complete(venv: &Path) -> Option<EnvVersions> {
     serde_json::from_str(&text).ok()
 }
 
-fn install(sh: &Shell, flavor: &Flavor, venv: &Path) -> anyhow::Result<EnvVersions> {
+fn install(
+    sh: &Shell,
+    flavor: &Flavor,
+    device: Device,
+    venv: &Path,
+) -> anyhow::Result<EnvVersions> {
     let version = flavor.version;
     let started = Instant::now();
+    let jax = flavor.jax_requirement(device);
     eprintln!(
-        "[env] installing sglang-jax {version} with {} into {}",
-        flavor.jax_cpu,
+        "[env] installing sglang-jax {version} with {jax} into {}",
         venv.display()
     );
     eprintln!("[env] this happens once per version and takes a minute or two");
@@ -205,14 +159,18 @@ fn install(sh: &Shell, flavor: &Flavor, venv: &Path) -> anyhow::Result<EnvVersio
     .read()
     .context("cannot read the requirements of the installed sglang-jax")?;
     let mut reqs = runtime_requirements(&requires);
-    reqs.push(flavor.jax_cpu.to_owned());
+    reqs.push(jax);
     reqs.extend(flavor.extra_pins.iter().map(|s| (*s).to_owned()));
-    reqs.push("py-spy".to_owned());
+    reqs.push(profile_session::pyspy::PACKAGE.to_owned());
     let reqs_file = venv.join("sglprof-requirements.txt");
     std::fs::write(&reqs_file, reqs.join("\n") + "\n")?;
     eprintln!("[env] {} requirements (the slow part)", reqs.len());
     let reqs_path = reqs_file.display().to_string();
-    pip(&["-r", &reqs_path])?;
+    match device {
+        Device::Cpu => pip(&["-r", &reqs_path])?,
+        // libtpu is not on PyPI under the name jax[tpu] asks for.
+        Device::Tpu => pip(&["-r", &reqs_path, "-f", tpu_cloud::script::LIBTPU_FIND_LINKS])?,
+    }
     let report = cmd!(
         sh,
         "{python} -c 'import importlib.metadata as m, json, sys; print(json.dumps({\"python\": sys.version.split()[0], **{k: m.version(d) for k, d in [(\"jax\", \"jax\"), (\"jaxlib\", \"jaxlib\"), (\"sglang_jax\", \"sglang-jax\"), (\"py_spy\", \"py-spy\")]}}))'"
@@ -235,7 +193,7 @@ fn install(sh: &Shell, flavor: &Flavor, venv: &Path) -> anyhow::Result<EnvVersio
 
 /// The unconditional requirements of a wheel (one per line, as
 /// `importlib.metadata.requires` prints them) minus its `jax` pin, which is
-/// replaced by `jax[cpu]`.
+/// replaced by the flavor's (`jax[cpu]` or `jax[tpu]`).
 pub fn runtime_requirements(requires: &str) -> Vec<String> {
     let mut res: Vec<String> = Vec::new();
     for line in requires.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -393,15 +351,6 @@ mod tests {
         assert_eq!(
             runtime_requirements(requires),
             vec!["fastapi~=0.116.1", "flax~=0.10.7", "psutil"]
-        );
-    }
-
-    #[test]
-    fn unknown_version_names_the_known_ones() {
-        let err = flavor("9.9").unwrap_err().to_string();
-        assert!(
-            err.contains("0.0.1.post1") && err.contains("0.0.2"),
-            "{err}"
         );
     }
 }

@@ -7,11 +7,16 @@
 
 #![allow(clippy::disallowed_methods)]
 
+mod archive;
 mod artifacts;
 mod bench;
 mod compare;
+mod config;
+mod device;
+mod flavor;
 mod fuzz;
 mod k8s;
+mod k8s_run;
 mod local;
 mod local_env;
 mod profile;
@@ -25,7 +30,7 @@ mod trace;
 
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Profile sglang-jax end to end", version)]
@@ -37,7 +42,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a whole profiling session: server, workload, traces, report.
-    Profile(profile::Args),
+    // A flag given twice takes its last value: the command line's, after
+    // the flags of a --config file.
+    #[command(args_override_self = true)]
+    Profile(Box<profile::Args>),
     /// Analyse a JAX profile folder and write report.md and summary.json.
     Report(report::Args),
     /// Benchmark the trace readers against their baselines.
@@ -64,10 +72,14 @@ enum Command {
 static ALLOC: trace_fuzz::CountingAlloc = trace_fuzz::CountingAlloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let argv = match config::expand(std::env::args_os().collect(), &Cli::command()) {
+        Ok(argv) => argv,
+        Err(err) => return fail(&err),
+    };
+    let cli = Cli::parse_from(argv);
     let res = match cli.command {
         Command::Profile(args) if args.use_tpu => tpu_session::profile_tpu(&args),
-        Command::Profile(args) if args.k8s.enabled => k8s::profile_k8s(&args),
+        Command::Profile(args) if args.k8s.enabled => k8s_run::profile_k8s(&args),
         Command::Profile(args) => local::run(&args),
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
@@ -81,13 +93,26 @@ fn main() -> std::process::ExitCode {
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            // One line: the outermost context and every cause, joined, with
-            // any line break or terminal escape from a name shown escaped.
-            eprintln!("error: {}", trace_fuzz::one_line(&format!("{err:#}")));
-            std::process::ExitCode::FAILURE
-        }
+        Err(err) => fail(&err),
     }
+}
+
+/// One line: the outermost context and every cause, joined, with any line
+/// break or terminal escape from a name shown escaped.
+fn fail(err: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("error: {}", trace_fuzz::one_line(&format!("{err:#}")));
+    std::process::ExitCode::FAILURE
+}
+
+/// The async runtime of a command: two worker threads (this kind of machine
+/// has two cores; the work is waiting on servers and networks).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// The root of the sglprof checkout, for the assets under `python/`.

@@ -21,12 +21,22 @@ pub const DEFAULT_ZONE: &str = "us-east5-b";
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
+    /// Read flags from this TOML file, one key per long flag without its
+    /// dashes (`endpoint = "score"`, `py-spy = true`); flags given on the
+    /// command line win. See docs/ARCHITECTURE.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Run the server on this machine's CPU (the default unless --tpu).
     #[arg(long, conflicts_with = "use_tpu")]
     pub local: bool,
     /// Run the server on a Cloud TPU VM.
     #[arg(long = "tpu")]
     pub use_tpu: bool,
+    /// What the local server runs on: this machine's CPU (with the CPU
+    /// shim) or its TPU chips (jax[tpu], refused when no TPU is visible)
+    /// [default: cpu; tpu in the pod of --k8s].
+    #[arg(long, value_enum)]
+    pub device: Option<crate::device::Device>,
     /// The profiled endpoint.
     #[arg(long, value_enum, default_value_t = Endpoint::Generate)]
     pub endpoint: Endpoint,
@@ -87,13 +97,14 @@ pub struct Args {
     /// The model to serve; the locally built tiny model by default.
     #[arg(long)]
     pub model_path: Option<String>,
-    /// Seconds to wait for the server to become ready.
+    /// Seconds to wait for the server to become ready (at least 900 on a
+    /// TPU, which compiles its shapes first).
     #[arg(long, default_value_t = 300)]
     pub ready_timeout: u64,
     #[command(flatten)]
     pub tpu: TpuProfileArgs,
     #[command(flatten)]
-    pub archive: crate::artifacts::ArchiveFlags,
+    pub archive: crate::archive::ArchiveFlags,
     #[command(flatten)]
     pub k8s: crate::k8s::K8sArgs,
 }
@@ -136,6 +147,22 @@ impl From<ProvisioningArg> for Provisioning {
             ProvisioningArg::Preemptible => Provisioning::Preemptible,
         }
     }
+}
+
+/// What `--rehearsal` can make go wrong, to show what a real run would do.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RehearseFault {
+    /// The zone has no capacity: the create fails as Google's does (with
+    /// --queued, the request waits for capacity that never comes).
+    Stockout,
+    /// Google answers the create call only after 10 s.
+    SlowCreate,
+    /// pip fails on the workers, as for a version that cannot be installed.
+    Install,
+    /// The server dies during the profiled workload.
+    ServerExit,
+    /// Copying files home from the workers fails, as a dropped scp does.
+    Scp,
 }
 
 /// The flags of `cargo xtask profile` that only matter with `--tpu`;
@@ -194,6 +221,11 @@ pub struct TpuProfileArgs {
     /// worker a local folder, the server on the CPU with the shim (--tpu).
     #[arg(long, requires = "use_tpu", conflicts_with_all = ["dry_run", "vm", "gcloud_flags", "sglang_jax_git"])]
     pub rehearsal: bool,
+    /// Rehearse what happens when this goes wrong (--rehearsal; repeatable).
+    /// Whatever happens, the VM is deleted and the run folder keeps what
+    /// was collected.
+    #[arg(long = "rehearse-fault", value_enum, requires = "rehearsal")]
+    pub rehearse_faults: Vec<RehearseFault>,
     #[arg(long, env = "SGLPROF_TPU_API_URL", default_value = tpu_cloud::GOOGLE_API_URL, hide = true)]
     pub tpu_api_url: String,
 }
@@ -202,6 +234,12 @@ impl Args {
     /// The plan of this run on `host`, refused in one line when the host
     /// cannot honour one of the flags.
     pub fn plan(&self, host: HostKind) -> anyhow::Result<Plan> {
+        if host == HostKind::Tpu && self.device.is_some() {
+            anyhow::bail!(
+                "--device is not supported with --tpu: the VM's TPU is the device; \
+                 --device chooses for --local (and --k8s)"
+            );
+        }
         let plan = Plan {
             host,
             endpoint: self.endpoint.into(),
@@ -253,7 +291,7 @@ pub async fn shutdown_signal() -> &'static str {
 pub async fn finish_run(
     folder: &RunFolder,
     metadata: &session_report::RunMetadata,
-    archive: Option<&crate::artifacts::UploadOpts>,
+    archive: Option<&crate::archive::UploadOpts>,
     tag: &str,
 ) -> anyhow::Result<()> {
     let run_dir = folder.root();
@@ -261,7 +299,7 @@ pub async fn finish_run(
     let n_files = folder.write_checksums()?;
     eprintln!("[{tag}] checksums.txt lists {n_files} artifact files");
     if let Some(opts) = archive {
-        crate::artifacts::record_archive_target(run_dir, opts)?;
+        crate::archive::record_archive_target(run_dir, opts)?;
     }
     profile_report::generate(&profile_report::Request::for_run_folder(run_dir)).with_context(
         || {
@@ -273,7 +311,7 @@ pub async fn finish_run(
     )?;
     eprintln!("[{tag}] report: {}", run_dir.join("report.md").display());
     if let Some(opts) = archive {
-        let url = crate::artifacts::upload_run_async(run_dir, opts, &[]).await?;
+        let url = crate::archive::upload_run_async(run_dir, opts, &[]).await?;
         eprintln!("[{tag}] archived: {url}");
     }
     Ok(())

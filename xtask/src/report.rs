@@ -24,6 +24,11 @@ pub struct Args {
     /// Analyse the xplane.pb even when the JSON is complete.
     #[arg(long)]
     pub prefer_xplane: bool,
+    /// Do not write the whole session as `trace-full.json.gz` (chunks of
+    /// 1,000,000 events when longer) beside the report, which happens when
+    /// JAX's JSON stopped at its 1,000,000-event cap or is absent.
+    #[arg(long)]
+    pub no_full_trace: bool,
     #[command(flatten)]
     pub meta: MetaFlags,
 }
@@ -56,9 +61,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| profile_report::Request::default_out_dir(&args.dir));
     let meta = args.meta;
+    let defaults = profile_report::Request::for_run_folder(&out);
     let request = profile_report::Request {
         input: args.dir,
         out_dir: out,
+        full_trace: !args.no_full_trace,
+        full_trace_chunk_events: defaults.full_trace_chunk_events,
+        json_event_cap: defaults.json_event_cap,
         top_n: args.top,
         run: args.run,
         host: args.host,

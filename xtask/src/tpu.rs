@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use tpu_cloud::api::{Node, NodeState};
 use tpu_cloud::clock::NoWaitClock;
 use tpu_cloud::cost;
@@ -91,14 +91,6 @@ pub struct CleanupArgs {
     tpu_api_url: String,
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 pub(crate) fn project(project: &Option<String>, dry_run: bool) -> anyhow::Result<String> {
     match project {
         Some(p) if !p.is_empty() => Ok(p.clone()),
@@ -127,7 +119,7 @@ pub(crate) async fn api_client(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    runtime()?.block_on(run_async(args))
+    crate::runtime()?.block_on(run_async(args))
 }
 
 async fn run_async(args: Args) -> anyhow::Result<()> {
@@ -246,7 +238,7 @@ pub fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
         eprintln!("[cleanup] no run state files found");
         return Ok(());
     }
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let mut client = None;
         let mut failures = 0;
         for path in paths {

@@ -127,6 +127,8 @@ pub(crate) struct RemoteOutcome {
     pub(crate) server_line: String,
     /// The local end of the ssh tunnel.
     pub(crate) local_port: u16,
+    /// Worker 0's py-spy files, with `--py-spy`.
+    pub(crate) py_spy: Option<profile_session::pyspy::Files>,
 }
 
 pub(crate) fn run_metadata(
@@ -171,6 +173,12 @@ pub(crate) fn run_metadata(
     res.cost = cost;
     res.cost_source = Some(source);
     res.archive_url = uploaded.map(|u| u.0);
+    if let Some(files) = &remote.py_spy {
+        let folder = profile_session::RunFolder::planned(&plan.run_dir);
+        if let Ok(folder) = folder {
+            files.record_in(&folder, &mut res);
+        }
+    }
     res
 }
 
@@ -516,12 +524,11 @@ mod tests {
     }
 
     #[test]
-    fn tpu_refuses_py_spy_in_one_line() {
-        let args = profile_args(&["--tpu", "--py-spy"]);
-        let err = args.plan(profile_session::plan::HostKind::Tpu).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "--py-spy is not supported with --tpu: py-spy is not installed on the VM yet; profile with --local --py-spy"
-        );
+    fn tpu_takes_py_spy_and_repeats_it() {
+        let args = profile_args(&["--tpu", "--project", "demo", "--py-spy"]);
+        let session_plan = args.plan(profile_session::plan::HostKind::Tpu).unwrap();
+        assert!(session_plan.py_spy);
+        let plan = super::plan(&args, SystemTime::UNIX_EPOCH).unwrap();
+        assert!(reproduction(&args, &session_plan, &plan).contains(" --py-spy"));
     }
 }

@@ -7,8 +7,13 @@
 //! the install and launch scripts, the session, the copy of the traces, the
 //! Cost Summary and the DELETE. Deleting the node ends the workers'
 //! processes, as deleting a VM does.
+//!
+//! `--rehearse-fault` switches faults on in the fake (a stockout, a slow
+//! create) or in the workers (pip refusing, the server killed mid-workload,
+//! copies home failing), so that a user can see what a real run does when
+//! that happens; `docs/robustness.md` has the matrix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +23,16 @@ use tpu_cloud::workers::LocalWorkers;
 use tpu_cloud::{ClientConfig, SystemClock, Timing, TpuClient};
 
 use crate::local_env::LocalEnv;
+use crate::profile::RehearseFault;
 
 /// The bearer token the fake API accepts (not a secret).
 const TOKEN: &str = "sglprof-rehearsal";
 
 /// How long a worker's server gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
+
+/// How late the fake answers the create call with `--rehearse-fault slow-create`.
+const SLOW_CREATE: Duration = Duration::from_secs(10);
 
 /// The simulated cloud and slice of one rehearsal.
 pub(crate) struct Rehearsal {
@@ -37,13 +46,15 @@ pub(crate) struct Rehearsal {
 impl Rehearsal {
     /// Starts the fake API for `project`/`zone`, logging to
     /// `<run_dir>/logs/tpu-api.log`, and makes `hosts` local workers whose
-    /// venv is the cached CPU environment of sglang-jax `version`.
+    /// venv is the cached CPU environment of sglang-jax `version`, with
+    /// `faults` switched on in the fake and the workers.
     pub(crate) async fn start(
         project: &str,
         zone: &str,
         hosts: u32,
         version: &str,
         run_dir: &Path,
+        faults: &[RehearseFault],
     ) -> anyhow::Result<Rehearsal> {
         let sh = xshell::Shell::new()?;
         let env = crate::local_env::ensure(&sh, version)?;
@@ -61,9 +72,17 @@ impl Rehearsal {
             .prefix("sglprof-rehearsal-")
             .tempdir()
             .context("cannot create the folder of the simulated workers")?;
-        let workers = LocalWorkers::create(root.path(), hosts)?;
+        let mut workers = LocalWorkers::create(root.path(), hosts)?;
         workers.seed_venv(&env.venv)?;
+        for fault in faults {
+            workers = inject(&fake, workers, root.path(), *fault)?;
+        }
         let workers = Arc::new(workers);
+        if faults.contains(&RehearseFault::ServerExit) {
+            // The profile has started and a first profiled request was
+            // answered: the server dies in the middle of the workload.
+            workers.crash_server_after(0, &["Profiling starts", "POST /generate"]);
+        }
         let on_delete = workers.clone();
         fake.on_node_deleted(Arc::new(move |_name: &str| {
             on_delete.terminate(GRACE);
@@ -94,10 +113,11 @@ impl Rehearsal {
         )?)
     }
 
-    /// Where worker 0's server writes the trace of `run_id`: inside its
-    /// home, as `/tmp/...` is inside a VM.
-    pub(crate) fn profile_dir(&self, run_id: &str) -> PathBuf {
-        self.workers.home(0).join("sglprof-profile").join(run_id)
+    /// Where each worker's server writes the trace of `run_id`: relative
+    /// to the worker's home (the servers' working directory), so inside
+    /// it, as `/tmp/...` is inside a VM.
+    pub(crate) fn profile_dir(&self, run_id: &str) -> String {
+        format!("sglprof-profile/{run_id}")
     }
 
     /// Ends whatever the workers still run (a no-op after the DELETE).
@@ -107,4 +127,37 @@ impl Rehearsal {
             eprintln!("[rehearsal] ended {left} server process group(s) left on the workers");
         }
     }
+}
+
+/// Switches `fault` on in the fake API or the workers.
+fn inject(
+    fake: &FakeTpu,
+    workers: LocalWorkers,
+    root: &Path,
+    fault: RehearseFault,
+) -> anyhow::Result<LocalWorkers> {
+    Ok(match fault {
+        RehearseFault::Stockout => {
+            fake.world().stockout = true;
+            workers
+        }
+        RehearseFault::SlowCreate => {
+            fake.world().create_delay = Some(SLOW_CREATE);
+            workers
+        }
+        RehearseFault::Install => {
+            // pip itself refuses: a constraint no release satisfies, as
+            // for a version that does not exist, and no index to ask.
+            let constraint = root.join("rehearsed-install-fault.txt");
+            std::fs::write(&constraint, "sglang-jax<0\n")
+                .with_context(|| format!("cannot write {}", constraint.display()))?;
+            workers
+                .with_env("PIP_CONSTRAINT", &constraint.display().to_string())
+                .with_env("PIP_NO_INDEX", "1")
+        }
+        RehearseFault::ServerExit => workers,
+        RehearseFault::Scp => {
+            workers.with_failing_fetch("Connection closed by remote host (rehearsed fault)")
+        }
+    })
 }

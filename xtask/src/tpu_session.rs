@@ -16,28 +16,31 @@
 //! `--dry-run` prints every API call and gcloud command in order and needs
 //! no credentials: the API client and gcloud runner record instead of act.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use profile_session::plan::HostKind;
 use profile_session::{Plan as SessionPlan, RunFolder};
 use tpu_cloud::api::{Node, NodeState};
 use tpu_cloud::gcloud::{Gcloud, Target};
-use tpu_cloud::lease::{self, Failure};
+use tpu_cloud::lease::{self, Failure, Signals};
 use tpu_cloud::remote::Slice;
 use tpu_cloud::state::{Ledger, Phase, STATE_FILE};
-use tpu_cloud::workers::{GcloudWorkers, Workers};
+use tpu_cloud::workers::GcloudWorkers;
 
-use crate::tpu::{api_client, runtime};
+use crate::tpu::api_client;
 use crate::tpu_plan::{node_request, plan, run_metadata};
 use crate::tpu_rehearsal::Rehearsal;
 use crate::tpu_remote::remote_session;
 
-/// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT, after saying so.
-async fn shutdown_signal() {
-    let what = crate::profile::shutdown_signal().await;
+/// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT, after saying so and
+/// noting which in `got`.
+async fn shutdown_signal(signals: &mut Signals, got: &Cell<Option<&'static str>>) {
+    let what = signals.recv().await;
+    got.set(Some(what));
     eprintln!("[tpu] {what}: stopping the session and deleting the VM (unless --keep)");
 }
 
@@ -48,7 +51,7 @@ pub fn profile_tpu(args: &crate::profile::Args) -> anyhow::Result<()> {
         // Refused before a VM is created; checked again once installed.
         session_plan.check_server(&session_plan.sglang_jax_version)?;
     }
-    runtime()?.block_on(profile_tpu_async(args, &session_plan))
+    crate::runtime()?.block_on(profile_tpu_async(args, &session_plan))
 }
 
 async fn profile_tpu_async(
@@ -56,6 +59,11 @@ async fn profile_tpu_async(
     session_plan: &SessionPlan,
 ) -> anyhow::Result<()> {
     let tpu = &args.tpu;
+    // From here on a signal never kills the run outright: it is answered
+    // by deleting what was created (a signal that came early fires as soon
+    // as the lease starts, before anything is created).
+    let mut signals = Signals::install().context("cannot handle signals")?;
+    let got_signal = Cell::new(None);
     // A bad --upload (no bucket) fails before a VM is created.
     let archive = args.archive.upload_opts()?;
     let started_at = SystemTime::now();
@@ -82,21 +90,21 @@ async fn profile_tpu_async(
             hosts,
             &args.sglang_jax_version,
             &plan.run_dir,
+            &tpu.rehearse_faults,
         )
         .await?;
         if args.model_path.is_none() {
             plan.model = rehearsal.env.model_dir.display().to_string();
         }
-        plan.remote_profile_dir = rehearsal.profile_dir(&plan.run_id).display().to_string();
+        plan.remote_profile_dir = rehearsal.profile_dir(&plan.run_id);
         Some(rehearsal)
     } else {
         None
     };
-    let (client, remote) = match &rehearsal {
-        Some(rehearsal) => {
-            let workers: Arc<dyn Workers> = rehearsal.workers.clone();
-            (rehearsal.client()?, Slice::new(workers))
-        }
+    // The hosts of the slice are known once the node is READY (its
+    // network endpoints); a rehearsal made its workers up front.
+    let (client, gcloud) = match &rehearsal {
+        Some(rehearsal) => (rehearsal.client()?, None),
         None => {
             let (client, transcript) = api_client(&tpu.tpu_api_url, dry_run).await?;
             let gcloud = match &transcript {
@@ -109,12 +117,18 @@ async fn profile_tpu_async(
                 node: plan.node_id.clone(),
                 extra_flags: tpu.gcloud_flags.clone(),
             };
-            let workers = GcloudWorkers {
-                gcloud,
-                target,
-                addresses: vec![String::new()],
-            };
-            (client, Slice::new(Arc::new(workers)))
+            (client, Some((gcloud, target)))
+        }
+    };
+    let slice_of = |node: &Node| -> Slice {
+        match (&rehearsal, &gcloud) {
+            (Some(rehearsal), _) => Slice::new(rehearsal.workers.clone()),
+            (None, Some((gcloud, target))) => Slice::new(Arc::new(GcloudWorkers::new(
+                gcloud.clone(),
+                target.clone(),
+                node,
+            ))),
+            (None, None) => unreachable!("a live session has gcloud"),
         }
     };
     let cpu_env = rehearsal.as_ref().map(|r| &r.env);
@@ -123,7 +137,7 @@ async fn profile_tpu_async(
 
     // The state file exists before anything is asked of Google.
     let state_path = plan.run_dir.join(STATE_FILE);
-    let mut ledger = match (&tpu.vm, dry_run) {
+    let ledger = match (&tpu.vm, dry_run) {
         (Some(_), _) => {
             let mut state = req.planned_state();
             state.owned = false;
@@ -138,17 +152,25 @@ async fn profile_tpu_async(
         (None, true) => Ledger::in_memory(req.planned_state()),
         (None, false) => Ledger::create(&state_path, req.planned_state())?,
     };
+    // The lease's steps (create, READY, delete) as progress lines.
+    let mut ledger = ledger.with_progress(Arc::new(|line: &str| eprintln!("[tpu] {line}")));
 
-    let session = |_node: Node| {
-        remote_session(
-            args,
-            session_plan,
-            &plan,
-            &remote,
-            cpu_env,
-            archive.as_ref(),
-            dry_run,
-        )
+    let plan_ref = &plan;
+    let archive_ref = archive.as_ref();
+    let session = |node: Node| {
+        let remote = slice_of(&node);
+        async move {
+            remote_session(
+                args,
+                session_plan,
+                plan_ref,
+                &remote,
+                cpu_env,
+                archive_ref,
+                dry_run,
+            )
+            .await
+        }
     };
     let (outcome, release) = if tpu.vm.is_some() {
         let work = async {
@@ -165,8 +187,9 @@ async fn profile_tpu_async(
             session(node).await.map_err(Failure::Session)
         };
         let res = tokio::select! {
+            biased;
+            () = shutdown_signal(&mut signals, &got_signal) => Err(Failure::Cancelled),
             res = work => res,
-            () = shutdown_signal() => Err(Failure::Cancelled),
         };
         (res, None)
     } else {
@@ -175,7 +198,7 @@ async fn profile_tpu_async(
             &req,
             &mut ledger,
             tpu.keep,
-            shutdown_signal(),
+            shutdown_signal(&mut signals, &got_signal),
             session,
         )
         .await;
@@ -188,34 +211,53 @@ async fn profile_tpu_async(
         rehearsal.shutdown();
     }
 
-    // Report the delete first: a leaked VM matters more than a failed run.
-    match &release {
-        Some(Ok(())) => eprintln!("[tpu] deleted {}", plan.node_id),
-        Some(Err(err)) => eprintln!(
-            "[tpu] could not delete {}: {err}; run `cargo xtask cleanup {}`",
+    // What became of the VM: a leaked VM matters more than a failed run.
+    let vm = match &release {
+        Some(Ok(())) if ledger.state.ready_at.is_none() => {
+            format!("no VM left ({} never became READY)", plan.node_id)
+        }
+        Some(Ok(())) => format!("deleted {}", plan.node_id),
+        Some(Err(err)) => format!(
+            "could not delete {}: {err}; run `cargo xtask cleanup {}`",
             plan.node_id,
             plan.run_dir.display()
         ),
-        None if tpu.vm.is_some() => eprintln!("[tpu] left the reused VM {} running", plan.node_id),
-        None => eprintln!(
-            "[tpu] kept {} running (--keep); delete it with `cargo xtask cleanup {}`",
+        None if tpu.vm.is_some() => format!("left the reused VM {} running", plan.node_id),
+        None => format!(
+            "kept {} running (--keep); delete it with `cargo xtask cleanup {}`",
             plan.node_id,
             plan.run_dir.display()
         ),
-    }
+    };
+    // A failed run ends with one line: what happened, the VM, what is kept.
+    let failed = |what: String| {
+        let kept = if dry_run {
+            String::new()
+        } else {
+            format!("; kept {}", kept_files(&plan.run_dir))
+        };
+        anyhow::anyhow!("{what}; {vm}{kept}")
+    };
     let remote_outcome = match outcome {
         Ok(res) => res,
-        Err(Failure::Provision(err)) => return Err(err.into()),
-        Err(Failure::Session(err)) => {
-            return Err(err.context(format!("the TPU session on {} failed", plan.node_id)));
+        Err(Failure::Provision(err)) => {
+            return Err(failed(format!("{:#}", anyhow::Error::from(err))));
         }
-        Err(Failure::Cancelled) => bail!("interrupted; the VM was handled as reported above"),
+        Err(Failure::Session(err)) => {
+            let err = err.context(format!("the TPU session on {} failed", plan.node_id));
+            return Err(failed(format!("{err:#}")));
+        }
+        Err(Failure::Cancelled) => {
+            let signal = got_signal.get().unwrap_or("a signal");
+            return Err(failed(format!("interrupted by {signal}")));
+        }
     };
-    if let Some(Err(err)) = release {
-        return Err(
-            anyhow::Error::from(err).context("the session succeeded but the VM was not deleted")
-        );
+    if let Some(Err(_)) = release {
+        return Err(failed(
+            "the session succeeded but the VM was not deleted".to_owned(),
+        ));
     }
+    eprintln!("[tpu] {vm}");
     if dry_run {
         return Ok(());
     }
@@ -225,7 +267,7 @@ async fn profile_tpu_async(
 
     let uploaded = match &archive {
         Some(opts) => Some((
-            crate::artifacts::record_archive_target(&plan.run_dir, opts)?,
+            crate::archive::record_archive_target(&plan.run_dir, opts)?,
             folder_bytes(&plan.run_dir)?,
         )),
         None => None,
@@ -252,4 +294,42 @@ fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
             .len();
     }
     Ok(total)
+}
+
+/// The run folder and what it holds, for the last line of a failed run:
+/// `runs/X (tpu-state.json, logs/ (server.log, tpu-api.log), inputs/ (7 files))`.
+fn kept_files(dir: &Path) -> String {
+    let mut parts = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|it| it.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if !path.is_dir() {
+            parts.push(name);
+            continue;
+        }
+        let files = profile_report::list_files(&path).unwrap_or_default();
+        let mut inner: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.strip_prefix(&path).ok())
+            .map(|f| f.display().to_string())
+            .collect();
+        inner.sort();
+        parts.push(match inner.len() {
+            0 => continue,
+            1..=3 => format!("{name}/ ({})", inner.join(", ")),
+            n => format!("{name}/ ({n} files)"),
+        });
+    }
+    if parts.is_empty() {
+        format!("{} (empty)", dir.display())
+    } else {
+        format!("{} ({})", dir.display(), parts.join(", "))
+    }
 }

@@ -278,7 +278,7 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 enum Sink {
-    Gzip(GzEncoder<BufWriter<File>>),
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
     Plain(BufWriter<File>),
 }
 
@@ -336,7 +336,7 @@ fn export(
             temps.push(temp);
             let file = BufWriter::with_capacity(1 << 20, file);
             Ok(if gzip {
-                Sink::Gzip(GzEncoder::new(file, Compression::fast()))
+                Sink::Gzip(Box::new(GzEncoder::new(file, Compression::fast())))
             } else {
                 Sink::Plain(file)
             })

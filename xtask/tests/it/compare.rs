@@ -19,7 +19,7 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn small() -> PathBuf {
+pub(crate) fn small() -> PathBuf {
     repo().join("fixtures/jax-cpu-small")
 }
 
@@ -34,12 +34,12 @@ fn compare(args: &[&Path], out: &Path) -> Output {
         .expect("the xtask binary runs")
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The fixture's trace as a JSON document.
-fn fixture_trace() -> Value {
+pub(crate) fn fixture_trace() -> Value {
     let run = small().join("plugins/profile/2026_11_23_14_34_24");
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(run.join("vm.trace.json.gz")).unwrap())
@@ -74,8 +74,9 @@ fn a_profile_against_itself_changes_nothing() {
     assert!(out.path().join("compare.svg").is_file());
 }
 
-#[test]
-fn one_operation_made_slower_is_the_only_one_flagged() {
+/// Writes into `dest` a copy of the fixture's profile in which one
+/// operation's durations are 1.5 times longer; returns its name.
+pub(crate) fn slowed_copy(dest: &Path) -> String {
     let mut doc = fixture_trace();
     // The operation with the largest total time among those with at least
     // 200 occurrences, each lasting at least a microsecond: 1.5 times its
@@ -110,15 +111,20 @@ fn one_operation_made_slower_is_the_only_one_flagged() {
             event["dur"] = serde_json::json!(slower);
         }
     }
-    let copy = tempfile::tempdir().unwrap();
-    let run = copy.path().join("plugins/profile/2026_11_23_14_34_24");
+    let run = dest.join("plugins/profile/2026_11_23_14_34_24");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::write(
         run.join("vm.trace.json"),
         serde_json::to_string(&doc).unwrap(),
     )
     .unwrap();
+    target
+}
 
+#[test]
+fn one_operation_made_slower_is_the_only_one_flagged() {
+    let copy = tempfile::tempdir().unwrap();
+    let target = slowed_copy(copy.path());
     let out = tempfile::tempdir().unwrap();
     let output = compare(&[&small(), copy.path()], out.path());
     assert_eq!(
@@ -185,4 +191,77 @@ fn bad_input_is_one_line_and_exit_2() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// Two real sessions of one configuration on this machine's CPU, one after
+/// the other: whatever else the machine does meanwhile (on a 2-core CI
+/// runner, other jobs), the pair must not read as a regression. Changes
+/// that a busy machine or a shift of the whole session explains come out
+/// `inconclusive` (exit 0, said on stderr), with the reason recorded.
+#[test]
+fn two_local_sessions_of_one_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--endpoint",
+        "generate",
+        "--requests",
+        "8",
+        "--concurrency",
+        "2",
+        "--max-new-tokens",
+        "4",
+    ];
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for run in [&a, &b] {
+        let output = crate::profile_local::run_profile(run, &args);
+        assert!(output.status.success(), "profile --local failed");
+        // What compare needs beyond the traces: per-request latencies and
+        // the machine's state during the profiled window.
+        let latencies = read_json(&run.join("inputs/latencies.json"));
+        assert_eq!(latencies["latencies_ms"].as_array().unwrap().len(), 8);
+        let machine = read_json(&run.join("inputs/machine.json"));
+        assert!(machine["profiled"]["others_cores"].as_f64().unwrap() >= 0.0);
+        assert!(machine["profiled"]["seconds"].as_f64().unwrap() > 0.0);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = compare(&[&a, &b], out.path());
+    let json = read_json(&out.path().join("compare.json"));
+    let slower: Vec<&Value> = json["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|op| op["verdict"] == "slower")
+        .collect();
+    eprintln!(
+        "two sessions: verdict {} (changes alone: {}), {} slower, shifts {}, caveats {}, machine {} / {}",
+        json["verdict"],
+        json["changes_verdict"],
+        slower.len(),
+        json["shifts"],
+        json["caveats"],
+        json["baseline_machine"],
+        json["candidate_machine"]
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "false regression: {slower:?}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_ne!(json["verdict"], "regression");
+    if json["verdict"] == "inconclusive" {
+        assert!(!json["caveats"].as_array().unwrap().is_empty());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("WARNING: inconclusive"));
+    }
+    // Latency is tested per request; throughput is set side by side.
+    assert_eq!(json["latency"][0]["name"], "request latency");
+    assert_eq!(json["latency"][0]["baseline_count"], 8);
+    let metrics: Vec<&str> = json["session"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["metric"].as_str().unwrap())
+        .collect();
+    assert!(metrics.contains(&"workload throughput_rps"), "{metrics:?}");
+    assert!(!metrics.contains(&"request latency p50 ms"), "{metrics:?}");
 }

@@ -190,31 +190,89 @@ fn generate_session_with_num_steps() {
     assert!(workload.output_tokens_per_s.is_some());
 }
 
+/// The command line the pod of `profile --k8s` runs, read from the Job
+/// that `--dry-run` prints.
+fn pod_argv(flags: &[&str]) -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["profile", "--k8s", "--dry-run"])
+        .args(flags)
+        .output()
+        .expect("the xtask binary runs");
+    assert!(output.status.success(), "{output:?}");
+    let yaml = String::from_utf8(output.stdout).unwrap();
+    yaml.lines()
+        .skip_while(|line| line.trim() != "- args:")
+        .skip(1)
+        .map_while(|line| line.strip_prefix("        - "))
+        .map(|word| word.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// Splits the pod's argv into what this machine runs and the words only
+/// the pod can: its device (a TPU), its run folder, and the archive upload
+/// (the bucket is a GCS FUSE mount there; uploads are tested against a GCS
+/// emulator in gcs-artifacts).
+fn split_pod_only(argv: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut here, mut pod_only) = (Vec::new(), Vec::new());
+    let mut words = argv.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--device" | "--out" | "--bucket" | "--bucket-prefix" => {
+                pod_only.push(word.clone());
+                pod_only.extend(words.next().cloned());
+            }
+            "--upload" => pod_only.push(word.clone()),
+            _ => here.push(word.clone()),
+        }
+    }
+    (here, pod_only)
+}
+
+/// The pod's session, run here on the CPU: the exact command line of the
+/// Job's container but for the words [`split_pod_only`] names.
 #[test]
 fn score_mix_session_with_py_spy() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let output = run_profile(
-        &run,
-        &[
-            "--endpoint",
-            "score",
-            "--requests",
-            "3",
-            "--concurrency",
-            "1",
-            "--warmup",
-            "3",
-            "--py-spy",
-        ],
+    let pod = pod_argv(&[
+        "--endpoint",
+        "score",
+        "--requests",
+        "3",
+        "--concurrency",
+        "1",
+        "--warmup",
+        "3",
+        "--py-spy",
+    ]);
+    let (here, pod_only) = split_pod_only(&pod);
+    let names: Vec<&str> = pod_only
+        .iter()
+        .map(String::as_str)
+        .filter(|it| it.starts_with("--"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "--device",
+            "--out",
+            "--bucket",
+            "--bucket-prefix",
+            "--upload"
+        ]
     );
+    assert_eq!(pod_only[..2], ["--device", "tpu"]);
+    assert_eq!(here[..2], ["profile", "--local"], "{pod:?}");
+    let flags: Vec<&str> = here[2..].iter().map(String::as_str).collect();
+    assert!(flags.contains(&"--py-spy"), "{flags:?}");
+    let output = run_profile(&run, &flags);
     assert!(
         output.status.success(),
         "profile --local --endpoint score failed"
     );
     let metadata = check_run_folder(&run);
     assert_eq!(metadata.endpoint.as_deref(), Some("/v1/score"));
-    let workload = metadata.workload.unwrap();
+    let workload = metadata.workload.clone().unwrap();
     assert_eq!(workload.parts.len(), 3, "one part per kind of the mix");
     assert!(
         workload
@@ -235,15 +293,7 @@ fn score_mix_session_with_py_spy() {
     assert_eq!(large["items"].as_array().unwrap().len(), 32);
     assert_eq!(large["label_token_ids"].as_array().unwrap().len(), 2);
     // py-spy: both formats, named in the metadata.
-    assert_eq!(
-        metadata.pyspy_raw.as_deref(),
-        Some("artifacts/py-spy/profile.raw.txt")
-    );
-    assert_eq!(
-        metadata.pyspy_speedscope.as_deref(),
-        Some("artifacts/py-spy/profile.speedscope.json")
-    );
-    let raw = std::fs::read_to_string(run.join("artifacts/py-spy/profile.raw.txt")).unwrap();
+    let raw = pyspy_raw(&run, &metadata);
     assert!(
         raw.lines().any(|l| l.starts_with("process ")),
         "raw py-spy stacks"
@@ -265,7 +315,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (idx, c) in digits.chars().enumerate() {
-        if idx > 0 && (digits.len() - idx) % 3 == 0 {
+        if idx > 0 && (digits.len() - idx).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -276,7 +326,21 @@ fn grouped(n: u64) -> String {
 /// The report's py-spy section and flamegraph, checked against the raw
 /// stacks: the scheduler's share is recomputed here from the lines whose
 /// innermost `process` frame is the scheduler.
-fn check_pyspy_report(run: &Path, raw: &str) {
+/// py-spy's two files, named in the run metadata where the session put
+/// them; the collapsed stacks.
+pub(crate) fn pyspy_raw(run: &Path, metadata: &session_report::RunMetadata) -> String {
+    assert_eq!(
+        metadata.pyspy_raw.as_deref(),
+        Some("artifacts/py-spy/profile.raw.txt")
+    );
+    assert_eq!(
+        metadata.pyspy_speedscope.as_deref(),
+        Some("artifacts/py-spy/profile.speedscope.json")
+    );
+    std::fs::read_to_string(run.join("artifacts/py-spy/profile.raw.txt")).unwrap()
+}
+
+pub(crate) fn check_pyspy_report(run: &Path, raw: &str) {
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("[pyspy-flamegraph.svg](pyspy-flamegraph.svg)"));
     let svg = std::fs::read_to_string(run.join("pyspy-flamegraph.svg")).unwrap();
@@ -288,8 +352,7 @@ fn check_pyspy_report(run: &Path, raw: &str) {
         all += count;
         let innermost = stack
             .split(';')
-            .filter(|frame| frame.starts_with("process "))
-            .last()
+            .rfind(|frame| frame.starts_with("process "))
             .unwrap_or("");
         if innermost.contains("sglang::scheduler") {
             scheduler += count;
@@ -430,7 +493,20 @@ fn signal_leaves_no_process_behind(signal: libc::c_int, name: &str) {
 #[test]
 fn unsupported_flags_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        // This machine has no TPU.
+        (
+            &["--local", "--device", "tpu"],
+            "error: --device tpu: no TPU is visible on this machine",
+        ),
+        (
+            &["--tpu", "--dry-run", "--device", "tpu"],
+            "error: --device is not supported with --tpu:",
+        ),
+        (
+            &["--k8s", "--dry-run", "--device", "cpu"],
+            "error: --device cpu is not supported with --k8s:",
+        ),
         (
             &["--local", "--start-step", "3"],
             "error: --start-step needs the newer profiling API, which sglang-jax 0.0.1.post1 lacks",
@@ -449,10 +525,6 @@ fn unsupported_flags_are_refused_before_anything_starts() {
             ],
             "error: --profile-by-stage needs the newer profiling API, which sglang-jax 0.0.2 lacks",
         ),
-        (
-            &["--tpu", "--dry-run", "--py-spy"],
-            "error: --py-spy is not supported with --tpu:",
-        ),
     ];
     for (flags, expect) in cases {
         let run = dir.path().join("run");
@@ -470,4 +542,76 @@ fn unsupported_flags_are_refused_before_anything_starts() {
         assert!(stderr.starts_with(expect), "{flags:?}: {stderr}");
         assert!(!run.exists(), "{flags:?} created {}", run.display());
     }
+}
+
+/// `--config`: the file's flags reach the session as typed flags do, a
+/// flag on the command line wins, and a bad file is refused in one line
+/// naming the file, before anything starts.
+#[test]
+fn a_config_file_gives_flags_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("score.toml");
+    std::fs::write(
+        &file,
+        "# RFC-010's mix, recorded with py-spy\n\
+         endpoint = \"score\"\n\
+         requests = 6\n\
+         concurrency = 2\n\
+         py-spy = true\n\
+         stream = false\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let pod = pod_argv(&["--config", config, "--requests", "9"]);
+    let flags = pod.join(" ");
+    assert!(flags.contains("--endpoint score"), "{flags}");
+    assert!(flags.contains("--requests 9"), "{flags}");
+    assert!(flags.contains("--concurrency 2"), "{flags}");
+    assert!(flags.contains("--py-spy"), "{flags}");
+    assert!(!flags.contains("--stream"), "{flags}");
+    assert!(
+        !flags.contains("--config"),
+        "the pod's argv is whole: {flags}"
+    );
+
+    let cases = [
+        (
+            "reqests = 6\n",
+            "`reqests` is not a flag of `cargo xtask profile`",
+        ),
+        (
+            "api-key = \"sk-1\"\n",
+            "`api-key`: a secret does not belong",
+        ),
+        (
+            "requests = \"many\"\n",
+            "invalid value 'many' for '--requests",
+        ),
+    ];
+    for (text, expect) in cases {
+        std::fs::write(&file, text).unwrap();
+        let run = dir.path().join("run");
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["profile", "--local", "--config", config, "--out"])
+            .arg(&run)
+            .output()
+            .expect("the xtask binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text:?}: {stderr}");
+        assert!(stderr.contains(expect), "{text:?}: {stderr}");
+        assert!(!stderr.contains("sk-1"), "{stderr}");
+        assert!(!run.exists(), "{text:?} created {}", run.display());
+    }
+    std::fs::write(&file, "reqests = 6\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["profile", "--local", "--config", config])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {config}: `reqests` is not a flag of `cargo xtask profile` (see its --help)"
+        )
+    );
 }

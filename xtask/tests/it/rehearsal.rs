@@ -1,9 +1,11 @@
 //! End-to-end: `cargo xtask profile --tpu --rehearsal`, the TPU session
 //! against the simulated Cloud TPU API with each worker a local folder and
 //! the real sglang-jax server on the CPU. One run to completion (traces,
-//! report with its Cost Summary, the node's DELETE in `logs/tpu-api.log`)
-//! and one stopped with SIGTERM while the server is up (the node is still
-//! deleted and no server process survives).
+//! report with its Cost Summary, the py-spy profile recorded on the worker
+//! and its report section, the node's DELETE in `logs/tpu-api.log`), one
+//! of a two-host slice (a server per worker, traces of both hosts, a report
+//! section per host), and one stopped with SIGTERM while the server is up
+//! (the node is still deleted and no server process survives).
 
 #![allow(clippy::disallowed_methods)] // Runs the xtask binary.
 
@@ -12,9 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::profile_local::ONE_SERVER_AT_A_TIME;
+use crate::profile_local::{ONE_SERVER_AT_A_TIME, check_pyspy_report, pyspy_raw};
 
-fn rehearsal(out: &Path) -> Command {
+/// `profile --tpu --rehearsal` into `out`, with the suite's project and
+/// zone and the real Google API address (the rehearsal's own fake serves).
+pub(crate) fn rehearsal(out: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.args([
         "profile",
@@ -30,6 +34,18 @@ fn rehearsal(out: &Path) -> Command {
     .env_remove("SGLPROF_TPU_API_URL")
     .current_dir(env!("CARGO_MANIFEST_DIR"));
     cmd
+}
+
+/// Runs a rehearsal into `out` with `args` to its end, one server at a
+/// time.
+fn rehearse(out: &Path, args: &[&str]) -> std::process::Output {
+    let _one = ONE_SERVER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    rehearsal(out)
+        .args(args)
+        .output()
+        .expect("the xtask binary runs")
 }
 
 /// The DELETE of a node in the fake's log, with its status.
@@ -58,15 +74,10 @@ fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn rehearsal_runs_the_tpu_session_and_deletes_the_node() {
+fn rehearsal_runs_the_tpu_session_with_py_spy_and_deletes_the_node() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let output = {
-        let _one = ONE_SERVER_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        rehearsal(&out).output().expect("the xtask binary runs")
-    };
+    let output = rehearse(&out, &["--py-spy"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     eprintln!("{stderr}");
     assert!(output.status.success(), "{:?}", output.status);
@@ -98,6 +109,80 @@ fn rehearsal_runs_the_tpu_session_and_deletes_the_node() {
     let delete = node_delete(&log).unwrap_or_else(|| panic!("no node DELETE in\n{log}"));
     assert!(delete.ends_with(" 200"), "{delete}");
     assert!(stderr.contains("[tpu] deleted sglprof-"), "{stderr}");
+
+    // py-spy ran on the worker, beside its server, and came home.
+    let metadata = session_report::RunMetadata::from_json(
+        &std::fs::read_to_string(out.join("inputs/run_metadata.json")).unwrap(),
+    )
+    .unwrap();
+    let raw = pyspy_raw(&out, &metadata);
+    check_pyspy_report(&out, &raw);
+    assert!(
+        metadata.reproduction[0].contains(" --py-spy"),
+        "{:?}",
+        metadata.reproduction
+    );
+}
+
+/// A slice of two hosts (v5p-16): a server per simulated worker, the
+/// profile on both, the traces of both in one JAX run, a report section
+/// per host. Few requests: two servers share this machine's cores.
+#[test]
+fn rehearsal_of_a_two_host_slice_profiles_every_worker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let output = rehearse(
+        &out,
+        &[
+            "--accelerator-type",
+            "v5p-16",
+            "--usd-per-hour",
+            "1",
+            "--requests",
+            "2",
+            "--warmup",
+            "1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stderr}");
+    assert!(output.status.success(), "{:?}", output.status);
+    assert!(stderr.contains("2 local worker(s)"), "{stderr}");
+
+    let xplanes = files_named(&out.join("artifacts/jax-profile"), ".xplane.pb");
+    assert_eq!(xplanes.len(), 2, "{xplanes:?}");
+    let runs: std::collections::BTreeSet<_> = xplanes.iter().map(|p| p.parent().unwrap()).collect();
+    assert_eq!(runs.len(), 1, "both hosts in one JAX run: {xplanes:?}");
+    let hosts: Vec<String> = xplanes
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.strip_suffix(".xplane.pb").unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        hosts[1].ends_with("-worker-1") || hosts[0].ends_with("-worker-1"),
+        "{hosts:?}"
+    );
+    for worker in ["logs/server.log", "logs/worker-1/server.log"] {
+        assert!(
+            std::fs::metadata(out.join(worker)).unwrap().len() > 0,
+            "{worker}"
+        );
+    }
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("Cost Summary"), "{report}");
+    assert!(report.contains("## Hosts"), "{report}");
+    for host in &hosts {
+        assert!(
+            report.contains(&format!("\n### Host {host}\n")),
+            "{host}: {report}"
+        );
+    }
+    let log = std::fs::read_to_string(out.join("logs/tpu-api.log")).unwrap();
+    let delete = node_delete(&log).unwrap_or_else(|| panic!("no node DELETE in\n{log}"));
+    assert!(delete.ends_with(" 200"), "{delete}");
 }
 
 fn alive(pid: i32) -> bool {

@@ -95,6 +95,31 @@ fn no_ignored_or_should_panic_tests() {
     );
 }
 
+/// An error's cause is printed once: anyhow's `{:#}` appends every
+/// `source`, so a message that also formats its source prints it twice.
+#[test]
+fn error_messages_do_not_repeat_their_source() {
+    let mut offenders = Vec::new();
+    for path in rust_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let next = text.lines().nth(i + 1).unwrap_or("");
+            let formats_field_0 = (line.contains("{0}") || line.contains(".0"))
+                && (next.contains("#[source]") || next.contains("#[from]"));
+            if line.trim_start().starts_with("#[error(")
+                && (line.contains("{source") || formats_field_0)
+            {
+                let name = path.strip_prefix(repo()).unwrap().display().to_string();
+                offenders.push(format!("{name}:{}", i + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "error messages that format their source: {offenders:#?}"
+    );
+}
+
 #[test]
 fn no_machine_paths() {
     // No tracked file may name this checkout's own location or the root
