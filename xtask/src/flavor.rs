@@ -7,8 +7,7 @@ use crate::device::Device;
 use anyhow::Context;
 
 /// The sglang-jax release used when `--sglang-jax-version` is not given:
-/// the newest whose `/v1/score` works (0.0.2 fails it on every device;
-/// `python/README.md` says where).
+/// the newest whose `/v1/score` works on CPU.
 pub const DEFAULT_VERSION: &str = "0.0.1.post1";
 
 /// What it takes to run one sglang-jax release on this machine.
@@ -28,8 +27,6 @@ pub struct Flavor {
     /// `--arch` of `python/make_tiny_model.py`, plus its size flags.
     pub model_args: &'static [&'static str],
     pub model_name: &'static str,
-    /// A sentence for errors when `/v1/score` is known to kill the server.
-    pub score_crashes: bool,
 }
 
 pub const FLAVORS: &[Flavor] = &[
@@ -42,7 +39,6 @@ pub const FLAVORS: &[Flavor] = &[
         // Qwen3ForCausalLM is broken in this release; QWen (v1) works.
         model_args: &["--arch", "qwen1", "--heads", "2", "--ffn", "512"],
         model_name: "tiny-qwen1",
-        score_crashes: false,
     },
     Flavor {
         version: "0.0.2",
@@ -58,7 +54,6 @@ pub const FLAVORS: &[Flavor] = &[
         ],
         model_args: &["--arch", "qwen3", "--heads", "4", "--ffn", "128"],
         model_name: "tiny-qwen3",
-        score_crashes: true,
     },
 ];
 

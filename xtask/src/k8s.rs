@@ -179,6 +179,10 @@ pub fn job_config(args: &Args, run_id: &str, dry_run: bool) -> anyhow::Result<Jo
             args.device.unwrap_or_default().name()
         );
     }
+    // The pod runs `profile --local`: what that would refuse is refused here,
+    // before a Job exists.
+    args.plan(profile_session::plan::HostKind::Local)?
+        .check_server(&args.sglang_jax_version)?;
     let required = |value: &Option<String>, flag: &str, env: &str, placeholder: &str| match value {
         Some(value) if !value.is_empty() => Ok(value.clone()),
         _ if dry_run => Ok(placeholder.to_owned()),

@@ -17,7 +17,7 @@ use sglang_server::{Client, ClientConfig, ReadyOptions, SpawnSpec, Supervised};
 
 use crate::device::Device;
 pub(crate) use crate::device::launch_spec;
-use crate::local_env::{self, DEFAULT_VERSION, LocalEnv};
+use crate::local_env;
 use crate::profile::Args;
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -169,8 +169,7 @@ async fn run_local(
         profile_session::redact::in_files(&folder.logs(), key)?;
         profile_session::redact::in_files(&folder.pyspy(), key)?;
     }
-    let (outcome, py_spy_files, config) =
-        session.map_err(|err| explain_failure(err, &env, plan.endpoint))?;
+    let (outcome, py_spy_files, config) = session?;
     let server_took = server_started.elapsed();
 
     if plan.py_spy && py_spy_files.is_none() {
@@ -256,24 +255,6 @@ async fn run_local(
 }
 
 /// Turns a dead server into a sentence that says what to do about it.
-fn explain_failure(err: anyhow::Error, env: &LocalEnv, endpoint: Endpoint) -> anyhow::Error {
-    let died = err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<sglang_server::Error>(),
-            Some(sglang_server::Error::Died { .. })
-        )
-    });
-    if died && endpoint == Endpoint::Score && env.flavor.score_crashes {
-        return err.context(format!(
-            "POST /v1/score killed the sglang-jax {} server, a known bug of that release \
-             (ConcretizationTypeError in get_token_ids_logprobs); use --sglang-jax-version {DEFAULT_VERSION} \
-             or --endpoint generate",
-            env.flavor.version
-        ));
-    }
-    err
-}
-
 /// A short model name for the report: the folder name of a local path.
 fn model_label(model_path: &str) -> String {
     let path = Path::new(model_path);

@@ -64,6 +64,12 @@ pub enum PlanError {
         version: String,
         why: &'static str,
     },
+    #[error(
+        "--endpoint score cannot run on sglang-jax {version}: POST /v1/score kills its server \
+         (its log-probability path fails under jit); use --sglang-jax-version 0.0.1.post1 or \
+         --endpoint generate"
+    )]
+    ScoreBroken { version: String },
 }
 
 /// Everything about a session that does not depend on where the server
@@ -111,9 +117,18 @@ impl Plan {
     /// `version` does not have. sglang-jax 0.0.x has neither `start_step`
     /// nor `profile_by_stage`, and reads `python_tracer_level` by
     /// truthiness, so an explicit 0 would silently mean the default (on).
+    /// The score workload is refused on 0.0.2, whose `/v1/score` takes the
+    /// server down on every device (`python/README.md` says where).
     pub fn check_server(&self, version: &str) -> Result<(), PlanError> {
         if !version.starts_with("0.0.") {
             return Ok(());
+        }
+        let release = version.split(['+', '-']).next().unwrap_or(version);
+        if self.endpoint == Endpoint::Score && (release == "0.0.2" || release.starts_with("0.0.2."))
+        {
+            return Err(PlanError::ScoreBroken {
+                version: version.to_owned(),
+            });
         }
         let lacks = |flag, why| {
             Err(PlanError::ServerLacks {
@@ -284,6 +299,26 @@ mod tests {
         plan.profile_by_stage = true;
         assert!(plan.check_server("0.0.2").is_err());
         assert_eq!(plan.start_profile("d".into()).profile_by_stage, Some(true));
+    }
+
+    #[test]
+    fn the_score_workload_is_refused_on_a_server_whose_score_crashes() {
+        let mut plan = plan(HostKind::Local);
+        plan.python_tracer_level = None;
+        plan.endpoint = Endpoint::Score;
+        for version in ["0.0.2", "0.0.2.post1"] {
+            assert_eq!(
+                plan.check_server(version).unwrap_err(),
+                PlanError::ScoreBroken {
+                    version: version.to_owned()
+                }
+            );
+        }
+        for version in ["0.0.1.post1", "0.0.20", "0.1.0"] {
+            plan.check_server(version).unwrap();
+        }
+        plan.endpoint = Endpoint::Generate;
+        plan.check_server("0.0.2").unwrap();
     }
 
     #[test]

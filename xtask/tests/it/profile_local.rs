@@ -493,7 +493,7 @@ fn signal_leaves_no_process_behind(signal: libc::c_int, name: &str) {
 #[test]
 fn unsupported_flags_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         // This machine has no TPU.
         (
             &["--local", "--device", "tpu"],
@@ -524,6 +524,28 @@ fn unsupported_flags_are_refused_before_anything_starts() {
                 "0.0.2",
             ],
             "error: --profile-by-stage needs the newer profiling API, which sglang-jax 0.0.2 lacks",
+        ),
+        // Its /v1/score takes the server down (python/README.md).
+        (
+            &[
+                "--local",
+                "--endpoint",
+                "score",
+                "--sglang-jax-version",
+                "0.0.2",
+            ],
+            "error: --endpoint score cannot run on sglang-jax 0.0.2: POST /v1/score kills its server",
+        ),
+        (
+            &[
+                "--k8s",
+                "--dry-run",
+                "--endpoint",
+                "score",
+                "--sglang-jax-version",
+                "0.0.2",
+            ],
+            "error: --endpoint score cannot run on sglang-jax 0.0.2",
         ),
     ];
     for (flags, expect) in cases {
