@@ -7,7 +7,8 @@ use crate::device::Device;
 use anyhow::Context;
 
 /// The sglang-jax release used when `--sglang-jax-version` is not given:
-/// the newest whose `/v1/score` works on CPU.
+/// the newest whose `/v1/score` works (0.0.2's fails on every device;
+/// `python/README.md` says where, and the plan refuses it).
 pub const DEFAULT_VERSION: &str = "0.0.1.post1";
 
 /// What it takes to run one sglang-jax release on this machine.
