@@ -124,6 +124,10 @@ enum DeviceLine {
 /// of direct children so far).
 type Open = (u32, Ps, Ps, i128);
 
+/// How many roots a thread remembers for [`Analyzer::merge`]: an earlier
+/// part's open operations rarely outlast more than a few of them.
+pub(crate) const ROOT_CAP: usize = 4096;
+
 /// Per-thread state of the online self-time computation.
 #[derive(Default)]
 struct ThreadState {
@@ -133,16 +137,36 @@ struct ThreadState {
     /// arrives, as the buffered sort would.
     ties: Vec<(u32, Ps)>,
     ties_start: Ps,
+    /// The start of the first operation of this thread that this analyzer
+    /// saw.
+    first_start: Option<Ps>,
+    /// (end, dur) of the first [`ROOT_CAP`] operations that found the stack
+    /// empty: the ones that an earlier part's open operations may contain.
+    roots: Vec<(Ps, Ps)>,
+    /// Whether roots were left out of `roots`.
+    roots_cut: bool,
 }
 
 impl ThreadState {
     fn flush_ties(&mut self, self_ps: &mut [i128]) {
         // A stable sort: equal durations keep file order.
-        self.ties.sort_by_key(|&(_, dur)| Reverse(dur));
-        for &(name, dur) in &self.ties {
-            nest(&mut self.stack, self_ps, name, self.ties_start, dur);
+        let mut ties = std::mem::take(&mut self.ties);
+        ties.sort_by_key(|&(_, dur)| Reverse(dur));
+        for &(name, dur) in &ties {
+            if nest(&mut self.stack, self_ps, name, self.ties_start, dur) {
+                self.note_root(self.ties_start.saturating_add(dur), dur);
+            }
         }
-        self.ties.clear();
+        ties.clear();
+        self.ties = ties;
+    }
+
+    fn note_root(&mut self, end: Ps, dur: Ps) {
+        if self.roots.len() < ROOT_CAP {
+            self.roots.push((end, dur));
+        } else {
+            self.roots_cut = true;
+        }
     }
 }
 
@@ -190,6 +214,9 @@ pub struct Analyzer {
     thread_names: HashMap<(u64, u64), String>,
     unmatched_end: u64,
     invalid: u64,
+    /// Set by [`Analyzer::merge`] when the parts could not be joined
+    /// exactly.
+    merge_inexact: bool,
 }
 
 /// The number of events of one phase.
@@ -354,7 +381,151 @@ impl Analyzer {
             thread_names: HashMap::new(),
             unmatched_end: 0,
             invalid: 0,
+            merge_inexact: false,
         }
+    }
+
+    /// Adds what `later` collected, as if its events had come to this
+    /// analyzer after this analyzer's own: feed the consecutive parts of one
+    /// stream to separate analyzers (on separate threads, say), then merge
+    /// them in stream order. The result is the analysis of the whole stream,
+    /// except that [`Analysis::self_time_exact`] may come out false where
+    /// one pass would have been exact: when a thread's operations with one
+    /// start time, or a `B`/`E` pair, straddle the cut, or when an operation
+    /// open at the cut contains more than a few thousand of the later
+    /// part's top-level operations. Read the stream again into
+    /// [`Analyzer::buffered`] then, as after any inexact analysis.
+    pub fn merge(&mut self, later: Analyzer) {
+        let Analyzer {
+            buffered,
+            n_events,
+            phase_counts,
+            phases,
+            name_cache: _,
+            name_ids: _,
+            names,
+            thread_ids: _,
+            last_thread: _,
+            threads,
+            thread_states,
+            name_threads,
+            self_ps,
+            out_of_order,
+            open,
+            recs,
+            op_events,
+            first_start,
+            last_end,
+            process_names,
+            thread_names,
+            unmatched_end,
+            invalid,
+            merge_inexact,
+        } = later;
+        self.merge_inexact |= merge_inexact || buffered != self.buffered;
+        self.n_events += n_events;
+        for (slot, count) in phase_counts.iter().enumerate() {
+            self.phase_counts[slot] += count;
+        }
+        for (phase, count) in phases {
+            *self.phases.entry(phase).or_insert(0) += count;
+        }
+        let name_map: Vec<u32> = names
+            .into_iter()
+            .zip(self_ps)
+            .map(|(acc, self_time)| {
+                let id = self.name_id(&acc.name);
+                let mine = &mut self.names[id as usize];
+                mine.count += acc.count;
+                mine.total += acc.total;
+                mine.max = mine.max.max(acc.max);
+                mine.has_hlo |= acc.has_hlo;
+                if mine.hlo_module.is_none() {
+                    mine.hlo_module = acc.hlo_module;
+                }
+                mine.last_thread = u32::MAX;
+                self.self_ps[id as usize] += self_time;
+                id
+            })
+            .collect();
+        let thread_map: Vec<u32> = threads
+            .iter()
+            .map(|&(pid, tid)| self.thread_id(pid, tid))
+            .collect();
+        for (name, thread) in name_threads {
+            self.name_threads
+                .insert((name_map[name as usize], thread_map[thread as usize]));
+        }
+        let rename =
+            |(name, end, dur, children): Open| (name_map[name as usize], end, dur, children);
+        for (idx, state) in thread_states.into_iter().enumerate() {
+            let mine = &mut self.thread_states[thread_map[idx] as usize];
+            let Some(first) = state.first_start else {
+                continue;
+            };
+            if !mine.ties.is_empty() {
+                if first < mine.ties_start {
+                    self.out_of_order += 1;
+                } else if first == mine.ties_start {
+                    self.merge_inexact = true;
+                }
+            }
+            mine.flush_ties(&mut self.self_ps);
+            // The later part's roots go, in order, where one pass would have
+            // put them: inside this part's operations still open.
+            let mut roots = state.roots.iter();
+            while !mine.stack.is_empty() {
+                let Some(&(end, dur)) = roots.next() else {
+                    self.merge_inexact |= state.roots_cut;
+                    break;
+                };
+                charge(&mut mine.stack, &mut self.self_ps, end, dur);
+            }
+            if mine.stack.is_empty() {
+                for &(end, dur) in roots {
+                    mine.note_root(end, dur);
+                }
+                mine.roots_cut |= state.roots_cut;
+            }
+            mine.first_start.get_or_insert(first);
+            mine.stack.extend(state.stack.into_iter().map(rename));
+            mine.ties = state
+                .ties
+                .into_iter()
+                .map(|(name, dur)| (name_map[name as usize], dur))
+                .collect();
+            mine.ties_start = state.ties_start;
+        }
+        if unmatched_end > 0 && self.open.values().any(|it| !it.is_empty()) {
+            self.merge_inexact = true;
+        }
+        for (thread, pending) in open {
+            self.open
+                .entry(thread_map[thread as usize])
+                .or_default()
+                .extend(
+                    pending
+                        .into_iter()
+                        .map(|(name, start)| (name_map[name as usize], start)),
+                );
+        }
+        self.recs.extend(recs.into_iter().map(|rec| Rec {
+            thread: thread_map[rec.thread as usize],
+            name: name_map[rec.name as usize],
+            ..rec
+        }));
+        self.out_of_order += out_of_order;
+        self.op_events += op_events;
+        if let Some(start) = first_start {
+            self.first_start = Some(self.first_start.map_or(start, |it| it.min(start)));
+        }
+        if let Some(end) = last_end {
+            self.last_end = Some(self.last_end.map_or(end, |it| it.max(end)));
+        }
+        self.process_names.extend(process_names);
+        self.thread_names.extend(thread_names);
+        self.unmatched_end += unmatched_end;
+        self.invalid += invalid;
     }
 
     fn name_id(&mut self, name: &str) -> u32 {
@@ -433,6 +604,7 @@ impl Analyzer {
             return;
         }
         let state = &mut self.thread_states[thread as usize];
+        state.first_start.get_or_insert(start);
         if state.ties.is_empty() || start > state.ties_start {
             state.flush_ties(&mut self.self_ps);
             state.ties_start = start;
@@ -581,25 +753,37 @@ impl Analyzer {
             unmatched_begin,
             unmatched_end: self.unmatched_end,
             invalid_events: self.invalid,
-            self_time_exact: self.buffered || self.out_of_order == 0,
+            self_time_exact: !self.merge_inexact && (self.buffered || self.out_of_order == 0),
         }
     }
 }
 
 /// Places an operation in its thread's stack of open operations: closes
 /// those that end before it does, charges it to its parent, opens it.
-fn nest(stack: &mut Vec<Open>, self_ps: &mut [i128], name: u32, start: Ps, dur: Ps) {
+/// Returns whether it has no parent (a root).
+fn nest(stack: &mut Vec<Open>, self_ps: &mut [i128], name: u32, start: Ps, dur: Ps) -> bool {
     let end = start.saturating_add(dur);
+    let root = charge(stack, self_ps, end, dur);
+    stack.push((name, end, dur, 0));
+    root
+}
+
+/// Closes the open operations that end before `end` and charges `dur` to
+/// the innermost one left; returns whether none was left.
+fn charge(stack: &mut Vec<Open>, self_ps: &mut [i128], end: Ps, dur: Ps) -> bool {
     while let Some(&(_, top_end, _, _)) = stack.last() {
         if end <= top_end {
             break;
         }
         pop_one(stack, self_ps);
     }
-    if let Some(top) = stack.last_mut() {
-        top.3 += dur as i128;
+    match stack.last_mut() {
+        Some(top) => {
+            top.3 += dur as i128;
+            false
+        }
+        None => true,
     }
-    stack.push((name, end, dur, 0));
 }
 
 fn pop_one(stack: &mut Vec<Open>, self_ps: &mut [i128]) {

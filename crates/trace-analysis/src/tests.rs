@@ -3,19 +3,36 @@
 
 use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
 
+use crate::analyzer::ROOT_CAP;
 use crate::{Analysis, Analyzer, OpKind};
 
 /// A compact way to write events: (phase, name, tid, ts µs, dur µs).
 type Spec = (&'static str, &'static str, u64, Option<i64>, Option<i64>);
 
-/// Analyses in both modes; when the online one claims exact self times they
-/// must equal the buffered ones, which are returned.
+/// Analyses in both modes, and split in two at every point and merged;
+/// whenever the online or a merged one claims exact self times it must
+/// equal the buffered one, which is returned.
 fn analyse(specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
     let online = analyse_with(Analyzer::new(), specs, args);
     let buffered = analyse_with(Analyzer::buffered(), specs, args);
     assert!(buffered.self_time_exact);
     if online.self_time_exact {
         assert_eq!(online, buffered);
+    }
+    for cut in 0..=specs.len() {
+        for make in [Analyzer::new, Analyzer::buffered] {
+            let mut first = make();
+            feed(&mut first, &specs[..cut], args);
+            let mut second = make();
+            feed(&mut second, &specs[cut..], args);
+            first.merge(second);
+            let merged = first.finish();
+            if merged.self_time_exact {
+                assert_eq!(merged, buffered, "cut before event {cut}");
+            } else {
+                assert!(!online.self_time_exact || cut > 0, "cut {cut}");
+            }
+        }
     }
     buffered
 }
@@ -25,6 +42,11 @@ fn analyse_with(
     specs: &[Spec],
     args: &[(&str, &[Arg<'static>])],
 ) -> Analysis {
+    feed(&mut analyzer, specs, args);
+    analyzer.finish()
+}
+
+fn feed(analyzer: &mut Analyzer, specs: &[Spec], args: &[(&str, &[Arg<'static>])]) {
     for &(ph, name, tid, ts, dur) in specs {
         let phase = if ph.is_empty() {
             Phase::Missing
@@ -46,7 +68,6 @@ fn analyse_with(
             args: event_args,
         });
     }
-    analyzer.finish()
 }
 
 fn dump(analysis: &Analysis) -> String {
@@ -345,4 +366,73 @@ fn names_from_a_reused_buffer_stay_apart() {
         .collect();
     assert_eq!(counts, [("ab", 2), ("cd", 2), ("ef", 1)]);
     assert_eq!(analysis.phase_count(Phase::Complete), 5);
+}
+
+/// Complete events on thread 1 from (name, start, dur) triples, in ps.
+fn ops(specs: &[(&'static str, Ps, Ps)]) -> Vec<Event<'static>> {
+    specs
+        .iter()
+        .map(|&(name, start, dur)| Event {
+            phase: Phase::Complete,
+            name,
+            cat: "",
+            pid: 1,
+            tid: 1,
+            ts: Some(start),
+            dur: Some(dur),
+            args: &[],
+        })
+        .collect()
+}
+
+fn merged_at(events: &[Event<'_>], cut: usize) -> Analysis {
+    let (mut first, mut second) = (Analyzer::new(), Analyzer::new());
+    events[..cut].iter().for_each(|it| first.event(it));
+    events[cut..].iter().for_each(|it| second.event(it));
+    first.merge(second);
+    first.finish()
+}
+
+/// Cut anywhere between distinct start times, a nested session merges
+/// back into exactly the one-pass analysis: operations still open at the
+/// cut get the later part's top-level operations as children.
+#[test]
+fn a_nested_stream_cut_anywhere_merges_exactly() {
+    let mut specs = vec![("session", 0, 10_000)];
+    for step in 0..20 {
+        let at = 100 + step * 450;
+        specs.push(("step", at, 400));
+        for leaf in 0..3 {
+            specs.push(("kernel", at + 10 + leaf * 100, 50 + leaf));
+        }
+        specs.push(("wait", at + 405, 20));
+    }
+    let events = ops(&specs);
+    let mut whole = Analyzer::buffered();
+    events.iter().for_each(|it| whole.event(it));
+    let whole = whole.finish();
+    assert!(whole.op("session").unwrap().self_ps < 10_000);
+    for cut in 0..=events.len() {
+        let merged = merged_at(&events, cut);
+        assert!(merged.self_time_exact, "cut {cut}");
+        assert_eq!(merged, whole, "cut {cut}");
+    }
+}
+
+/// A later part remembers only its first few thousand top-level
+/// operations: when an operation open at the cut holds more than that, the
+/// merge says so instead of guessing, and the caller reads again in one
+/// pass. Without such an operation the same stream merges exactly.
+#[test]
+fn too_many_children_of_an_open_operation_make_the_merge_inexact() {
+    let n = ROOT_CAP as Ps + 10;
+    let mut specs = vec![("outer", 0, 10 * n + 100)];
+    specs.extend((0..n).map(|k| ("leaf", 10 + 10 * k, 5)));
+    let events = ops(&specs);
+    assert!(!merged_at(&events, 2).self_time_exact);
+    assert!(merged_at(&events, events.len() - 5).self_time_exact);
+    let flat = ops(&specs[1..]);
+    let merged = merged_at(&flat, 1);
+    assert!(merged.self_time_exact);
+    assert_eq!(merged.op("leaf").unwrap().self_ps, 5 * n as i128);
 }
