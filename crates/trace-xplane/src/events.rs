@@ -156,7 +156,7 @@ static NO_META: EventMeta<'static> = EventMeta {
 };
 
 /// The decoded metadata of one plane.
-struct Tables<'a> {
+pub(crate) struct Tables<'a> {
     events: IdMap<EventMeta<'a>>,
     stat_names: IdMap<&'a str>,
 }
@@ -187,7 +187,10 @@ fn map_entry(
     Ok((key, value))
 }
 
-fn decode_tables<'a>(space: &Cursor<'a>, plane: &PlaneIndex<'a>) -> Result<Tables<'a>, Error> {
+pub(crate) fn decode_tables<'a>(
+    space: &Cursor<'a>,
+    plane: &PlaneIndex<'a>,
+) -> Result<Tables<'a>, Error> {
     let count = |number| {
         space::repeated(space, plane.range, "XPlane", number).try_fold(0usize, |n, it| {
             it?;
@@ -266,19 +269,19 @@ fn decode_tables<'a>(space: &Cursor<'a>, plane: &PlaneIndex<'a>) -> Result<Table
 }
 
 /// Everything `emit_plane` needs besides the plane itself.
-pub(crate) struct Output<'s> {
-    pub(crate) sink: &'s mut dyn EventSink,
+pub(crate) struct Output<'s, S: EventSink + ?Sized> {
+    pub(crate) sink: &'s mut S,
     pub(crate) origin_ps: i128,
     pub(crate) n_events: u64,
 }
 
-impl Output<'_> {
+impl<S: EventSink + ?Sized> Output<'_, S> {
     fn push(&mut self, event: &Event<'_>) {
         self.sink.event(event);
         self.n_events += 1;
     }
 
-    fn metadata(&mut self, name: &str, pid: u64, tid: u64, value: &str) {
+    pub(crate) fn metadata(&mut self, name: &str, pid: u64, tid: u64, value: &str) {
         let args = [Arg {
             key: "name",
             value: ArgValue::Str(value),
@@ -297,15 +300,17 @@ impl Output<'_> {
 }
 
 /// A streamed line that holds events: what its events need from its header.
-struct LineRef {
-    range: (usize, usize),
-    id: i64,
-    timestamp_ns: i64,
+pub(crate) struct LineRef {
+    /// The line's fields to walk: all of them, or a part's share.
+    pub(crate) range: (usize, usize),
+    pub(crate) id: i64,
+    pub(crate) timestamp_ns: i64,
 }
 
 /// Buffers reused from one event to the next, so that decoding an event
 /// allocates nothing once they have grown to the largest event's size.
-struct Scratch<'a> {
+#[derive(Default)]
+pub(crate) struct Scratch<'a> {
     stats: Vec<Stat<'a>>,
     entries: Vec<(&'a str, StatValue<'a>)>,
     spans: Vec<(usize, usize)>,
@@ -329,11 +334,11 @@ fn reuse_args<'x, 'y>(mut args: Vec<Arg<'x>>) -> Vec<Arg<'y>> {
 
 /// Pushes a plane's `process_name`, its lines' `thread_name`s and then every
 /// event of every line, line by line.
-pub(crate) fn emit_plane<'a>(
+pub(crate) fn emit_plane<'a, S: EventSink + ?Sized>(
     space: &Cursor<'a>,
     plane: &PlaneIndex<'a>,
     pid: u64,
-    out: &mut Output<'_>,
+    out: &mut Output<'_, S>,
 ) -> Result<(), Error> {
     let tables = decode_tables(space, plane)?;
     out.metadata("process_name", pid, 0, plane.name);
@@ -352,26 +357,20 @@ pub(crate) fn emit_plane<'a>(
             });
         }
     }
-    let mut scratch = Scratch {
-        stats: Vec::new(),
-        entries: Vec::new(),
-        spans: Vec::new(),
-        text: String::new(),
-        own_keys: HashSet::new(),
-        args: Vec::new(),
-    };
+    let mut scratch = Scratch::default();
     for line in &lines {
         emit_line(space, &tables, line, pid, out, &mut scratch)?;
     }
     Ok(())
 }
 
-fn emit_line<'a>(
+/// Pushes the events of `line.range`, a line or a part of one.
+pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
     space: &Cursor<'a>,
     tables: &Tables<'a>,
     line: &LineRef,
     pid: u64,
-    out: &mut Output<'_>,
+    out: &mut Output<'_, S>,
     scratch: &mut Scratch<'a>,
 ) -> Result<(), Error> {
     let line_start = i128::from(line.timestamp_ns) * 1000 - out.origin_ps;
@@ -381,9 +380,14 @@ fn emit_line<'a>(
             continue;
         }
         let range = cursor.expect_len(&field)?;
-        let mut event = space.nested(range, "XEvent");
         let (mut metadata_id, mut offset_ps, mut occurrences, mut dur) = (0, 0, None, 0);
         scratch.stats.clear();
+        let mut event = space.nested(range, "XEvent");
+        if let Some([id, offset, duration]) = space.plain_event(range) {
+            (metadata_id, offset_ps, dur) = (id as i64, offset as i64, duration as i64);
+            // Nothing left for the loop below.
+            event = space.nested((range.1, range.1), "XEvent");
+        }
         while let Some(field) = event.next_field()? {
             match field.number {
                 1 => metadata_id = event.expect_varint(&field)? as i64,
@@ -455,8 +459,8 @@ const SCAN_LIMIT: usize = 256;
 /// The slow path for the events that carry args. Args are, in order:
 /// `long_name`, the event's own stats, the metadata's stats that the event's
 /// own do not override, `num_occurrences`.
-fn push_with_args<'a>(
-    out: &mut Output<'_>,
+fn push_with_args<'a, S: EventSink + ?Sized>(
+    out: &mut Output<'_, S>,
     tables: &Tables<'a>,
     plain: Event<'a>,
     meta: &EventMeta<'a>,

@@ -67,6 +67,7 @@
 
 mod error;
 mod events;
+mod layout;
 #[rustfmt::skip]
 pub mod generated;
 mod plane_stats;
@@ -79,6 +80,7 @@ pub use error::Error;
 pub use plane_stats::{PlaneStatValue, PlaneStats, plane_stats};
 
 use events::Output;
+use layout::Layout;
 use space::{PlaneIndex, Selection};
 
 /// What [`planes`] reports about one plane of an XSpace.
@@ -181,5 +183,66 @@ pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error
     Ok(ReadSummary {
         n_events: out.n_events,
         origin_ps,
+    })
+}
+
+/// [`read`] on several cores: the stream is cut into `sinks.len()`
+/// consecutive parts of about equal size, and sink `k` receives part `k`,
+/// on a thread of its own (the caller's thread takes the first part).
+/// Pushing the parts into one sink in order would give exactly what
+/// [`read`] gives; a sink that can join the analyses of consecutive parts
+/// (such as `trace_analysis::Analyzer::merge`) gets the whole result.
+///
+/// Cuts fall between events, never between two events of one line that
+/// have the same start. A part may be empty (a small file, or one long
+/// event), so fewer than `sinks.len()` threads may be busy. The summary
+/// counts every part's events; on error, the first part's error in stream
+/// order is returned and the sinks may already have received events.
+pub fn read_parts<S: EventSink + Send>(
+    bytes: &[u8],
+    sinks: &mut [S],
+) -> Result<ReadSummary, Error> {
+    let space = space::index_space(bytes)?;
+    let layout = Layout::of(&space, Selection::of(&space)?)?;
+    let mut cuts = layout.cuts(&space, sinks.len().max(1))?;
+    // Empty parts at the end when the stream cannot be cut that finely.
+    while cuts.len() <= sinks.len() {
+        cuts.push(layout.end());
+    }
+    let run = |sink: &mut S, from, to| -> Result<u64, Error> {
+        let mut out = Output {
+            sink,
+            origin_ps: layout.origin_ps,
+            n_events: 0,
+        };
+        layout.emit(&space, from, to, &mut out)?;
+        Ok(out.n_events)
+    };
+    let results: Vec<Result<u64, Error>> = std::thread::scope(|scope| {
+        let mut sinks = sinks.iter_mut().zip(cuts.windows(2));
+        let first = sinks.next();
+        let handles: Vec<_> = sinks
+            .map(|(sink, cut)| scope.spawn(|| run(sink, cut[0], cut[1])))
+            .collect();
+        let mut results = Vec::new();
+        if let Some((sink, cut)) = first {
+            results.push(run(sink, cut[0], cut[1]));
+        }
+        for handle in handles {
+            results.push(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        results
+    });
+    let mut n_events = 0;
+    for result in results {
+        n_events += result?;
+    }
+    Ok(ReadSummary {
+        n_events,
+        origin_ps: layout.origin_ps,
     })
 }

@@ -15,6 +15,8 @@ pub(crate) const ASYNC_OPS_LINE: &str = "Async XLA Ops";
 /// The trace-viewer pid of the host plane (500 device ids, then 200 custom
 /// plane ids, then the host).
 pub(crate) const HOST_PID: u64 = 701;
+/// The one-byte tag of `XLine.events` (field 4, length-delimited).
+pub(crate) const EVENT_TAG: u8 = 4 << 3 | 2;
 
 /// Checks that `bytes` look like an XSpace: walks its top-level fields,
 /// checks their wire types and that there is at least one plane. Nothing is
@@ -179,7 +181,7 @@ pub(crate) fn index_line<'a>(
             3 => line.timestamp_ns = cursor.expect_varint(&field)? as i64,
             4 => {
                 cursor.expect_len(&field)?;
-                line.n_events += 1;
+                line.n_events += 1 + cursor.skip_short(EVENT_TAG, usize::MAX);
             }
             // duration_ps, display_id
             9 | 10 => {

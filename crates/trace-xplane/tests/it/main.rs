@@ -12,7 +12,7 @@ mod real;
 use std::fmt::Write as _;
 
 use prost::Message;
-use trace_model::{ArgValue, Event, Phase};
+use trace_model::{ArgValue, Event, EventSink, Phase};
 use trace_xplane::generated::{XSpace, XStat, x_stat};
 
 /// Reads `bytes` and prints the plane list, the summary and every event, one
@@ -38,7 +38,9 @@ fn render(bytes: &[u8]) -> String {
     let mut sink = |event: &Event<'_>| {
         let _ = writeln!(events, "{}", show_event(event));
     };
-    match trace_xplane::read(bytes, &mut sink) {
+    let whole = trace_xplane::read(bytes, &mut sink);
+    check_parts(bytes, &whole, &events);
+    match whole {
         Ok(summary) => {
             let _ = writeln!(
                 out,
@@ -52,6 +54,41 @@ fn render(bytes: &[u8]) -> String {
     }
     out.push_str(&events);
     out
+}
+
+/// A sink that prints events as [`render`] does.
+#[derive(Default)]
+struct Lines(String);
+
+impl EventSink for Lines {
+    fn event(&mut self, event: &Event<'_>) {
+        let _ = writeln!(self.0, "{}", show_event(event));
+    }
+}
+
+/// `read_parts` into 1 to 4 sinks agrees with `read`: the same result, and
+/// on success the parts' events, concatenated, are `read`'s events.
+#[track_caller]
+fn check_parts(
+    bytes: &[u8],
+    whole: &Result<trace_model::ReadSummary, trace_xplane::Error>,
+    events: &str,
+) {
+    for n in 1..=4 {
+        let mut sinks: Vec<Lines> = (0..n).map(|_| Lines::default()).collect();
+        let parts = trace_xplane::read_parts(bytes, &mut sinks);
+        match (whole, parts) {
+            (Ok(whole), Ok(parts)) => {
+                assert_eq!(*whole, parts, "{n} parts");
+                let joined: String = sinks.iter().map(|it| it.0.as_str()).collect();
+                assert_eq!(joined, events, "{n} parts");
+            }
+            (Err(whole), Err(parts)) => {
+                assert_eq!(whole.to_string(), parts.to_string(), "{n} parts")
+            }
+            (whole, parts) => panic!("{n} parts: read gave {whole:?}, read_parts {parts:?}"),
+        }
+    }
 }
 
 fn show_event(event: &Event<'_>) -> String {

@@ -54,3 +54,51 @@ fn real_head_events() {
     }
     insta::assert_snapshot!("real_head_events", out);
 }
+
+/// The real profile read in 2 to 7 parts: every cut falls inside the long
+/// scheduler line, never between two events with one start, and the parts
+/// joined are `read`'s stream, event for event.
+#[test]
+fn real_head_in_parts_is_the_whole_stream() {
+    let bytes = fixture();
+    let mut whole = crate::Lines::default();
+    let summary = trace_xplane::read(&bytes, &mut whole).unwrap();
+    for n in 2..=7 {
+        let mut sinks: Vec<crate::Lines> = (0..n).map(|_| crate::Lines::default()).collect();
+        assert_eq!(
+            trace_xplane::read_parts(&bytes, &mut sinks).unwrap(),
+            summary
+        );
+        assert!(
+            sinks.iter().all(|it| !it.0.is_empty()),
+            "{n} parts, one empty"
+        );
+        for pair in sinks.windows(2) {
+            let (last, first) = (pair[0].0.lines().last(), pair[1].0.lines().next());
+            let start = |line: Option<&str>| {
+                let line = line.unwrap();
+                let tid = line
+                    .split(" tid=")
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                (
+                    tid,
+                    line.split(" ts=")
+                        .nth(1)
+                        .map(|it| it.split(' ').next().unwrap().to_owned()),
+                )
+            };
+            let (a, b) = (start(last), start(first));
+            assert!(
+                a.0 != b.0 || a.1 != b.1,
+                "{n} parts: a cut between equal starts {a:?}"
+            );
+        }
+        let joined: String = sinks.iter().map(|it| it.0.as_str()).collect();
+        assert!(joined == whole.0, "{n} parts differ from the whole stream");
+    }
+}

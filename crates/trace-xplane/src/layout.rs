@@ -1,0 +1,293 @@
+//! Where the event stream of [`crate::read`] comes from, as a list of
+//! segments, and how to cut it into consecutive parts.
+//!
+//! The stream is, plane by plane: the plane's metadata events (a
+//! [`Segment::Header`]), then the events of each of its lines that hold
+//! some (a [`Segment::Events`], a byte range of the line). One walk over
+//! the streamed planes' line headers finds every segment and the origin;
+//! the events themselves are decoded only when a part is emitted.
+
+use trace_model::{EventSink, Ps};
+
+use crate::Error;
+use crate::events::{self, Output, Scratch, Tables};
+use crate::space::{self, PlaneIndex, Selection};
+use crate::wire::Cursor;
+
+/// A streamed plane.
+pub(crate) struct PlaneRef<'a> {
+    index: PlaneIndex<'a>,
+    pid: u64,
+}
+
+pub(crate) enum Segment<'a> {
+    /// The plane's `process_name` and `thread_name` events.
+    Header { plane: usize },
+    /// Events of one line: the byte range of the line's fields.
+    Events {
+        plane: usize,
+        line_id: i64,
+        timestamp_ns: i64,
+        range: (usize, usize),
+        shown_name: &'a str,
+    },
+}
+
+/// A point in the stream: the fields of segment `segment` from byte `at`
+/// on come after it. `at` is where a field of the line starts, or the end
+/// of the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cut {
+    segment: usize,
+    at: usize,
+}
+
+pub(crate) struct Layout<'a> {
+    planes: Vec<PlaneRef<'a>>,
+    segments: Vec<Segment<'a>>,
+    pub(crate) origin_ps: i128,
+}
+
+impl<'a> Layout<'a> {
+    /// Walks the streamed planes' line headers once.
+    pub(crate) fn of(space: &Cursor<'a>, selection: Selection) -> Result<Layout<'a>, Error> {
+        let mut layout = Layout {
+            planes: Vec::new(),
+            segments: Vec::new(),
+            origin_ps: 0,
+        };
+        let mut origin_ps: Option<i128> = None;
+        space::for_each_streamed(space, selection, |index| {
+            let plane = layout.planes.len();
+            layout.segments.push(Segment::Header { plane });
+            for range in index.lines(space) {
+                let line = space::index_line(space, range?)?;
+                if line.is_skipped() {
+                    continue;
+                }
+                if line.n_events > 0 {
+                    let start = i128::from(line.timestamp_ns) * 1000;
+                    origin_ps = Some(origin_ps.map_or(start, |it| it.min(start)));
+                    layout.segments.push(Segment::Events {
+                        plane,
+                        line_id: line.id,
+                        timestamp_ns: line.timestamp_ns,
+                        range: line.range,
+                        shown_name: line.shown_name(),
+                    });
+                }
+            }
+            let pid = space::plane_pid(&index);
+            layout.planes.push(PlaneRef { index, pid });
+            Ok(())
+        })?;
+        layout.origin_ps = origin_ps.unwrap_or(0);
+        Ok(layout)
+    }
+
+    /// The start of the stream.
+    pub(crate) fn start(&self) -> Cut {
+        Cut { segment: 0, at: 0 }
+    }
+
+    /// The end of the stream.
+    pub(crate) fn end(&self) -> Cut {
+        Cut {
+            segment: self.segments.len(),
+            at: 0,
+        }
+    }
+
+    /// `n + 1` cuts, from [`Layout::start`] to [`Layout::end`], that split
+    /// the events' bytes into `n` parts of about equal size. A cut inside a
+    /// line moves forward to the next event whose stored start differs
+    /// from the one before it, so that a line's events with one start time
+    /// stay in one part.
+    pub(crate) fn cuts(&self, space: &Cursor<'a>, n: usize) -> Result<Vec<Cut>, Error> {
+        let size = |segment: &Segment| match segment {
+            Segment::Events { range, .. } => range.1 - range.0,
+            Segment::Header { .. } => 0,
+        };
+        let total: usize = self.segments.iter().map(size).sum();
+        let mut cuts = vec![self.start()];
+        let (mut segment, mut before) = (0, 0);
+        for k in 1..n {
+            let target = (total as u128 * k as u128 / n as u128) as usize;
+            while segment < self.segments.len() && before + size(&self.segments[segment]) <= target
+            {
+                before += size(&self.segments[segment]);
+                segment += 1;
+            }
+            let Some(Segment::Events { range, .. }) = self.segments.get(segment) else {
+                break;
+            };
+            let at = cut_line(space, *range, range.0 + (target - before))?;
+            let cut = Cut { segment, at };
+            if cut > *cuts.last().expect("starts with one cut") {
+                cuts.push(cut);
+            }
+        }
+        cuts.push(self.end());
+        cuts.dedup();
+        Ok(cuts)
+    }
+
+    /// Pushes the events between two cuts.
+    pub(crate) fn emit<S: EventSink + ?Sized>(
+        &self,
+        space: &Cursor<'a>,
+        from: Cut,
+        to: Cut,
+        out: &mut Output<'_, S>,
+    ) -> Result<(), Error> {
+        let mut tables: Option<(usize, Tables<'a>)> = None;
+        let mut scratch = Scratch::default();
+        for idx in from.segment..to.segment.saturating_add(1).min(self.segments.len()) {
+            match self.segments[idx] {
+                Segment::Header { .. } => {
+                    if idx == to.segment {
+                        break;
+                    }
+                    self.emit_header(space, idx, out)?;
+                }
+                Segment::Events {
+                    plane,
+                    line_id,
+                    timestamp_ns,
+                    range,
+                    shown_name: _,
+                } => {
+                    let start = if idx == from.segment {
+                        from.at.max(range.0)
+                    } else {
+                        range.0
+                    };
+                    let end = if idx == to.segment {
+                        to.at.min(range.1)
+                    } else {
+                        range.1
+                    };
+                    if start >= end {
+                        continue;
+                    }
+                    if tables.as_ref().is_none_or(|(it, _)| *it != plane) {
+                        tables = Some((
+                            plane,
+                            events::decode_tables(space, &self.planes[plane].index)?,
+                        ));
+                    }
+                    let (_, tables) = tables.as_ref().expect("decoded above");
+                    let line = events::LineRef {
+                        range: (start, end),
+                        id: line_id,
+                        timestamp_ns,
+                    };
+                    events::emit_line(
+                        space,
+                        tables,
+                        &line,
+                        self.planes[plane].pid,
+                        out,
+                        &mut scratch,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Layout<'a> {
+    /// The metadata events of the plane whose header is segment `idx`. The
+    /// lines are walked again, except the ones that hold events: their
+    /// segments, which follow the header, already know their names.
+    fn emit_header<S: EventSink + ?Sized>(
+        &self,
+        space: &Cursor<'a>,
+        idx: usize,
+        out: &mut Output<'_, S>,
+    ) -> Result<(), Error> {
+        let Segment::Header { plane } = self.segments[idx] else {
+            unreachable!("segment {idx} is a header");
+        };
+        let plane = &self.planes[plane];
+        out.metadata("process_name", plane.pid, 0, plane.index.name);
+        let mut known = self.segments[idx + 1..]
+            .iter()
+            .map_while(|it| match it {
+                Segment::Events {
+                    range,
+                    line_id,
+                    shown_name,
+                    ..
+                } => Some((*range, *line_id, *shown_name)),
+                Segment::Header { .. } => None,
+            })
+            .peekable();
+        for range in plane.index.lines(space) {
+            let range = range?;
+            let (id, name) = match known.next_if(|it| it.0 == range) {
+                Some((_, id, name)) => (id, name),
+                None => {
+                    let line = space::index_line(space, range)?;
+                    if line.is_skipped() {
+                        continue;
+                    }
+                    (line.id, line.shown_name())
+                }
+            };
+            out.metadata("thread_name", plane.pid, id as u64, name);
+        }
+        Ok(())
+    }
+}
+
+/// Where to cut the line `range` at or after byte `target`: the start of
+/// the first event there whose start differs from its predecessor's, else
+/// the end of the line.
+fn cut_line(space: &Cursor<'_>, range: (usize, usize), target: usize) -> Result<usize, Error> {
+    let mut cursor = space.nested(range, "XLine");
+    let mut last_before = None;
+    let mut previous: Option<Ps> = None;
+    loop {
+        cursor.skip_short(space::EVENT_TAG, target);
+        let at = cursor.position();
+        let Some(field) = cursor.next_field()? else {
+            return Ok(range.1);
+        };
+        if field.number != 4 {
+            continue;
+        }
+        let event = cursor.expect_len(&field)?;
+        if at < target {
+            last_before = Some(event);
+            continue;
+        }
+        if let Some(before) = last_before.take() {
+            previous = Some(event_offset(space, before)?);
+        }
+        let offset = event_offset(space, event)?;
+        if previous != Some(offset) {
+            return Ok(at);
+        }
+        previous = Some(offset);
+    }
+}
+
+/// An event's `offset_ps` as the reader takes it (the last of `offset_ps`
+/// and `num_occurrences` wins; the latter means offset 0).
+fn event_offset(space: &Cursor<'_>, range: (usize, usize)) -> Result<Ps, Error> {
+    let mut cursor = space.nested(range, "XEvent");
+    let mut offset = 0;
+    while let Some(field) = cursor.next_field()? {
+        match field.number {
+            2 => offset = cursor.expect_varint(&field)? as i64,
+            5 => {
+                cursor.expect_varint(&field)?;
+                offset = 0;
+            }
+            _ => {}
+        }
+    }
+    Ok(offset)
+}
