@@ -63,6 +63,12 @@ pub fn analyse_xplane(path: &Path) -> Result<(Analysis, Vec<String>), Error> {
     Ok((analysis, planes))
 }
 
+/// How many parts an XPlane analysis is split into: one per core the
+/// process may use, at most 8.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |it| it.get().min(8))
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
@@ -103,15 +109,23 @@ fn analyse_xplane_with_devices(
     if devices {
         set_peaks(&bytes, &mut device).map_err(wrap)?;
     }
-    let mut analyzer = Analyzer::new();
-    let mut both = |event: &Event<'_>| {
-        analyzer.event(event);
-        if devices {
+    let mut analysis = if devices {
+        let mut analyzer = Analyzer::new();
+        let mut both = |event: &Event<'_>| {
+            analyzer.event(event);
             device.event(event);
-        }
+        };
+        trace_xplane::read(&bytes, &mut both).map_err(wrap)?;
+        analyzer.finish()
+    } else {
+        // The analysis alone is split over the cores and merged.
+        let mut parts: Vec<Analyzer> = (0..cores()).map(|_| Analyzer::new()).collect();
+        trace_xplane::read_parts(&bytes, &mut parts).map_err(wrap)?;
+        let mut parts = parts.into_iter();
+        let mut analyzer = parts.next().expect("at least one part");
+        parts.for_each(|it| analyzer.merge(it));
+        analyzer.finish()
     };
-    trace_xplane::read(&bytes, &mut both).map_err(wrap)?;
-    let mut analysis = analyzer.finish();
     if !analysis.self_time_exact {
         let mut analyzer = Analyzer::buffered();
         trace_xplane::read(&bytes, &mut analyzer).map_err(wrap)?;
