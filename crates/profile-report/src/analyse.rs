@@ -69,6 +69,20 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |it| it.get().min(8))
 }
 
+/// Maps a file read-only, its pages read in at once: the reader walks the
+/// page cache's copy instead of a copy of its own.
+fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
+    let wrap = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(wrap)?;
+    // SAFETY: the map is read-only and private to this process. A file
+    // truncated while mapped would fault (SIGBUS); the profiler writes its
+    // files once, before they are read.
+    unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(wrap)
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
@@ -96,7 +110,7 @@ fn analyse_xplane_with_devices(
     path: &Path,
     devices: bool,
 ) -> Result<(Analysis, Vec<String>, Vec<DevicePlane>), Error> {
-    let bytes = read_file(path)?;
+    let bytes = map_file(path)?;
     let wrap = |source| Error::XPlane {
         path: path.to_path_buf(),
         source,
