@@ -220,7 +220,20 @@ pub(crate) fn run(reader: Reader, input: &[u8]) -> Result<u64, String> {
         Reader::XPlane => {
             let mut analyzer = Analyzer::new();
             let res = trace_xplane::read(input, &mut analyzer);
-            let _ = analyzer.finish();
+            let whole = analyzer.finish();
+            // Read in parts and merged, the analysis is the same one.
+            let mut parts = [Analyzer::new(), Analyzer::new()];
+            let in_parts = trace_xplane::read_parts(input, &mut parts);
+            let [mut merged, later] = parts;
+            merged.merge(later);
+            let merged = merged.finish();
+            if res.is_ok() != in_parts.is_ok() {
+                return Err(format!("read gave {res:?}, read_parts {in_parts:?}"));
+            }
+            if res.is_ok() && whole.self_time_exact && merged.self_time_exact && whole != merged {
+                return Err("the analysis read in parts differs from the whole one".to_owned());
+            }
+            error_is_one_line(in_parts)?;
             error_is_one_line(res)?;
             error_is_one_line(trace_xplane::planes(input))?;
             Ok(input.len() as u64)

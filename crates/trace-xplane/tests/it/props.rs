@@ -4,10 +4,17 @@ use proptest::prelude::*;
 
 use crate::bad_input::small_space;
 
+/// Reads whole and in three parts; when both succeed they agree.
 fn read_both(bytes: &[u8]) {
-    let mut n = 0u64;
-    let mut sink = |_: &trace_model::Event<'_>| n += 1;
-    let _ = trace_xplane::read(bytes, &mut sink);
+    let mut whole = crate::Lines::default();
+    let res = trace_xplane::read(bytes, &mut whole);
+    let mut parts: Vec<crate::Lines> = (0..3).map(|_| crate::Lines::default()).collect();
+    let in_parts = trace_xplane::read_parts(bytes, &mut parts);
+    if let (Ok(res), Ok(in_parts)) = (res, in_parts) {
+        assert_eq!(res, in_parts);
+        let joined: String = parts.iter().map(|it| it.0.as_str()).collect();
+        assert_eq!(joined, whole.0);
+    }
     let _ = trace_xplane::planes(bytes);
 }
 
