@@ -1,9 +1,11 @@
 //! Aggregates a stream of trace events into the numbers of the session report.
 //!
 //! [`Analyzer`] is an [`trace_model::EventSink`]: feed it the events of one
-//! trace (from any reader) and call [`Analyzer::finish`]. It keeps a compact
-//! 24-byte record per complete event (to compute self time) and one entry per
-//! distinct name, so a million-event trace needs about 30 MB.
+//! trace (from any reader) and call [`Analyzer::finish`]. It keeps one entry
+//! per distinct name and per open operation; only [`Analyzer::buffered`],
+//! the fallback for threads out of start order, keeps a 24-byte record per
+//! complete event. Consecutive parts of one stream can be analysed
+//! separately (on separate cores) and joined with [`Analyzer::merge`].
 //!
 //! Every metric is defined in `docs/metrics.md`, and the same definitions are
 //! printed in the report. In short:

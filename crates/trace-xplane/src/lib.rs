@@ -11,6 +11,10 @@
 //! types in [`generated`] describe the same format for code that builds
 //! XSpaces (tests, fixture tools); the reader itself does not use them.
 //!
+//! [`read_parts`] gives the same stream cut into consecutive parts, each
+//! read on a thread of its own into its own sink, for sinks whose results
+//! can be joined afterwards.
+//!
 //! This crate does no file IO, no decompression and no analysis: callers read
 //! the file and choose the sink. Chrome trace JSON is `trace-chrome`'s job.
 //!
