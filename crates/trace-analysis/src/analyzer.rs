@@ -202,10 +202,17 @@ pub struct Analyzer {
     phase_counts: [u64; N_PHASE_SLOTS],
     phases: HashMap<Phase, u64, FxBuild>,
     /// A direct-mapped cache in front of `name_ids`, keyed by where the
-    /// name lies in memory: (address, length, id). A hit is checked against
-    /// the interned name's text, so a reader that reuses a buffer for
-    /// different names only costs a miss.
-    name_cache: Box<[(usize, usize, u32); NAME_CACHE]>,
+    /// name lies in memory: (address, length, id, epoch). A hit is checked
+    /// against the interned name's text, so a reader that reuses a buffer
+    /// for different names only costs a miss; while the reader says names
+    /// stay put ([`EventSink::stable_names`]), a hit checked once in the
+    /// current `epoch` is trusted without reading the name again.
+    name_cache: Box<[(usize, usize, u32, u32); NAME_CACHE]>,
+    /// The number of the current period of stable names, 0 when names may
+    /// move (entries of epoch 0 are always checked).
+    epoch: u32,
+    /// The last epoch given out.
+    last_epoch: u32,
     name_ids: HashMap<Box<str>, u32, FxBuild>,
     names: Vec<NameAcc>,
     thread_ids: HashMap<(u64, u64), u32, FxBuild>,
@@ -381,7 +388,9 @@ impl Analyzer {
             n_events: 0,
             phase_counts: [0; N_PHASE_SLOTS],
             phases: HashMap::default(),
-            name_cache: Box::new([(0, 0, u32::MAX); NAME_CACHE]),
+            name_cache: Box::new([(0, 0, u32::MAX, 0); NAME_CACHE]),
+            epoch: 0,
+            last_epoch: 0,
             name_ids: HashMap::default(),
             names: Vec::new(),
             thread_ids: HashMap::default(),
@@ -415,6 +424,8 @@ impl Analyzer {
             phase_counts,
             phases,
             name_cache: _,
+            epoch: _,
+            last_epoch: _,
             name_ids: _,
             names,
             thread_ids: _,
@@ -544,18 +555,22 @@ impl Analyzer {
     fn name_id(&mut self, name: &str) -> u32 {
         let at = name.as_ptr() as usize;
         let slot = ((at >> 3) ^ at.rotate_left(17) ^ name.len()) % NAME_CACHE;
-        let (cached_at, cached_len, cached) = self.name_cache[slot];
-        if cached_at == at
-            && cached_len == name.len()
-            && self
+        let (cached_at, cached_len, cached, cached_epoch) = self.name_cache[slot];
+        if cached_at == at && cached_len == name.len() {
+            if self.epoch != 0 && cached_epoch == self.epoch {
+                return cached;
+            }
+            if self
                 .names
                 .get(cached as usize)
                 .is_some_and(|it| *it.name == *name)
-        {
-            return cached;
+            {
+                self.name_cache[slot].3 = self.epoch;
+                return cached;
+            }
         }
         if let Some(&id) = self.name_ids.get(name) {
-            self.name_cache[slot] = (at, name.len(), id);
+            self.name_cache[slot] = (at, name.len(), id, self.epoch);
             return id;
         }
         let id = self.names.len() as u32;
@@ -570,7 +585,7 @@ impl Analyzer {
         });
         self.self_ps.push(0);
         self.name_ids.insert(name.into(), id);
-        self.name_cache[slot] = (at, name.len(), id);
+        self.name_cache[slot] = (at, name.len(), id, self.epoch);
         id
     }
 
@@ -814,6 +829,20 @@ fn pop_all(stack: &mut Vec<Open>, self_ps: &mut [i128]) {
 }
 
 impl EventSink for Analyzer {
+    fn stable_names(&mut self, stable: bool) {
+        self.epoch = if stable {
+            // A new epoch: what was checked before may have moved since.
+            if self.last_epoch == u32::MAX {
+                self.name_cache.iter_mut().for_each(|it| it.3 = 0);
+                self.last_epoch = 0;
+            }
+            self.last_epoch += 1;
+            self.last_epoch
+        } else {
+            0
+        };
+    }
+
     fn event(&mut self, event: &Event<'_>) {
         self.n_events += 1;
         match phase_slot(event.phase) {

@@ -436,3 +436,42 @@ fn too_many_children_of_an_open_operation_make_the_merge_inexact() {
     assert!(merged.self_time_exact);
     assert_eq!(merged.op("leaf").unwrap().self_ps, 5 * n as i128);
 }
+
+/// While a reader says names stay put, a name is known by where it lies;
+/// once it stops saying so, or starts a new period, a reused buffer is told
+/// apart by its text again.
+#[test]
+fn stable_names_are_trusted_only_while_the_reader_says_so() {
+    let mut analyzer = Analyzer::new();
+    let mut buffer = String::with_capacity(8);
+    let push = |analyzer: &mut Analyzer, buffer: &mut String, name: &str, at: Ps| {
+        buffer.clear();
+        buffer.push_str(name);
+        analyzer.event(&Event {
+            phase: Phase::Complete,
+            name: buffer,
+            cat: "",
+            pid: 1,
+            tid: 1,
+            ts: Some(at),
+            dur: Some(5),
+            args: &[],
+        });
+    };
+    analyzer.stable_names(true);
+    push(&mut analyzer, &mut buffer, "ab", 0);
+    push(&mut analyzer, &mut buffer, "ab", 10);
+    analyzer.stable_names(false);
+    push(&mut analyzer, &mut buffer, "cd", 20);
+    analyzer.stable_names(true);
+    push(&mut analyzer, &mut buffer, "ef", 30);
+    push(&mut analyzer, &mut buffer, "ef", 40);
+    analyzer.stable_names(false);
+    let analysis = analyzer.finish();
+    let counts: Vec<(&str, u64)> = analysis
+        .ops
+        .iter()
+        .map(|it| (it.name.as_str(), it.count))
+        .collect();
+    assert_eq!(counts, [("ab", 2), ("ef", 2), ("cd", 1)]);
+}

@@ -122,6 +122,13 @@ impl<'a> Event<'a> {
 /// Receives the events of a trace, in file order.
 pub trait EventSink {
     fn event(&mut self, event: &Event<'_>);
+
+    /// A reader calls this with `true` when the names of the events that
+    /// follow lie in memory that stays as it is, and holds no other name at
+    /// the same place, until it calls this with `false` (at the latest
+    /// before it returns). A sink may then tell names apart by address and
+    /// length alone, without reading them. The default ignores it.
+    fn stable_names(&mut self, _stable: bool) {}
 }
 
 impl<F: FnMut(&Event<'_>)> EventSink for F {

@@ -560,6 +560,9 @@ fn push_with_args<'a, S: EventSink + ?Sized>(
         });
     }
     let mut event = plain;
+    // A name formatted into the scratch buffer does not stay put.
+    let formatted =
+        step.is_some_and(|idx| !matches!(entries[idx].1, StatValue::Str(_) | StatValue::Ref(_)));
     if let (Some(idx), Some(span)) = (step, step_span) {
         event.name = match entries[idx].1 {
             StatValue::Str(s) => s,
@@ -571,6 +574,12 @@ fn push_with_args<'a, S: EventSink + ?Sized>(
         };
     }
     event.args = &args;
+    if formatted {
+        out.sink.stable_names(false);
+    }
     out.push(&event);
+    if formatted {
+        out.sink.stable_names(true);
+    }
     *args_buf = reuse_args(args);
 }

@@ -180,10 +180,15 @@ pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error
         origin_ps,
         n_events: 0,
     };
-    space::for_each_streamed(&space, selection, |plane| {
+    // Event names borrow from `bytes` (or are constants), except the step
+    // names the reader formats itself, which it pushes outside this window.
+    out.sink.stable_names(true);
+    let res = space::for_each_streamed(&space, selection, |plane| {
         let pid = space::plane_pid(&plane);
         events::emit_plane(&space, &plane, pid, &mut out)
-    })?;
+    });
+    out.sink.stable_names(false);
+    res?;
     Ok(ReadSummary {
         n_events: out.n_events,
         origin_ps,
@@ -219,8 +224,11 @@ pub fn read_parts<S: EventSink + Send>(
             origin_ps: layout.origin_ps,
             n_events: 0,
         };
-        layout.emit(&space, from, to, &mut out)?;
-        Ok(out.n_events)
+        // As in `read`: names borrow from `bytes`.
+        out.sink.stable_names(true);
+        let res = layout.emit(&space, from, to, &mut out);
+        out.sink.stable_names(false);
+        res.map(|()| out.n_events)
     };
     let results: Vec<Result<u64, Error>> = std::thread::scope(|scope| {
         let mut sinks = sinks.iter_mut().zip(cuts.windows(2));
