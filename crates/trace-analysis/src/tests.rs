@@ -347,41 +347,41 @@ fn names_from_a_reused_buffer_stay_apart() {
     for (idx, name) in ["ab", "cd", "ab", "cd", "ef"].iter().enumerate() {
         buffer.clear();
         buffer.push_str(name);
-        analyzer.event(&Event {
-            phase: Phase::Complete,
-            name: &buffer,
-            cat: "",
-            pid: 1,
-            tid: 1,
-            ts: Some(idx as Ps * 10),
-            dur: Some(5),
-            args: &[],
-        });
+        analyzer.event(&complete(&buffer, idx as Ps * 10, 5));
     }
     let analysis = analyzer.finish();
-    let counts: Vec<(&str, u64)> = analysis
+    assert_eq!(counts(&analysis), [("ab", 2), ("cd", 2), ("ef", 1)]);
+    assert_eq!(analysis.phase_count(Phase::Complete), 5);
+}
+
+/// A complete event on thread 1, times in ps.
+fn complete(name: &str, start: Ps, dur: Ps) -> Event<'_> {
+    Event {
+        phase: Phase::Complete,
+        name,
+        cat: "",
+        pid: 1,
+        tid: 1,
+        ts: Some(start),
+        dur: Some(dur),
+        args: &[],
+    }
+}
+
+/// (name, count) of every operation, in the analysis's order.
+fn counts(analysis: &Analysis) -> Vec<(&str, u64)> {
+    analysis
         .ops
         .iter()
         .map(|it| (it.name.as_str(), it.count))
-        .collect();
-    assert_eq!(counts, [("ab", 2), ("cd", 2), ("ef", 1)]);
-    assert_eq!(analysis.phase_count(Phase::Complete), 5);
+        .collect()
 }
 
 /// Complete events on thread 1 from (name, start, dur) triples, in ps.
 fn ops(specs: &[(&'static str, Ps, Ps)]) -> Vec<Event<'static>> {
     specs
         .iter()
-        .map(|&(name, start, dur)| Event {
-            phase: Phase::Complete,
-            name,
-            cat: "",
-            pid: 1,
-            tid: 1,
-            ts: Some(start),
-            dur: Some(dur),
-            args: &[],
-        })
+        .map(|&(name, start, dur)| complete(name, start, dur))
         .collect()
 }
 
@@ -447,16 +447,7 @@ fn stable_names_are_trusted_only_while_the_reader_says_so() {
     let push = |analyzer: &mut Analyzer, buffer: &mut String, name: &str, at: Ps| {
         buffer.clear();
         buffer.push_str(name);
-        analyzer.event(&Event {
-            phase: Phase::Complete,
-            name: buffer,
-            cat: "",
-            pid: 1,
-            tid: 1,
-            ts: Some(at),
-            dur: Some(5),
-            args: &[],
-        });
+        analyzer.event(&complete(buffer, at, 5));
     };
     analyzer.stable_names(true);
     push(&mut analyzer, &mut buffer, "ab", 0);
@@ -468,10 +459,5 @@ fn stable_names_are_trusted_only_while_the_reader_says_so() {
     push(&mut analyzer, &mut buffer, "ef", 40);
     analyzer.stable_names(false);
     let analysis = analyzer.finish();
-    let counts: Vec<(&str, u64)> = analysis
-        .ops
-        .iter()
-        .map(|it| (it.name.as_str(), it.count))
-        .collect();
-    assert_eq!(counts, [("ab", 2), ("ef", 2), ("cd", 1)]);
+    assert_eq!(counts(&analysis), [("ab", 2), ("ef", 2), ("cd", 1)]);
 }
