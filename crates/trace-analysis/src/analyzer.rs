@@ -151,22 +151,25 @@ impl ThreadState {
     fn flush_ties(&mut self, self_ps: &mut [i128]) {
         if let [(name, dur)] = self.ties[..] {
             // The common case: nothing else started at the same time.
-            if nest(&mut self.stack, self_ps, name, self.ties_start, dur) {
-                self.note_root(self.ties_start.saturating_add(dur), dur);
+            self.place(self_ps, name, dur);
+        } else {
+            let mut ties = std::mem::take(&mut self.ties);
+            // A stable sort: equal durations keep file order.
+            ties.sort_by_key(|&(_, dur)| Reverse(dur));
+            for &(name, dur) in &ties {
+                self.place(self_ps, name, dur);
             }
-            self.ties.clear();
-            return;
+            self.ties = ties;
         }
-        // A stable sort: equal durations keep file order.
-        let mut ties = std::mem::take(&mut self.ties);
-        ties.sort_by_key(|&(_, dur)| Reverse(dur));
-        for &(name, dur) in &ties {
-            if nest(&mut self.stack, self_ps, name, self.ties_start, dur) {
-                self.note_root(self.ties_start.saturating_add(dur), dur);
-            }
+        self.ties.clear();
+    }
+
+    /// Nests one operation that starts at `ties_start`, noting it when it
+    /// is a root.
+    fn place(&mut self, self_ps: &mut [i128], name: u32, dur: Ps) {
+        if nest(&mut self.stack, self_ps, name, self.ties_start, dur) {
+            self.note_root(self.ties_start.saturating_add(dur), dur);
         }
-        ties.clear();
-        self.ties = ties;
     }
 
     fn note_root(&mut self, end: Ps, dur: Ps) {
