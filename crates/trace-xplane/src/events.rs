@@ -268,7 +268,7 @@ pub(crate) fn decode_tables<'a>(
     Ok(Tables { events, stat_names })
 }
 
-/// Everything `emit_plane` needs besides the plane itself.
+/// Where events go, and what every event of a read shares.
 pub(crate) struct Output<'s, S: EventSink + ?Sized> {
     pub(crate) sink: &'s mut S,
     pub(crate) origin_ps: i128,
@@ -299,7 +299,8 @@ impl<S: EventSink + ?Sized> Output<'_, S> {
     }
 }
 
-/// A streamed line that holds events: what its events need from its header.
+/// A streamed line that holds events, or a part of one: what its events
+/// need from its header.
 pub(crate) struct LineRef {
     /// The line's fields to walk: all of them, or a part's share.
     pub(crate) range: (usize, usize),
@@ -330,38 +331,6 @@ pub(crate) struct Scratch<'a> {
 fn reuse_args<'x, 'y>(mut args: Vec<Arg<'x>>) -> Vec<Arg<'y>> {
     args.clear();
     args.into_iter().filter_map(|_| None).collect()
-}
-
-/// Pushes a plane's `process_name`, its lines' `thread_name`s and then every
-/// event of every line, line by line.
-pub(crate) fn emit_plane<'a, S: EventSink + ?Sized>(
-    space: &Cursor<'a>,
-    plane: &PlaneIndex<'a>,
-    pid: u64,
-    out: &mut Output<'_, S>,
-) -> Result<(), Error> {
-    let tables = decode_tables(space, plane)?;
-    out.metadata("process_name", pid, 0, plane.name);
-    let mut lines = Vec::new();
-    for range in plane.lines(space) {
-        let line = space::index_line(space, range?)?;
-        if line.is_skipped() {
-            continue;
-        }
-        out.metadata("thread_name", pid, line.id as u64, line.shown_name());
-        if line.n_events > 0 {
-            lines.push(LineRef {
-                range: line.range,
-                id: line.id,
-                timestamp_ns: line.timestamp_ns,
-            });
-        }
-    }
-    let mut scratch = Scratch::default();
-    for line in &lines {
-        emit_line(space, &tables, line, pid, out, &mut scratch)?;
-    }
-    Ok(())
 }
 
 /// Pushes the events of `line.range`, a line or a part of one.

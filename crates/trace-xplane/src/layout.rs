@@ -1,4 +1,4 @@
-//! Where the event stream of [`crate::read`] comes from, as a list of
+//! Where the event stream of [`crate::read`] and [`crate::read_parts`] comes from, as a list of
 //! segments, and how to cut it into consecutive parts.
 //!
 //! The stream is, plane by plane: the plane's metadata events (a
@@ -15,12 +15,12 @@ use crate::space::{self, PlaneIndex, Selection};
 use crate::wire::Cursor;
 
 /// A streamed plane.
-pub(crate) struct PlaneRef<'a> {
+struct PlaneRef<'a> {
     index: PlaneIndex<'a>,
     pid: u64,
 }
 
-pub(crate) enum Segment<'a> {
+enum Segment<'a> {
     /// The plane's `process_name` and `thread_name` events.
     Header { plane: usize },
     /// Events of one line: the byte range of the line's fields.
@@ -195,9 +195,7 @@ impl<'a> Layout<'a> {
         }
         Ok(())
     }
-}
 
-impl<'a> Layout<'a> {
     /// The metadata events of the plane whose header is segment `idx`. The
     /// lines are walked again, except the ones that hold events: their
     /// segments, which follow the header, already know their names.

@@ -155,44 +155,39 @@ pub fn planes(bytes: &[u8]) -> Result<Vec<PlaneInfo>, Error> {
 /// Reads an XSpace and pushes its events into `sink`, following the rules in
 /// the crate docs. On error, the sink may already have received events.
 ///
-/// Memory does not grow with the number of planes or lines: planes and
-/// lines are walked again rather than collected, and only the lines that
-/// hold events are remembered, one small record each, while their plane is
-/// streamed.
+/// Memory does not grow with the events, which are decoded one at a time:
+/// one walk over the streamed planes' line headers keeps a small record per
+/// streamed plane and per line that holds events, then the events are
+/// decoded line by line.
 pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
     let space = space::index_space(bytes)?;
-    let selection = Selection::of(&space)?;
-    let mut origin_ps: Option<i128> = None;
-    space::for_each_streamed(&space, selection, |plane| {
-        for range in plane.lines(&space) {
-            let line = space::index_line(&space, range?)?;
-            if line.n_events > 0 && !line.is_skipped() {
-                let start = i128::from(line.timestamp_ns) * 1000;
-                origin_ps = Some(origin_ps.map_or(start, |it| it.min(start)));
-            }
-        }
-        Ok(())
-    })?;
-    let origin_ps = origin_ps.unwrap_or(0);
+    let layout = Layout::of(&space, Selection::of(&space)?)?;
+    let n_events = emit_part(&layout, &space, layout.start(), layout.end(), sink)?;
+    Ok(ReadSummary {
+        n_events,
+        origin_ps: layout.origin_ps,
+    })
+}
 
+/// Pushes the events between two cuts into `sink` and counts them.
+fn emit_part<S: EventSink + ?Sized>(
+    layout: &Layout<'_>,
+    space: &wire::Cursor<'_>,
+    from: layout::Cut,
+    to: layout::Cut,
+    sink: &mut S,
+) -> Result<u64, Error> {
     let mut out = Output {
         sink,
-        origin_ps,
+        origin_ps: layout.origin_ps,
         n_events: 0,
     };
-    // Event names borrow from `bytes` (or are constants), except the step
+    // Event names borrow from the file (or are constants), except the step
     // names the reader formats itself, which it pushes outside this window.
     out.sink.stable_names(true);
-    let res = space::for_each_streamed(&space, selection, |plane| {
-        let pid = space::plane_pid(&plane);
-        events::emit_plane(&space, &plane, pid, &mut out)
-    });
+    let res = layout.emit(space, from, to, &mut out);
     out.sink.stable_names(false);
-    res?;
-    Ok(ReadSummary {
-        n_events: out.n_events,
-        origin_ps,
-    })
+    res.map(|()| out.n_events)
 }
 
 /// [`read`] on several cores: the stream is cut into `sinks.len()`
@@ -218,18 +213,7 @@ pub fn read_parts<S: EventSink + Send>(
     while cuts.len() <= sinks.len() {
         cuts.push(layout.end());
     }
-    let run = |sink: &mut S, from, to| -> Result<u64, Error> {
-        let mut out = Output {
-            sink,
-            origin_ps: layout.origin_ps,
-            n_events: 0,
-        };
-        // As in `read`: names borrow from `bytes`.
-        out.sink.stable_names(true);
-        let res = layout.emit(&space, from, to, &mut out);
-        out.sink.stable_names(false);
-        res.map(|()| out.n_events)
-    };
+    let run = |sink: &mut S, from, to| emit_part(&layout, &space, from, to, sink);
     let results: Vec<Result<u64, Error>> = std::thread::scope(|scope| {
         let mut sinks = sinks.iter_mut().zip(cuts.windows(2));
         let first = sinks.next();
