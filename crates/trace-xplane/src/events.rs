@@ -344,36 +344,42 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
 ) -> Result<(), Error> {
     let line_start = i128::from(line.timestamp_ns) * 1000 - out.origin_ps;
     let mut cursor = space.nested(line.range, "XLine");
-    while let Some(field) = cursor.next_field()? {
-        if field.number != 4 {
-            continue;
-        }
-        let range = cursor.expect_len(&field)?;
+    loop {
+        // Most events are short and plain: their header and fields are
+        // read on fast paths, and anything else goes the general way.
+        let at = cursor.position();
+        let range = match cursor.short_len(space::EVENT_TAG) {
+            Some(range) => range,
+            None => match cursor.next_field()? {
+                Some(field) if field.number == 4 => cursor.expect_len(&field)?,
+                Some(_) => continue,
+                None => break,
+            },
+        };
         let (mut metadata_id, mut offset_ps, mut occurrences, mut dur) = (0, 0, None, 0);
         scratch.stats.clear();
-        let mut event = space.nested(range, "XEvent");
         if let Some([id, offset, duration]) = space.plain_event(range) {
             (metadata_id, offset_ps, dur) = (id as i64, offset as i64, duration as i64);
-            // Nothing left for the loop below.
-            event = space.nested((range.1, range.1), "XEvent");
-        }
-        while let Some(field) = event.next_field()? {
-            match field.number {
-                1 => metadata_id = event.expect_varint(&field)? as i64,
-                // `offset_ps` and `num_occurrences` are a oneof: the last wins.
-                2 => {
-                    offset_ps = event.expect_varint(&field)? as i64;
-                    occurrences = None;
+        } else {
+            let mut event = space.nested(range, "XEvent");
+            while let Some(field) = event.next_field()? {
+                match field.number {
+                    1 => metadata_id = event.expect_varint(&field)? as i64,
+                    // `offset_ps` and `num_occurrences` are a oneof: the last wins.
+                    2 => {
+                        offset_ps = event.expect_varint(&field)? as i64;
+                        occurrences = None;
+                    }
+                    5 => {
+                        occurrences = Some(event.expect_varint(&field)? as i64);
+                        offset_ps = 0;
+                    }
+                    3 => dur = event.expect_varint(&field)? as i64,
+                    4 => scratch
+                        .stats
+                        .push(decode_stat(&event, event.expect_len(&field)?)?),
+                    _ => {}
                 }
-                5 => {
-                    occurrences = Some(event.expect_varint(&field)? as i64);
-                    offset_ps = 0;
-                }
-                3 => dur = event.expect_varint(&field)? as i64,
-                4 => scratch
-                    .stats
-                    .push(decode_stat(&event, event.expect_len(&field)?)?),
-                _ => {}
             }
         }
         let meta = tables.events.get(metadata_id).unwrap_or(&NO_META);
@@ -381,7 +387,7 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
             continue;
         }
         let ts = Ps::try_from(line_start + i128::from(offset_ps))
-            .map_err(|_| Error::TimeOutOfRange { at: field.at })?;
+            .map_err(|_| Error::TimeOutOfRange { at })?;
         let (name, long_name) = if meta.display_name.is_empty() {
             (meta.name, None)
         } else {

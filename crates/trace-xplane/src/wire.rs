@@ -94,31 +94,38 @@ impl<'a> Cursor<'a> {
         let mut values = [0u64; 3];
         let mut pos = range.0;
         while pos < range.1 {
-            let tag = self.buf[pos];
-            let slot = match tag {
+            let slot = match self.buf[pos] {
                 0x08 => 0,
                 0x10 => 1,
                 0x18 => 2,
                 _ => return None,
             };
-            pos += 1;
-            let window = self.buf.get(pos..pos + 10)?;
-            let mut value: u64 = 0;
-            let mut len = 0;
-            for (i, &byte) in window.iter().enumerate() {
-                value |= u64::from(byte & 0x7f) << (7 * i);
-                if byte < 0x80 {
-                    len = i + 1;
-                    break;
-                }
-            }
-            if len == 0 || pos + len > range.1 {
+            let (value, len) = short_varint(self.buf, pos + 1)?;
+            pos += 1 + len;
+            if pos > range.1 {
                 return None;
             }
-            pos += len;
             values[slot] = value;
         }
         Some(values)
+    }
+
+    /// The next field when it is a length-delimited field with the one-byte
+    /// tag `tag` and a one-byte length that fits the message: its payload
+    /// range, the cursor moved past it. `None` (the cursor unmoved) for
+    /// anything else, which [`Cursor::next_field`] then reads and checks.
+    #[inline(always)]
+    pub(crate) fn short_len(&mut self, tag: u8) -> Option<(usize, usize)> {
+        let &[t, len] = self.buf.get(self.pos..self.pos + 2)? else {
+            return None;
+        };
+        let start = self.pos + 2;
+        let end = start + usize::from(len);
+        if t != tag || len >= 0x80 || end > self.end {
+            return None;
+        }
+        self.pos = end;
+        Some((start, end))
     }
 
     /// The length of the whole file.
@@ -184,6 +191,12 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, Error> {
+        if let Some((value, len)) = short_varint(self.buf, self.pos)
+            && self.pos + len <= self.end
+        {
+            self.pos += len;
+            return Ok(value);
+        }
         // Fast path: with ten bytes left in the file no varint can run past
         // it, so the loop needs no bounds checks of its own. The window may
         // reach past the end of the message (small messages such as events
@@ -334,5 +347,69 @@ impl<'a> Cursor<'a> {
             field: field.number,
             at: field.at,
         })
+    }
+}
+
+/// Decodes the varint at `buf[pos..]` when it is at most eight bytes long
+/// and eight bytes of `buf` follow `pos`: its value and length, found with
+/// a few word operations instead of a loop over bytes. `None` otherwise,
+/// and the caller takes the general path.
+#[inline(always)]
+fn short_varint(buf: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let word = u64::from_le_bytes(buf.get(pos..pos + 8)?.try_into().ok()?);
+    // The high bit of each byte that ends the varint, the lowest first.
+    let stops = !word & 0x8080_8080_8080_8080;
+    if stops == 0 {
+        return None;
+    }
+    let len = (stops.trailing_zeros() / 8 + 1) as usize;
+    // The bytes up to the last one of the varint, without continuation bits.
+    let mut x = word & (stops ^ (stops - 1)) & 0x7f7f_7f7f_7f7f_7f7f;
+    // Closes the gaps the continuation bits left: pairs of 7-bit groups,
+    // then of 14-bit groups, then of 28-bit groups.
+    x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+    x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+    x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+    Some((x, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `value` as a protobuf varint.
+    fn encode(mut value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while value >= 0x80 {
+            out.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+        out
+    }
+
+    #[test]
+    fn short_varints_decode_like_the_byte_loop() {
+        let mut values = vec![0, 1, 127, 128, 300, u64::MAX, (1 << 56) - 1, 1 << 56];
+        for bits in 0..64 {
+            values.extend([1u64 << bits, (1u64 << bits) - 1, (1u64 << bits) + 1]);
+        }
+        for value in values {
+            let mut buf = encode(value);
+            let len = buf.len();
+            // Trailing bytes with continuation bits must not leak in.
+            buf.extend([0xff; 10]);
+            let got = short_varint(&buf, 0);
+            if len <= 8 {
+                assert_eq!(got, Some((value, len)), "{value}");
+            } else {
+                assert_eq!(got, None, "{value}");
+            }
+            let mut cursor = Cursor::new(&buf[..len], "test");
+            assert_eq!(cursor.varint().unwrap(), value);
+            assert_eq!(cursor.position(), len);
+        }
+        // Fewer than eight bytes left: the general path's job.
+        assert_eq!(short_varint(&[1, 2, 3], 0), None);
     }
 }
