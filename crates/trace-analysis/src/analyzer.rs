@@ -148,6 +148,7 @@ struct ThreadState {
 }
 
 impl ThreadState {
+    #[inline(always)]
     fn flush_ties(&mut self, self_ps: &mut [i128]) {
         if let [(name, dur)] = self.ties[..] {
             // The common case: nothing else started at the same time.
@@ -166,6 +167,7 @@ impl ThreadState {
 
     /// Nests one operation that starts at `ties_start`, noting it when it
     /// is a root.
+    #[inline(always)]
     fn place(&mut self, self_ps: &mut [i128], name: u32, dur: Ps) {
         if nest(&mut self.stack, self_ps, name, self.ties_start, dur) {
             self.note_root(self.ties_start.saturating_add(dur), dur);
@@ -592,6 +594,7 @@ impl Analyzer {
         id
     }
 
+    #[inline(always)]
     fn thread_id(&mut self, pid: u64, tid: u64) -> u32 {
         if let Some((key, id)) = self.last_thread
             && key == (pid, tid)
@@ -610,11 +613,13 @@ impl Analyzer {
         id
     }
 
+    #[inline(always)]
     fn note_time(&mut self, start: Ps, end: Ps) {
         self.first_start = Some(self.first_start.map_or(start, |it| it.min(start)));
         self.last_end = Some(self.last_end.map_or(end, |it| it.max(end)));
     }
 
+    #[inline(always)]
     fn add_op(&mut self, thread: u32, name: u32, start: Ps, dur: Ps) {
         let acc = &mut self.names[name as usize];
         acc.count += 1;
@@ -792,6 +797,7 @@ impl Analyzer {
 /// Places an operation in its thread's stack of open operations: closes
 /// those that end before it does, charges it to its parent, opens it.
 /// Returns whether it has no parent (a root).
+#[inline(always)]
 fn nest(stack: &mut Vec<Open>, self_ps: &mut [i128], name: u32, start: Ps, dur: Ps) -> bool {
     let end = start.saturating_add(dur);
     let root = charge(stack, self_ps, end, dur);
@@ -801,6 +807,7 @@ fn nest(stack: &mut Vec<Open>, self_ps: &mut [i128], name: u32, start: Ps, dur: 
 
 /// Closes the open operations that end before `end` and charges `dur` to
 /// the innermost one left; returns whether none was left.
+#[inline(always)]
 fn charge(stack: &mut Vec<Open>, self_ps: &mut [i128], end: Ps, dur: Ps) -> bool {
     while let Some(&(_, top_end, _, _)) = stack.last() {
         if end <= top_end {
@@ -868,7 +875,9 @@ impl EventSink for Analyzer {
                     self.note_time(start, start.saturating_add(dur));
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    self.note_hlo(name, event);
+                    if !event.args.is_empty() {
+                        self.note_hlo(name, event);
+                    }
                     self.add_op(thread, name, start, dur);
                 }
                 _ => self.invalid += 1,
@@ -878,7 +887,9 @@ impl EventSink for Analyzer {
                     self.note_time(start, start);
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    self.note_hlo(name, event);
+                    if !event.args.is_empty() {
+                        self.note_hlo(name, event);
+                    }
                     self.open.entry(thread).or_default().push((name, start));
                 }
                 None => self.invalid += 1,
