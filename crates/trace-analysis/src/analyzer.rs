@@ -132,9 +132,11 @@ pub(crate) const ROOT_CAP: usize = 4096;
 #[derive(Default)]
 struct ThreadState {
     stack: Vec<Open>,
-    /// Operations that start at the same time as the last one, (name, dur)
-    /// in file order; they are nested longest first once a later start
-    /// arrives, as the buffered sort would.
+    /// The first operation that starts at `ties_start`, (name, dur), held
+    /// back until a later start arrives.
+    pending: Option<(u32, Ps)>,
+    /// The operations after `pending` with the same start, in file order.
+    /// All of them are nested longest first, as the buffered sort would.
     ties: Vec<(u32, Ps)>,
     ties_start: Ps,
     /// The start of the first operation of this thread that this analyzer
@@ -148,21 +150,50 @@ struct ThreadState {
 }
 
 impl ThreadState {
+    /// Nests the operations held back, if any.
     #[inline(always)]
     fn flush_ties(&mut self, self_ps: &mut [i128]) {
-        if let [(name, dur)] = self.ties[..] {
+        let Some((name, dur)) = self.pending.take() else {
+            return;
+        };
+        if self.ties.is_empty() {
             // The common case: nothing else started at the same time.
             self.place(self_ps, name, dur);
         } else {
-            let mut ties = std::mem::take(&mut self.ties);
-            // A stable sort: equal durations keep file order.
-            ties.sort_by_key(|&(_, dur)| Reverse(dur));
-            for &(name, dur) in &ties {
-                self.place(self_ps, name, dur);
-            }
-            self.ties = ties;
+            self.flush_tied(self_ps, (name, dur));
         }
-        self.ties.clear();
+    }
+
+    #[inline(never)]
+    fn flush_tied(&mut self, self_ps: &mut [i128], first: (u32, Ps)) {
+        let mut ties = std::mem::take(&mut self.ties);
+        ties.insert(0, first);
+        // A stable sort: equal durations keep file order.
+        ties.sort_by_key(|&(_, dur)| Reverse(dur));
+        for &(name, dur) in &ties {
+            self.place(self_ps, name, dur);
+        }
+        ties.clear();
+        self.ties = ties;
+    }
+
+    /// Holds back an operation that starts at `start`, nesting the ones
+    /// held before when it starts later than they do.
+    #[inline(always)]
+    fn hold(&mut self, self_ps: &mut [i128], name: u32, start: Ps, dur: Ps) -> bool {
+        if self.pending.is_none() || start > self.ties_start {
+            self.flush_ties(self_ps);
+            self.ties_start = start;
+            self.pending = Some((name, dur));
+            return true;
+        }
+        self.ties.push((name, dur));
+        start == self.ties_start
+    }
+
+    /// The operations held back, in file order.
+    fn held(&self) -> impl Iterator<Item = (u32, Ps)> + '_ {
+        self.pending.iter().chain(&self.ties).copied()
     }
 
     /// Nests one operation that starts at `ties_start`, noting it when it
@@ -492,7 +523,7 @@ impl Analyzer {
             let Some(first) = state.first_start else {
                 continue;
             };
-            if !mine.ties.is_empty() {
+            if mine.pending.is_some() {
                 if first < mine.ties_start {
                     self.out_of_order += 1;
                 } else if first == mine.ties_start {
@@ -517,12 +548,10 @@ impl Analyzer {
                 mine.roots_cut |= state.roots_cut;
             }
             mine.first_start.get_or_insert(first);
+            let mut held = state.held().map(|(name, dur)| (name_map[name as usize], dur));
+            mine.pending = held.next();
+            mine.ties = held.collect();
             mine.stack.extend(state.stack.into_iter().map(rename));
-            mine.ties = state
-                .ties
-                .into_iter()
-                .map(|(name, dur)| (name_map[name as usize], dur))
-                .collect();
             mine.ties_start = state.ties_start;
         }
         if unmatched_end > 0 && self.open.values().any(|it| !it.is_empty()) {
@@ -557,14 +586,29 @@ impl Analyzer {
         self.invalid += invalid;
     }
 
+    /// The id of `name`, interned on first sight. The common case, a name
+    /// trusted in this epoch of stable names, is inlined into the caller.
+    #[inline(always)]
     fn name_id(&mut self, name: &str) -> u32 {
         let at = name.as_ptr() as usize;
         let slot = ((at >> 3) ^ at.rotate_left(17) ^ name.len()) % NAME_CACHE;
         let (cached_at, cached_len, cached, cached_epoch) = self.name_cache[slot];
+        if cached_at == at
+            && cached_len == name.len()
+            && self.epoch != 0
+            && cached_epoch == self.epoch
+        {
+            return cached;
+        }
+        self.name_id_checked(name, slot)
+    }
+
+    /// [`Analyzer::name_id`] when the cache cannot vouch for `name` alone.
+    #[inline(never)]
+    fn name_id_checked(&mut self, name: &str, slot: usize) -> u32 {
+        let at = name.as_ptr() as usize;
+        let (cached_at, cached_len, cached, _) = self.name_cache[slot];
         if cached_at == at && cached_len == name.len() {
-            if self.epoch != 0 && cached_epoch == self.epoch {
-                return cached;
-            }
             if self
                 .names
                 .get(cached as usize)
@@ -641,13 +685,9 @@ impl Analyzer {
         }
         let state = &mut self.thread_states[thread as usize];
         state.first_start.get_or_insert(start);
-        if state.ties.is_empty() || start > state.ties_start {
-            state.flush_ties(&mut self.self_ps);
-            state.ties_start = start;
-        } else if start < state.ties_start {
+        if !state.hold(&mut self.self_ps, name, start, dur) {
             self.out_of_order += 1;
         }
-        state.ties.push((name, dur));
     }
 
     fn note_hlo(&mut self, name: u32, event: &Event<'_>) {

@@ -125,13 +125,19 @@ impl<T> IdMap<T> {
         }
     }
 
+    /// Where the value of `id` lies in `values`.
     #[inline]
-    fn get(&self, id: i64) -> Option<&T> {
+    fn index(&self, id: i64) -> Option<usize> {
         let slot = match usize::try_from(id).ok().and_then(|i| self.slots.get(i)) {
             Some(&slot) => slot,
             None => *self.sparse.get(&id)?,
         };
-        self.values.get(slot as usize)
+        (slot != u32::MAX).then_some(slot as usize)
+    }
+
+    #[inline]
+    fn get(&self, id: i64) -> Option<&T> {
+        self.values.get(self.index(id)?)
     }
 }
 
@@ -147,6 +153,12 @@ struct EventMeta<'a> {
     args: Vec<(&'a str, StatValue<'a>)>,
 }
 
+/// The summary of [`NO_META`].
+const NO_HOT: Hot<'static> = Hot {
+    name: "",
+    plain: true,
+};
+
 static NO_META: EventMeta<'static> = EventMeta {
     name: "",
     display_name: "",
@@ -155,9 +167,21 @@ static NO_META: EventMeta<'static> = EventMeta {
     args: Vec::new(),
 };
 
+/// What the event loop needs to know of an event metadata first, in a
+/// small record: most events need nothing else.
+#[derive(Clone, Copy)]
+struct Hot<'a> {
+    name: &'a str,
+    /// Neither internal nor with a display name or stats: its events go out
+    /// as they are, without args.
+    plain: bool,
+}
+
 /// The decoded metadata of one plane.
 pub(crate) struct Tables<'a> {
     events: IdMap<EventMeta<'a>>,
+    /// `hot[i]` sums up `events.values[i]`.
+    hot: Vec<Hot<'a>>,
     stat_names: IdMap<&'a str>,
 }
 
@@ -265,7 +289,19 @@ pub(crate) fn decode_tables<'a>(
             })
             .collect();
     }
-    Ok(Tables { events, stat_names })
+    let hot = events
+        .values
+        .iter()
+        .map(|meta| Hot {
+            name: meta.name,
+            plain: !meta.internal && meta.display_name.is_empty() && meta.args.is_empty(),
+        })
+        .collect();
+    Ok(Tables {
+        events,
+        hot,
+        stat_names,
+    })
 }
 
 /// Where events go, and what every event of a read shares.
@@ -382,7 +418,24 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
                 }
             }
         }
-        let meta = tables.events.get(metadata_id).unwrap_or(&NO_META);
+        let index = tables.events.index(metadata_id);
+        let hot = index.map_or(NO_HOT, |i| tables.hot[i]);
+        if hot.plain && scratch.stats.is_empty() && occurrences.is_none() {
+            let ts = Ps::try_from(line_start + i128::from(offset_ps))
+                .map_err(|_| Error::TimeOutOfRange { at })?;
+            out.push(&Event {
+                phase: Phase::Complete,
+                name: hot.name,
+                cat: "",
+                pid,
+                tid: line.id as u64,
+                ts: Some(ts),
+                dur: Some(dur),
+                args: &[],
+            });
+            continue;
+        }
+        let meta = index.map_or(&NO_META, |i| &tables.events.values[i]);
         if meta.internal {
             continue;
         }
