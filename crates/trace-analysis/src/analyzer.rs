@@ -608,15 +608,15 @@ impl Analyzer {
     fn name_id_checked(&mut self, name: &str, slot: usize) -> u32 {
         let at = name.as_ptr() as usize;
         let (cached_at, cached_len, cached, _) = self.name_cache[slot];
-        if cached_at == at && cached_len == name.len() {
-            if self
+        if cached_at == at
+            && cached_len == name.len()
+            && self
                 .names
                 .get(cached as usize)
                 .is_some_and(|it| *it.name == *name)
-            {
-                self.name_cache[slot].3 = self.epoch;
-                return cached;
-            }
+        {
+            self.name_cache[slot].3 = self.epoch;
+            return cached;
         }
         if let Some(&id) = self.name_ids.get(name) {
             self.name_cache[slot] = (at, name.len(), id, self.epoch);
