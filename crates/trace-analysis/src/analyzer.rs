@@ -548,7 +548,9 @@ impl Analyzer {
                 mine.roots_cut |= state.roots_cut;
             }
             mine.first_start.get_or_insert(first);
-            let mut held = state.held().map(|(name, dur)| (name_map[name as usize], dur));
+            let mut held = state
+                .held()
+                .map(|(name, dur)| (name_map[name as usize], dur));
             mine.pending = held.next();
             mine.ties = held.collect();
             mine.stack.extend(state.stack.into_iter().map(rename));
