@@ -420,29 +420,19 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
         }
         let index = tables.events.index(metadata_id);
         let hot = index.map_or(NO_HOT, |i| tables.hot[i]);
-        if hot.plain && scratch.stats.is_empty() && occurrences.is_none() {
-            let ts = Ps::try_from(line_start + i128::from(offset_ps))
-                .map_err(|_| Error::TimeOutOfRange { at })?;
-            out.push(&Event {
-                phase: Phase::Complete,
-                name: hot.name,
-                cat: "",
-                pid,
-                tid: line.id as u64,
-                ts: Some(ts),
-                dur: Some(dur),
-                args: &[],
-            });
-            continue;
-        }
-        let meta = index.map_or(&NO_META, |i| &tables.events.values[i]);
+        // Most events need nothing from their metadata but its name.
+        let meta = if hot.plain && scratch.stats.is_empty() && occurrences.is_none() {
+            &NO_META
+        } else {
+            index.map_or(&NO_META, |i| &tables.events.values[i])
+        };
         if meta.internal {
             continue;
         }
         let ts = Ps::try_from(line_start + i128::from(offset_ps))
             .map_err(|_| Error::TimeOutOfRange { at })?;
         let (name, long_name) = if meta.display_name.is_empty() {
-            (meta.name, None)
+            (hot.name, None)
         } else {
             (meta.display_name, Some(meta.name))
         };
