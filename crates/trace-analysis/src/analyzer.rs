@@ -178,7 +178,9 @@ impl ThreadState {
     }
 
     /// Holds back an operation that starts at `start`, nesting the ones
-    /// held before when it starts later than they do.
+    /// held before when it starts later than they do. Returns false when
+    /// it starts earlier than they do (out of order); it is then held with
+    /// them.
     #[inline(always)]
     fn hold(&mut self, self_ps: &mut [i128], name: u32, start: Ps, dur: Ps) -> bool {
         if self.pending.is_none() || start > self.ties_start {
@@ -692,7 +694,16 @@ impl Analyzer {
         }
     }
 
+    /// Notes whether `name` runs HLO and in which module, from the event's
+    /// args; events without args, most of them, cost a test.
+    #[inline(always)]
     fn note_hlo(&mut self, name: u32, event: &Event<'_>) {
+        if !event.args.is_empty() {
+            self.note_hlo_args(name, event);
+        }
+    }
+
+    fn note_hlo_args(&mut self, name: u32, event: &Event<'_>) {
         let acc = &mut self.names[name as usize];
         if acc.has_hlo && acc.hlo_module.is_some() {
             return;
@@ -917,9 +928,7 @@ impl EventSink for Analyzer {
                     self.note_time(start, start.saturating_add(dur));
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    if !event.args.is_empty() {
-                        self.note_hlo(name, event);
-                    }
+                    self.note_hlo(name, event);
                     self.add_op(thread, name, start, dur);
                 }
                 _ => self.invalid += 1,
@@ -929,9 +938,7 @@ impl EventSink for Analyzer {
                     self.note_time(start, start);
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    if !event.args.is_empty() {
-                        self.note_hlo(name, event);
-                    }
+                    self.note_hlo(name, event);
                     self.open.entry(thread).or_default().push((name, start));
                 }
                 None => self.invalid += 1,
