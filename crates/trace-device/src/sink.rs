@@ -1,11 +1,17 @@
 //! [`DeviceSink`]: one pass over a trace's events, folding device ops into
 //! per-op totals as they close.
+//!
+//! Per device plane, memory is the op, module and step tables and one small
+//! record per module execution and per step: nothing per op execution, so
+//! it follows the metadata, not the events. (The one exception: ops of a
+//! plane whose `Steps` or `XLA Modules` line comes after its op lines in
+//! the stream wait, 24 bytes each, until the step boundaries are known.)
 
 use rustc_hash::FxHashMap as HashMap;
 
-use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
+use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps, SharedArgs};
 
-use crate::host::HostEvents;
+use crate::host::{HostEvents, IdleExplainer};
 use crate::model::{
     Category, Component, DeviceOp, DevicePlane, IdleAttribution, Module, Peaks, Step,
 };
@@ -22,9 +28,24 @@ const GPU_PREFIX: &str = "/device:GPU:";
 const STREAM_LINE_PREFIX: &str = "Stream #";
 const HOST_PLANE: &str = "/host:CPU";
 
+/// HLO categories whose time xprof's duty cycle counts as idle (tsl
+/// `IsOffDutyOp`): the device waits on the host or on a megacore sibling.
+const OFF_DUTY_CATEGORIES: [&str; 7] = [
+    "infeed",
+    "outfeed",
+    "host send",
+    "host send-done",
+    "host recv",
+    "host recv-done",
+    "megacore fusion",
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Line {
-    Ops,
+    /// A TPU's `XLA Ops` line: ops, and the duty cycle's active time.
+    XlaOps,
+    /// A GPU stream: ops, nesting on their own, outside the duty cycle.
+    Stream,
     Steps,
     Modules,
     Other,
@@ -36,77 +57,21 @@ enum Process {
     Host,
 }
 
-/// An op execution whose children may still come.
-#[derive(Clone, Copy, Debug)]
-struct Open {
-    start: Ps,
-    end: Ps,
-    children: Ps,
-    op: u32,
-    group: Option<i64>,
-    top: bool,
-}
-
-/// The open ops of one ops line and the latest start seen on it.
-#[derive(Debug)]
-struct OpsLine {
-    tid: u64,
-    last_start: Ps,
-    stack: Vec<Open>,
-}
-
-#[derive(Debug)]
-struct ModuleRun {
-    module: u32,
-    group: Option<i64>,
-    start: Ps,
-    end: Ps,
-    /// Host-synchronised interval, to compare with host events.
-    host_start: Ps,
-    host_end: Ps,
-}
-
-#[derive(Debug)]
-struct RawStep {
-    name: String,
-    group: Option<i64>,
-    start: Ps,
-    end: Ps,
-}
-
-#[derive(Debug, Default)]
-struct PlaneAcc {
-    name: String,
-    device_clock: bool,
-    window: Option<(Ps, Ps)>,
-    busy: Ps,
-    op_union: Ps,
-    module_ps: Ps,
-    ops: Vec<DeviceOp>,
-    by_ids: HashMap<(i64, i64), u32>,
-    by_name: HashMap<Box<str>, u32>,
-    /// One stack of open ops per ops line.
-    stacks: Vec<OpsLine>,
-    out_of_order: u64,
-    modules: Vec<Module>,
-    module_ids: HashMap<Box<str>, u32>,
-    runs: Vec<ModuleRun>,
-    steps: Vec<RawStep>,
-    group_compute: HashMap<i64, Ps>,
-    /// (start, self) of ops without a `group_id`.
-    ungrouped: Vec<(Ps, Ps)>,
-}
-
-/// The numeric stats of a device event, read in one walk over its args.
-#[derive(Default)]
+/// The stats of an event the device view reads, from one list of args.
+#[derive(Clone, Copy, Debug, Default)]
 struct Stats {
-    program_id: Option<i64>,
+    program_id: Option<u64>,
     symbol_id: Option<i64>,
     group_id: Option<i64>,
     flops: Option<f64>,
     bytes: Option<f64>,
+    model_flops: Option<f64>,
     device_offset: Option<i64>,
     device_duration: Option<i64>,
+    /// Whether the list names the op (`program_id`, `symbol_id`,
+    /// `long_name`, `tf_op`, `hlo_category`): an event's own args that do
+    /// cannot use what its shared args say about the op.
+    identity: bool,
 }
 
 fn int(value: ArgValue<'_>) -> Option<i64> {
@@ -115,6 +80,23 @@ fn int(value: ArgValue<'_>) -> Option<i64> {
         ArgValue::Uint(v) => i64::try_from(v).ok(),
         ArgValue::Float(v) if v.fract() == 0.0 => Some(v as i64),
         ArgValue::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A program id: xprof reads it as an unsigned 64-bit number, whichever
+/// way the stat stores it.
+fn uint(value: ArgValue<'_>) -> Option<u64> {
+    match value {
+        ArgValue::Int(v) => Some(v as u64),
+        ArgValue::Uint(v) => Some(v),
+        ArgValue::Float(v) if v.fract() == 0.0 && v >= 0.0 => Some(v as u64),
+        ArgValue::Str(s) => {
+            let s = s.trim();
+            s.parse()
+                .ok()
+                .or_else(|| s.parse::<i64>().ok().map(|it| it as u64))
+        }
         _ => None,
     }
 }
@@ -129,30 +111,194 @@ fn float(value: ArgValue<'_>) -> Option<f64> {
     }
 }
 
-fn text<'a>(event: &Event<'a>, key: &str) -> &'a str {
-    match event.arg(key) {
-        Some(ArgValue::Str(s)) => s,
-        _ => "",
-    }
-}
-
 impl Stats {
-    fn read(event: &Event<'_>) -> Stats {
+    /// One walk over `args`; a key met twice takes its first value, as
+    /// [`Event::arg`] does.
+    fn read(args: &[Arg<'_>]) -> Stats {
         let mut stats = Stats::default();
-        for arg in event.args {
+        for arg in args {
             match arg.key {
-                "program_id" => stats.program_id = int(arg.value),
-                "symbol_id" => stats.symbol_id = int(arg.value),
-                "group_id" => stats.group_id = int(arg.value),
-                "flops" => stats.flops = float(arg.value),
-                "bytes_accessed" => stats.bytes = float(arg.value),
-                "device_offset_ps" => stats.device_offset = int(arg.value),
-                "device_duration_ps" => stats.device_duration = int(arg.value),
+                "program_id" => {
+                    stats.identity = true;
+                    stats.program_id = stats.program_id.or(uint(arg.value));
+                }
+                "symbol_id" => {
+                    stats.identity = true;
+                    stats.symbol_id = stats.symbol_id.or(int(arg.value));
+                }
+                "long_name" | "tf_op" | "hlo_category" => stats.identity = true,
+                "group_id" => stats.group_id = stats.group_id.or(int(arg.value)),
+                "flops" => stats.flops = stats.flops.or(float(arg.value)),
+                "bytes_accessed" => stats.bytes = stats.bytes.or(float(arg.value)),
+                "model_flops" => stats.model_flops = stats.model_flops.or(float(arg.value)),
+                "device_offset_ps" => {
+                    stats.device_offset = stats.device_offset.or(int(arg.value));
+                }
+                "device_duration_ps" => {
+                    stats.device_duration = stats.device_duration.or(int(arg.value));
+                }
                 _ => {}
             }
         }
         stats
     }
+
+    /// `self`, an event's own stats, over `shared`, its metadata's.
+    fn over(self, shared: &Stats) -> Stats {
+        Stats {
+            program_id: self.program_id.or(shared.program_id),
+            symbol_id: self.symbol_id.or(shared.symbol_id),
+            group_id: self.group_id.or(shared.group_id),
+            flops: self.flops.or(shared.flops),
+            bytes: self.bytes.or(shared.bytes),
+            model_flops: self.model_flops.or(shared.model_flops),
+            device_offset: self.device_offset.or(shared.device_offset),
+            device_duration: self.device_duration.or(shared.device_duration),
+            identity: self.identity || shared.identity,
+        }
+    }
+}
+
+/// The text arg `key` of an event: among its own args first, then its
+/// shared ones.
+fn text<'a>(own: &[Arg<'a>], shared: &[Arg<'a>], key: &str) -> &'a str {
+    match own
+        .iter()
+        .chain(shared)
+        .find(|it| it.key == key)
+        .map(|it| it.value)
+    {
+        Some(ArgValue::Str(s)) => s,
+        _ => "",
+    }
+}
+
+/// What the shared args of one id say, worked out once.
+#[derive(Clone, Copy, Debug)]
+struct Shared {
+    stats: Stats,
+    /// The op (on an op line) or module (on the modules line) these args
+    /// name, once an event has asked; `u32::MAX` before.
+    index: u32,
+    /// Whether `hlo_category` makes the op off duty for the duty cycle.
+    off_duty_category: bool,
+    custom_call: bool,
+}
+
+/// An op execution as it arrives: both clocks.
+#[derive(Clone, Copy, Debug)]
+struct Arrival {
+    /// Host-synchronised start and duration: the order xprof sorts a line
+    /// by, and the clock shared with module runs and steps.
+    host_start: Ps,
+    host_dur: Ps,
+    /// Device-clock interval: what nests, and what the times are.
+    start: Ps,
+    end: Ps,
+    op: u32,
+    group: Option<i64>,
+    /// The step boundary (a `Steps` event or a module run) whose host
+    /// interval holds `host_start`, `u32::MAX` for none, `UNKNOWN` when the
+    /// boundaries were not read yet.
+    bound: u32,
+}
+
+const UNKNOWN: u32 = u32::MAX - 1;
+
+/// An op execution whose children may still come.
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    arrival: Arrival,
+    children: Ps,
+    root: bool,
+}
+
+/// The open ops of one op line, the ops that share the latest host start
+/// (xprof puts the longest first), and where the line's order stands.
+#[derive(Debug)]
+struct OpsLine {
+    tid: u64,
+    last_host_start: Ps,
+    ties: Vec<Arrival>,
+    stack: Vec<Open>,
+    /// Where the last op fell among the plane's step boundaries.
+    cursor: usize,
+}
+
+/// A step boundary: a `Steps` event, or a module run when the plane has no
+/// `Steps` line.
+#[derive(Debug)]
+struct Bound {
+    host_start: Ps,
+    host_end: Ps,
+    /// The device-clock interval, when the event carries it.
+    device: Option<(Ps, Ps)>,
+    /// Device-clock start minus host start of the first op (in host order)
+    /// that starts inside it.
+    first_op_delta: Option<Ps>,
+    /// Σ self time of the ops without `group_id` that start inside it.
+    compute: Ps,
+    group: Option<i64>,
+}
+
+impl Bound {
+    fn of_run(run: &ModuleRun) -> Bound {
+        Bound {
+            host_start: run.host_start,
+            host_end: run.host_end,
+            device: run.device,
+            first_op_delta: None,
+            compute: 0,
+            group: run.group,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ModuleRun {
+    module: u32,
+    group: Option<i64>,
+    host_start: Ps,
+    host_end: Ps,
+    device: Option<(Ps, Ps)>,
+}
+
+#[derive(Debug)]
+struct RawStep {
+    name: String,
+}
+
+#[derive(Debug, Default)]
+struct PlaneAcc {
+    name: String,
+    device_clock: bool,
+    has_steps_line: bool,
+    has_modules_line: bool,
+    window: Option<(Ps, Ps)>,
+    busy: Ps,
+    op_union: Ps,
+    module_ps: Ps,
+    /// Duty cycle (host clock): the span of `XLA Ops` and `XLA Modules`
+    /// events, the active time swept so far and where it reaches.
+    duty_span: Option<(Ps, Ps)>,
+    duty_active: Ps,
+    duty_reach: Option<Ps>,
+    ops: Vec<DeviceOp>,
+    by_ids: HashMap<(u64, i64), u32>,
+    by_name: HashMap<Box<str>, u32>,
+    lines: Vec<OpsLine>,
+    out_of_order: u64,
+    modules: Vec<Module>,
+    module_ids: HashMap<Box<str>, u32>,
+    runs: Vec<ModuleRun>,
+    steps: Vec<RawStep>,
+    /// The `Steps` events when the plane has a `Steps` line, else the module
+    /// runs, in arrival order (host order).
+    bounds: Vec<Bound>,
+    group_compute: HashMap<i64, Ps>,
+    /// (host start, device start, self) of ops that closed before their
+    /// boundaries were read.
+    waiting: Vec<(Ps, Ps, Ps)>,
 }
 
 impl PlaneAcc {
@@ -163,28 +309,50 @@ impl PlaneAcc {
         });
     }
 
-    fn op_index(&mut self, event: &Event<'_>, stats: &Stats) -> u32 {
+    fn widen_duty(&mut self, start: Ps, end: Ps) {
+        self.duty_span = Some(match self.duty_span {
+            None => (start, end),
+            Some((a, b)) => (a.min(start), b.max(end)),
+        });
+    }
+
+    /// Adds `[start, end)` to the duty cycle's active time: a sweep that is
+    /// exact while intervals come in order of start, as a line's do.
+    fn sweep_active(&mut self, start: Ps, end: Ps) {
+        if end <= start {
+            return;
+        }
+        let from = self.duty_reach.map_or(start, |reach| reach.max(start));
+        if end > from {
+            self.duty_active += end - from;
+            self.duty_reach = Some(end);
+        }
+    }
+
+    /// The op that `stats` (and the texts of `own` and `shared`) name,
+    /// created on first sight.
+    fn op_index(&mut self, name: &str, stats: &Stats, own: &[Arg<'_>], shared: &[Arg<'_>]) -> u32 {
         let key = stats.program_id.zip(stats.symbol_id);
         if let Some(key) = key
             && let Some(&idx) = self.by_ids.get(&key)
         {
             return idx;
         }
-        let long = text(event, "long_name");
-        let name_key = if long.is_empty() { event.name } else { long };
+        let long = text(own, shared, "long_name");
+        let name_key = if long.is_empty() { name } else { long };
         if key.is_none()
             && let Some(&idx) = self.by_name.get(name_key)
         {
             return idx;
         }
         let idx = self.ops.len() as u32;
-        let tf_op = text(event, "tf_op");
+        let tf_op = text(own, shared, "tf_op");
         self.ops.push(DeviceOp {
-            name: event.name.to_owned(),
+            name: name.to_owned(),
             long_name: (!long.is_empty()).then(|| long.to_owned()),
             framework_op: tf_op.strip_suffix(':').unwrap_or(tf_op).to_owned(),
             program_id: stats.program_id,
-            category: text(event, "hlo_category").to_owned(),
+            category: text(own, shared, "hlo_category").to_owned(),
             count: 0,
             total_ps: 0,
             self_ps: 0,
@@ -198,193 +366,340 @@ impl PlaneAcc {
         idx
     }
 
-    fn close(&mut self, open: Open) {
-        let self_ps = open.end - open.start - open.children;
-        self.ops[open.op as usize].self_ps += self_ps;
-        self.busy += self_ps;
-        if open.top {
-            self.op_union += open.end - open.start;
+    fn module_index(&mut self, name: &str, program_id: Option<u64>) -> u32 {
+        if let Some(&idx) = self.module_ids.get(name) {
+            return idx;
         }
-        match open.group {
-            Some(group) => *self.group_compute.entry(group).or_insert(0) += self_ps,
-            None => self.ungrouped.push((open.start, self_ps)),
+        let idx = self.modules.len() as u32;
+        self.modules.push(Module {
+            name: name.to_owned(),
+            program_id,
+            count: 0,
+            total_ps: 0,
+        });
+        self.module_ids.insert(name.into(), idx);
+        idx
+    }
+
+    /// Whether the step boundaries of this plane were read: they come from
+    /// the `Steps` line if it has one, else from the module runs.
+    fn bounds_pending(&self) -> bool {
+        (self.has_steps_line || self.has_modules_line) && self.bounds.is_empty()
+    }
+
+    /// The boundary whose host interval holds `host_start`, from `cursor`
+    /// on (ops come in host order); notes the first op's clock offset.
+    fn find_bound(&mut self, cursor: &mut usize, host_start: Ps, device_start: Ps) -> u32 {
+        if self.bounds_pending() {
+            return UNKNOWN;
+        }
+        let bounds = &self.bounds;
+        if bounds.is_empty() {
+            return u32::MAX;
+        }
+        if *cursor >= bounds.len() || bounds[*cursor].host_start > host_start {
+            *cursor = bounds
+                .partition_point(|it| it.host_start <= host_start)
+                .saturating_sub(1);
+        }
+        while *cursor + 1 < bounds.len() && bounds[*cursor + 1].host_start <= host_start {
+            *cursor += 1;
+        }
+        let idx = *cursor;
+        // Without a `Steps` line a module run's step lasts until the next
+        // run starts.
+        let end = match self.bounds.get(idx + 1) {
+            Some(next) if !self.has_steps_line => next.host_start.max(bounds[idx].host_end),
+            _ => bounds[idx].host_end,
+        };
+        let bound = &mut self.bounds[idx];
+        let inside =
+            bound.host_start <= host_start && (host_start < end || host_start == bound.host_start);
+        if !inside {
+            return u32::MAX;
+        }
+        bound
+            .first_op_delta
+            .get_or_insert(device_start - host_start);
+        idx as u32
+    }
+
+    fn close(&mut self, open: Open) {
+        let arrival = open.arrival;
+        // Children that overlap each other can add up to more than the
+        // parent; self time never goes below zero.
+        let self_ps = (arrival.end - arrival.start - open.children).max(0);
+        self.ops[arrival.op as usize].self_ps += self_ps;
+        self.busy += self_ps;
+        if open.root {
+            self.op_union += arrival.end - arrival.start;
+        }
+        match (arrival.group, arrival.bound) {
+            (Some(group), _) => *self.group_compute.entry(group).or_insert(0) += self_ps,
+            (None, UNKNOWN) => self
+                .waiting
+                .push((arrival.host_start, arrival.start, self_ps)),
+            (None, u32::MAX) => {}
+            (None, bound) => self.bounds[bound as usize].compute += self_ps,
         }
     }
 
-    fn op_event(&mut self, event: &Event<'_>, tid: u64, start: Ps, dur: Ps, stats: &Stats) {
+    /// Nests one op execution under the open ones, as xprof's ancestor
+    /// stack does on the device clock: ops that do not contain it close.
+    fn nest(&mut self, line: usize, arrival: Arrival) {
+        let mut stack = std::mem::take(&mut self.lines[line].stack);
+        while let Some(top) = stack.last() {
+            let parent = &top.arrival;
+            if parent.start <= arrival.start && arrival.end <= parent.end {
+                break;
+            }
+            let top = stack.pop().expect("just seen");
+            self.close(top);
+        }
+        if let Some(parent) = stack.last_mut() {
+            parent.children += arrival.end - arrival.start;
+        }
+        stack.push(Open {
+            arrival,
+            children: 0,
+            root: stack.is_empty(),
+        });
+        self.lines[line].stack = stack;
+    }
+
+    /// Nests the held ops that share one host start, longest first (xprof
+    /// sorts a line by host start, then by host duration, descending).
+    fn flush_ties(&mut self, line: usize) {
+        let mut ties = std::mem::take(&mut self.lines[line].ties);
+        if ties.len() > 1 {
+            ties.sort_by_key(|it| std::cmp::Reverse(it.host_dur));
+        }
+        for arrival in ties.drain(..) {
+            self.nest(line, arrival);
+        }
+        self.lines[line].ties = ties;
+    }
+
+    fn line_index(&mut self, tid: u64) -> usize {
+        match self.lines.iter().position(|it| it.tid == tid) {
+            Some(idx) => idx,
+            None => {
+                self.lines.push(OpsLine {
+                    tid,
+                    last_host_start: Ps::MIN,
+                    ties: Vec::new(),
+                    stack: Vec::new(),
+                    cursor: 0,
+                });
+                self.lines.len() - 1
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn op_event(
+        &mut self,
+        tid: u64,
+        host: (Ps, Ps),
+        device: (Ps, Ps),
+        op: u32,
+        stats: &Stats,
+        off_duty: bool,
+        xla_ops: bool,
+    ) {
+        let (start, dur) = device;
         let end = start + dur;
         self.widen(start, end);
-        let op = self.op_index(event, stats);
+        if xla_ops {
+            self.widen_duty(host.0, host.0 + host.1);
+            if !off_duty {
+                self.sweep_active(host.0, host.0 + host.1);
+            }
+        }
         let acc = &mut self.ops[op as usize];
         acc.count += 1;
         acc.total_ps += dur;
         acc.flops += stats.flops.unwrap_or(0.0);
         acc.bytes_accessed += stats.bytes.unwrap_or(0.0);
 
-        let line = match self.stacks.iter().position(|it| it.tid == tid) {
-            Some(idx) => idx,
-            None => {
-                self.stacks.push(OpsLine {
-                    tid,
-                    last_start: Ps::MIN,
-                    stack: Vec::new(),
-                });
-                self.stacks.len() - 1
-            }
-        };
-        let mut stack = std::mem::take(&mut self.stacks[line].stack);
-        if start < self.stacks[line].last_start {
+        let line = self.line_index(tid);
+        let last = self.lines[line].last_host_start;
+        if host.0 != last {
+            self.flush_ties(line);
+        }
+        if host.0 < last {
             self.out_of_order += 1;
         }
-        self.stacks[line].last_start = self.stacks[line].last_start.max(start);
-        let mut new = Open {
+        self.lines[line].last_host_start = last.max(host.0);
+        let mut cursor = self.lines[line].cursor;
+        let bound = self.find_bound(&mut cursor, host.0, start);
+        self.lines[line].cursor = cursor;
+        self.lines[line].ties.push(Arrival {
+            host_start: host.0,
+            host_dur: host.1,
             start,
             end,
-            children: 0,
             op,
             group: stats.group_id,
-            top: false,
-        };
-        // Close every open op that does not contain this one: those that
-        // ended before it starts, and those it only overlaps. An op that
-        // starts with this one but ends earlier lies inside it even though
-        // it came first: the outermost of them becomes its direct child.
-        while let Some(&top) = stack.last() {
-            if top.end > start && top.end >= end {
-                break;
-            }
-            let mut top = stack.pop().expect("just seen");
-            if top.start == start && top.end > start {
-                let inner_of_next = stack
-                    .last()
-                    .is_some_and(|below| below.start == start && below.end < end);
-                if !inner_of_next {
-                    let len = top.end - top.start;
-                    if let Some(below) = stack.last_mut() {
-                        below.children -= len;
-                    }
-                    new.children += len;
-                    top.top = false;
-                }
-            }
-            self.close(top);
-        }
-        new.top = stack.is_empty();
-        if let Some(parent) = stack.last_mut() {
-            parent.children += dur;
-        }
-        stack.push(new);
-        self.stacks[line].stack = stack;
+            bound,
+        });
     }
 
     fn module_event(
         &mut self,
-        event: &Event<'_>,
-        start: Ps,
-        dur: Ps,
+        module: u32,
         host: (Ps, Ps),
+        device: Option<(Ps, Ps)>,
         stats: &Stats,
     ) {
-        let module = match self.module_ids.get(event.name) {
-            Some(&idx) => idx,
-            None => {
-                let idx = self.modules.len() as u32;
-                self.modules.push(Module {
-                    name: event.name.to_owned(),
-                    program_id: stats.program_id,
-                    count: 0,
-                    total_ps: 0,
-                });
-                self.module_ids.insert(event.name.into(), idx);
-                idx
-            }
-        };
+        let dur = device.map_or(host.1, |it| it.1);
         let acc = &mut self.modules[module as usize];
         acc.count += 1;
         acc.total_ps += dur;
         self.module_ps += dur;
-        self.runs.push(ModuleRun {
+        self.widen_duty(host.0, host.0 + host.1);
+        let run = ModuleRun {
             module,
             group: stats.group_id,
-            start,
-            end: start + dur,
             host_start: host.0,
             host_end: host.0 + host.1,
+            device: device.map(|(s, d)| (s, s + d)),
+        };
+        if !self.has_steps_line {
+            self.bounds.push(Bound::of_run(&run));
+        }
+        self.runs.push(run);
+    }
+
+    fn step_event(&mut self, name: &str, host: (Ps, Ps), device: Option<(Ps, Ps)>, stats: &Stats) {
+        let (start, dur) = device.unwrap_or(host);
+        self.widen(start, start + dur);
+        self.steps.push(RawStep {
+            name: name.to_owned(),
+        });
+        self.bounds.push(Bound {
+            host_start: host.0,
+            host_end: host.0 + host.1,
+            device: device.map(|(s, d)| (s, s + d)),
+            first_op_delta: None,
+            compute: 0,
+            group: stats.group_id,
         });
     }
 
-    fn finish(mut self, peaks: Peaks, host: &HostEvents) -> DevicePlane {
-        let stacks = std::mem::take(&mut self.stacks);
-        for line in stacks {
-            for open in line.stack.into_iter().rev() {
+    /// Closes every open op and assigns the ops that waited for their
+    /// step boundaries.
+    fn close_all(&mut self) {
+        for line in 0..self.lines.len() {
+            self.flush_ties(line);
+            let stack = std::mem::take(&mut self.lines[line].stack);
+            for open in stack.into_iter().rev() {
                 self.close(open);
             }
         }
-        let (window_start, window_end) = self.window.unwrap_or((0, 0));
-        self.runs.sort_by_key(|it| it.start);
-
-        let steps_from_line = !self.steps.is_empty();
-        if !steps_from_line {
-            for (idx, run) in self.runs.iter().enumerate() {
-                let end = self.runs.get(idx + 1).map_or(run.end, |next| next.start);
-                self.steps.push(RawStep {
-                    name: idx.to_string(),
-                    group: run.group,
-                    start: run.start,
-                    end,
-                });
+        // A `Steps` line without events leaves the module runs as the
+        // boundaries; none can be pending any more.
+        if self.steps.is_empty() {
+            self.has_steps_line = false;
+            if self.bounds.is_empty() {
+                self.bounds = self.runs.iter().map(Bound::of_run).collect();
             }
         }
-        self.steps.sort_by_key(|it| it.start);
-        self.ungrouped.sort_unstable();
-        let mut steps = Vec::with_capacity(self.steps.len());
-        let mut next_op = 0;
-        let mut next_run = 0;
+        self.has_modules_line &= !self.runs.is_empty();
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.sort_unstable();
+        let mut cursor = 0;
+        for (host_start, device_start, self_ps) in waiting {
+            let bound = self.find_bound(&mut cursor, host_start, device_start);
+            if let Some(bound) = self.bounds.get_mut(bound as usize) {
+                bound.compute += self_ps;
+            }
+        }
+    }
+
+    fn finish(mut self, peaks: Peaks) -> DevicePlane {
+        self.close_all();
+        let (window_start, window_end) = self.window.unwrap_or((0, 0));
+        let steps_from_line = !self.steps.is_empty();
+        // Boundaries that carry no device clock are placed on it by the
+        // first op that starts in them, else by the last offset seen.
+        let mut delta = 0;
+        let mut device_bounds: Vec<(Ps, Ps)> = Vec::with_capacity(self.bounds.len());
+        for bound in &self.bounds {
+            let placed = match bound.device {
+                Some(it) => it,
+                None => {
+                    delta = bound.first_op_delta.unwrap_or(delta);
+                    (bound.host_start + delta, bound.host_end + delta)
+                }
+            };
+            device_bounds.push(placed);
+        }
+        let mut order: Vec<usize> = (0..self.bounds.len()).collect();
+        order.sort_by_key(|&idx| device_bounds[idx].0);
         let run_of_group: HashMap<i64, u32> = self
             .runs
             .iter()
             .filter_map(|it| Some((it.group?, it.module)))
             .collect();
-        for raw in &self.steps {
-            let mut compute = raw
-                .group
-                .and_then(|g| self.group_compute.get(&g).copied())
-                .unwrap_or(0);
-            while next_op < self.ungrouped.len() && self.ungrouped[next_op].0 < raw.start {
-                next_op += 1;
-            }
-            while next_op < self.ungrouped.len() && self.ungrouped[next_op].0 < raw.end {
-                compute += self.ungrouped[next_op].1;
-                next_op += 1;
-            }
-            while next_run < self.runs.len() && self.runs[next_run].start < raw.start {
-                next_run += 1;
-            }
-            let by_time = self
-                .runs
-                .get(next_run)
-                .filter(|it| it.start < raw.end)
-                .map(|it| it.module);
-            let module = raw
-                .group
-                .and_then(|g| run_of_group.get(&g).copied())
-                .or(by_time);
+        let mut runs_by_host: Vec<(Ps, u32)> = self
+            .runs
+            .iter()
+            .map(|it| (it.host_start, it.module))
+            .collect();
+        runs_by_host.sort_unstable();
+        let mut steps = Vec::with_capacity(order.len());
+        for (pos, &idx) in order.iter().enumerate() {
+            let bound = &self.bounds[idx];
+            let (start, own_end) = device_bounds[idx];
+            let end = if steps_from_line {
+                own_end
+            } else {
+                order
+                    .get(pos + 1)
+                    .map_or(own_end, |&next| device_bounds[next].0)
+            };
+            let compute = bound.compute
+                + bound
+                    .group
+                    .and_then(|g| self.group_compute.get(&g).copied())
+                    .unwrap_or(0);
+            let module = if steps_from_line {
+                let by_time = {
+                    let first = runs_by_host.partition_point(|it| it.0 < bound.host_start);
+                    runs_by_host
+                        .get(first)
+                        .filter(|it| it.0 < bound.host_end)
+                        .map(|it| it.1)
+                };
+                bound
+                    .group
+                    .and_then(|g| run_of_group.get(&g).copied())
+                    .or(by_time)
+            } else {
+                Some(self.runs[idx].module)
+            };
+            let name = if steps_from_line {
+                self.steps[idx].name.clone()
+            } else {
+                pos.to_string()
+            };
             steps.push(Step {
-                name: raw.name.clone(),
-                start_ps: raw.start - window_start,
-                duration_ps: raw.end - raw.start,
+                name,
+                start_ps: start - window_start,
+                duration_ps: end - start,
                 compute_ps: compute,
                 program: module.map(|m| self.modules[m as usize].name.clone()),
             });
         }
 
-        let mut gaps = Vec::new();
         let mut host_runs: Vec<(Ps, Ps)> = self
             .runs
             .iter()
             .map(|it| (it.host_start, it.host_end))
             .collect();
         host_runs.sort_unstable();
+        let mut gaps = Vec::new();
         let mut reach = Ps::MIN;
         for (start, end) in host_runs {
             if reach != Ps::MIN && start > reach {
@@ -392,10 +707,12 @@ impl PlaneAcc {
             }
             reach = reach.max(end);
         }
-        let idle = if gaps.is_empty() {
-            IdleAttribution::default()
-        } else {
-            host.attribute(&gaps)
+        let idle = IdleAttribution {
+            gaps: gaps.len() as u64,
+            gap_ps: gaps.iter().map(|(s, e)| e - s).sum(),
+            spans: gaps,
+            rows: Vec::new(),
+            out_of_order: 0,
         };
 
         let mut categories: Vec<Category> = Vec::new();
@@ -444,6 +761,8 @@ impl PlaneAcc {
             busy_ps: self.busy,
             op_union_ps: self.op_union,
             module_ps: self.module_ps,
+            duty_active_ps: self.duty_active,
+            duty_span_ps: self.duty_span.map_or(0, |(a, b)| b - a),
             ops: self.ops,
             categories,
             components,
@@ -457,21 +776,52 @@ impl PlaneAcc {
 }
 
 /// Collects the device view of a trace; see the crate docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeviceSink {
     planes: Vec<PlaneAcc>,
     processes: HashMap<u64, Process>,
     lines: HashMap<(u64, u64), Line>,
     peaks: HashMap<String, Peaks>,
-    host: HostEvents,
+    /// Host events kept to explain idle gaps at the end, unless the caller
+    /// explains them in a second pass ([`DeviceSink::without_host_events`]).
+    host: Option<HostEvents>,
+    /// What each id of shared args said.
+    shared: HashMap<u64, Shared>,
     /// The last (pid, tid) looked up and what it is: readers emit events
     /// line by line (XPlane) or mostly so, so this saves two lookups.
     last: Option<((u64, u64), Option<Process>, Line)>,
 }
 
+impl Default for DeviceSink {
+    fn default() -> DeviceSink {
+        DeviceSink::new()
+    }
+}
+
 impl DeviceSink {
+    /// A sink that keeps the host plane's complete events (24 bytes each)
+    /// to explain the device's idle gaps in [`DeviceSink::finish`].
     pub fn new() -> DeviceSink {
-        DeviceSink::default()
+        DeviceSink {
+            planes: Vec::new(),
+            processes: HashMap::default(),
+            lines: HashMap::default(),
+            peaks: HashMap::default(),
+            host: Some(HostEvents::default()),
+            shared: HashMap::default(),
+            last: None,
+        }
+    }
+
+    /// A sink that keeps nothing per host event: [`DeviceSink::finish`]
+    /// leaves the idle attribution's rows empty, and an [`IdleExplainer`]
+    /// fed the host events afterwards fills them. Memory then follows the
+    /// metadata, not the events.
+    pub fn without_host_events() -> DeviceSink {
+        DeviceSink {
+            host: None,
+            ..DeviceSink::new()
+        }
     }
 
     /// Sets the peaks of the plane named `plane` (`/device:TPU:0`).
@@ -482,18 +832,23 @@ impl DeviceSink {
     /// One [`DevicePlane`] per device plane with `XLA Ops`, `Steps` or
     /// `XLA Modules` events, in the order the trace named them. On a GPU
     /// plane the per-stream lines (`Stream #N(...)`) count as op lines.
-    pub fn finish(mut self) -> Vec<DevicePlane> {
-        self.host.sort();
-        let host = self.host;
+    pub fn finish(self) -> Vec<DevicePlane> {
         let mut peaks = self.peaks;
-        self.planes
+        let mut planes: Vec<DevicePlane> = self
+            .planes
             .into_iter()
             .filter(|it| !(it.ops.is_empty() && it.steps.is_empty() && it.runs.is_empty()))
             .map(|plane| {
                 let p = peaks.remove(&plane.name).unwrap_or_default();
-                plane.finish(p, &host)
+                plane.finish(p)
             })
-            .collect()
+            .collect();
+        if let Some(host) = self.host {
+            let mut explainer = IdleExplainer::new(&planes);
+            host.replay(&mut explainer);
+            explainer.finish(&mut planes);
+        }
+        planes
     }
 
     fn metadata(&mut self, event: &Event<'_>) {
@@ -518,53 +873,83 @@ impl DeviceSink {
                 }
             }
             "thread_name" => {
-                let gpu = match self.processes.get(&event.pid) {
-                    Some(Process::Device(idx)) => self.planes[*idx].name.starts_with(GPU_PREFIX),
-                    _ => false,
+                let plane = match self.processes.get(&event.pid) {
+                    Some(Process::Device(idx)) => Some(*idx),
+                    _ => None,
                 };
+                let gpu = plane.is_some_and(|idx| self.planes[idx].name.starts_with(GPU_PREFIX));
                 let line = match name {
-                    OPS_LINE => Line::Ops,
+                    OPS_LINE => Line::XlaOps,
                     STEPS_LINE => Line::Steps,
                     MODULES_LINE => Line::Modules,
                     // A GPU plane has no `XLA Ops` line from the profiler:
                     // its kernels and copies run on one line per stream,
                     // which xprof reads as ops (each stream nests on its own).
-                    _ if gpu && name.starts_with(STREAM_LINE_PREFIX) => Line::Ops,
+                    _ if gpu && name.starts_with(STREAM_LINE_PREFIX) => Line::Stream,
                     _ => Line::Other,
                 };
+                if let Some(idx) = plane {
+                    let acc = &mut self.planes[idx];
+                    acc.has_steps_line |= line == Line::Steps;
+                    acc.has_modules_line |= line == Line::Modules;
+                }
                 self.lines.insert((event.pid, event.tid), line);
-                if let Some(Process::Host) = self.processes.get(&event.pid) {
-                    self.host.name_thread(event.tid, name);
+                if let (Some(Process::Host), Some(host)) =
+                    (self.processes.get(&event.pid), self.host.as_mut())
+                {
+                    host.name_thread(event.tid, name);
                 }
             }
             _ => {}
         }
     }
-}
 
-impl EventSink for DeviceSink {
-    fn event(&mut self, event: &Event<'_>) {
-        if event.phase == Phase::Metadata {
-            self.metadata(event);
-            return;
-        }
-        let (Phase::Complete, Some(ts), Some(dur)) = (event.phase, event.ts, event.dur) else {
-            return;
-        };
-        let key = (event.pid, event.tid);
-        let (process, line) = match self.last {
+    /// What the event's process and line are, from the last lookup when it
+    /// was the same line.
+    #[inline]
+    fn locate(&mut self, pid: u64, tid: u64) -> (Option<Process>, Line) {
+        let key = (pid, tid);
+        match self.last {
             Some((last, process, line)) if last == key => (process, line),
             _ => {
-                let process = self.processes.get(&event.pid).copied();
+                let process = self.processes.get(&pid).copied();
                 let line = self.lines.get(&key).copied().unwrap_or(Line::Other);
                 self.last = Some((key, process, line));
                 (process, line)
             }
+        }
+    }
+
+    /// The shared args of `id`, worked out on first sight.
+    #[inline]
+    fn shared(&mut self, shared: &SharedArgs<'_>) -> Shared {
+        if let Some(it) = self.shared.get(&shared.id) {
+            return *it;
+        }
+        let category = text(&[], shared.args, "hlo_category");
+        let it = Shared {
+            stats: Stats::read(shared.args),
+            index: u32::MAX,
+            off_duty_category: OFF_DUTY_CATEGORIES.contains(&category),
+            custom_call: category == "custom-call",
         };
+        self.shared.insert(shared.id, it);
+        it
+    }
+
+    /// One complete event of a device plane or of the host plane, its own
+    /// args in `own` and the args it shares with others in `shared`.
+    fn complete(&mut self, event: &Event<'_>, shared: Option<&SharedArgs<'_>>) {
+        let (Some(ts), Some(dur)) = (event.ts, event.dur) else {
+            return;
+        };
+        let (process, line) = self.locate(event.pid, event.tid);
         let plane = match process {
             Some(Process::Device(idx)) => idx,
             Some(Process::Host) => {
-                self.host.push(event.tid, event.name, ts, dur);
+                if let Some(host) = self.host.as_mut() {
+                    host.push(event.tid, event.name, ts, dur);
+                }
                 return;
             }
             None => return,
@@ -572,28 +957,86 @@ impl EventSink for DeviceSink {
         if line == Line::Other {
             return;
         }
-        let stats = Stats::read(event);
-        let acc = &mut self.planes[plane];
-        let (start, dur) = match (stats.device_offset, stats.device_duration) {
-            (Some(offset), Some(duration)) => {
-                acc.device_clock = true;
-                (offset, duration)
+        let own = Stats::read(event.args);
+        let (cached, stats) = match shared {
+            Some(shared) => {
+                let cached = self.shared(shared);
+                (Some(cached), own.over(&cached.stats))
             }
-            _ => (ts, dur),
+            None => (None, own),
         };
+        let shared_args = shared.map_or(&[][..], |it| it.args);
+        let host = (ts, dur);
+        let device = stats.device_offset.zip(stats.device_duration);
+        let acc = &mut self.planes[plane];
+        if device.is_some() {
+            acc.device_clock = true;
+        }
         match line {
-            Line::Ops => acc.op_event(event, event.tid, start, dur, &stats),
-            Line::Steps => {
-                acc.widen(start, start + dur);
-                acc.steps.push(RawStep {
-                    name: event.name.to_owned(),
-                    group: stats.group_id,
-                    start,
-                    end: start + dur,
-                });
+            Line::XlaOps | Line::Stream => {
+                // The op: from the cache when its shared args name it and
+                // its own do not.
+                let reuse = cached.filter(|_| !own.identity);
+                let op = match reuse {
+                    Some(it) if it.index != u32::MAX => it.index,
+                    _ => {
+                        let idx = acc.op_index(event.name, &stats, event.args, shared_args);
+                        if let (Some(_), Some(shared)) = (reuse, shared) {
+                            self.shared.get_mut(&shared.id).expect("cached above").index = idx;
+                        }
+                        idx
+                    }
+                };
+                let (off_category, custom_call) = match reuse {
+                    Some(it) => (it.off_duty_category, it.custom_call),
+                    None => {
+                        let category = text(event.args, shared_args, "hlo_category");
+                        (
+                            OFF_DUTY_CATEGORIES.contains(&category),
+                            category == "custom-call",
+                        )
+                    }
+                };
+                let off_duty = off_category || custom_call && stats.model_flops == Some(0.0);
+                let acc = &mut self.planes[plane];
+                acc.op_event(
+                    event.tid,
+                    host,
+                    device.unwrap_or(host),
+                    op,
+                    &stats,
+                    off_duty,
+                    line == Line::XlaOps,
+                );
             }
-            Line::Modules => acc.module_event(event, start, dur, (ts, dur), &stats),
+            Line::Steps => acc.step_event(event.name, host, device, &stats),
+            Line::Modules => {
+                let module = acc.module_index(event.name, stats.program_id);
+                acc.module_event(module, host, device, &stats);
+            }
             Line::Other => {}
+        }
+    }
+}
+
+impl EventSink for DeviceSink {
+    fn event(&mut self, event: &Event<'_>) {
+        match event.phase {
+            Phase::Metadata => self.metadata(event),
+            Phase::Complete => self.complete(event, None),
+            _ => {}
+        }
+    }
+
+    fn takes_split_args(&self) -> bool {
+        true
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        match event.phase {
+            Phase::Metadata => self.metadata(event),
+            Phase::Complete => self.complete(event, Some(&shared)),
+            _ => {}
         }
     }
 }

@@ -12,6 +12,6 @@ mod event;
 mod session;
 mod time;
 
-pub use event::{Arg, ArgValue, Event, EventSink, Phase, ReadSummary};
+pub use event::{Arg, ArgValue, Event, EventSink, Phase, ReadSummary, SharedArgs};
 pub use session::{HostTraces, TraceFileKind, TraceRun, classify, locate};
 pub use time::{PS_PER_MS, PS_PER_NS, PS_PER_US, Ps, ps_to_ms};

@@ -85,6 +85,17 @@ impl<'a> Layout<'a> {
         Ok(layout)
     }
 
+    /// The same layout with only the host plane's segments: its metadata
+    /// events and lines. The origin stays that of the whole stream.
+    pub(crate) fn host_only(mut self) -> Layout<'a> {
+        let planes = &self.planes;
+        let is_host = |plane: usize| planes[plane].pid == space::HOST_PID;
+        self.segments.retain(|it| match *it {
+            Segment::Header { plane } | Segment::Events { plane, .. } => is_host(plane),
+        });
+        self
+    }
+
     /// The start of the stream.
     pub(crate) fn start(&self) -> Cut {
         Cut { segment: 0, at: 0 }
@@ -173,7 +184,7 @@ impl<'a> Layout<'a> {
                     if tables.as_ref().is_none_or(|(it, _)| *it != plane) {
                         tables = Some((
                             plane,
-                            events::decode_tables(space, &self.planes[plane].index)?,
+                            events::decode_tables(space, &self.planes[plane].index, plane)?,
                         ));
                     }
                     let (_, tables) = tables.as_ref().expect("decoded above");

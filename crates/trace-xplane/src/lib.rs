@@ -169,6 +169,21 @@ pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error
     })
 }
 
+/// [`read`] of the host plane (`/host:CPU`) alone: the events `read` gives
+/// for it, with the same origin, and nothing of the other planes. A sink
+/// that needs what the device planes say before it sees the host's events
+/// (the device view's idle gaps) reads the host plane again this way
+/// instead of keeping its events.
+pub fn read_host(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
+    let space = space::index_space(bytes)?;
+    let layout = Layout::of(&space, Selection::of(&space)?)?.host_only();
+    let n_events = emit_part(&layout, &space, layout.start(), layout.end(), sink)?;
+    Ok(ReadSummary {
+        n_events,
+        origin_ps: layout.origin_ps,
+    })
+}
+
 /// Pushes the events between two cuts into `sink` and counts them.
 fn emit_part<S: EventSink + ?Sized>(
     layout: &Layout<'_>,
@@ -177,10 +192,12 @@ fn emit_part<S: EventSink + ?Sized>(
     to: layout::Cut,
     sink: &mut S,
 ) -> Result<u64, Error> {
+    let split = sink.takes_split_args();
     let mut out = Output {
         sink,
         origin_ps: layout.origin_ps,
         n_events: 0,
+        split,
     };
     // Event names borrow from the file (or are constants), except the step
     // names the reader formats itself, which it pushes outside this window.

@@ -60,7 +60,7 @@ fn hlo_op_self_times_counts_and_rates_agree_with_hlo_stats() {
     );
     let mut by_category: HashMap<String, f64> = HashMap::new();
     for row in &table.rows {
-        let program: i64 = row[prog]
+        let program: u64 = row[prog]
             .as_str()
             .expect("program id")
             .parse()
