@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use session_report::{TraceFormat, Truncation};
 use trace_analysis::{Analysis, Analyzer, JSON_EVENT_CAP};
-use trace_device::{DevicePlane, DeviceSink, Peaks};
-use trace_model::{Event, EventSink, HostTraces, Phase};
+use trace_device::{DevicePlane, DeviceSink, IdleExplainer, Peaks};
+use trace_model::{Event, EventSink, HostTraces, Phase, SharedArgs};
 
 use crate::Error;
 
@@ -20,6 +20,49 @@ pub struct Chosen {
     pub planes: Vec<String>,
     /// The device view, from the same pass over the same file.
     pub devices: Vec<DevicePlane>,
+}
+
+/// Two sinks fed the same events, each the way it takes them: shared args
+/// split off for a sink that wants them, merged for one that does not.
+struct Tee<'a> {
+    first: &'a mut dyn EventSink,
+    second: &'a mut dyn EventSink,
+}
+
+impl EventSink for Tee<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        self.first.event(event);
+        self.second.event(event);
+    }
+
+    fn stable_names(&mut self, stable: bool) {
+        self.first.stable_names(stable);
+        self.second.stable_names(stable);
+    }
+
+    fn takes_split_args(&self) -> bool {
+        self.first.takes_split_args() || self.second.takes_split_args()
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        for sink in [&mut *self.first, &mut *self.second] {
+            if sink.takes_split_args() {
+                sink.split_event(event, shared);
+            } else {
+                EventSink::split_event(&mut Merged(sink), event, shared);
+            }
+        }
+    }
+}
+
+/// A sink seen as one that does not take split args: the trait's default
+/// merges them before calling it.
+struct Merged<'a>(&'a mut dyn EventSink);
+
+impl EventSink for Merged<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        self.0.event(event);
+    }
 }
 
 /// Reads a Chrome trace file (plain or gzip) into an analysis: online
@@ -116,18 +159,20 @@ fn analyse_xplane_with_devices(
         source,
     };
     let planes = trace_xplane::plane_names(&bytes).map_err(wrap)?;
-    // Without a device plane the device view is empty: skip the sink, which
-    // would keep every host event (24 bytes each) to explain device idle.
+    // Without a device plane the device view is empty: skip the sink.
     let devices = devices && planes.iter().any(|it| it.starts_with("/device:"));
-    let mut device = DeviceSink::new();
+    // The host plane comes first in the stream, before the device planes
+    // whose idle gaps its events explain: the device sink keeps none of
+    // them, and the host plane is read again once the gaps are known.
+    let mut device = DeviceSink::without_host_events();
     if devices {
         set_peaks(&bytes, &mut device).map_err(wrap)?;
     }
     let mut analysis = if devices {
         let mut analyzer = Analyzer::new();
-        let mut both = |event: &Event<'_>| {
-            analyzer.event(event);
-            device.event(event);
+        let mut both = Tee {
+            first: &mut analyzer,
+            second: &mut device,
         };
         trace_xplane::read(&bytes, &mut both).map_err(wrap)?;
         analyzer.finish()
@@ -145,7 +190,13 @@ fn analyse_xplane_with_devices(
         trace_xplane::read(&bytes, &mut analyzer).map_err(wrap)?;
         analysis = analyzer.finish();
     }
-    Ok((analysis, planes, device.finish()))
+    let mut device_planes = device.finish();
+    let mut explainer = IdleExplainer::new(&device_planes);
+    if explainer.has_gaps() {
+        trace_xplane::read_host(&bytes, &mut explainer).map_err(wrap)?;
+    }
+    explainer.finish(&mut device_planes);
+    Ok((analysis, planes, device_planes))
 }
 
 /// The analysis and device view of a Chrome trace, with the peaks from the

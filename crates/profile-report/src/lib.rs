@@ -416,6 +416,8 @@ fn shown(path: &Path, out_dir: &Path) -> String {
 }
 
 #[cfg(test)]
+mod device_tests;
+#[cfg(test)]
 mod full_trace_tests;
 #[cfg(test)]
 mod tests;

@@ -45,7 +45,7 @@ pub(crate) fn section(input: &ReportInput<'_>, out: &mut String) {
         "Busy (ms)",
         "Idle (ms)",
         "Idle",
-        "Duty cycle in modules",
+        "Duty cycle",
         "Steps",
     ]);
     for plane in input.devices {
@@ -59,25 +59,23 @@ pub(crate) fn section(input: &ReportInput<'_>, out: &mut String) {
             ms_cell(plane.window_ps),
             ms_cell(plane.busy_ps),
             ms_cell(plane.idle_ps()),
-            percent(plane.idle_ps(), plane.window_ps),
-            plane.module_duty_cycle().map_or_else(
-                || "n/a".to_owned(),
-                |it| format!("{}%", fixed(it * 100.0, 1)),
-            ),
+            percent(plane.idle_ps(), plane.total_ps()),
+            duty_cell(plane.duty_active_ps, plane.duty_span_ps),
             count(plane.steps.len() as u64),
         ]);
     }
     if input.devices.len() > 1 {
         let sum = |f: fn(&DevicePlane) -> Ps| input.devices.iter().map(f).sum::<Ps>();
         let (window, busy) = (sum(|it| it.window_ps), sum(|it| it.busy_ps));
+        let (idle, total) = (sum(DevicePlane::idle_ps), sum(DevicePlane::total_ps));
         table.row(vec![
             "**All devices**".to_owned(),
             String::new(),
             ms_cell(window),
             ms_cell(busy),
-            ms_cell(window - busy),
-            percent(window - busy, window),
-            String::new(),
+            ms_cell(idle),
+            percent(idle, total),
+            duty_cell(sum(|it| it.duty_active_ps), sum(|it| it.duty_span_ps)),
             count(input.devices.iter().map(|it| it.steps.len() as u64).sum()),
         ]);
     }
@@ -90,6 +88,15 @@ pub(crate) fn section(input: &ReportInput<'_>, out: &mut String) {
         plane_section(input, plane, input.step_plots.get(idx), out);
     }
     definitions(out);
+}
+
+/// A duty cycle, active ÷ span, as a percentage.
+fn duty_cell(active: Ps, span: Ps) -> String {
+    if span > 0 {
+        percent(active, span)
+    } else {
+        "n/a".to_owned()
+    }
 }
 
 fn summed_categories(devices: &[DevicePlane], out: &mut String) {
@@ -136,11 +143,11 @@ fn plane_section(
     out.push_str(&format!("### {}\n\n", code(&plane.plane)));
     let peaks = &plane.peaks;
     let mut facts = vec![format!(
-        "Window {} ms, busy {} ms, idle {} ms ({} of the window)",
+        "Window {} ms, busy {} ms, idle {} ms ({} of the device time)",
         ms_cell(plane.window_ps),
         ms_cell(plane.busy_ps),
         ms_cell(plane.idle_ps()),
-        percent(plane.idle_ps(), plane.window_ps)
+        percent(plane.idle_ps(), plane.total_ps())
     )];
     if let (Some(f), Some(b)) = (peaks.tflops_per_s, peaks.hbm_gbytes_per_s) {
         facts.push(format!(
@@ -152,7 +159,7 @@ fn plane_section(
     }
     if plane.out_of_order > 0 {
         facts.push(format!(
-            "{} ops started before an earlier op of their line, so self times are approximate",
+            "{} ops started (host-synchronised time) before an earlier op of their line, so self times are approximate",
             count(plane.out_of_order)
         ));
     }
@@ -315,9 +322,9 @@ fn plane_section(
 fn definitions(out: &mut String) {
     out.push_str("### Device Definitions\n\n");
     for line in [
-        "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead). **Busy**: Σ op self time.",
-        "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, xprof's IDLE row.",
-        "**Duty cycle in modules**: Σ durations of top-level ops ÷ Σ durations of XLA module executions.",
+        "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead), on the device clock: a child is an op its parent contains on the device clock, in the line's order of host-synchronised start (longer first on ties), as xprof nests. **Busy**: Σ op self time.",
+        "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, or 0 when busy is more (ops that overlap on the device clock), xprof's IDLE row; its share is of the window (or of busy when that is more).",
+        "**Duty cycle**: xprof's: the union of the `XLA Ops` events (infeed, outfeed, host send/recv and megacore fusion left out) ÷ the span from the first `XLA Ops` or `XLA Modules` event to the last, on the host-synchronised clock (the module events carry no device clock).",
         "**Step**: an event of the `Steps` line; its compute is the self time of the ops of its group, its idle the rest. Percentiles are nearest-rank; the standard deviation is the population one.",
         "**GFLOP/s, GB/s**: Σ `flops` and Σ `bytes_accessed` over an op's executions ÷ its self time. **FLOP/byte**: their ratio. **Bound**: `compute` at or above the plane's ridge point (peak FLOP/s ÷ peak HBM bytes/s), else `memory`.",
         "**Why was the device idle**: gaps are the times between one module execution's end and the next one's start (host clock); each host thread's innermost event is charged its overlap with the gaps.",
@@ -498,6 +505,7 @@ fn plane_json(plane: &DevicePlane) -> Value {
         "idle_ms": ms_of(plane.idle_ps()),
         "idle_fraction": plane.idle_fraction(),
         "module_duty_cycle": plane.module_duty_cycle(),
+        "duty_cycle": plane.duty_cycle(),
         "out_of_order_ops": plane.out_of_order,
         "steps": steps,
         "categories": plane.categories.iter().map(|it| json!({

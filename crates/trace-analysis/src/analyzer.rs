@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
+use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps, SharedArgs};
 
 use crate::classify::{OpKind, runtime_event};
 
@@ -105,6 +105,9 @@ struct NameAcc {
     max: Ps,
     hlo_module: Option<Box<str>>,
     has_hlo: bool,
+    /// The id of the shared args last scanned for HLO stats: scanning the
+    /// same ones again would change nothing.
+    last_shared: u64,
 }
 
 /// Where a thread's operations run. The discriminant indexes per-name
@@ -635,6 +638,7 @@ impl Analyzer {
             max: 0,
             hlo_module: None,
             has_hlo: false,
+            last_shared: u64::MAX,
         });
         self.self_ps.push(0);
         self.name_ids.insert(name.into(), id);
@@ -695,32 +699,42 @@ impl Analyzer {
     }
 
     /// Notes whether `name` runs HLO and in which module, from the event's
-    /// args; events without args, most of them, cost a test.
+    /// args (its own, then its shared ones); events without args, most of
+    /// them, cost a test.
     #[inline(always)]
-    fn note_hlo(&mut self, name: u32, event: &Event<'_>) {
-        if !event.args.is_empty() {
-            self.note_hlo_args(name, event);
+    fn note_hlo(&mut self, name: u32, event: &Event<'_>, shared: Option<&SharedArgs<'_>>) {
+        if !event.args.is_empty() || shared.is_some_and(|it| !it.args.is_empty()) {
+            self.note_hlo_args(name, event.args, shared);
         }
     }
 
-    fn note_hlo_args(&mut self, name: u32, event: &Event<'_>) {
+    fn note_hlo_args(&mut self, name: u32, own: &[Arg<'_>], shared: Option<&SharedArgs<'_>>) {
         let acc = &mut self.names[name as usize];
         if acc.has_hlo && acc.hlo_module.is_some() {
             return;
         }
-        for arg in event.args {
-            match arg.key {
-                "hlo_op" => acc.has_hlo = true,
-                "hlo_module" => {
-                    acc.has_hlo = true;
-                    if acc.hlo_module.is_none()
-                        && let ArgValue::Str(module) = arg.value
-                    {
-                        acc.hlo_module = Some(module.into());
+        let note = |acc: &mut NameAcc, args: &[Arg<'_>]| {
+            for arg in args {
+                match arg.key {
+                    "hlo_op" => acc.has_hlo = true,
+                    "hlo_module" => {
+                        acc.has_hlo = true;
+                        if acc.hlo_module.is_none()
+                            && let ArgValue::Str(module) = arg.value
+                        {
+                            acc.hlo_module = Some(module.into());
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
+        };
+        note(acc, own);
+        if let Some(shared) = shared
+            && acc.last_shared != shared.id
+        {
+            note(acc, shared.args);
+            acc.last_shared = shared.id;
         }
     }
 
@@ -907,6 +921,22 @@ impl EventSink for Analyzer {
     }
 
     fn event(&mut self, event: &Event<'_>) {
+        self.record(event, None);
+    }
+
+    fn takes_split_args(&self) -> bool {
+        true
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        self.record(event, Some(&shared));
+    }
+}
+
+impl Analyzer {
+    /// One event, with its shared args when the reader split them off.
+    #[inline(always)]
+    fn record(&mut self, event: &Event<'_>, shared: Option<&SharedArgs<'_>>) {
         self.n_events += 1;
         match phase_slot(event.phase) {
             Some(slot) => self.phase_counts[slot] += 1,
@@ -928,7 +958,7 @@ impl EventSink for Analyzer {
                     self.note_time(start, start.saturating_add(dur));
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    self.note_hlo(name, event);
+                    self.note_hlo(name, event, shared);
                     self.add_op(thread, name, start, dur);
                 }
                 _ => self.invalid += 1,
@@ -938,7 +968,7 @@ impl EventSink for Analyzer {
                     self.note_time(start, start);
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    self.note_hlo(name, event);
+                    self.note_hlo(name, event, shared);
                     self.open.entry(thread).or_default().push((name, start));
                 }
                 None => self.invalid += 1,

@@ -121,11 +121,11 @@ fn overview(overview_page: &Value) -> (f64, f64, f64) {
         .expect("text")
         .parse()
         .expect("number");
-    (
-        idle_ps,
-        percent("device_duty_cycle_percent"),
-        percent("device_idle_time_percent"),
-    )
+    // The "high confidence" duty cycle is the plain one on this capture, so
+    // its idle time, printed with six digits, is the plain one's too.
+    let duty = percent("device_duty_cycle_percent");
+    assert_eq!(duty, percent("device_duty_cycle_high_confidence_percent"));
+    (idle_ps, duty, percent("device_idle_time_percent"))
 }
 
 /// Idle, idle share, duty cycle and its idle time of `planes`, summed.
