@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use session_report::{TraceFormat, Truncation};
-use trace_analysis::{Analysis, Analyzer, JSON_EVENT_CAP};
+use trace_analysis::{Analysis, Analyzer, JSON_EVENT_CAP, SelfTimeFix};
 use trace_device::{DevicePlane, DeviceSink, IdleExplainer, Peaks};
 use trace_model::{Event, EventSink, HostTraces, Phase, SharedArgs};
 
@@ -73,30 +73,37 @@ pub fn analyse_json(path: &Path) -> Result<Analysis, Error> {
 }
 
 /// [`analyse_json`], also feeding every event of the first pass to `extra`.
+/// When some threads came out of order, a second pass makes their self
+/// time exact ([`SelfTimeFix`]), keeping only their operations.
 fn analyse_json_into(path: &Path, extra: &mut dyn EventSink) -> Result<Analysis, Error> {
-    let read = |analyzer: &mut Analyzer, extra: &mut dyn EventSink| -> Result<(), Error> {
+    let read = |sink: &mut dyn EventSink| -> Result<(), Error> {
         let mut file = std::fs::File::open(path).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut both = |event: &Event<'_>| {
-            analyzer.event(event);
-            extra.event(event);
-        };
-        trace_chrome::read(&mut file, &mut both).map_err(|source| Error::Json {
+        trace_chrome::read(&mut file, sink).map_err(|source| Error::Json {
             path: path.to_path_buf(),
             source,
         })?;
         Ok(())
     };
     let mut analyzer = Analyzer::new();
-    read(&mut analyzer, extra)?;
-    let analysis = analyzer.finish();
+    read(&mut Tee {
+        first: &mut analyzer,
+        second: extra,
+    })?;
+    let mut analysis = analyzer.finish();
     if analysis.self_time_exact {
         return Ok(analysis);
     }
+    if !analysis.unordered_threads.is_empty() {
+        let mut fix = SelfTimeFix::new(&analysis);
+        read(&mut fix)?;
+        fix.apply(&mut analysis);
+        return Ok(analysis);
+    }
     let mut analyzer = Analyzer::buffered();
-    read(&mut analyzer, &mut |_: &Event<'_>| {})?;
+    read(&mut analyzer)?;
     Ok(analyzer.finish())
 }
 
@@ -185,6 +192,16 @@ fn analyse_xplane_with_devices(
         parts.for_each(|it| analyzer.merge(it));
         analyzer.finish()
     };
+    if !analysis.self_time_exact && !analysis.unordered_threads.is_empty() {
+        // Only the threads that came out of order are read again.
+        let mut fix = SelfTimeFix::new(&analysis);
+        let threads = &analysis.unordered_threads;
+        let keep = |line: &trace_xplane::LineInfo<'_>| {
+            threads.binary_search(&(line.pid, line.tid)).is_ok()
+        };
+        trace_xplane::read_lines(&bytes, &keep, &mut fix).map_err(wrap)?;
+        fix.apply(&mut analysis);
+    }
     if !analysis.self_time_exact {
         let mut analyzer = Analyzer::buffered();
         trace_xplane::read(&bytes, &mut analyzer).map_err(wrap)?;
@@ -193,7 +210,8 @@ fn analyse_xplane_with_devices(
     let mut device_planes = device.finish();
     let mut explainer = IdleExplainer::new(&device_planes);
     if explainer.has_gaps() {
-        trace_xplane::read_host(&bytes, &mut explainer).map_err(wrap)?;
+        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
+        trace_xplane::read_lines(&bytes, &host, &mut explainer).map_err(wrap)?;
     }
     explainer.finish(&mut device_planes);
     Ok((analysis, planes, device_planes))

@@ -150,6 +150,9 @@ struct ThreadState {
     roots: Vec<(Ps, Ps)>,
     /// Whether roots were left out of `roots`.
     roots_cut: bool,
+    /// Whether an operation of this thread started before one held before
+    /// it: the thread's self times are then not exact.
+    unordered: bool,
 }
 
 impl ThreadState {
@@ -227,9 +230,12 @@ impl ThreadState {
 /// held back and nested longest first). Memory is then one entry
 /// per distinct name and per open operation. A thread that breaks the
 /// order (for example `B`/`E` pairs, which complete after their children)
-/// makes [`Analysis::self_time_exact`] false; the caller then reads the
-/// trace again into [`Analyzer::buffered`], which keeps every operation
-/// (24 bytes each) and sorts them at the end.
+/// makes [`Analysis::self_time_exact`] false; the caller then reads those
+/// threads' events again into a [`crate::SelfTimeFix`] (the analysis lists
+/// them in [`Analysis::unordered_threads`]), or, when it does not list them
+/// (an inexact [`Analyzer::merge`]), the whole trace into
+/// [`Analyzer::buffered`], which keeps every operation (24 bytes each) and
+/// sorts them at the end.
 ///
 /// Aligned to 128 bytes, so that analyzers side by side in a `Vec`, each
 /// fed on its own thread, never share a cache line (sharing made a
@@ -364,6 +370,10 @@ pub struct Analysis {
     /// False when an online analyzer saw a thread's operations out of order,
     /// so `self_ps` is not to be trusted (see [`Analyzer`]).
     pub self_time_exact: bool,
+    /// When self time is not exact only because these threads' operations
+    /// came out of order, the threads as (pid, tid), sorted: a
+    /// [`SelfTimeFix`] fed their events makes it exact. Empty otherwise.
+    pub unordered_threads: Vec<(u64, u64)>,
 }
 
 impl Analysis {
@@ -525,12 +535,19 @@ impl Analyzer {
             |(name, end, dur, children): Open| (name_map[name as usize], end, dur, children);
         for (idx, state) in thread_states.into_iter().enumerate() {
             let mine = &mut self.thread_states[thread_map[idx] as usize];
+            // A thread out of order in either part: the joined self time is
+            // not what one online pass over its events gives, so a
+            // `SelfTimeFix` could not correct it.
+            if mine.unordered || state.unordered {
+                self.merge_inexact = true;
+            }
             let Some(first) = state.first_start else {
                 continue;
             };
             if mine.pending.is_some() {
                 if first < mine.ties_start {
                     self.out_of_order += 1;
+                    self.merge_inexact = true;
                 } else if first == mine.ties_start {
                     self.merge_inexact = true;
                 }
@@ -695,6 +712,7 @@ impl Analyzer {
         state.first_start.get_or_insert(start);
         if !state.hold(&mut self.self_ps, name, start, dur) {
             self.out_of_order += 1;
+            state.unordered = true;
         }
     }
 
@@ -846,6 +864,18 @@ impl Analyzer {
         let mut processes: Vec<(u64, String)> = self.process_names.into_iter().collect();
         processes.sort();
 
+        let exact = !self.merge_inexact && (self.buffered || self.out_of_order == 0);
+        let mut unordered_threads: Vec<(u64, u64)> = if exact || self.merge_inexact {
+            Vec::new()
+        } else {
+            self.threads
+                .iter()
+                .zip(&self.thread_states)
+                .filter(|(_, state)| state.unordered)
+                .map(|(thread, _)| *thread)
+                .collect()
+        };
+        unordered_threads.sort_unstable();
         Analysis {
             total_events: self.n_events,
             op_events,
@@ -856,7 +886,8 @@ impl Analyzer {
             unmatched_begin,
             unmatched_end: self.unmatched_end,
             invalid_events: self.invalid,
-            self_time_exact: !self.merge_inexact && (self.buffered || self.out_of_order == 0),
+            self_time_exact: exact,
+            unordered_threads,
         }
     }
 }

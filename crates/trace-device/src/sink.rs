@@ -51,6 +51,16 @@ enum Line {
     Other,
 }
 
+/// What an op execution is to xprof's duty cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Duty {
+    /// Not on an `XLA Ops` line.
+    None,
+    /// Off duty: it widens the span but is not active time.
+    Off,
+    Active,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Process {
     Device(usize),
@@ -117,24 +127,34 @@ impl Stats {
     fn read(args: &[Arg<'_>]) -> Stats {
         let mut stats = Stats::default();
         for arg in args {
-            match arg.key {
-                "program_id" => {
+            // Length and first byte pick the one key worth comparing.
+            let key = arg.key;
+            match (key.len(), key.as_bytes().first()) {
+                (10, Some(b'p')) if key == "program_id" => {
                     stats.identity = true;
                     stats.program_id = stats.program_id.or(uint(arg.value));
                 }
-                "symbol_id" => {
+                (9, Some(b's')) if key == "symbol_id" => {
                     stats.identity = true;
                     stats.symbol_id = stats.symbol_id.or(int(arg.value));
                 }
-                "long_name" | "tf_op" | "hlo_category" => stats.identity = true,
-                "group_id" => stats.group_id = stats.group_id.or(int(arg.value)),
-                "flops" => stats.flops = stats.flops.or(float(arg.value)),
-                "bytes_accessed" => stats.bytes = stats.bytes.or(float(arg.value)),
-                "model_flops" => stats.model_flops = stats.model_flops.or(float(arg.value)),
-                "device_offset_ps" => {
+                (9, Some(b'l')) if key == "long_name" => stats.identity = true,
+                (5, Some(b't')) if key == "tf_op" => stats.identity = true,
+                (12, Some(b'h')) if key == "hlo_category" => stats.identity = true,
+                (8, Some(b'g')) if key == "group_id" => {
+                    stats.group_id = stats.group_id.or(int(arg.value));
+                }
+                (5, Some(b'f')) if key == "flops" => stats.flops = stats.flops.or(float(arg.value)),
+                (14, Some(b'b')) if key == "bytes_accessed" => {
+                    stats.bytes = stats.bytes.or(float(arg.value));
+                }
+                (11, Some(b'm')) if key == "model_flops" => {
+                    stats.model_flops = stats.model_flops.or(float(arg.value));
+                }
+                (16, Some(b'd')) if key == "device_offset_ps" => {
                     stats.device_offset = stats.device_offset.or(int(arg.value));
                 }
-                "device_duration_ps" => {
+                (18, Some(b'd')) if key == "device_duration_ps" => {
                     stats.device_duration = stats.device_duration.or(int(arg.value));
                 }
                 _ => {}
@@ -158,6 +178,19 @@ impl Stats {
         }
     }
 }
+
+/// No stats: what events without shared args share.
+const NO_STATS: Stats = Stats {
+    program_id: None,
+    symbol_id: None,
+    group_id: None,
+    flops: None,
+    bytes: None,
+    model_flops: None,
+    device_offset: None,
+    device_duration: None,
+    identity: false,
+};
 
 /// The text arg `key` of an event: among its own args first, then its
 /// shared ones.
@@ -219,10 +252,201 @@ struct Open {
 struct OpsLine {
     tid: u64,
     last_host_start: Ps,
+    /// The first op with the latest host start, held until a later start
+    /// shows whether others share it ...
+    held: Option<Arrival>,
+    /// ... and the others that do.
     ties: Vec<Arrival>,
     stack: Vec<Open>,
     /// Where the last op fell among the plane's step boundaries.
     cursor: usize,
+}
+
+impl OpsLine {
+    /// Nests one op execution under the open ones, as xprof's ancestor
+    /// stack does on the device clock: ops that do not contain it close.
+    #[inline]
+    fn nest(&mut self, totals: &mut Totals, arrival: Arrival) {
+        while let Some(top) = self.stack.last() {
+            let parent = &top.arrival;
+            if parent.start <= arrival.start && arrival.end <= parent.end {
+                break;
+            }
+            let top = self.stack.pop().expect("just seen");
+            totals.close(top);
+        }
+        let root = match self.stack.last_mut() {
+            Some(parent) => {
+                parent.children += arrival.end - arrival.start;
+                false
+            }
+            None => true,
+        };
+        self.stack.push(Open {
+            arrival,
+            children: 0,
+            root,
+        });
+    }
+
+    /// Nests the held ops, which share one host start, longest first (xprof
+    /// sorts a line by host start, then by host duration, descending; a
+    /// stable sort keeps file order for equal ones).
+    fn flush(&mut self, totals: &mut Totals) {
+        let Some(first) = self.held.take() else {
+            return;
+        };
+        if self.ties.is_empty() {
+            self.nest(totals, first);
+            return;
+        }
+        let mut ties = std::mem::take(&mut self.ties);
+        ties.insert(0, first);
+        ties.sort_by_key(|it| std::cmp::Reverse(it.host_dur));
+        for arrival in ties.drain(..) {
+            self.nest(totals, arrival);
+        }
+        self.ties = ties;
+    }
+
+    /// Takes one op execution in the line's order; returns whether it
+    /// started (host-synchronised) before an earlier one.
+    #[inline]
+    fn arrive(&mut self, totals: &mut Totals, arrival: Arrival) -> bool {
+        let last = self.last_host_start;
+        if arrival.host_start == last && self.held.is_some() {
+            self.ties.push(arrival);
+            return false;
+        }
+        self.flush(totals);
+        self.held = Some(arrival);
+        self.last_host_start = last.max(arrival.host_start);
+        arrival.host_start < last
+    }
+
+    fn close_all(&mut self, totals: &mut Totals) {
+        self.flush(totals);
+        while let Some(open) = self.stack.pop() {
+            totals.close(open);
+        }
+    }
+}
+
+/// Σ self time per `group_id`, with the last group looked up at hand
+/// (consecutive ops mostly share one).
+#[derive(Debug, Default)]
+struct Groups {
+    index: HashMap<i64, u32>,
+    compute: Vec<Ps>,
+    last: Option<(i64, u32)>,
+}
+
+impl Groups {
+    #[inline]
+    fn add(&mut self, group: i64, ps: Ps) {
+        let idx = match self.last {
+            Some((last, idx)) if last == group => idx,
+            _ => {
+                let next = self.compute.len() as u32;
+                let idx = *self.index.entry(group).or_insert(next);
+                if idx == next {
+                    self.compute.push(0);
+                }
+                self.last = Some((group, idx));
+                idx
+            }
+        };
+        self.compute[idx as usize] += ps;
+    }
+
+    fn get(&self, group: i64) -> Option<Ps> {
+        self.index
+            .get(&group)
+            .map(|&idx| self.compute[idx as usize])
+    }
+}
+
+/// What closing an op execution adds to, apart from the lines.
+#[derive(Debug, Default)]
+struct Totals {
+    ops: Vec<DeviceOp>,
+    busy: Ps,
+    op_union: Ps,
+    groups: Groups,
+    /// The `Steps` events when the plane has a `Steps` line, else the module
+    /// runs, in arrival order (host order).
+    bounds: Vec<Bound>,
+    has_steps_line: bool,
+    has_modules_line: bool,
+    /// (host start, device start, self) of ops that closed before their
+    /// boundaries were read.
+    waiting: Vec<(Ps, Ps, Ps)>,
+}
+
+impl Totals {
+    /// Whether the step boundaries of this plane were read: they come from
+    /// the `Steps` line if it has one, else from the module runs.
+    fn bounds_pending(&self) -> bool {
+        (self.has_steps_line || self.has_modules_line) && self.bounds.is_empty()
+    }
+
+    /// The boundary whose host interval holds `host_start`, from `cursor`
+    /// on (ops come in host order); notes the first op's clock offset.
+    fn find_bound(&mut self, cursor: &mut usize, host_start: Ps, device_start: Ps) -> u32 {
+        if self.bounds_pending() {
+            return UNKNOWN;
+        }
+        let bounds = &self.bounds;
+        if bounds.is_empty() {
+            return u32::MAX;
+        }
+        if *cursor >= bounds.len() || bounds[*cursor].host_start > host_start {
+            *cursor = bounds
+                .partition_point(|it| it.host_start <= host_start)
+                .saturating_sub(1);
+        }
+        while *cursor + 1 < bounds.len() && bounds[*cursor + 1].host_start <= host_start {
+            *cursor += 1;
+        }
+        let idx = *cursor;
+        // Without a `Steps` line a module run's step lasts until the next
+        // run starts.
+        let end = match bounds.get(idx + 1) {
+            Some(next) if !self.has_steps_line => next.host_start.max(bounds[idx].host_end),
+            _ => bounds[idx].host_end,
+        };
+        let bound = &mut self.bounds[idx];
+        let inside =
+            bound.host_start <= host_start && (host_start < end || host_start == bound.host_start);
+        if !inside {
+            return u32::MAX;
+        }
+        bound
+            .first_op_delta
+            .get_or_insert(device_start - host_start);
+        idx as u32
+    }
+
+    #[inline]
+    fn close(&mut self, open: Open) {
+        let arrival = open.arrival;
+        // Children that overlap each other can add up to more than the
+        // parent; self time never goes below zero.
+        let self_ps = (arrival.end - arrival.start - open.children).max(0);
+        self.ops[arrival.op as usize].self_ps += self_ps;
+        self.busy += self_ps;
+        if open.root {
+            self.op_union += arrival.end - arrival.start;
+        }
+        match (arrival.group, arrival.bound) {
+            (Some(group), _) => self.groups.add(group, self_ps),
+            (None, UNKNOWN) => self
+                .waiting
+                .push((arrival.host_start, arrival.start, self_ps)),
+            (None, u32::MAX) => {}
+            (None, bound) => self.bounds[bound as usize].compute += self_ps,
+        }
+    }
 }
 
 /// A step boundary: a `Steps` event, or a module run when the plane has no
@@ -272,18 +496,13 @@ struct RawStep {
 struct PlaneAcc {
     name: String,
     device_clock: bool,
-    has_steps_line: bool,
-    has_modules_line: bool,
     window: Option<(Ps, Ps)>,
-    busy: Ps,
-    op_union: Ps,
     module_ps: Ps,
     /// Duty cycle (host clock): the span of `XLA Ops` and `XLA Modules`
     /// events, the active time swept so far and where it reaches.
     duty_span: Option<(Ps, Ps)>,
     duty_active: Ps,
     duty_reach: Option<Ps>,
-    ops: Vec<DeviceOp>,
     by_ids: HashMap<(u64, i64), u32>,
     by_name: HashMap<Box<str>, u32>,
     lines: Vec<OpsLine>,
@@ -292,13 +511,7 @@ struct PlaneAcc {
     module_ids: HashMap<Box<str>, u32>,
     runs: Vec<ModuleRun>,
     steps: Vec<RawStep>,
-    /// The `Steps` events when the plane has a `Steps` line, else the module
-    /// runs, in arrival order (host order).
-    bounds: Vec<Bound>,
-    group_compute: HashMap<i64, Ps>,
-    /// (host start, device start, self) of ops that closed before their
-    /// boundaries were read.
-    waiting: Vec<(Ps, Ps, Ps)>,
+    t: Totals,
 }
 
 impl PlaneAcc {
@@ -345,9 +558,9 @@ impl PlaneAcc {
         {
             return idx;
         }
-        let idx = self.ops.len() as u32;
+        let idx = self.t.ops.len() as u32;
         let tf_op = text(own, shared, "tf_op");
-        self.ops.push(DeviceOp {
+        self.t.ops.push(DeviceOp {
             name: name.to_owned(),
             long_name: (!long.is_empty()).then(|| long.to_owned()),
             framework_op: tf_op.strip_suffix(':').unwrap_or(tf_op).to_owned(),
@@ -381,105 +594,6 @@ impl PlaneAcc {
         idx
     }
 
-    /// Whether the step boundaries of this plane were read: they come from
-    /// the `Steps` line if it has one, else from the module runs.
-    fn bounds_pending(&self) -> bool {
-        (self.has_steps_line || self.has_modules_line) && self.bounds.is_empty()
-    }
-
-    /// The boundary whose host interval holds `host_start`, from `cursor`
-    /// on (ops come in host order); notes the first op's clock offset.
-    fn find_bound(&mut self, cursor: &mut usize, host_start: Ps, device_start: Ps) -> u32 {
-        if self.bounds_pending() {
-            return UNKNOWN;
-        }
-        let bounds = &self.bounds;
-        if bounds.is_empty() {
-            return u32::MAX;
-        }
-        if *cursor >= bounds.len() || bounds[*cursor].host_start > host_start {
-            *cursor = bounds
-                .partition_point(|it| it.host_start <= host_start)
-                .saturating_sub(1);
-        }
-        while *cursor + 1 < bounds.len() && bounds[*cursor + 1].host_start <= host_start {
-            *cursor += 1;
-        }
-        let idx = *cursor;
-        // Without a `Steps` line a module run's step lasts until the next
-        // run starts.
-        let end = match self.bounds.get(idx + 1) {
-            Some(next) if !self.has_steps_line => next.host_start.max(bounds[idx].host_end),
-            _ => bounds[idx].host_end,
-        };
-        let bound = &mut self.bounds[idx];
-        let inside =
-            bound.host_start <= host_start && (host_start < end || host_start == bound.host_start);
-        if !inside {
-            return u32::MAX;
-        }
-        bound
-            .first_op_delta
-            .get_or_insert(device_start - host_start);
-        idx as u32
-    }
-
-    fn close(&mut self, open: Open) {
-        let arrival = open.arrival;
-        // Children that overlap each other can add up to more than the
-        // parent; self time never goes below zero.
-        let self_ps = (arrival.end - arrival.start - open.children).max(0);
-        self.ops[arrival.op as usize].self_ps += self_ps;
-        self.busy += self_ps;
-        if open.root {
-            self.op_union += arrival.end - arrival.start;
-        }
-        match (arrival.group, arrival.bound) {
-            (Some(group), _) => *self.group_compute.entry(group).or_insert(0) += self_ps,
-            (None, UNKNOWN) => self
-                .waiting
-                .push((arrival.host_start, arrival.start, self_ps)),
-            (None, u32::MAX) => {}
-            (None, bound) => self.bounds[bound as usize].compute += self_ps,
-        }
-    }
-
-    /// Nests one op execution under the open ones, as xprof's ancestor
-    /// stack does on the device clock: ops that do not contain it close.
-    fn nest(&mut self, line: usize, arrival: Arrival) {
-        let mut stack = std::mem::take(&mut self.lines[line].stack);
-        while let Some(top) = stack.last() {
-            let parent = &top.arrival;
-            if parent.start <= arrival.start && arrival.end <= parent.end {
-                break;
-            }
-            let top = stack.pop().expect("just seen");
-            self.close(top);
-        }
-        if let Some(parent) = stack.last_mut() {
-            parent.children += arrival.end - arrival.start;
-        }
-        stack.push(Open {
-            arrival,
-            children: 0,
-            root: stack.is_empty(),
-        });
-        self.lines[line].stack = stack;
-    }
-
-    /// Nests the held ops that share one host start, longest first (xprof
-    /// sorts a line by host start, then by host duration, descending).
-    fn flush_ties(&mut self, line: usize) {
-        let mut ties = std::mem::take(&mut self.lines[line].ties);
-        if ties.len() > 1 {
-            ties.sort_by_key(|it| std::cmp::Reverse(it.host_dur));
-        }
-        for arrival in ties.drain(..) {
-            self.nest(line, arrival);
-        }
-        self.lines[line].ties = ties;
-    }
-
     fn line_index(&mut self, tid: u64) -> usize {
         match self.lines.iter().position(|it| it.tid == tid) {
             Some(idx) => idx,
@@ -487,6 +601,7 @@ impl PlaneAcc {
                 self.lines.push(OpsLine {
                     tid,
                     last_host_start: Ps::MIN,
+                    held: None,
                     ties: Vec::new(),
                     stack: Vec::new(),
                     cursor: 0,
@@ -496,53 +611,56 @@ impl PlaneAcc {
         }
     }
 
+    /// One op execution: `host` and `device` are (start, duration) on
+    /// each clock (the same when the event has no device clock).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn op_event(
         &mut self,
         tid: u64,
         host: (Ps, Ps),
         device: (Ps, Ps),
         op: u32,
-        stats: &Stats,
-        off_duty: bool,
-        xla_ops: bool,
+        numbers: (f64, f64),
+        group: Option<i64>,
+        duty: Duty,
     ) {
         let (start, dur) = device;
         let end = start + dur;
         self.widen(start, end);
-        if xla_ops {
+        if duty != Duty::None {
             self.widen_duty(host.0, host.0 + host.1);
-            if !off_duty {
+            if duty == Duty::Active {
                 self.sweep_active(host.0, host.0 + host.1);
             }
         }
-        let acc = &mut self.ops[op as usize];
+        let acc = &mut self.t.ops[op as usize];
         acc.count += 1;
         acc.total_ps += dur;
-        acc.flops += stats.flops.unwrap_or(0.0);
-        acc.bytes_accessed += stats.bytes.unwrap_or(0.0);
+        acc.flops += numbers.0;
+        acc.bytes_accessed += numbers.1;
 
         let line = self.line_index(tid);
-        let last = self.lines[line].last_host_start;
-        if host.0 != last {
-            self.flush_ties(line);
-        }
-        if host.0 < last {
-            self.out_of_order += 1;
-        }
-        self.lines[line].last_host_start = last.max(host.0);
-        let mut cursor = self.lines[line].cursor;
-        let bound = self.find_bound(&mut cursor, host.0, start);
-        self.lines[line].cursor = cursor;
-        self.lines[line].ties.push(Arrival {
+        let line = &mut self.lines[line];
+        // The boundary only matters for ops without a group, and for
+        // placing boundaries without a device clock on it.
+        let bound = if group.is_none() || host != device {
+            self.t.find_bound(&mut line.cursor, host.0, start)
+        } else {
+            u32::MAX
+        };
+        let arrival = Arrival {
             host_start: host.0,
             host_dur: host.1,
             start,
             end,
             op,
-            group: stats.group_id,
+            group,
             bound,
-        });
+        };
+        if line.arrive(&mut self.t, arrival) {
+            self.out_of_order += 1;
+        }
     }
 
     fn module_event(
@@ -565,8 +683,8 @@ impl PlaneAcc {
             host_end: host.0 + host.1,
             device: device.map(|(s, d)| (s, s + d)),
         };
-        if !self.has_steps_line {
-            self.bounds.push(Bound::of_run(&run));
+        if !self.t.has_steps_line {
+            self.t.bounds.push(Bound::of_run(&run));
         }
         self.runs.push(run);
     }
@@ -577,7 +695,7 @@ impl PlaneAcc {
         self.steps.push(RawStep {
             name: name.to_owned(),
         });
-        self.bounds.push(Bound {
+        self.t.bounds.push(Bound {
             host_start: host.0,
             host_end: host.0 + host.1,
             device: device.map(|(s, d)| (s, s + d)),
@@ -590,28 +708,25 @@ impl PlaneAcc {
     /// Closes every open op and assigns the ops that waited for their
     /// step boundaries.
     fn close_all(&mut self) {
-        for line in 0..self.lines.len() {
-            self.flush_ties(line);
-            let stack = std::mem::take(&mut self.lines[line].stack);
-            for open in stack.into_iter().rev() {
-                self.close(open);
-            }
+        for line in &mut self.lines {
+            line.close_all(&mut self.t);
         }
         // A `Steps` line without events leaves the module runs as the
         // boundaries; none can be pending any more.
+        let t = &mut self.t;
         if self.steps.is_empty() {
-            self.has_steps_line = false;
-            if self.bounds.is_empty() {
-                self.bounds = self.runs.iter().map(Bound::of_run).collect();
+            t.has_steps_line = false;
+            if t.bounds.is_empty() {
+                t.bounds = self.runs.iter().map(Bound::of_run).collect();
             }
         }
-        self.has_modules_line &= !self.runs.is_empty();
-        let mut waiting = std::mem::take(&mut self.waiting);
+        t.has_modules_line &= !self.runs.is_empty();
+        let mut waiting = std::mem::take(&mut t.waiting);
         waiting.sort_unstable();
         let mut cursor = 0;
         for (host_start, device_start, self_ps) in waiting {
-            let bound = self.find_bound(&mut cursor, host_start, device_start);
-            if let Some(bound) = self.bounds.get_mut(bound as usize) {
+            let bound = t.find_bound(&mut cursor, host_start, device_start);
+            if let Some(bound) = t.bounds.get_mut(bound as usize) {
                 bound.compute += self_ps;
             }
         }
@@ -624,8 +739,8 @@ impl PlaneAcc {
         // Boundaries that carry no device clock are placed on it by the
         // first op that starts in them, else by the last offset seen.
         let mut delta = 0;
-        let mut device_bounds: Vec<(Ps, Ps)> = Vec::with_capacity(self.bounds.len());
-        for bound in &self.bounds {
+        let mut device_bounds: Vec<(Ps, Ps)> = Vec::with_capacity(self.t.bounds.len());
+        for bound in &self.t.bounds {
             let placed = match bound.device {
                 Some(it) => it,
                 None => {
@@ -635,7 +750,7 @@ impl PlaneAcc {
             };
             device_bounds.push(placed);
         }
-        let mut order: Vec<usize> = (0..self.bounds.len()).collect();
+        let mut order: Vec<usize> = (0..self.t.bounds.len()).collect();
         order.sort_by_key(|&idx| device_bounds[idx].0);
         let run_of_group: HashMap<i64, u32> = self
             .runs
@@ -650,7 +765,7 @@ impl PlaneAcc {
         runs_by_host.sort_unstable();
         let mut steps = Vec::with_capacity(order.len());
         for (pos, &idx) in order.iter().enumerate() {
-            let bound = &self.bounds[idx];
+            let bound = &self.t.bounds[idx];
             let (start, own_end) = device_bounds[idx];
             let end = if steps_from_line {
                 own_end
@@ -659,11 +774,8 @@ impl PlaneAcc {
                     .get(pos + 1)
                     .map_or(own_end, |&next| device_bounds[next].0)
             };
-            let compute = bound.compute
-                + bound
-                    .group
-                    .and_then(|g| self.group_compute.get(&g).copied())
-                    .unwrap_or(0);
+            let compute =
+                bound.compute + bound.group.and_then(|g| self.t.groups.get(g)).unwrap_or(0);
             let module = if steps_from_line {
                 let by_time = {
                     let first = runs_by_host.partition_point(|it| it.0 < bound.host_start);
@@ -726,7 +838,7 @@ impl PlaneAcc {
                 self_ps: 0,
             })
             .collect();
-        for op in &self.ops {
+        for op in &self.t.ops {
             match categories.iter_mut().find(|it| it.name == op.category) {
                 Some(cat) => {
                     cat.count += op.count;
@@ -747,7 +859,7 @@ impl PlaneAcc {
             comp.self_ps += op.self_ps;
         }
         categories.sort_by(|a, b| (b.self_ps, &a.name).cmp(&(a.self_ps, &b.name)));
-        self.ops.sort_by(|a, b| {
+        self.t.ops.sort_by(|a, b| {
             (b.self_ps, &a.name, a.program_id).cmp(&(a.self_ps, &b.name, b.program_id))
         });
         self.modules
@@ -758,12 +870,12 @@ impl PlaneAcc {
             peaks,
             device_clock: self.device_clock,
             window_ps: window_end - window_start,
-            busy_ps: self.busy,
-            op_union_ps: self.op_union,
+            busy_ps: self.t.busy,
+            op_union_ps: self.t.op_union,
             module_ps: self.module_ps,
             duty_active_ps: self.duty_active,
             duty_span_ps: self.duty_span.map_or(0, |(a, b)| b - a),
-            ops: self.ops,
+            ops: self.t.ops,
             categories,
             components,
             modules: self.modules,
@@ -785,8 +897,11 @@ pub struct DeviceSink {
     /// Host events kept to explain idle gaps at the end, unless the caller
     /// explains them in a second pass ([`DeviceSink::without_host_events`]).
     host: Option<HostEvents>,
-    /// What each id of shared args said.
-    shared: HashMap<u64, Shared>,
+    /// What each id of shared args said: its place in `shared`, with the
+    /// last id looked up at hand.
+    shared_ids: HashMap<u64, u32>,
+    shared: Vec<Shared>,
+    last_shared: Option<(u64, u32)>,
     /// The last (pid, tid) looked up and what it is: readers emit events
     /// line by line (XPlane) or mostly so, so this saves two lookups.
     last: Option<((u64, u64), Option<Process>, Line)>,
@@ -808,7 +923,9 @@ impl DeviceSink {
             lines: HashMap::default(),
             peaks: HashMap::default(),
             host: Some(HostEvents::default()),
-            shared: HashMap::default(),
+            shared_ids: HashMap::default(),
+            shared: Vec::new(),
+            last_shared: None,
             last: None,
         }
     }
@@ -837,7 +954,7 @@ impl DeviceSink {
         let mut planes: Vec<DevicePlane> = self
             .planes
             .into_iter()
-            .filter(|it| !(it.ops.is_empty() && it.steps.is_empty() && it.runs.is_empty()))
+            .filter(|it| !(it.t.ops.is_empty() && it.steps.is_empty() && it.runs.is_empty()))
             .map(|plane| {
                 let p = peaks.remove(&plane.name).unwrap_or_default();
                 plane.finish(p)
@@ -890,8 +1007,8 @@ impl DeviceSink {
                 };
                 if let Some(idx) = plane {
                     let acc = &mut self.planes[idx];
-                    acc.has_steps_line |= line == Line::Steps;
-                    acc.has_modules_line |= line == Line::Modules;
+                    acc.t.has_steps_line |= line == Line::Steps;
+                    acc.t.has_modules_line |= line == Line::Modules;
                 }
                 self.lines.insert((event.pid, event.tid), line);
                 if let (Some(Process::Host), Some(host)) =
@@ -920,25 +1037,37 @@ impl DeviceSink {
         }
     }
 
-    /// The shared args of `id`, worked out on first sight.
+    /// Where what the shared args of `shared.id` say is kept, worked out
+    /// on first sight.
     #[inline]
-    fn shared(&mut self, shared: &SharedArgs<'_>) -> Shared {
-        if let Some(it) = self.shared.get(&shared.id) {
-            return *it;
+    fn shared_slot(&mut self, shared: &SharedArgs<'_>) -> usize {
+        if let Some((id, slot)) = self.last_shared
+            && id == shared.id
+        {
+            return slot as usize;
         }
-        let category = text(&[], shared.args, "hlo_category");
-        let it = Shared {
-            stats: Stats::read(shared.args),
-            index: u32::MAX,
-            off_duty_category: OFF_DUTY_CATEGORIES.contains(&category),
-            custom_call: category == "custom-call",
+        let slot = match self.shared_ids.get(&shared.id) {
+            Some(&slot) => slot,
+            None => {
+                let category = text(&[], shared.args, "hlo_category");
+                self.shared.push(Shared {
+                    stats: Stats::read(shared.args),
+                    index: u32::MAX,
+                    off_duty_category: OFF_DUTY_CATEGORIES.contains(&category),
+                    custom_call: category == "custom-call",
+                });
+                let slot = self.shared.len() as u32 - 1;
+                self.shared_ids.insert(shared.id, slot);
+                slot
+            }
         };
-        self.shared.insert(shared.id, it);
-        it
+        self.last_shared = Some((shared.id, slot));
+        slot as usize
     }
 
     /// One complete event of a device plane or of the host plane, its own
-    /// args in `own` and the args it shares with others in `shared`.
+    /// args in `event.args` and the args it shares with others in `shared`.
+    #[inline]
     fn complete(&mut self, event: &Event<'_>, shared: Option<&SharedArgs<'_>>) {
         let (Some(ts), Some(dur)) = (event.ts, event.dur) else {
             return;
@@ -958,37 +1087,41 @@ impl DeviceSink {
             return;
         }
         let own = Stats::read(event.args);
-        let (cached, stats) = match shared {
-            Some(shared) => {
-                let cached = self.shared(shared);
-                (Some(cached), own.over(&cached.stats))
-            }
-            None => (None, own),
-        };
+        let slot = shared.map(|it| self.shared_slot(it));
+        let cached = slot.map(|it| &self.shared[it]);
+        let shared_stats = cached.map_or(&NO_STATS, |it| &it.stats);
         let shared_args = shared.map_or(&[][..], |it| it.args);
         let host = (ts, dur);
-        let device = stats.device_offset.zip(stats.device_duration);
+        let device = own
+            .device_offset
+            .or(shared_stats.device_offset)
+            .zip(own.device_duration.or(shared_stats.device_duration));
+        let group = own.group_id.or(shared_stats.group_id);
         let acc = &mut self.planes[plane];
         if device.is_some() {
             acc.device_clock = true;
         }
         match line {
             Line::XlaOps | Line::Stream => {
-                // The op: from the cache when its shared args name it and
-                // its own do not.
-                let reuse = cached.filter(|_| !own.identity);
+                // The op: from the cache when the shared args name it and
+                // the event's own do not.
+                let reuse = cached
+                    .filter(|_| !own.identity)
+                    .map(|it| (it.index, it.off_duty_category, it.custom_call));
                 let op = match reuse {
-                    Some(it) if it.index != u32::MAX => it.index,
+                    Some((index, ..)) if index != u32::MAX => index,
                     _ => {
+                        let stats = own.over(shared_stats);
                         let idx = acc.op_index(event.name, &stats, event.args, shared_args);
-                        if let (Some(_), Some(shared)) = (reuse, shared) {
-                            self.shared.get_mut(&shared.id).expect("cached above").index = idx;
+                        if let (Some(_), Some(slot)) = (reuse, slot) {
+                            self.shared[slot].index = idx;
                         }
                         idx
                     }
                 };
+                let shared_stats = slot.map_or(&NO_STATS, |it| &self.shared[it].stats);
                 let (off_category, custom_call) = match reuse {
-                    Some(it) => (it.off_duty_category, it.custom_call),
+                    Some((_, off, custom)) => (off, custom),
                     None => {
                         let category = text(event.args, shared_args, "hlo_category");
                         (
@@ -997,20 +1130,36 @@ impl DeviceSink {
                         )
                     }
                 };
-                let off_duty = off_category || custom_call && stats.model_flops == Some(0.0);
+                let duty = if line != Line::XlaOps {
+                    Duty::None
+                } else if off_category
+                    || custom_call && own.model_flops.or(shared_stats.model_flops) == Some(0.0)
+                {
+                    Duty::Off
+                } else {
+                    Duty::Active
+                };
+                let numbers = (
+                    own.flops.or(shared_stats.flops).unwrap_or(0.0),
+                    own.bytes.or(shared_stats.bytes).unwrap_or(0.0),
+                );
                 let acc = &mut self.planes[plane];
                 acc.op_event(
                     event.tid,
                     host,
                     device.unwrap_or(host),
                     op,
-                    &stats,
-                    off_duty,
-                    line == Line::XlaOps,
+                    numbers,
+                    group,
+                    duty,
                 );
             }
-            Line::Steps => acc.step_event(event.name, host, device, &stats),
+            Line::Steps => {
+                let stats = own.over(shared_stats);
+                acc.step_event(event.name, host, device, &stats);
+            }
             Line::Modules => {
+                let stats = own.over(shared_stats);
                 let module = acc.module_index(event.name, stats.program_id);
                 acc.module_event(module, host, device, &stats);
             }

@@ -443,9 +443,31 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
         };
         let (mut metadata_id, mut offset_ps, mut occurrences, mut dur) = (0, 0, None, 0);
         scratch.stats.clear();
-        if let Some([id, offset, duration]) = space.plain_event(range) {
+        let stats = &mut scratch.stats;
+        // Fields in number order, stats (if any) short and numeric: most
+        // events. A plain event in another order, then anything else, take
+        // the slower paths.
+        let fast = space
+            .event_with_stats(range, |id, field, bits| {
+                let value = match field {
+                    2 => StatValue::Double(f64::from_bits(bits)),
+                    3 => StatValue::Uint(bits),
+                    4 => StatValue::Int(bits as i64),
+                    _ => StatValue::Ref(bits),
+                };
+                stats.push(Stat {
+                    metadata_id: id as i64,
+                    value: Some(value),
+                });
+            })
+            .or_else(|| {
+                stats.clear();
+                space.plain_event(range)
+            });
+        if let Some([id, offset, duration]) = fast {
             (metadata_id, offset_ps, dur) = (id as i64, offset as i64, duration as i64);
         } else {
+            scratch.stats.clear();
             let mut event = space.nested(range, "XEvent");
             while let Some(field) = event.next_field()? {
                 match field.number {

@@ -85,13 +85,24 @@ impl<'a> Layout<'a> {
         Ok(layout)
     }
 
-    /// The same layout with only the host plane's segments: its metadata
-    /// events and lines. The origin stays that of the whole stream.
-    pub(crate) fn host_only(mut self) -> Layout<'a> {
+    /// The same layout with the events of the lines `keep` accepts only;
+    /// every plane's metadata events stay. The origin stays that of the
+    /// whole stream.
+    pub(crate) fn only_lines(mut self, keep: &dyn Fn(&crate::LineInfo<'_>) -> bool) -> Layout<'a> {
         let planes = &self.planes;
-        let is_host = |plane: usize| planes[plane].pid == space::HOST_PID;
         self.segments.retain(|it| match *it {
-            Segment::Header { plane } | Segment::Events { plane, .. } => is_host(plane),
+            Segment::Header { .. } => true,
+            Segment::Events {
+                plane,
+                line_id,
+                shown_name,
+                ..
+            } => keep(&crate::LineInfo {
+                pid: planes[plane].pid,
+                plane: planes[plane].index.name,
+                tid: line_id as u64,
+                line: shown_name,
+            }),
         });
         self
     }

@@ -169,14 +169,29 @@ pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error
     })
 }
 
-/// [`read`] of the host plane (`/host:CPU`) alone: the events `read` gives
-/// for it, with the same origin, and nothing of the other planes. A sink
-/// that needs what the device planes say before it sees the host's events
-/// (the device view's idle gaps) reads the host plane again this way
-/// instead of keeping its events.
-pub fn read_host(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
+/// A streamed line, as [`read_lines`] asks about it: the pid and tid its
+/// events get and the names of its plane and of itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineInfo<'a> {
+    pub pid: u64,
+    pub plane: &'a str,
+    pub tid: u64,
+    pub line: &'a str,
+}
+
+/// [`read`] restricted to the lines `keep` accepts: every streamed plane's
+/// `process_name` and `thread_name` events, then the events of those
+/// lines, with the same origin as `read`; the other lines' events are not
+/// decoded. A sink that needs what some lines say before it sees others
+/// (the device view's idle gaps before the host's events), or that wants
+/// a few lines again, reads them this way instead of keeping events.
+pub fn read_lines(
+    bytes: &[u8],
+    keep: &dyn Fn(&LineInfo<'_>) -> bool,
+    sink: &mut dyn EventSink,
+) -> Result<ReadSummary, Error> {
     let space = space::index_space(bytes)?;
-    let layout = Layout::of(&space, Selection::of(&space)?)?.host_only();
+    let layout = Layout::of(&space, Selection::of(&space)?)?.only_lines(keep);
     let n_events = emit_part(&layout, &space, layout.start(), layout.end(), sink)?;
     Ok(ReadSummary {
         n_events,
