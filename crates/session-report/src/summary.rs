@@ -75,9 +75,9 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
         "truncated": truncated,
         "truncated_json_events": json_events,
         "json_share_of_session": json_share,
-        "top_operations": top,
-        "xla_and_runtime_operations": accel,
     });
+    res["top_operations"] = Value::Array(top);
+    res["xla_and_runtime_operations"] = Value::Array(accel);
     res["devices"] = crate::device::devices_json(input.devices);
     if let Some(full) = &input.full_trace {
         res["full_trace"] = json!({
