@@ -155,6 +155,75 @@ fn set_peaks(bytes: &[u8], device: &mut DeviceSink) -> Result<(), trace_xplane::
     Ok(())
 }
 
+/// One part's analyzer and device view, fed the same events.
+struct Both {
+    analyzer: Analyzer,
+    device: DeviceSink,
+}
+
+impl EventSink for Both {
+    fn event(&mut self, event: &Event<'_>) {
+        self.analyzer.event(event);
+        self.device.event(event);
+    }
+
+    fn stable_names(&mut self, stable: bool) {
+        self.analyzer.stable_names(stable);
+    }
+
+    fn takes_split_args(&self) -> bool {
+        true
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        self.analyzer.split_event(event, shared);
+        self.device.split_event(event, shared);
+    }
+}
+
+/// The analysis and the device view of an XSpace with device planes, read
+/// in parts on every core: the device planes' step boundaries (`Steps`,
+/// `XLA Modules`) first, alone, so that every part can place its ops; then
+/// the parts, merged in order. When the device view's parts do not join
+/// exactly, the file is read again in one pass.
+fn analyse_with_devices(bytes: &[u8]) -> Result<(Analysis, DeviceSink), trace_xplane::Error> {
+    let mut device = DeviceSink::without_host_events();
+    set_peaks(bytes, &mut device)?;
+    let bounds = |line: &trace_xplane::LineInfo<'_>| {
+        line.plane.starts_with("/device:") && matches!(line.line, "Steps" | "XLA Modules")
+    };
+    trace_xplane::read_lines(bytes, &bounds, &mut device)?;
+    let mut parts: Vec<Both> = (0..cores())
+        .map(|_| Both {
+            analyzer: Analyzer::new(),
+            device: device.for_part(),
+        })
+        .collect();
+    trace_xplane::read_parts(bytes, &mut parts)?;
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("at least one part");
+    let mut analyzer = first.analyzer;
+    device.merge(first.device);
+    for part in parts {
+        analyzer.merge(part.analyzer);
+        device.merge(part.device);
+    }
+    if device.merged_exactly() {
+        return Ok((analyzer.finish(), device));
+    }
+    let mut device = DeviceSink::without_host_events();
+    set_peaks(bytes, &mut device)?;
+    let mut analyzer = Analyzer::new();
+    trace_xplane::read(
+        bytes,
+        &mut Tee {
+            first: &mut analyzer,
+            second: &mut device,
+        },
+    )?;
+    Ok((analyzer.finish(), device))
+}
+
 /// [`analyse_xplane`], and the device view from the same pass when `devices`.
 fn analyse_xplane_with_devices(
     path: &Path,
@@ -171,18 +240,8 @@ fn analyse_xplane_with_devices(
     // The host plane comes first in the stream, before the device planes
     // whose idle gaps its events explain: the device sink keeps none of
     // them, and the host plane is read again once the gaps are known.
-    let mut device = DeviceSink::without_host_events();
-    if devices {
-        set_peaks(&bytes, &mut device).map_err(wrap)?;
-    }
-    let mut analysis = if devices {
-        let mut analyzer = Analyzer::new();
-        let mut both = Tee {
-            first: &mut analyzer,
-            second: &mut device,
-        };
-        trace_xplane::read(&bytes, &mut both).map_err(wrap)?;
-        analyzer.finish()
+    let (mut analysis, device) = if devices {
+        analyse_with_devices(&bytes).map_err(wrap)?
     } else {
         // The analysis alone is split over the cores and merged.
         let mut parts: Vec<Analyzer> = (0..cores()).map(|_| Analyzer::new()).collect();
@@ -190,7 +249,7 @@ fn analyse_xplane_with_devices(
         let mut parts = parts.into_iter();
         let mut analyzer = parts.next().expect("at least one part");
         parts.for_each(|it| analyzer.merge(it));
-        analyzer.finish()
+        (analyzer.finish(), DeviceSink::without_host_events())
     };
     if !analysis.self_time_exact && !analysis.unordered_threads.is_empty() {
         // Only the threads that came out of order are read again.

@@ -535,12 +535,17 @@ impl Analyzer {
             |(name, end, dur, children): Open| (name_map[name as usize], end, dur, children);
         for (idx, state) in thread_states.into_iter().enumerate() {
             let mine = &mut self.thread_states[thread_map[idx] as usize];
-            // A thread out of order in either part: the joined self time is
-            // not what one online pass over its events gives, so a
-            // `SelfTimeFix` could not correct it.
-            if mine.unordered || state.unordered {
+            // A thread out of order with events in both parts: the joined
+            // self time is not what one online pass over its events gives,
+            // so a `SelfTimeFix` could not correct it. With events in one
+            // part only, it is that part's pass.
+            if (mine.unordered || state.unordered)
+                && mine.first_start.is_some()
+                && state.first_start.is_some()
+            {
                 self.merge_inexact = true;
             }
+            mine.unordered |= state.unordered;
             let Some(first) = state.first_start else {
                 continue;
             };

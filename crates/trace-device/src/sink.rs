@@ -260,9 +260,38 @@ struct OpsLine {
     stack: Vec<Open>,
     /// Where the last op fell among the plane's step boundaries.
     cursor: usize,
+    /// The host start of the line's first op in this sink.
+    first_host_start: Option<Ps>,
+    /// Device-clock (start, end) of the first [`ROOT_CAP`] ops that found
+    /// the stack empty: the ones an earlier part's open ops may contain
+    /// ([`DeviceSink::merge`]).
+    roots: Vec<(Ps, Ps)>,
+    /// Whether roots were left out of `roots`.
+    roots_cut: bool,
 }
 
+/// How many roots a line remembers for [`DeviceSink::merge`].
+const ROOT_CAP: usize = 4096;
+
+/// How many active intervals of the duty cycle a plane remembers for
+/// [`DeviceSink::merge`].
+const DUTY_CAP: usize = 4096;
+
 impl OpsLine {
+    fn new(tid: u64) -> OpsLine {
+        OpsLine {
+            tid,
+            last_host_start: Ps::MIN,
+            held: None,
+            ties: Vec::new(),
+            stack: Vec::new(),
+            cursor: 0,
+            first_host_start: None,
+            roots: Vec::new(),
+            roots_cut: false,
+        }
+    }
+
     /// Nests one op execution under the open ones, as xprof's ancestor
     /// stack does on the device clock: ops that do not contain it close.
     #[inline]
@@ -280,7 +309,14 @@ impl OpsLine {
                 parent.children += arrival.end - arrival.start;
                 false
             }
-            None => true,
+            None => {
+                if self.roots.len() < ROOT_CAP {
+                    self.roots.push((arrival.start, arrival.end));
+                } else {
+                    self.roots_cut = true;
+                }
+                true
+            }
         };
         self.stack.push(Open {
             arrival,
@@ -313,6 +349,7 @@ impl OpsLine {
     /// started (host-synchronised) before an earlier one.
     #[inline]
     fn arrive(&mut self, totals: &mut Totals, arrival: Arrival) -> bool {
+        self.first_host_start.get_or_insert(arrival.host_start);
         let last = self.last_host_start;
         if arrival.host_start == last && self.held.is_some() {
             self.ties.push(arrival);
@@ -366,10 +403,20 @@ impl Groups {
     }
 }
 
+/// What identifies an op: (`program_id`, `symbol_id`), else its full HLO
+/// text or name.
+#[derive(Clone, Debug)]
+enum OpKey {
+    Ids(u64, i64),
+    Name(Box<str>),
+}
+
 /// What closing an op execution adds to, apart from the lines.
 #[derive(Debug, Default)]
 struct Totals {
     ops: Vec<DeviceOp>,
+    /// What identifies each op of `ops`, to join the ops of parts.
+    op_keys: Vec<OpKey>,
     busy: Ps,
     op_union: Ps,
     groups: Groups,
@@ -451,7 +498,7 @@ impl Totals {
 
 /// A step boundary: a `Steps` event, or a module run when the plane has no
 /// `Steps` line.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Bound {
     host_start: Ps,
     host_end: Ps,
@@ -463,6 +510,62 @@ struct Bound {
     /// Σ self time of the ops without `group_id` that start inside it.
     compute: Ps,
     group: Option<i64>,
+}
+
+/// Joins `later`, the same line in the next part of the stream, onto
+/// `line`: the later part's roots go, in order, where one pass would have
+/// put them, inside `line`'s ops still open; its open ops go on top of
+/// those left. Returns whether it could not be done exactly (more roots
+/// under an open op than the later part remembered).
+fn stitch(
+    line: &mut OpsLine,
+    mut later: OpsLine,
+    totals: &mut Totals,
+    out_of_order: &mut u64,
+) -> bool {
+    if let Some(first) = later.first_host_start
+        && first < line.last_host_start
+    {
+        *out_of_order += 1;
+    }
+    let n_roots = later.roots.len();
+    for (idx, &(start, end)) in later.roots.iter().enumerate() {
+        if line.stack.is_empty() {
+            break;
+        }
+        while let Some(top) = line.stack.last() {
+            if top.arrival.start <= start && end <= top.arrival.end {
+                break;
+            }
+            let top = line.stack.pop().expect("just seen");
+            totals.close(top);
+        }
+        if let Some(parent) = line.stack.last_mut() {
+            parent.children += end - start;
+            // The root has a parent after all: it leaves the union of
+            // top-level ops, now if it closed, at its close if still open.
+            let open = idx + 1 == n_roots
+                && !later.roots_cut
+                && later.stack.first().is_some_and(|it| {
+                    it.root && (it.arrival.start, it.arrival.end) == (start, end)
+                });
+            if open {
+                later.stack[0].root = false;
+            } else {
+                totals.op_union -= end - start;
+            }
+        }
+    }
+    let inexact = !line.stack.is_empty() && later.roots_cut;
+    line.stack.append(&mut later.stack);
+    line.cursor = later.cursor;
+    line.last_host_start = line.last_host_start.max(later.last_host_start);
+    if line.first_host_start.is_none() {
+        line.first_host_start = later.first_host_start;
+        line.roots = later.roots;
+        line.roots_cut = later.roots_cut;
+    }
+    inexact
 }
 
 impl Bound {
@@ -503,6 +606,14 @@ struct PlaneAcc {
     duty_span: Option<(Ps, Ps)>,
     duty_active: Ps,
     duty_reach: Option<Ps>,
+    /// Where the active interval the sweep is in started, and the first
+    /// [`DUTY_CAP`] intervals it closed: what an earlier part's last active
+    /// time may overlap ([`DeviceSink::merge`]).
+    duty_open: Ps,
+    duty_first: Vec<(Ps, Ps)>,
+    /// Set by [`DeviceSink::merge`] when the parts could not be joined
+    /// exactly.
+    merge_inexact: bool,
     by_ids: HashMap<(u64, i64), u32>,
     by_name: HashMap<Box<str>, u32>,
     lines: Vec<OpsLine>,
@@ -535,10 +646,23 @@ impl PlaneAcc {
         if end <= start {
             return;
         }
-        let from = self.duty_reach.map_or(start, |reach| reach.max(start));
-        if end > from {
-            self.duty_active += end - from;
-            self.duty_reach = Some(end);
+        match self.duty_reach {
+            Some(reach) if start <= reach => {
+                if end > reach {
+                    self.duty_active += end - reach;
+                    self.duty_reach = Some(end);
+                }
+            }
+            reach => {
+                if let Some(reach) = reach
+                    && self.duty_first.len() < DUTY_CAP
+                {
+                    self.duty_first.push((self.duty_open, reach));
+                }
+                self.duty_open = start;
+                self.duty_active += end - start;
+                self.duty_reach = Some(end);
+            }
         }
     }
 
@@ -573,9 +697,41 @@ impl PlaneAcc {
             bytes_accessed: 0.0,
         });
         match key {
-            Some(key) => self.by_ids.insert(key, idx),
-            None => self.by_name.insert(name_key.into(), idx),
+            Some(key) => {
+                self.by_ids.insert(key, idx);
+                self.t.op_keys.push(OpKey::Ids(key.0, key.1));
+            }
+            None => {
+                self.by_name.insert(name_key.into(), idx);
+                self.t.op_keys.push(OpKey::Name(name_key.into()));
+            }
         };
+        idx
+    }
+
+    /// The op of another part's `op` (identified by `key`) in this plane:
+    /// its counts added to the one with the same key, or it is added.
+    fn absorb_op(&mut self, key: OpKey, op: DeviceOp) -> u32 {
+        let found = match &key {
+            OpKey::Ids(program, symbol) => self.by_ids.get(&(*program, *symbol)),
+            OpKey::Name(name) => self.by_name.get(name),
+        };
+        if let Some(&idx) = found {
+            let acc = &mut self.t.ops[idx as usize];
+            acc.count += op.count;
+            acc.total_ps += op.total_ps;
+            acc.self_ps += op.self_ps;
+            acc.flops += op.flops;
+            acc.bytes_accessed += op.bytes_accessed;
+            return idx;
+        }
+        let idx = self.t.ops.len() as u32;
+        match &key {
+            OpKey::Ids(program, symbol) => self.by_ids.insert((*program, *symbol), idx),
+            OpKey::Name(name) => self.by_name.insert(name.clone(), idx),
+        };
+        self.t.ops.push(op);
+        self.t.op_keys.push(key);
         idx
     }
 
@@ -598,14 +754,7 @@ impl PlaneAcc {
         match self.lines.iter().position(|it| it.tid == tid) {
             Some(idx) => idx,
             None => {
-                self.lines.push(OpsLine {
-                    tid,
-                    last_host_start: Ps::MIN,
-                    held: None,
-                    ties: Vec::new(),
-                    stack: Vec::new(),
-                    cursor: 0,
-                });
+                self.lines.push(OpsLine::new(tid));
                 self.lines.len() - 1
             }
         }
@@ -711,16 +860,9 @@ impl PlaneAcc {
         for line in &mut self.lines {
             line.close_all(&mut self.t);
         }
-        // A `Steps` line without events leaves the module runs as the
-        // boundaries; none can be pending any more.
+        // None can be pending any more.
+        self.settle_bounds();
         let t = &mut self.t;
-        if self.steps.is_empty() {
-            t.has_steps_line = false;
-            if t.bounds.is_empty() {
-                t.bounds = self.runs.iter().map(Bound::of_run).collect();
-            }
-        }
-        t.has_modules_line &= !self.runs.is_empty();
         let mut waiting = std::mem::take(&mut t.waiting);
         waiting.sort_unstable();
         let mut cursor = 0;
@@ -729,6 +871,131 @@ impl PlaneAcc {
             if let Some(bound) = t.bounds.get_mut(bound as usize) {
                 bound.compute += self_ps;
             }
+        }
+    }
+
+    /// Settles which events are the step boundaries once they were read:
+    /// a `Steps` line without events leaves the module runs.
+    fn settle_bounds(&mut self) {
+        if self.steps.is_empty() {
+            self.t.has_steps_line = false;
+            if self.t.bounds.is_empty() {
+                self.t.bounds = self.runs.iter().map(Bound::of_run).collect();
+            }
+        }
+        self.t.has_modules_line &= !self.runs.is_empty();
+    }
+
+    /// An empty plane for a part: the same name and step boundaries.
+    fn for_part(&self) -> PlaneAcc {
+        let mut part = PlaneAcc {
+            name: self.name.clone(),
+            ..PlaneAcc::default()
+        };
+        part.t.has_steps_line = self.t.has_steps_line;
+        part.t.has_modules_line = self.t.has_modules_line;
+        part.t.bounds = self
+            .t
+            .bounds
+            .iter()
+            .map(|it| Bound {
+                first_op_delta: None,
+                compute: 0,
+                ..it.clone()
+            })
+            .collect();
+        part
+    }
+
+    /// Adds what `later`, the same plane in the next part of the stream,
+    /// collected, as if its events had come to this plane after its own.
+    fn absorb(&mut self, mut later: PlaneAcc) {
+        for line in &mut self.lines {
+            line.flush(&mut self.t);
+        }
+        for line in &mut later.lines {
+            line.flush(&mut later.t);
+        }
+        self.device_clock |= later.device_clock;
+        if let Some((a, b)) = later.window {
+            self.widen(a, b);
+        }
+        if let Some((a, b)) = later.duty_span {
+            self.widen_duty(a, b);
+        }
+        self.absorb_duty(&later);
+        self.out_of_order += later.out_of_order;
+        self.merge_inexact |= later.merge_inexact;
+        let map: Vec<u32> = later
+            .t
+            .ops
+            .into_iter()
+            .zip(later.t.op_keys)
+            .map(|(op, key)| self.absorb_op(key, op))
+            .collect();
+        let t = &mut self.t;
+        t.busy += later.t.busy;
+        t.op_union += later.t.op_union;
+        for (group, idx) in later.t.groups.index {
+            t.groups.add(group, later.t.groups.compute[idx as usize]);
+        }
+        for (mine, theirs) in t.bounds.iter_mut().zip(later.t.bounds) {
+            mine.compute += theirs.compute;
+            mine.first_op_delta = mine.first_op_delta.or(theirs.first_op_delta);
+        }
+        t.waiting.extend(later.t.waiting);
+        for mut line in later.lines {
+            for open in &mut line.stack {
+                open.arrival.op = map[open.arrival.op as usize];
+            }
+            match self.lines.iter().position(|it| it.tid == line.tid) {
+                None => self.lines.push(line),
+                Some(idx) => {
+                    let inexact = stitch(
+                        &mut self.lines[idx],
+                        line,
+                        &mut self.t,
+                        &mut self.out_of_order,
+                    );
+                    self.merge_inexact |= inexact;
+                }
+            }
+        }
+    }
+
+    /// The duty cycle's active time of `later` added, less what overlaps
+    /// this plane's last active interval.
+    fn absorb_duty(&mut self, later: &PlaneAcc) {
+        let Some(later_reach) = later.duty_reach else {
+            return;
+        };
+        let Some(reach) = self.duty_reach else {
+            self.duty_active = later.duty_active;
+            self.duty_reach = Some(later_reach);
+            self.duty_open = later.duty_open;
+            self.duty_first.clone_from(&later.duty_first);
+            return;
+        };
+        let intervals = later
+            .duty_first
+            .iter()
+            .copied()
+            .chain([(later.duty_open, later_reach)]);
+        let mut overlap = 0;
+        for (a, b) in intervals {
+            if a >= reach {
+                break;
+            }
+            overlap += b.min(reach) - a;
+        }
+        // Intervals left out of `duty_first` lie after its last one.
+        if later.duty_first.len() == DUTY_CAP && later.duty_first[DUTY_CAP - 1].1 < reach {
+            self.merge_inexact = true;
+        }
+        self.duty_active += later.duty_active - overlap;
+        if later_reach > reach {
+            self.duty_open = later.duty_open;
+            self.duty_reach = Some(later_reach);
         }
     }
 
@@ -905,6 +1172,9 @@ pub struct DeviceSink {
     /// The last (pid, tid) looked up and what it is: readers emit events
     /// line by line (XPlane) or mostly so, so this saves two lookups.
     last: Option<((u64, u64), Option<Process>, Line)>,
+    /// Whether the `Steps` and `XLA Modules` events were read before (a
+    /// part of a stream read in parts): they are then passed over.
+    bounds_read: bool,
 }
 
 impl Default for DeviceSink {
@@ -927,7 +1197,45 @@ impl DeviceSink {
             shared: Vec::new(),
             last_shared: None,
             last: None,
+            bounds_read: false,
         }
+    }
+
+    /// A sink for one part of a stream read in parts
+    /// (`trace_xplane::read_parts`), made from this one after it read the
+    /// stream's metadata and its `Steps` and `XLA Modules` lines (say with
+    /// `trace_xplane::read_lines`): the part knows every plane and line
+    /// from the start, takes its step boundaries from here, and passes
+    /// those lines' events over. It keeps no host events. Join the parts
+    /// back with [`DeviceSink::merge`], in stream order.
+    pub fn for_part(&mut self) -> DeviceSink {
+        for plane in &mut self.planes {
+            plane.settle_bounds();
+        }
+        DeviceSink {
+            planes: self.planes.iter().map(PlaneAcc::for_part).collect(),
+            processes: self.processes.clone(),
+            lines: self.lines.clone(),
+            bounds_read: true,
+            ..DeviceSink::without_host_events()
+        }
+    }
+
+    /// Adds what `later`, made by [`DeviceSink::for_part`], collected from
+    /// its part, as if its events had come to this sink after its own
+    /// (merge the parts in stream order). Self times stay exact unless an
+    /// op open at a cut contains more than a few thousand of the later
+    /// part's top-level ops ([`DeviceSink::merged_exactly`]).
+    pub fn merge(&mut self, later: DeviceSink) {
+        for (mine, theirs) in self.planes.iter_mut().zip(later.planes) {
+            mine.absorb(theirs);
+        }
+    }
+
+    /// Whether every [`DeviceSink::merge`] joined its parts exactly; if
+    /// not, read the stream again in one pass.
+    pub fn merged_exactly(&self) -> bool {
+        self.planes.iter().all(|it| !it.merge_inexact)
     }
 
     /// A sink that keeps nothing per host event: [`DeviceSink::finish`]
@@ -1083,7 +1391,7 @@ impl DeviceSink {
             }
             None => return,
         };
-        if line == Line::Other {
+        if line == Line::Other || self.bounds_read && matches!(line, Line::Steps | Line::Modules) {
             return;
         }
         let own = Stats::read(event.args);

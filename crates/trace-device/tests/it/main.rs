@@ -3,6 +3,7 @@
 mod clocks;
 mod fixtures;
 mod gpu;
+mod parts;
 mod real_tpu;
 mod vllm;
 mod xprof;
