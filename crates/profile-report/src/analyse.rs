@@ -99,7 +99,11 @@ fn analyse_json_into(path: &Path, extra: &mut dyn EventSink) -> Result<Analysis,
     if !analysis.unordered_threads.is_empty() {
         let mut fix = SelfTimeFix::new(&analysis);
         read(&mut fix)?;
-        fix.apply(&mut analysis);
+        if !fix.apply(&mut analysis) {
+            let mut fix = SelfTimeFix::buffered(&analysis);
+            read(&mut fix)?;
+            fix.apply(&mut analysis);
+        }
         return Ok(analysis);
     }
     let mut analyzer = Analyzer::buffered();
@@ -252,14 +256,19 @@ fn analyse_xplane_with_devices(
         (analyzer.finish(), DeviceSink::without_host_events())
     };
     if !analysis.self_time_exact && !analysis.unordered_threads.is_empty() {
-        // Only the threads that came out of order are read again.
-        let mut fix = SelfTimeFix::new(&analysis);
-        let threads = &analysis.unordered_threads;
+        // Only the threads that came out of order are read again, and put
+        // in order within a window, or, if that is not enough, whole.
+        let threads = analysis.unordered_threads.clone();
         let keep = |line: &trace_xplane::LineInfo<'_>| {
             threads.binary_search(&(line.pid, line.tid)).is_ok()
         };
+        let mut fix = SelfTimeFix::new(&analysis);
         trace_xplane::read_lines(&bytes, &keep, &mut fix).map_err(wrap)?;
-        fix.apply(&mut analysis);
+        if !fix.apply(&mut analysis) {
+            let mut fix = SelfTimeFix::buffered(&analysis);
+            trace_xplane::read_lines(&bytes, &keep, &mut fix).map_err(wrap)?;
+            fix.apply(&mut analysis);
+        }
     }
     if !analysis.self_time_exact {
         let mut analyzer = Analyzer::buffered();

@@ -1,7 +1,7 @@
 //! The [`Analyzer`] sink and the [`Analysis`] it produces.
 
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps, SharedArgs};
@@ -284,6 +284,42 @@ pub struct Analyzer {
     /// Set by [`Analyzer::merge`] when the parts could not be joined
     /// exactly.
     merge_inexact: bool,
+    /// [`Analyzer::reordering`]'s window per thread.
+    reorder: Option<Reorder>,
+}
+
+/// The operations of each thread not yet nested, earliest first, in the
+/// order the buffered sort would give (start, longer first, file order).
+struct Reorder {
+    window: usize,
+    heaps: Vec<BinaryHeap<Reverse<(Ps, Reverse<Ps>, u64, u32)>>>,
+    seq: u64,
+}
+
+impl Reorder {
+    /// Takes an operation; gives back the earliest one when the thread's
+    /// window is full.
+    fn push(&mut self, thread: u32, name: u32, start: Ps, dur: Ps) -> Option<(u32, Ps, Ps)> {
+        let idx = thread as usize;
+        if self.heaps.len() <= idx {
+            self.heaps.resize_with(idx + 1, BinaryHeap::new);
+        }
+        self.seq += 1;
+        self.heaps[idx].push(Reverse((start, Reverse(dur), self.seq, name)));
+        if self.heaps[idx].len() > self.window {
+            self.pop(thread)
+        } else {
+            None
+        }
+    }
+
+    /// The thread's earliest operation still held. (One earlier than an
+    /// operation already let go of reaches the online nesting out of
+    /// order, which makes the result inexact.)
+    fn pop(&mut self, thread: u32) -> Option<(u32, Ps, Ps)> {
+        let Reverse((start, Reverse(dur), _, name)) = self.heaps.get_mut(thread as usize)?.pop()?;
+        Some((name, start, dur))
+    }
 }
 
 /// The number of events of one phase.
@@ -427,6 +463,21 @@ impl Analyzer {
         Analyzer::with_mode(true)
     }
 
+    /// An online analyzer that puts each thread's operations back in order
+    /// within a window of `window` operations (24 bytes each) before
+    /// nesting them: exact for a thread whose operations come at most that
+    /// far out of order, and not exact ([`Analysis::self_time_exact`]
+    /// false) for one that does not.
+    pub fn reordering(window: usize) -> Analyzer {
+        let mut analyzer = Analyzer::with_mode(false);
+        analyzer.reorder = Some(Reorder {
+            window: window.max(1),
+            heaps: Vec::new(),
+            seq: 0,
+        });
+        analyzer
+    }
+
     fn with_mode(buffered: bool) -> Analyzer {
         Analyzer {
             buffered,
@@ -455,6 +506,7 @@ impl Analyzer {
             unmatched_end: 0,
             invalid: 0,
             merge_inexact: false,
+            reorder: None,
         }
     }
 
@@ -496,6 +548,7 @@ impl Analyzer {
             unmatched_end,
             invalid,
             merge_inexact,
+            reorder: _,
         } = later;
         self.merge_inexact |= merge_inexact || buffered != self.buffered;
         self.n_events += n_events;
@@ -713,6 +766,17 @@ impl Analyzer {
             });
             return;
         }
+        if let Some(reorder) = &mut self.reorder {
+            if let Some((name, start, dur)) = reorder.push(thread, name, start, dur) {
+                self.nest_online(thread, name, start, dur);
+            }
+            return;
+        }
+        self.nest_online(thread, name, start, dur);
+    }
+
+    #[inline(always)]
+    fn nest_online(&mut self, thread: u32, name: u32, start: Ps, dur: Ps) {
         let state = &mut self.thread_states[thread as usize];
         state.first_start.get_or_insert(start);
         if !state.hold(&mut self.self_ps, name, start, dur) {
@@ -763,6 +827,13 @@ impl Analyzer {
 
     /// Aggregates what was collected.
     pub fn finish(mut self) -> Analysis {
+        if let Some(mut reorder) = self.reorder.take() {
+            for thread in 0..reorder.heaps.len() {
+                while let Some((name, start, dur)) = reorder.pop(thread as u32) {
+                    self.nest_online(thread as u32, name, start, dur);
+                }
+            }
+        }
         let mut self_ps = std::mem::take(&mut self.self_ps);
         for state in &mut self.thread_states {
             state.flush_ties(&mut self_ps);

@@ -7,36 +7,59 @@ use trace_model::{Event, EventSink, Phase, SharedArgs};
 
 use crate::analyzer::{Analysis, Analyzer};
 
+/// How far out of order (in operations of one thread) [`SelfTimeFix::new`]
+/// puts operations back in order.
+pub const FIX_WINDOW: usize = 65_536;
+
 /// Makes an online [`Analysis`] exact when only some threads broke the
 /// order ([`Analysis::unordered_threads`]): fed the trace again (all of it,
 /// or only those threads' events), it computes those threads' self time
-/// twice, online as the first pass did and buffered as it should be, and
+/// twice, online as the first pass did and in order, and
 /// [`SelfTimeFix::apply`] swaps one for the other. Each thread's self time
 /// depends on its own events only, so the online replay gives exactly what
-/// the first pass added for them. Memory is those threads' operations (24
-/// bytes each), not the whole trace's.
+/// the first pass added for them.
+///
+/// [`SelfTimeFix::new`] puts each thread's operations in order within a
+/// window of [`FIX_WINDOW`] operations (24 bytes each), which is enough
+/// unless an operation comes later than that many after its place;
+/// [`SelfTimeFix::buffered`] keeps every operation of those threads and
+/// sorts them, and is always enough.
 pub struct SelfTimeFix {
     threads: HashSet<(u64, u64)>,
     online: Analyzer,
-    buffered: Analyzer,
+    ordered: Analyzer,
 }
 
 impl SelfTimeFix {
     pub fn new(analysis: &Analysis) -> SelfTimeFix {
+        SelfTimeFix::with(analysis, Analyzer::reordering(FIX_WINDOW))
+    }
+
+    pub fn buffered(analysis: &Analysis) -> SelfTimeFix {
+        SelfTimeFix::with(analysis, Analyzer::buffered())
+    }
+
+    fn with(analysis: &Analysis, ordered: Analyzer) -> SelfTimeFix {
         SelfTimeFix {
             threads: analysis.unordered_threads.iter().copied().collect(),
             online: Analyzer::new(),
-            buffered: Analyzer::buffered(),
+            ordered,
         }
     }
 
     /// Replaces the unordered threads' online self time in `analysis` with
-    /// the buffered one; self time is then exact.
-    pub fn apply(self, analysis: &mut Analysis) {
+    /// the one in order; self time is then exact. Returns false, leaving
+    /// `analysis` as it was, when an operation came too far out of order
+    /// for [`SelfTimeFix::new`]'s window: read those threads again into
+    /// [`SelfTimeFix::buffered`].
+    pub fn apply(self, analysis: &mut Analysis) -> bool {
         let online = self.online.finish();
-        let buffered = self.buffered.finish();
+        let ordered = self.ordered.finish();
+        if !ordered.self_time_exact {
+            return false;
+        }
         let mut delta: HashMap<&str, i128> = HashMap::new();
-        for op in &buffered.ops {
+        for op in &ordered.ops {
             *delta.entry(op.name.as_str()).or_default() += op.self_ps;
         }
         for op in &online.ops {
@@ -49,6 +72,7 @@ impl SelfTimeFix {
         }
         analysis.self_time_exact = true;
         analysis.unordered_threads.clear();
+        true
     }
 
     fn wanted(&self, event: &Event<'_>) -> bool {
@@ -61,13 +85,13 @@ impl EventSink for SelfTimeFix {
     fn event(&mut self, event: &Event<'_>) {
         if self.wanted(event) {
             self.online.event(event);
-            self.buffered.event(event);
+            self.ordered.event(event);
         }
     }
 
     fn stable_names(&mut self, stable: bool) {
         self.online.stable_names(stable);
-        self.buffered.stable_names(stable);
+        self.ordered.stable_names(stable);
     }
 
     fn takes_split_args(&self) -> bool {
@@ -78,7 +102,7 @@ impl EventSink for SelfTimeFix {
         // Self time needs no args.
         if self.wanted(event) {
             self.online.split_event(event, shared);
-            self.buffered.split_event(event, shared);
+            self.ordered.split_event(event, shared);
         }
     }
 }

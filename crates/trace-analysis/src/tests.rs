@@ -48,12 +48,20 @@ fn analyse(specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
     buffered
 }
 
-/// `analysis` made exact by a [`SelfTimeFix`] fed the events again.
-fn fixed(mut analysis: Analysis, specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
-    let mut fix = SelfTimeFix::new(&analysis);
+/// `analysis` made exact by a [`SelfTimeFix`] fed the events again: one
+/// that puts them in order within its window, and one that keeps them all,
+/// which must agree.
+fn fixed(analysis: Analysis, specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
+    let mut windowed = analysis.clone();
+    let mut fix = SelfTimeFix::new(&windowed);
     feed(&mut fix, specs, args);
-    fix.apply(&mut analysis);
-    analysis
+    assert!(fix.apply(&mut windowed), "the window holds a few events");
+    let mut buffered = analysis;
+    let mut fix = SelfTimeFix::buffered(&buffered);
+    feed(&mut fix, specs, args);
+    assert!(fix.apply(&mut buffered));
+    assert_eq!(windowed, buffered);
+    buffered
 }
 
 fn analyse_with(
@@ -479,4 +487,21 @@ fn stable_names_are_trusted_only_while_the_reader_says_so() {
     analyzer.stable_names(false);
     let analysis = analyzer.finish();
     assert_eq!(counts(&analysis), [("ab", 2), ("ef", 2), ("cd", 1)]);
+}
+
+#[test]
+fn reordering_is_exact_within_its_window_and_says_so_beyond_it() {
+    // `early` comes three operations after its place.
+    let specs: &[Spec] = &[
+        ("X", "a", 1, Some(10), Some(1)),
+        ("X", "b", 1, Some(20), Some(1)),
+        ("X", "c", 1, Some(30), Some(1)),
+        ("X", "early", 1, Some(0), Some(40)),
+    ];
+    let buffered = analyse(specs, &[]);
+    assert_eq!(buffered.op("early").unwrap().self_ps, 37_000_000);
+    let small = analyse_with(Analyzer::reordering(2), specs, &[]);
+    assert!(!small.self_time_exact);
+    let wide = analyse_with(Analyzer::reordering(3), specs, &[]);
+    assert_eq!(wide, buffered);
 }
