@@ -288,11 +288,15 @@ pub struct Analyzer {
     reorder: Option<Reorder>,
 }
 
+/// An operation held by [`Reorder`]: (start, longer first, arrival, name),
+/// so that the smallest is the one the buffered sort puts first.
+type HeldOp = Reverse<(Ps, Reverse<Ps>, u64, u32)>;
+
 /// The operations of each thread not yet nested, earliest first, in the
 /// order the buffered sort would give (start, longer first, file order).
 struct Reorder {
     window: usize,
-    heaps: Vec<BinaryHeap<Reverse<(Ps, Reverse<Ps>, u64, u32)>>>,
+    heaps: Vec<BinaryHeap<HeldOp>>,
     seq: u64,
 }
 
