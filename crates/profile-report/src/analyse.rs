@@ -125,7 +125,7 @@ fn cores() -> usize {
 
 /// Maps a file read-only, its pages read in at once: the reader walks the
 /// page cache's copy instead of a copy of its own.
-fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
+pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
     let wrap = |source| Error::Read {
         path: path.to_path_buf(),
         source,

@@ -59,10 +59,8 @@ pub(crate) struct Written {
 /// Exports every event of the `xplane.pb` at `source` into gzip chunks of
 /// at most `chunk_events` events, staged in `dir`.
 pub(crate) fn export(source: &Path, dir: &Path, chunk_events: u64) -> Result<Written, Error> {
-    let bytes = std::fs::read(source).map_err(|err| Error::Read {
-        path: source.to_path_buf(),
-        source: err,
-    })?;
+    // Mapped, as for the analysis: memory stays what the exporter keeps.
+    let bytes = crate::analyse::map_file(source)?;
     let target = dir.join(chunk_name(0, 1));
     let mut temps: Vec<TempPath> = Vec::new();
     let mut open_err: Option<Error> = None;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use trace_analysis::OpKind;
 use trace_device::{COMPONENT_RULES, DeviceOp, DevicePlane, step_stats};
-use trace_model::{Ps, ps_to_ms};
+use trace_model::{Ps, ps_to_ms, shown_name};
 
 use crate::format::{Table, cell, code, count, fixed, ms};
 use crate::plot;
@@ -452,10 +452,10 @@ pub(crate) fn operations(input: &ReportInput<'_>, out: &mut String) -> bool {
 
 fn op_json(op: &DeviceOp, plane: &DevicePlane) -> Value {
     json!({
-        "name": op.name,
-        "framework_op": op.framework_op,
+        "name": shown_name(&op.name),
+        "framework_op": shown_name(&op.framework_op),
         "program_id": op.program_id,
-        "category": op.category,
+        "category": shown_name(&op.category),
         "count": op.count,
         "total_ms": ms_of(op.total_ps),
         "self_ms": ms_of(op.self_ps),
@@ -490,17 +490,17 @@ fn plane_json(plane: &DevicePlane) -> Value {
     // of the summary on a profile of 20,000 steps.
     steps["per_step"] = array(plane.steps.iter().map(|step| {
         json!({
-            "name": step.name,
+            "name": shown_name(&step.name),
             "start_ms": ms_of(step.start_ps),
             "duration_ms": ms_of(step.duration_ps),
             "compute_ms": ms_of(step.compute_ps),
             "idle_ms": ms_of(step.idle_ps()),
-            "program": step.program,
+            "program": step.program.as_deref().map(shown_name),
         })
     }));
     let mut res = json!({
-        "plane": plane.plane,
-        "device_type": plane.peaks.device_type,
+        "plane": shown_name(&plane.plane),
+        "device_type": plane.peaks.device_type.as_deref().map(shown_name),
         "peak_teraflops_per_second": plane.peaks.tflops_per_s,
         "peak_hbm_bw_gigabytes_per_second": plane.peaks.hbm_gbytes_per_s,
         "ridge_point_flops_per_byte": plane.peaks.ridge_point(),
@@ -518,16 +518,13 @@ fn plane_json(plane: &DevicePlane) -> Value {
         },
     });
     res["steps"] = steps;
-    res["categories"] = array(
-        plane
-            .categories
-            .iter()
-            .map(|it| json!({"name": it.name, "count": it.count, "self_ms": ms_of(it.self_ps)})),
-    );
+    res["categories"] = array(plane.categories.iter().map(
+        |it| json!({"name": shown_name(&it.name), "count": it.count, "self_ms": ms_of(it.self_ps)}),
+    ));
     res["ops"] = array(plane.ops.iter().map(|op| op_json(op, plane)));
     res["modules"] = array(plane.modules.iter().map(|it| {
         json!({
-            "name": it.name, "program_id": it.program_id, "count": it.count, "total_ms": ms_of(it.total_ps),
+            "name": shown_name(&it.name), "program_id": it.program_id, "count": it.count, "total_ms": ms_of(it.total_ps),
         })
     }));
     res["components"] = array(
@@ -538,7 +535,7 @@ fn plane_json(plane: &DevicePlane) -> Value {
     );
     res["idle_attribution"]["rows"] = array(plane.idle.rows.iter().map(|it| {
         json!({
-            "thread": it.thread, "function": it.function,
+            "thread": shown_name(&it.thread), "function": shown_name(&it.function),
             "overlap_ms": ms_of(it.overlap_ps), "gaps": it.gaps,
         })
     }));

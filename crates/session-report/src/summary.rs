@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 use trace_analysis::{OpKind, OpStats, note_for};
-use trace_model::ps_to_ms;
+use trace_model::{ps_to_ms, shown_name};
 
 use crate::render::{ReportInput, TraceFormat, Truncation, traced_ms};
 
@@ -12,8 +12,8 @@ pub const SUMMARY_SCHEMA: &str = "sglprof.summary/1";
 /// `self_ms` is null when the analysis could not compute self time exactly.
 fn op_json(op: &OpStats, self_exact: bool) -> Value {
     json!({
-        "name": op.display_name(),
-        "trace_name": op.name,
+        "name": shown_name(op.display_name()),
+        "trace_name": shown_name(&op.name),
         "total_ms": ps_to_ms(op.total_ps),
         "count": op.count,
         "avg_ms": op.avg_ps() / 1e9,

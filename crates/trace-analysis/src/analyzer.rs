@@ -108,6 +108,15 @@ struct NameAcc {
     /// The id of the shared args last scanned for HLO stats: scanning the
     /// same ones again would change nothing.
     last_shared: u64,
+    /// The next name whose text has the same hash, `u32::MAX` for none.
+    next: u32,
+}
+
+/// The hash `Analyzer::name_ids` files a name under.
+fn name_hash(name: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(name.as_bytes());
+    hasher.finish()
 }
 
 /// Where a thread's operations run. The discriminant indexes per-name
@@ -260,7 +269,10 @@ pub struct Analyzer {
     epoch: u32,
     /// The last epoch given out.
     last_epoch: u32,
-    name_ids: HashMap<Box<str>, u32, FxBuild>,
+    /// Names by the hash of their text: the first name with that hash;
+    /// others follow through [`NameAcc::next`]. The text is kept once, in
+    /// `names` (a name of 100 MB costs 100 MB, not twice that).
+    name_ids: HashMap<u64, u32, FxBuild>,
     names: Vec<NameAcc>,
     thread_ids: HashMap<(u64, u64), u32, FxBuild>,
     /// The last thread looked up: consecutive events mostly share it.
@@ -565,8 +577,13 @@ impl Analyzer {
         let name_map: Vec<u32> = names
             .into_iter()
             .zip(self_ps)
-            .map(|(acc, self_time)| {
-                let id = self.name_id(&acc.name);
+            .map(|(mut acc, self_time)| {
+                // The later part's text moves over when the name is new.
+                let hash = name_hash(&acc.name);
+                let id = match self.find_name(hash, &acc.name) {
+                    Some(id) => id,
+                    None => self.add_name(hash, std::mem::take(&mut acc.name)),
+                };
                 let mine = &mut self.names[id as usize];
                 mine.count += acc.count;
                 mine.total += acc.total;
@@ -704,24 +721,44 @@ impl Analyzer {
             self.name_cache[slot].3 = self.epoch;
             return cached;
         }
-        if let Some(&id) = self.name_ids.get(name) {
-            self.name_cache[slot] = (at, name.len(), id, self.epoch);
-            return id;
+        let hash = name_hash(name);
+        let id = match self.find_name(hash, name) {
+            Some(id) => id,
+            None => self.add_name(hash, name.into()),
+        };
+        self.name_cache[slot] = (at, name.len(), id, self.epoch);
+        id
+    }
+
+    /// The id of `name`, whose hash is `hash`, if it was seen.
+    fn find_name(&self, hash: u64, name: &str) -> Option<u32> {
+        let mut id = *self.name_ids.get(&hash)?;
+        while id != u32::MAX {
+            let acc = &self.names[id as usize];
+            if *acc.name == *name {
+                return Some(id);
+            }
+            id = acc.next;
         }
+        None
+    }
+
+    /// Interns a new name, taking its text.
+    fn add_name(&mut self, hash: u64, name: Box<str>) -> u32 {
         let id = self.names.len() as u32;
+        let next = self.name_ids.insert(hash, id).unwrap_or(u32::MAX);
         self.names.push(NameAcc {
             last_thread: u32::MAX,
-            name: name.into(),
+            name,
             count: 0,
             total: 0,
             max: 0,
             hlo_module: None,
             has_hlo: false,
             last_shared: u64::MAX,
+            next,
         });
         self.self_ps.push(0);
-        self.name_ids.insert(name.into(), id);
-        self.name_cache[slot] = (at, name.len(), id, self.epoch);
         id
     }
 
@@ -1059,8 +1096,16 @@ impl Analyzer {
                     self.process_names.insert(event.pid, name.to_owned());
                 }
                 ("thread_name", Some(ArgValue::Str(name))) => {
-                    self.thread_names
-                        .insert((event.pid, event.tid), name.to_owned());
+                    // A name given again (millions of empty lines) costs
+                    // no allocation.
+                    match self.thread_names.get_mut(&(event.pid, event.tid)) {
+                        Some(known) if known == name => {}
+                        Some(known) => name.clone_into(known),
+                        None => {
+                            self.thread_names
+                                .insert((event.pid, event.tid), name.to_owned());
+                        }
+                    }
                 }
                 _ => {}
             },
