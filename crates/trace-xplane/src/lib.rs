@@ -76,12 +76,14 @@ mod layout;
 pub mod generated;
 mod plane_stats;
 mod space;
+mod tile;
 mod wire;
 
 use trace_model::{EventSink, ReadSummary};
 
 pub use error::Error;
 pub use plane_stats::{PlaneStatValue, PlaneStats, plane_stats};
+pub use tile::{TileError, tile};
 
 use events::Output;
 use layout::Layout;
