@@ -220,7 +220,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let input = xprof_copy(&scratch, "xprof-tpu-input/run", path)?;
         let mut group = vec![
             xprof_tool(python, &input, "framework_op_stats"),
-            bench("sglprof device statistics", worker(&me, "device", path)),
+            bench(
+                "sglprof analysis and device view",
+                worker(&me, "device", path),
+            ),
             bench(
                 "sglprof report, no full trace (process)",
                 report(&me, path, &scratch.join("bench-report")),
@@ -390,20 +393,7 @@ fn xprof_tool(python: &Path, input: &Path, tool: &str) -> Bench {
 
 /// The device view of an xplane.pb alone, as the report computes it.
 fn device_worker(file: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut sink = trace_device::DeviceSink::new();
-    for plane in trace_xplane::plane_stats(&bytes)? {
-        sink.set_peaks(
-            &plane.plane,
-            trace_device::Peaks {
-                device_type: plane.text("device_type_string").map(str::to_owned),
-                tflops_per_s: plane.number("peak_teraflops_per_second"),
-                hbm_gbytes_per_s: plane.number("peak_hbm_bw_gigabytes_per_second"),
-            },
-        );
-    }
-    trace_xplane::read(&bytes, &mut sink)?;
-    for plane in sink.finish() {
+    for plane in profile_report::device_view(file)? {
         println!(
             "{}: {} ops, busy {:.3} ms, window {:.3} ms, {} steps",
             plane.plane,

@@ -117,6 +117,43 @@ pub fn analyse_xplane(path: &Path) -> Result<(Analysis, Vec<String>), Error> {
     Ok((analysis, planes))
 }
 
+/// The device view of an `xplane.pb` alone, as the report computes it
+/// but without the host analysis: read in parts on every core, joined,
+/// and the host plane read again to explain the idle gaps.
+pub fn device_view(path: &Path) -> Result<Vec<DevicePlane>, Error> {
+    let bytes = map_file(path)?;
+    let wrap = |source| Error::XPlane {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut device = DeviceSink::without_host_events();
+    set_peaks(&bytes, &mut device).map_err(wrap)?;
+    trace_xplane::read_lines(&bytes, &boundary_lines, &mut device).map_err(wrap)?;
+    let mut parts: Vec<DeviceSink> = (0..cores()).map(|_| device.for_part()).collect();
+    trace_xplane::read_parts(&bytes, &mut parts).map_err(wrap)?;
+    for part in parts {
+        device.merge(part);
+    }
+    if !device.merged_exactly() {
+        device = DeviceSink::without_host_events();
+        set_peaks(&bytes, &mut device).map_err(wrap)?;
+        trace_xplane::read(&bytes, &mut device).map_err(wrap)?;
+    }
+    let mut planes = device.finish();
+    let mut explainer = IdleExplainer::new(&planes);
+    if explainer.has_gaps() {
+        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
+        trace_xplane::read_lines(&bytes, &host, &mut explainer).map_err(wrap)?;
+    }
+    explainer.finish(&mut planes);
+    Ok(planes)
+}
+
+/// The lines a device view reads first, alone: its step boundaries.
+fn boundary_lines(line: &trace_xplane::LineInfo<'_>) -> bool {
+    line.plane.starts_with("/device:") && matches!(line.line, "Steps" | "XLA Modules")
+}
+
 /// How many parts an XPlane analysis is split into: one per core the
 /// process may use, at most 8.
 fn cores() -> usize {
@@ -193,10 +230,7 @@ impl EventSink for Both {
 fn analyse_with_devices(bytes: &[u8]) -> Result<(Analysis, DeviceSink), trace_xplane::Error> {
     let mut device = DeviceSink::without_host_events();
     set_peaks(bytes, &mut device)?;
-    let bounds = |line: &trace_xplane::LineInfo<'_>| {
-        line.plane.starts_with("/device:") && matches!(line.line, "Steps" | "XLA Modules")
-    };
-    trace_xplane::read_lines(bytes, &bounds, &mut device)?;
+    trace_xplane::read_lines(bytes, &boundary_lines, &mut device)?;
     let mut parts: Vec<Both> = (0..cores())
         .map(|_| Both {
             analyzer: Analyzer::new(),
@@ -255,18 +289,36 @@ fn analyse_xplane_with_devices(
         parts.for_each(|it| analyzer.merge(it));
         (analyzer.finish(), DeviceSink::without_host_events())
     };
-    if !analysis.self_time_exact && !analysis.unordered_threads.is_empty() {
-        // Only the threads that came out of order are read again, and put
-        // in order within a window, or, if that is not enough, whole.
-        let threads = analysis.unordered_threads.clone();
-        let keep = |line: &trace_xplane::LineInfo<'_>| {
-            threads.binary_search(&(line.pid, line.tid)).is_ok()
-        };
+    // One more pass over some lines, when needed: the host plane, to
+    // explain the device's idle gaps, and the threads that came out of
+    // order, to make their self time exact (put in order within a window,
+    // or, if that is not enough, whole, in a pass of their own).
+    let mut device_planes = device.finish();
+    let mut explainer = IdleExplainer::new(&device_planes);
+    let explain = explainer.has_gaps();
+    let threads = if analysis.self_time_exact {
+        Vec::new()
+    } else {
+        analysis.unordered_threads.clone()
+    };
+    let unordered =
+        |line: &trace_xplane::LineInfo<'_>| threads.binary_search(&(line.pid, line.tid)).is_ok();
+    let keep =
+        |line: &trace_xplane::LineInfo<'_>| explain && line.plane == "/host:CPU" || unordered(line);
+    if explain || !threads.is_empty() {
         let mut fix = SelfTimeFix::new(&analysis);
-        trace_xplane::read_lines(&bytes, &keep, &mut fix).map_err(wrap)?;
-        if !fix.apply(&mut analysis) {
+        trace_xplane::read_lines(
+            &bytes,
+            &keep,
+            &mut Tee {
+                first: &mut fix,
+                second: &mut explainer,
+            },
+        )
+        .map_err(wrap)?;
+        if !threads.is_empty() && !fix.apply(&mut analysis) {
             let mut fix = SelfTimeFix::buffered(&analysis);
-            trace_xplane::read_lines(&bytes, &keep, &mut fix).map_err(wrap)?;
+            trace_xplane::read_lines(&bytes, &unordered, &mut fix).map_err(wrap)?;
             fix.apply(&mut analysis);
         }
     }
@@ -274,12 +326,6 @@ fn analyse_xplane_with_devices(
         let mut analyzer = Analyzer::buffered();
         trace_xplane::read(&bytes, &mut analyzer).map_err(wrap)?;
         analysis = analyzer.finish();
-    }
-    let mut device_planes = device.finish();
-    let mut explainer = IdleExplainer::new(&device_planes);
-    if explainer.has_gaps() {
-        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
-        trace_xplane::read_lines(&bytes, &host, &mut explainer).map_err(wrap)?;
     }
     explainer.finish(&mut device_planes);
     Ok((analysis, planes, device_planes))

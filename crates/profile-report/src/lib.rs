@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use session_report::{FullTrace, ReportInput, RunMetadata, TraceFileInfo, Truncation};
 
-pub use analyse::{Chosen, analyse_json, analyse_xplane, choose, choose_with_cap};
+pub use analyse::{Chosen, analyse_json, analyse_xplane, choose, choose_with_cap, device_view};
 pub use discover::list_files;
 pub use publish::publish;
 

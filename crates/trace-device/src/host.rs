@@ -12,7 +12,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
+use trace_model::{ArgValue, Event, EventSink, Phase, Ps, SharedArgs};
 
 use crate::model::{DevicePlane, HostIdleRow};
 
@@ -327,6 +327,15 @@ impl IdleExplainer {
 }
 
 impl EventSink for IdleExplainer {
+    /// Args do not matter here: taking them apart costs nothing.
+    fn takes_split_args(&self) -> bool {
+        true
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, _shared: SharedArgs<'_>) {
+        self.event(event);
+    }
+
     fn event(&mut self, event: &Event<'_>) {
         match event.phase {
             Phase::Metadata => {
