@@ -36,7 +36,7 @@ pub fn tile(bytes: &[u8], factor: f64, out: &mut dyn Write) -> Result<(), TileEr
 pub enum TileError {
     #[error(transparent)]
     Read(#[from] Error),
-    #[error("cannot write the tiled XSpace: {0}")]
+    #[error("cannot write the tiled XSpace")]
     Write(#[from] io::Error),
 }
 
