@@ -220,10 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let input = xprof_copy(&scratch, "xprof-tpu-input/run", path)?;
         let mut group = vec![
             xprof_tool(python, &input, "framework_op_stats"),
-            bench(
-                "sglprof analysis and device view",
-                worker(&me, "device", path),
-            ),
+            bench("sglprof device view", worker(&me, "device", path)),
             bench(
                 "sglprof report, no full trace (process)",
                 report(&me, path, &scratch.join("bench-report")),

@@ -307,15 +307,27 @@ fn analyse_xplane_with_devices(
         |line: &trace_xplane::LineInfo<'_>| explain && line.plane == "/host:CPU" || unordered(line);
     if explain || !threads.is_empty() {
         let mut fix = SelfTimeFix::new(&analysis);
-        trace_xplane::read_lines(
-            &bytes,
-            &keep,
-            &mut Tee {
+        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
+        // Both at once on two cores, each reading its own lines (they
+        // share the host plane's busiest thread, when that is the one out
+        // of order), or in one pass when only one of them has work.
+        let res = if explain && !threads.is_empty() && cores() > 1 {
+            std::thread::scope(|scope| {
+                let fixing = scope.spawn(|| trace_xplane::read_lines(&bytes, &unordered, &mut fix));
+                let explained = trace_xplane::read_lines(&bytes, &host, &mut explainer);
+                let fixed = fixing
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                explained.and(fixed)
+            })
+        } else {
+            let mut both = Tee {
                 first: &mut fix,
                 second: &mut explainer,
-            },
-        )
-        .map_err(wrap)?;
+            };
+            trace_xplane::read_lines(&bytes, &keep, &mut both)
+        };
+        res.map_err(wrap)?;
         if !threads.is_empty() && !fix.apply(&mut analysis) {
             let mut fix = SelfTimeFix::buffered(&analysis);
             trace_xplane::read_lines(&bytes, &unordered, &mut fix).map_err(wrap)?;
