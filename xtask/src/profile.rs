@@ -17,7 +17,7 @@ use profile_driver::sweep::Variant;
 use profile_driver::tpu::TpuHost;
 use profile_session::plan::{
     AttachOptions, Device, Endpoint, GitSource, HostKind, HostPlan, K8sOptions, LocalOptions, Plan,
-    RehearseFault, TpuOptions,
+    RehearseFault, TpuOptions, defaults,
 };
 use tpu_cloud::api::Provisioning;
 
@@ -52,24 +52,24 @@ pub struct Args {
     pub endpoint: String,
     /// Profiled requests. For `score`, rounded up to whole rounds of the
     /// three-request RFC-010 mix.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = defaults::REQUESTS)]
     pub requests: usize,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
     /// `max_new_tokens` of each /generate request.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults::MAX_NEW_TOKENS)]
     pub max_new_tokens: u32,
     /// Stream the /generate answers (server-sent events).
     #[arg(long)]
     pub stream: bool,
     /// The prompt of each /generate request.
-    #[arg(long, default_value = "hello world, what is the capital of france ?")]
+    #[arg(long, default_value = defaults::PROMPT)]
     pub prompt: String,
     /// Let the server stop the trace after N forward passes (it records
     /// N-1); by default the trace is stopped with /stop_profile.
     #[arg(long)]
     pub num_steps: Option<u32>,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults::HOST_TRACER_LEVEL)]
     pub host_tracer_level: u32,
     /// Left out by default (the server's default is 1; sglang-jax 0.0.x
     /// ignores 0).
@@ -84,7 +84,7 @@ pub struct Args {
     #[arg(long)]
     pub profile_by_stage: bool,
     /// The sglang-jax release installed (--tpu: unless --sglang-jax-git).
-    #[arg(long, default_value = profile_driver::pyenv::DEFAULT_VERSION)]
+    #[arg(long, default_value = defaults::SGLANG_JAX_VERSION)]
     pub sglang_jax_version: String,
     /// Server port; a free one by default.
     #[arg(long)]
@@ -109,7 +109,7 @@ pub struct Args {
     pub model_path: Option<String>,
     /// Seconds to wait for the server to become ready (at least 900 on a
     /// TPU, which compiles its shapes first).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = defaults::READY_TIMEOUT_S)]
     pub ready_timeout: u64,
     /// A sweep axis, `flag=v1,v2,...` (e.g. concurrency=1,4,16); repeat for
     /// a grid. Locally the variants run one after another on one server;

@@ -251,3 +251,14 @@ pub async fn connect(conn: &Connection) -> Result<Client, DriveError> {
         .await
         .map_err(DriveError::archive("cannot reach Google Cloud Storage"))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The plan's archive defaults are the archive's own.
+    #[test]
+    fn plan_defaults_are_the_archives() {
+        use profile_session::plan::defaults;
+        assert_eq!(defaults::BUCKET_PREFIX, gcs_artifacts::DEFAULT_PREFIX);
+        assert_eq!(defaults::GCS_ENDPOINT, gcs_artifacts::GOOGLE_ENDPOINT);
+    }
+}

@@ -325,11 +325,68 @@ pub struct Plan {
     pub api_key: Option<String>,
 }
 
+/// The settings of a plan nobody chose: the command line's defaults and
+/// [`Plan::new`]'s.
+pub mod defaults {
+    pub const REQUESTS: usize = 12;
+    pub const CONCURRENCY: usize = 4;
+    pub const MAX_NEW_TOKENS: u32 = 16;
+    pub const PROMPT: &str = "hello world, what is the capital of france ?";
+    pub const HOST_TRACER_LEVEL: u32 = 2;
+    /// The newest sglang-jax release whose `/v1/score` works (0.0.2's
+    /// fails on every device; `python/README.md` says where).
+    pub const SGLANG_JAX_VERSION: &str = "0.0.1.post1";
+    pub const READY_TIMEOUT_S: u64 = 300;
+    /// The archive's prefix and endpoint (`gcs-artifacts` has the same).
+    pub const BUCKET_PREFIX: &str = "sglang-profiles";
+    pub const GCS_ENDPOINT: &str = "https://storage.googleapis.com";
+    pub const GCS_JOBS: usize = 8;
+}
+
 /// Flags [`Plan::reproduction`] leaves out, because they describe this
 /// run rather than the session: a second run needs a folder of its own.
 pub const PER_RUN_FLAGS: [&str; 1] = ["--out"];
 
 impl Plan {
+    /// The plan of a session on `host` with every other setting at its
+    /// default: 12 `/generate` requests at concurrency 4, the default
+    /// release, no archive.
+    pub fn new(host: HostPlan) -> Plan {
+        Plan {
+            host,
+            endpoint: Endpoint::Generate,
+            requests: defaults::REQUESTS,
+            concurrency: defaults::CONCURRENCY,
+            max_new_tokens: defaults::MAX_NEW_TOKENS,
+            stream: false,
+            prompt: defaults::PROMPT.to_owned(),
+            warmup: None,
+            num_steps: None,
+            host_tracer_level: defaults::HOST_TRACER_LEVEL,
+            python_tracer_level: None,
+            start_step: None,
+            profile_by_stage: false,
+            sglang_jax_version: defaults::SGLANG_JAX_VERSION.to_owned(),
+            model_path: None,
+            py_spy: false,
+            port: None,
+            ready_timeout_s: defaults::READY_TIMEOUT_S,
+            out: None,
+            archive: ArchivePlan {
+                upload: false,
+                bucket: None,
+                prefix: defaults::BUCKET_PREFIX.to_owned(),
+                kind: ArchiveKind::Manual,
+                gcs_endpoint: defaults::GCS_ENDPOINT.to_owned(),
+                gcs_anonymous: false,
+                gcs_jobs: defaults::GCS_JOBS,
+            },
+            sweep: Vec::new(),
+            sweep_file: None,
+            api_key: None,
+        }
+    }
+
     /// Refuses, in one line, a flag this plan's host cannot honour. Every
     /// other flag means the same on every host.
     pub fn check(&self) -> Result<(), PlanError> {

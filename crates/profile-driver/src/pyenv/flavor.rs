@@ -7,10 +7,8 @@ use profile_session::plan::Device;
 
 use super::EnvError;
 
-/// The sglang-jax release used when `--sglang-jax-version` is not given:
-/// the newest whose `/v1/score` works (0.0.2's fails on every device;
-/// `python/README.md` says where, and the plan refuses it).
-pub const DEFAULT_VERSION: &str = "0.0.1.post1";
+/// The sglang-jax release used when `--sglang-jax-version` is not given.
+pub const DEFAULT_VERSION: &str = profile_session::plan::defaults::SGLANG_JAX_VERSION;
 
 /// What it takes to run one sglang-jax release on this machine.
 #[derive(Clone, Debug, PartialEq)]
