@@ -158,6 +158,9 @@ fn pod_args(args: &Args, bucket: &str, run_dir: &str, variant: &Variant) -> Vec<
     flag("out", run_dir.to_owned());
     flag("bucket", bucket.to_owned());
     flag("bucket-prefix", args.archive.bucket_prefix.clone());
+    // The serving load's flags, before a variant's so that a swept flag
+    // (the later one) wins.
+    words.extend(args.load.spec().to_args());
     for (name, value) in variant {
         words.push(format!("--{name}"));
         words.push(value.clone());

@@ -93,7 +93,7 @@ async fn run_local(
             ids
         }
     };
-    let workload = Workload::from_plan(plan, &model_path, label_ids);
+    let workload = Workload::from_plan(plan, &model_path, label_ids)?;
 
     let port = match args.port {
         Some(port) => port,
@@ -215,6 +215,7 @@ async fn run_local(
     metadata.python_version = Some(env.versions.python.clone());
     metadata.profile = Some(session::profile_config(&config.profile, &run_dir));
     metadata.workload = Some(session::workload_summary(&outcome.workload));
+    metadata.serving = Some(outcome.serving.clone());
     let steps = ManualSteps {
         setup: vec![
             format!(

@@ -17,6 +17,7 @@ mod flavor;
 mod fuzz;
 mod k8s;
 mod k8s_run;
+mod load_flags;
 mod local;
 mod local_env;
 mod profile;

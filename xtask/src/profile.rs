@@ -40,10 +40,12 @@ pub struct Args {
     /// The profiled endpoint.
     #[arg(long, value_enum, default_value_t = Endpoint::Generate)]
     pub endpoint: Endpoint,
-    /// Profiled requests. For `score`, rounded up to whole rounds of the
-    /// three-request RFC-010 mix.
+    /// Profiled requests, the same as --num-prompts (an older name). For
+    /// `score`, rounded up to whole rounds of the three-request RFC-010 mix.
     #[arg(long, default_value_t = 12)]
     pub requests: usize,
+    /// Requests in flight in the closed loop (--request-rate inf), an older
+    /// form of --max-concurrency; only --max-concurrency caps a finite rate.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// `max_new_tokens` of each /generate request.
@@ -101,6 +103,8 @@ pub struct Args {
     /// TPU, which compiles its shapes first).
     #[arg(long, default_value_t = 300)]
     pub ready_timeout: u64,
+    #[command(flatten)]
+    pub load: crate::load_flags::LoadFlags,
     #[command(flatten)]
     pub tpu: TpuProfileArgs,
     #[command(flatten)]
@@ -257,9 +261,11 @@ impl Args {
             sglang_jax_version: self.sglang_jax_version.clone(),
             model_path: self.model_path.clone(),
             py_spy: self.py_spy,
+            load: self.load.spec(),
             api_key: self.api_key.clone(),
         };
         plan.check()?;
+        plan.load.check()?;
         Ok(plan)
     }
 }

@@ -159,6 +159,7 @@ pub(crate) fn run_metadata(
         &plan.run_dir,
     ));
     res.workload = Some(session::workload_summary(&remote.session.workload));
+    res.serving = Some(remote.session.serving.clone());
     res.reproduction = vec![reproduction(args, session_plan, plan)];
     res.reproduction.push(String::new());
     res.reproduction

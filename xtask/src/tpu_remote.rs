@@ -395,7 +395,7 @@ async fn workload(
             ids
         }
     };
-    Ok(Workload::from_plan(session_plan, &plan.model, ids))
+    Ok(Workload::from_plan(session_plan, &plan.model, ids)?)
 }
 
 async fn label_token_ids(remote: &Slice, model: &str) -> anyhow::Result<Vec<u32>> {

@@ -99,6 +99,9 @@ pub struct Plan {
     pub sglang_jax_version: String,
     pub model_path: Option<String>,
     pub py_spy: bool,
+    /// The serving load: dataset, arrivals, cap, metrics settings.
+    #[serde(default)]
+    pub load: crate::LoadSpec,
     /// Never serialised: a plan printed or saved holds no secret.
     #[serde(skip)]
     pub api_key: Option<String>,
@@ -214,6 +217,7 @@ impl Plan {
         if self.py_spy {
             words.push("--py-spy".into());
         }
+        words.extend(self.load.to_args());
         let mut line = words
             .iter()
             .map(|w| sh_quote(w))
@@ -249,6 +253,7 @@ mod tests {
             sglang_jax_version: "0.0.2".into(),
             model_path: None,
             py_spy: false,
+            load: crate::LoadSpec::default(),
             api_key: Some("s3cret".into()),
         }
     }
