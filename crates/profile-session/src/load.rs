@@ -197,17 +197,17 @@ impl Default for LoadSpec {
 pub enum LoadError {
     #[error("{0}")]
     Invalid(String),
-    #[error("cannot read the dataset {}: {source}", .path.display())]
+    #[error("cannot read the dataset {}", .path.display())]
     ReadDataset {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("dataset {}: {source}", .path.display())]
+    #[error("dataset {}", .path.display())]
     Dataset {
         path: PathBuf,
         source: dataset::DatasetError,
     },
-    #[error("the {kind} dataset: {source}")]
+    #[error("the {kind} dataset")]
     Generated {
         kind: &'static str,
         source: dataset::DatasetError,
@@ -667,6 +667,37 @@ pub fn check_context(
     Ok(())
 }
 
+/// The warmup phase that sends one prompt of every length from 1 to
+/// `longest` tokens, one at a time, each asking for one token: sglang-jax
+/// compiles some of its host-side array operations once per exact number
+/// of prompt tokens in a prefill batch (not per padding bucket), so every
+/// such number the measured phase can form must have been met before the
+/// profiler starts. The ids are ordinary vocabulary (100 to 355), a
+/// different sequence per length, sent as `input_ids`.
+pub fn every_prefill_length(longest: u32, stream: bool) -> WarmupPhase {
+    let requests = (1..=longest)
+        .map(|len| {
+            let ids: Vec<u32> = (0..len).map(|j| 100 + ((len * 31 + j * 7) % 256)).collect();
+            let row = DatasetRow {
+                prompt: Prompt::Ids(ids),
+                input_len: len,
+                output_len: 1,
+            };
+            LoadRequest {
+                path: "/generate",
+                body: generate_body(&row, stream).into(),
+                stream,
+                due: Duration::ZERO,
+            }
+        })
+        .collect();
+    WarmupPhase {
+        what: format!("every prefill length from 1 to {longest} tokens, alone"),
+        requests: Arc::new(requests),
+        cap: Some(1),
+    }
+}
+
 /// One phase of the warmup.
 #[derive(Clone, Debug)]
 pub struct WarmupPhase {
@@ -839,10 +870,19 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_in_one_line() {
+        // As the command line prints it: the message, then each cause.
         let spec = |f: fn(&mut LoadSpec)| {
             let mut spec = LoadSpec::default();
             f(&mut spec);
-            spec.check().map_err(|e| e.to_string())
+            spec.check().map_err(|e| {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                text
+            })
         };
         assert!(
             spec(|s| s.request_rate = Some(0.0))

@@ -249,14 +249,22 @@ pub async fn run_session(
 
     let clock = Clock::new();
     let mut warmup_sent: Vec<(RowInfo, Sent)> = Vec::new();
-    if !workload.warmup.is_empty() {
+    let mut phases = Vec::new();
+    if !workload.warmup.is_empty()
+        && workload.endpoint() == "/generate"
+        && let Some(longest) = prefill_budget(&server_info)
+    {
+        phases.push(load::every_prefill_length(longest, workload.load.stream));
+    }
+    phases.extend(workload.warmup.iter().cloned());
+    if !phases.is_empty() {
         eprintln!(
             "[session] {} warmup request(s) in {} phase(s), not measured",
-            workload.warmup_requests(),
-            workload.warmup.len()
+            phases.iter().map(|p| p.requests.len()).sum::<usize>(),
+            phases.len()
         );
     }
-    for phase in &workload.warmup {
+    for phase in &phases {
         eprintln!(
             "[session] warmup: {} ({} requests)",
             phase.what,
@@ -404,7 +412,7 @@ pub async fn run_session(
         slo: workload.spec.slo,
         traced,
         trace_window,
-        warmup_requests: workload.warmup_requests() as u64,
+        warmup_requests: warmup_sent.len() as u64,
         records: format!("inputs/{RECORDS_FILE}"),
     };
     let metrics = serving_workload::metrics::serving_report(&records, &serving);
@@ -525,6 +533,21 @@ fn server_context(info: &serde_json::Value) -> Option<u64> {
     ["max_req_input_len", "context_length"]
         .iter()
         .find_map(|key| info.get(*key).and_then(serde_json::Value::as_u64))
+}
+
+/// The most tokens one prefill takes on the server: its chunked prefill
+/// size when chunking is on, else its prefill token limit.
+fn prefill_budget(info: &serde_json::Value) -> Option<u32> {
+    let get = |key: &str| {
+        info.get(key)
+            .and_then(serde_json::Value::as_i64)
+            .filter(|v| *v > 0)
+    };
+    let budget = match (get("chunked_prefill_size"), get("max_prefill_tokens")) {
+        (Some(chunk), Some(max)) => chunk.min(max),
+        (one, other) => one.or(other)?,
+    };
+    Some(budget.min(8192) as u32)
 }
 
 /// Records from the sender's outcomes, times on the wall clock.
