@@ -67,6 +67,10 @@ pub struct Workload {
     pub warmup: Vec<WarmupPhase>,
     /// The measured rows in ShareGPT's layout, for `--save-dataset`.
     pub sharegpt: Option<String>,
+    /// The most prompt tokens one prefill batch of the measured phase can
+    /// hold: the sum of its `cap` (8 without one) longest prompts, as the
+    /// server counts them.
+    pub longest_prefill: u32,
 }
 
 impl Workload {
@@ -122,11 +126,24 @@ impl Workload {
                 ));
             }
         };
+        let mut lens: Vec<u32> = load
+            .dataset
+            .iter()
+            .map(|row| match (&row.prompt, tokenizer_ref) {
+                (serving_workload::dataset::Prompt::Text(text), Some(tok)) => tok
+                    .encode(text)
+                    .map_or(row.input_len, |ids| ids.len() as u32),
+                _ => row.input_len,
+            })
+            .collect();
+        lens.sort_unstable_by(|a, b| b.cmp(a));
+        let longest_prefill = lens.iter().take(load.cap.unwrap_or(8)).sum::<u32>().max(1);
         Ok(Workload {
             spec,
             load,
             warmup,
             sharegpt,
+            longest_prefill,
         })
     }
 
@@ -252,8 +269,9 @@ pub async fn run_session(
     let mut phases = Vec::new();
     if !workload.warmup.is_empty()
         && workload.endpoint() == "/generate"
-        && let Some(longest) = prefill_budget(&server_info)
+        && let Some(budget) = prefill_budget(&server_info)
     {
+        let longest = budget.min(workload.longest_prefill);
         phases.push(load::every_prefill_length(longest, workload.load.stream));
     }
     phases.extend(workload.warmup.iter().cloned());
