@@ -11,6 +11,7 @@ mod bench;
 mod compare;
 mod config;
 mod k8s;
+mod load_flags;
 mod profile;
 mod report;
 mod tpu;

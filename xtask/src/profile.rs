@@ -50,10 +50,12 @@ pub struct Args {
     /// The profiled endpoint.
     #[arg(long, value_parser = ["generate", "score"], default_value = "generate")]
     pub endpoint: String,
-    /// Profiled requests. For `score`, rounded up to whole rounds of the
-    /// three-request RFC-010 mix.
+    /// Profiled requests, the same as --num-prompts (an older name). For
+    /// `score`, rounded up to whole rounds of the three-request RFC-010 mix.
     #[arg(long, default_value_t = defaults::REQUESTS)]
     pub requests: usize,
+    /// Requests in flight in the closed loop (--request-rate inf), an older
+    /// form of --max-concurrency; only --max-concurrency caps a finite rate.
     #[arg(long, default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
     /// `max_new_tokens` of each /generate request.
@@ -119,6 +121,8 @@ pub struct Args {
     /// A file with one sweep axis per line.
     #[arg(long)]
     pub sweep_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: crate::load_flags::LoadFlags,
     #[command(flatten)]
     pub tpu: TpuProfileArgs,
     #[command(flatten)]
@@ -403,6 +407,7 @@ impl Args {
             sglang_jax_version: self.sglang_jax_version.clone(),
             model_path: self.model_path.clone(),
             py_spy: self.py_spy,
+            load: self.load.spec(),
             port: self.port,
             ready_timeout_s: self.ready_timeout,
             out: self.out.clone(),
@@ -412,6 +417,7 @@ impl Args {
             api_key: self.api_key.clone(),
         };
         plan.check()?;
+        plan.load.check()?;
         Ok(plan)
     }
 
@@ -482,6 +488,17 @@ impl TpuProfileArgs {
 /// flags are the same for every variant.
 const SWEEPABLE: &[&str] = &[
     "endpoint",
+    "dataset",
+    "num-prompts",
+    "seed",
+    "input-len",
+    "output-len",
+    "range-ratio",
+    "prefix-groups",
+    "prefix-len",
+    "request-rate",
+    "burstiness",
+    "max-concurrency",
     "requests",
     "concurrency",
     "max-new-tokens",
@@ -664,6 +681,13 @@ mod tests {
             }
             "gcloud-flag" => return vec!["--gcloud-flag=--tunnel-through-iap".into()],
             "prompt" => "why?",
+            "dataset" => "random",
+            "request-rate" => "4",
+            "percentiles" => "50,95",
+            "slo" => "ttft=100,e2e=900",
+            "save-dataset" => "/tmp/sglprof-walk.json",
+            "tokenizer" => "/tmp/sglprof-walk-tokenizer",
+            "range-ratio" | "burstiness" => "0.5",
             "model-path" => "models/tiny",
             "sglang-jax-version" => "0.0.2",
             "out" => "/tmp/sglprof-walk",

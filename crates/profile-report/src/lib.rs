@@ -20,6 +20,7 @@ pub mod full_trace;
 mod hosts;
 mod publish;
 mod pyspy;
+mod serving;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,9 @@ pub use publish::publish;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A run's per-request records could not be read.
+    #[error("{}: {detail}", .path.display())]
+    Records { path: PathBuf, detail: String },
     #[error("{}: no such file or folder", .0.display())]
     NotFound(PathBuf),
     #[error("cannot read {}", .path.display())]
@@ -243,6 +247,12 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     };
     let runs = trace_model::locate(&files);
     let mut notes = Vec::new();
+    let serving = serving::load(input, &metadata)?;
+    if runs.is_empty()
+        && let Some(report) = serving.as_ref().filter(|it| !it.load.traced)
+    {
+        return untraced(request, &metadata, report);
+    }
     let (run, host) = discover::pick(
         &runs,
         request.run.as_deref(),
@@ -294,6 +304,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
             Some((session_report::plot_file_name(&plane.plane), svg))
         })
         .collect();
+    let serving_svg = serving.as_ref().and_then(session_report::serving_plot);
     let report_input = ReportInput {
         metadata: &metadata,
         analysis: &chosen.analysis,
@@ -318,6 +329,10 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         pyspy,
         devices: &chosen.devices,
         step_plots: plots.iter().map(|(name, _)| name.clone()).collect(),
+        serving_plot: serving_svg
+            .as_ref()
+            .map(|_| session_report::SERVING_PLOT.to_owned()),
+        serving,
     };
     let mut markdown = session_report::render_markdown(&report_input);
     let hosts = hosts::summarise(
@@ -340,6 +355,9 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         .iter()
         .map(|(name, svg)| (name.as_str(), svg.as_bytes()))
         .collect();
+    if let Some(svg) = &serving_svg {
+        outputs.push((session_report::SERVING_PLOT, svg.as_bytes()));
+    }
     outputs.push(("report.md", markdown.as_bytes()));
     outputs.push(("summary.json", summary.as_bytes()));
     if let Some(svg) = &flamegraph {
@@ -359,6 +377,57 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     let stale = |name: &str| replaces_full_trace && full_trace::is_full_trace_name(name);
     publish::commit(out_dir, staged, &stale)?;
     Ok(Outcome { written, notes })
+}
+
+/// The report of a session run without the JAX profiler: the serving
+/// metrics and what the run metadata says, no trace sections.
+fn untraced(
+    request: &Request,
+    metadata: &RunMetadata,
+    serving: &session_report::ServingReport,
+) -> Result<Outcome, Error> {
+    let out_dir = &request.out_dir;
+    publish::create_dir(out_dir)?;
+    let analysis = trace_analysis::Analyzer::new().finish();
+    let svg = session_report::serving_plot(serving);
+    let report_input = ReportInput {
+        metadata,
+        analysis: &analysis,
+        source: String::new(),
+        format: session_report::TraceFormat::ChromeJson,
+        truncation: Truncation::None,
+        planes: Vec::new(),
+        files: Vec::new(),
+        logdir: String::new(),
+        perfetto_file: String::new(),
+        full_trace: None,
+        top_n: request.top_n,
+        pyspy: None,
+        devices: &[],
+        step_plots: Vec::new(),
+        serving: Some(serving.clone()),
+        serving_plot: svg
+            .as_ref()
+            .map(|_| session_report::SERVING_PLOT.to_owned()),
+    };
+    let markdown = session_report::render_markdown(&report_input);
+    let summary = session_report::render_summary_json(&report_input);
+    let mut outputs: Vec<(&str, &[u8])> = Vec::new();
+    if let Some(svg) = &svg {
+        outputs.push((session_report::SERVING_PLOT, svg.as_bytes()));
+    }
+    outputs.push(("report.md", markdown.as_bytes()));
+    outputs.push(("summary.json", summary.as_bytes()));
+    let mut staged = Vec::with_capacity(outputs.len());
+    for (name, bytes) in &outputs {
+        staged.push(publish::stage_bytes(out_dir, name, bytes)?);
+    }
+    let written = staged.iter().map(|it| it.target.clone()).collect();
+    publish::commit(out_dir, staged, &|_| false)?;
+    Ok(Outcome {
+        written,
+        notes: Vec::new(),
+    })
 }
 
 fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {

@@ -11,6 +11,7 @@ mod format;
 mod metadata;
 mod plot;
 mod render;
+mod serving;
 mod summary;
 
 pub use device::{plot_file_name, step_plot};
@@ -21,7 +22,11 @@ pub use metadata::{
 pub use render::{
     FullTrace, PySpyProcess, PySpySection, ReportInput, TraceFormat, Truncation, render_markdown,
 };
-pub use summary::{SUMMARY_SCHEMA, render_summary_json};
+pub use serving::{
+    Distribution, Goodput, Overlap, RequestPoint, SERVING_PLOT, ServingMetadata, ServingReport,
+    Slo, Window, render_serving, serving_plot,
+};
+pub use summary::{Compilation, SUMMARY_SCHEMA, compilation, render_summary_json};
 
 #[cfg(test)]
 mod device_tests;

@@ -28,7 +28,7 @@ fn escape(text: &str) -> String {
 }
 
 /// A round tick step giving about five ticks up to `max`.
-fn tick_step(max: f64) -> f64 {
+pub(crate) fn tick_step(max: f64) -> f64 {
     let raw = max / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
     [1.0, 2.0, 5.0, 10.0]

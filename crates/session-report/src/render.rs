@@ -89,17 +89,33 @@ pub struct ReportInput<'a> {
     /// The step plot file of each device plane, as linked from the report
     /// (same order as `devices`; may be shorter).
     pub step_plots: Vec<String>,
+    /// The serving metrics of the measured phase, when the run folder has
+    /// per-request records.
+    pub serving: Option<crate::ServingReport>,
+    /// The latency distribution plot, as linked from the report.
+    pub serving_plot: Option<String>,
 }
 
 /// Renders `report.md`.
 pub fn render_markdown(input: &ReportInput<'_>) -> String {
     let mut out = String::new();
     header(input, &mut out);
+    if let Some(serving) = input.serving.as_ref().filter(|it| !it.load.traced) {
+        // A session without the profiler has no trace to describe.
+        crate::serving::render_serving(serving, input.serving_plot.as_deref(), &mut out);
+        reproduction(input.metadata, &mut out);
+        cost(input.metadata, &mut out);
+        return out;
+    }
     executive_summary(input, &mut out);
+    if let Some(serving) = &input.serving {
+        crate::serving::render_serving(serving, input.serving_plot.as_deref(), &mut out);
+    }
     trace_files(input, &mut out);
     analysis_results(input, &mut out);
     crate::device::section(input, &mut out);
-    if let Some(workload) = &input.metadata.workload {
+    // The serving section covers the workload when there is one.
+    if let (None, Some(workload)) = (&input.serving, &input.metadata.workload) {
         workload_section(workload, &mut out);
     }
     if let Some(pyspy) = &input.pyspy {
