@@ -226,9 +226,12 @@ impl Ledger {
         };
         // A fresh, exclusively created name: a planted file or symlink is
         // never followed.
+        // It holds no secret: readable as the umask says, like every file
+        // of the run folder.
         let mut tmp = tempfile::Builder::new()
             .prefix(".tpu-state.")
             .suffix(".tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(io("creating a file in", dir))?;
         {
