@@ -3,11 +3,13 @@
 //! (`profile_local`), the whole TPU path against the simulated Cloud TPU
 //! API and local workers (`rehearsal`) and its fault matrix
 //! (`tpu_faults`), `trace` against the reader it exports, `compare` on
-//! local and archived runs (against the GCS emulator), and checks on the
-//! repository itself (`tidy`).
+//! local and archived runs (against the GCS emulator), the outputs of
+//! `report`, `compare` and `trace` under hostile paths, crashes and a full
+//! disk (`outputs`), and checks on the repository itself (`tidy`).
 
 mod compare;
 mod compare_gcs;
+mod outputs;
 mod profile_local;
 mod rehearsal;
 mod report;
