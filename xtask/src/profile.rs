@@ -109,6 +109,17 @@ pub struct Args {
     pub k8s: crate::k8s::K8sArgs,
 }
 
+impl TpuProfileArgs {
+    /// `--runtime-version`, or Google's for the family of
+    /// `--accelerator-type`; an unknown family is refused in one line.
+    pub fn runtime_version(&self) -> anyhow::Result<String> {
+        Ok(tpu_cloud::runtime::runtime_version(
+            &self.accelerator_type,
+            self.runtime_version.as_deref(),
+        )?)
+    }
+}
+
 impl Args {
     /// `--warmup`, or twice the concurrency.
     pub fn warmup_requests(&self) -> usize {
@@ -178,9 +189,11 @@ pub struct TpuProfileArgs {
     /// The TPU slice (--tpu).
     #[arg(long, default_value = "v6e-1")]
     pub accelerator_type: String,
-    /// The TPU VM image (--tpu).
-    #[arg(long, default_value = "v6e-ubuntu-2404")]
-    pub runtime_version: String,
+    /// The TPU VM image (--tpu) [default: Google's for the accelerator's
+    /// family: v6e v2-alpha-tpuv6e, v5p v2-alpha-tpuv5, v5e
+    /// v2-alpha-tpuv5-lite, v4 and older tpu-ubuntu2204-base].
+    #[arg(long)]
+    pub runtime_version: Option<String>,
     /// How the VM is billed (--tpu).
     #[arg(long, value_enum, default_value_t = ProvisioningArg::OnDemand)]
     pub provisioning: ProvisioningArg,

@@ -39,6 +39,7 @@ pub(crate) struct Plan {
 
 pub(crate) fn plan(args: &crate::profile::Args, now: SystemTime) -> anyhow::Result<Plan> {
     let tpu = &args.tpu;
+    tpu.runtime_version()?;
     let endpoint = profile_session::Endpoint::from(args.endpoint).slug();
     let run_id = format!(
         "{}-{endpoint}-tpu",
@@ -103,7 +104,7 @@ pub(crate) fn node_request(args: &crate::profile::Args, plan: &Plan) -> NodeRequ
         node_id: plan.node_id.clone(),
         run_id: plan.run_id.clone(),
         accelerator_type: tpu.accelerator_type.clone(),
-        runtime_version: tpu.runtime_version.clone(),
+        runtime_version: tpu.runtime_version().unwrap_or_default(),
         provisioning: plan.provisioning,
         queued: tpu.queued,
         queued_valid_for: tpu.queued.then(|| Duration::from_secs(3600)),
@@ -301,7 +302,7 @@ fn manual_steps(
         setup.push(format!(
             "gcloud compute tpus tpu-vm create {node} {loc} --accelerator-type {} --version {}{billing}",
             sh_quote(&tpu.accelerator_type),
-            sh_quote(&tpu.runtime_version)
+            sh_quote(&tpu.runtime_version().unwrap_or_default())
         ));
     }
     setup.push(ssh(&install));
@@ -347,7 +348,10 @@ fn reproduction(args: &crate::profile::Args, session_plan: &SessionPlan, plan: &
         ("--project", plan.location.project.clone()),
         ("--zone", plan.location.zone.clone()),
         ("--accelerator-type", tpu.accelerator_type.clone()),
-        ("--runtime-version", tpu.runtime_version.clone()),
+        (
+            "--runtime-version",
+            tpu.runtime_version().unwrap_or_default(),
+        ),
         ("--provisioning", plan.provisioning.as_str().to_owned()),
     ]
     .into_iter()
