@@ -405,14 +405,17 @@ pub fn helper_log_file(name: &str) -> String {
     format!("{REMOTE_DIR}/{name}.log")
 }
 
-/// The shell lines that set `SUDO` to `sudo -n` when attaching to another
-/// process needs it: not root, and Yama restricts ptrace to descendants
-/// (the default on Ubuntu, so on TPU VMs).
-const PTRACE_SUDO: &str = r#"SUDO=
+/// The shell lines that set the array `SUDO` to `sudo -n` when attaching
+/// to another process needs it: not root, and Yama restricts ptrace to
+/// descendants (the default on Ubuntu, so on TPU VMs).
+const PTRACE_SUDO: &str = r#"SUDO=()
 if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)" != 0 ]; then
-  SUDO="sudo -n"
+  SUDO=(sudo -n)
 fi
-running() {
+"#;
+
+/// `running PID`: whether the process lives and is not a zombie.
+const RUNNING: &str = r#"running() {
   state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)
   [ -n "$state" ] && [ "$state" != Z ]
 }
@@ -425,13 +428,17 @@ running() {
 /// a second fails the script with its log tail.
 pub fn helper_start_script(name: &str, program: &str, args: &[String], ptrace: bool) -> String {
     let (pid, log) = (helper_pid_file(name), helper_log_file(name));
-    let sudo = if ptrace { "$SUDO " } else { "" };
+    let (sudo_lines, sudo) = if ptrace {
+        (PTRACE_SUDO, "\"${SUDO[@]}\" ")
+    } else {
+        ("", "")
+    };
     format!(
         r#"# sglprof: start {name} beside the server.
 set -euo pipefail
 cd "$HOME"
 mkdir -p {REMOTE_DIR}
-{PTRACE_SUDO}setsid nohup {sudo}{REMOTE_VENV}/bin/{program} {args} >{log} 2>&1 </dev/null &
+{sudo_lines}{RUNNING}setsid nohup {sudo}{REMOTE_VENV}/bin/{program} {args} >{log} 2>&1 </dev/null &
 echo $! >{pid}
 sleep 1
 if ! running "$(cat {pid})"; then
@@ -456,13 +463,13 @@ pub fn helper_stop_script(name: &str, timeout_s: u64) -> String {
 set -euo pipefail
 cd "$HOME"
 [ -f {pid} ] || exit 0
-{PTRACE_SUDO}pid=$(cat {pid})
-$SUDO kill -INT "$pid" 2>/dev/null || true
+{PTRACE_SUDO}{RUNNING}pid=$(cat {pid})
+"${{SUDO[@]}}" kill -INT "$pid" 2>/dev/null || true
 deadline=$((SECONDS + {timeout_s}))
 while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.5; done
 rm -f {pid}
 if running "$pid"; then
-  $SUDO kill -KILL "$pid" 2>/dev/null || true
+  "${{SUDO[@]}}" kill -KILL "$pid" 2>/dev/null || true
   echo "{name} did not stop within {timeout_s} s; killed it. Last lines of {log}:" >&2
   tail -n 20 {log} >&2 || true
   exit 1

@@ -5,7 +5,8 @@
 //! (`tpu_faults`), `trace` against the reader it exports, `compare` on
 //! local and archived runs (against the GCS emulator), the outputs of
 //! `report`, `compare` and `trace` under hostile paths, crashes and a full
-//! disk (`outputs`), and checks on the repository itself (`tidy`).
+//! disk (`outputs`), every generated script and command block under
+//! shellcheck (`shellcheck`), and checks on the repository itself (`tidy`).
 
 mod compare;
 mod compare_gcs;
@@ -14,6 +15,7 @@ mod profile_local;
 mod rehearsal;
 mod report;
 mod report_device;
+mod shellcheck;
 mod tidy;
 mod tpu_faults;
 mod trace;
