@@ -5,12 +5,14 @@
 //! (`tpu_faults`), `trace` against the reader it exports, `compare` on
 //! local and archived runs (against the GCS emulator), the outputs of
 //! `report`, `compare` and `trace` under hostile paths, crashes and a full
-//! disk (`outputs`), every generated script and command block under
+//! disk (`outputs`), the hostile probe's cases that need no server
+//! (`probe`: secrets in URLs, config files, VM images), every generated script and command block under
 //! shellcheck (`shellcheck`), and checks on the repository itself (`tidy`).
 
 mod compare;
 mod compare_gcs;
 mod outputs;
+mod probe;
 mod profile_local;
 mod rehearsal;
 mod report;
