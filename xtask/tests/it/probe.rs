@@ -108,6 +108,8 @@ fn a_huge_config_file_is_refused_by_its_size_with_little_memory() {
     let text = line.repeat(36_000_000 / line.len());
     std::fs::write(&file, text).unwrap();
     let config = file.to_str().unwrap();
+    // wait4 below reaps it, for its peak memory.
+    #[allow(clippy::zombie_processes)]
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["profile", "--config", config, "--tpu", "--dry-run"])
         .current_dir(dir.path())
