@@ -173,9 +173,13 @@ pub fn files_if_any(dir: &Path) -> Result<Vec<PathBuf>, RunFolderError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    profile_report::list_files(dir).map_err(|err| RunFolderError::Read {
-        path: dir.to_path_buf(),
-        source: std::io::Error::other(err.to_string()),
+    profile_report::list_files(dir).map_err(|err| match err {
+        // The folder that could not be read, and why, once.
+        profile_report::Error::Read { path, source } => RunFolderError::Read { path, source },
+        other => RunFolderError::Read {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(other),
+        },
     })
 }
 
