@@ -127,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runs = args.runs.max(1);
     let sh = Shell::new()?;
     let xprof_rs = ensure_xprof_rs(&sh)?;
-    let scratch = crate::local_env::cache_root()?.join("bench-scratch");
+    let scratch = profile_driver::pyenv::cache_root()?.join("bench-scratch");
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
 

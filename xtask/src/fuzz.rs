@@ -42,13 +42,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         readers
     };
-    let fixtures = crate::project_root().join("fixtures");
+    let fixtures = crate::util::project_root().join("fixtures");
     let seeds = Seeds::build(&mut |rel| {
         std::fs::read(fixtures.join(rel)).map_err(|e| format!("cannot read: {e}"))
     })
     .map_err(anyhow::Error::msg)?;
     let budget = Budget::default();
-    let out_dir = crate::project_root().join("target").join("fuzz-failures");
+    let out_dir = crate::util::project_root()
+        .join("target")
+        .join("fuzz-failures");
 
     if let Some(index) = args.index {
         for reader in readers {
