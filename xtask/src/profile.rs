@@ -529,7 +529,9 @@ pub fn sweep_variants(plan: &Plan) -> anyhow::Result<Vec<Variant>> {
         if !known {
             bail!("--sweep {flag}: not a flag of `cargo xtask profile`");
         }
-        if !SWEEPABLE.contains(&flag) && !(per_server && SWEEPABLE_PER_SERVER.contains(&flag)) {
+        let may_vary =
+            SWEEPABLE.contains(&flag) || (per_server && SWEEPABLE_PER_SERVER.contains(&flag));
+        if !may_vary {
             let why = if SWEEPABLE_PER_SERVER.contains(&flag) {
                 "the variants share one server here; sweep it with --k8s, where each has its own"
             } else {
