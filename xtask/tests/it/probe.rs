@@ -82,7 +82,7 @@ fn config_files_are_named_in_their_errors_and_the_command_line_wins() {
 
     // A switch of the file, turned off on the command line: `tpu = true`
     // with `--no-tpu --k8s` is the Kubernetes dry run, not the TPU one.
-    std::fs::write(&file, "tpu = true\ndry-run = true\nproject = \"demo\"\n").unwrap();
+    std::fs::write(&file, "tpu = true\ndry-run = true\n").unwrap();
     let out = xtask(
         dir.path(),
         &["profile", "--config", config, "--no-tpu", "--k8s"],
