@@ -9,16 +9,16 @@
 //! This crate is the file-reading edge of the trace crates; rendering itself
 //! is `session_report`'s pure functions. It spawns no process, does no
 //! network IO, prints nothing (notes come back in [`Outcome`]) and knows no
-//! command-line types. Outputs are written to unique temporary files created
-//! exclusively and published together under a lock on the output folder, so
-//! a failure leaves the previous pair (or nothing) and concurrent writers
-//! never mix their files.
+//! command-line types. Outputs are published as one set ([`outputs`]): they
+//! appear together or not at all, across crashes too, never replace an
+//! input or a file sglprof did not write, and concurrent writers never mix
+//! their files.
 
 mod analyse;
 mod discover;
 pub mod full_trace;
 mod hosts;
-mod publish;
+pub mod outputs;
 mod pyspy;
 mod serving;
 
@@ -29,7 +29,7 @@ use session_report::{FullTrace, ReportInput, RunMetadata, TraceFileInfo, Truncat
 
 pub use analyse::{Chosen, analyse_json, analyse_xplane, choose, choose_with_cap};
 pub use discover::list_files;
-pub use publish::publish;
+pub use outputs::{Destination, OutputSet, publish, settle};
 
 /// Why a report could not be made. Each message is one lowercase line; the
 /// cause, when there is one, is the error's source.
@@ -76,6 +76,27 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: trace_pyspy::Error,
+    },
+    /// An output path that would replace an input, a file sglprof did not
+    /// write, or something among a JAX profile run's own files.
+    #[error("{}: {why}", .path.display())]
+    Refused {
+        path: PathBuf,
+        why: outputs::Refusal,
+    },
+    /// The folder's record of its outputs cannot be used.
+    #[error("{}: not a record of sglprof's outputs ({detail}); remove it", .path.display())]
+    Ledger { path: PathBuf, detail: String },
+    /// The set was committed but a rename failed; the next command that
+    /// writes or reads outputs in the folder completes it.
+    #[error(
+        "cannot move {} into place (the outputs of this folder are completed by the next sglprof command on it)",
+        .path.display()
+    )]
+    Incomplete {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{}: not UTF-8 text", .0.display())]
     NotUtf8(PathBuf),
@@ -164,16 +185,11 @@ impl Request {
     }
 
     /// The folder the outputs go to when the caller has no preference: the
-    /// input folder, or the folder of an input file.
+    /// input folder, or the folder of an input file; for an input inside a
+    /// JAX profile run, the folder that holds its `plugins/` (see
+    /// [`outputs::default_dir`]).
     pub fn default_out_dir(input: &Path) -> PathBuf {
-        if input.is_file() {
-            match input.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            }
-        } else {
-            input.to_path_buf()
-        }
+        outputs::default_dir(input)
     }
 }
 
@@ -226,8 +242,8 @@ impl fmt::Display for Note {
 /// What [`generate`] did.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The step plots, `report.md`, `summary.json`, the flamegraph and the
-    /// full trace's files, each when written, in that order.
+    /// The full trace's files, the step plots, `summary.json`, the
+    /// flamegraph and `report.md`, each when written, in that order.
     pub written: Vec<PathBuf>,
     pub notes: Vec<Note>,
 }
@@ -272,11 +288,27 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
 
     let out_dir = &request.out_dir;
     let mut files: Vec<TraceFileInfo> = Vec::new();
+    let mut read: Vec<PathBuf> = Vec::new();
     for path in [&host.trace_json, &host.xplane].into_iter().flatten() {
         files.push(file_info(path, out_dir)?);
+        read.push(path.clone());
     }
     for path in pyspy::named_files(input, &metadata)? {
         files.push(file_info(&path, out_dir)?);
+        read.push(path);
+    }
+    read.push(input.join("inputs/run_metadata.json"));
+    if input.is_file() {
+        read.push(input.clone());
+    }
+    let mut set = OutputSet::begin(Destination {
+        dir: out_dir,
+        inputs: &read,
+        files_named: false,
+    })?;
+    // The fixed names are checked before the long work.
+    for name in ["report.md", "summary.json"] {
+        set.claim(name)?;
     }
     let logdir = discover::logdir(run);
     let perfetto = host
@@ -287,11 +319,10 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     // JAX's JSON cut short (the XPlane was analysed instead) or absent.
     let json_short =
         host.trace_json.is_none() || matches!(chosen.truncation, Truncation::XPlaneInstead { .. });
-    publish::create_dir(out_dir)?;
     let full = match &host.xplane {
         Some(xplane) if request.full_trace && json_short => Some((
             xplane,
-            full_trace::export(xplane, out_dir, request.full_trace_chunk_events)?,
+            full_trace::export(xplane, &mut set, request.full_trace_chunk_events)?,
         )),
         _ => None,
     };
@@ -317,11 +348,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         perfetto_file: shown(perfetto, out_dir),
         full_trace: full.as_ref().map(|(source, written)| FullTrace {
             source: shown(source, out_dir),
-            files: written
-                .staged
-                .iter()
-                .map(|it| shown(&it.target, out_dir))
-                .collect(),
+            files: written.files.iter().map(|it| shown(it, out_dir)).collect(),
             events: written.events,
             chunk_events: request.full_trace_chunk_events,
         }),
@@ -351,31 +378,23 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
             json_events,
         });
     }
-    let mut outputs: Vec<(&str, &[u8])> = plots
-        .iter()
-        .map(|(name, svg)| (name.as_str(), svg.as_bytes()))
-        .collect();
+    // report.md last: a report.md a person can open is never older than
+    // the files it describes.
+    for (name, svg) in &plots {
+        set.add(name, svg.as_bytes())?;
+    }
     if let Some(svg) = &serving_svg {
-        outputs.push((session_report::SERVING_PLOT, svg.as_bytes()));
+        set.add(session_report::SERVING_PLOT, svg.as_bytes())?;
     }
-    outputs.push(("report.md", markdown.as_bytes()));
-    outputs.push(("summary.json", summary.as_bytes()));
+    set.add("summary.json", summary.as_bytes())?;
     if let Some(svg) = &flamegraph {
-        outputs.push((pyspy::FLAMEGRAPH, svg.as_bytes()));
+        set.add(pyspy::FLAMEGRAPH, svg.as_bytes())?;
     }
-    let mut staged = Vec::with_capacity(outputs.len());
-    for (name, bytes) in &outputs {
-        staged.push(publish::stage_bytes(out_dir, name, bytes)?);
-    }
-    let mut written: Vec<PathBuf> = staged.iter().map(|it| it.target.clone()).collect();
-    let replaces_full_trace = full.is_some();
-    if let Some((_, full)) = full {
-        written.extend(full.staged.iter().map(|it| it.target.clone()));
-        staged.extend(full.staged);
-    }
+    set.add("report.md", markdown.as_bytes())?;
     // A new full trace replaces every chunk of an older one.
+    let replaces_full_trace = full.is_some();
     let stale = |name: &str| replaces_full_trace && full_trace::is_full_trace_name(name);
-    publish::commit(out_dir, staged, &stale)?;
+    let written = set.publish(&stale)?;
     Ok(Outcome { written, notes })
 }
 
@@ -387,7 +406,12 @@ fn untraced(
     serving: &session_report::ServingReport,
 ) -> Result<Outcome, Error> {
     let out_dir = &request.out_dir;
-    publish::create_dir(out_dir)?;
+    let inputs = [request.input.join("inputs/run_metadata.json")];
+    let mut set = OutputSet::begin(Destination {
+        dir: out_dir,
+        inputs: &inputs,
+        files_named: false,
+    })?;
     let analysis = trace_analysis::Analyzer::new().finish();
     let svg = session_report::serving_plot(serving);
     let report_input = ReportInput {
@@ -412,18 +436,12 @@ fn untraced(
     };
     let markdown = session_report::render_markdown(&report_input);
     let summary = session_report::render_summary_json(&report_input);
-    let mut outputs: Vec<(&str, &[u8])> = Vec::new();
     if let Some(svg) = &svg {
-        outputs.push((session_report::SERVING_PLOT, svg.as_bytes()));
+        set.add(session_report::SERVING_PLOT, svg.as_bytes())?;
     }
-    outputs.push(("report.md", markdown.as_bytes()));
-    outputs.push(("summary.json", summary.as_bytes()));
-    let mut staged = Vec::with_capacity(outputs.len());
-    for (name, bytes) in &outputs {
-        staged.push(publish::stage_bytes(out_dir, name, bytes)?);
-    }
-    let written = staged.iter().map(|it| it.target.clone()).collect();
-    publish::commit(out_dir, staged, &|_| false)?;
+    set.add("summary.json", summary.as_bytes())?;
+    set.add("report.md", markdown.as_bytes())?;
+    let written = set.publish(&|_| false)?;
     Ok(Outcome {
         written,
         notes: Vec::new(),
