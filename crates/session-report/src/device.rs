@@ -7,7 +7,6 @@ use trace_device::{COMPONENT_RULES, DeviceOp, DevicePlane, step_stats};
 use trace_model::{Ps, ps_to_ms};
 
 use crate::format::{Table, cell, code, count, fixed, ms};
-use crate::plot;
 use crate::render::ReportInput;
 
 fn ms_of(ps: Ps) -> f64 {
@@ -539,5 +538,5 @@ pub fn plot_file_name(plane: &str) -> String {
 
 /// The SVG step plot of a plane, or `None` without steps.
 pub fn step_plot(plane: &DevicePlane) -> Option<String> {
-    plot::steps_svg(plane)
+    report_plot::steps_svg(plane)
 }

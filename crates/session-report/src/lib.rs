@@ -9,7 +9,6 @@
 mod device;
 mod format;
 mod metadata;
-mod plot;
 mod render;
 mod summary;
 
