@@ -19,7 +19,7 @@ mod history;
 mod latency;
 mod machine;
 mod numbers;
-mod render;
+pub mod render;
 mod samples;
 pub mod stats;
 

@@ -13,21 +13,24 @@ type MachineCell = dyn Fn(&crate::MachineState) -> String;
 /// Rows of the table of unchanged operations.
 pub const SAME_ROWS: usize = 20;
 
-fn pct(change: Option<f64>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn pct(change: Option<f64>) -> String {
     match change {
         Some(it) => format!("{:+.1}%", it * 100.0),
         None => "-".to_owned(),
     }
 }
 
-fn num(value: Option<f64>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn num(value: Option<f64>) -> String {
     match value {
         Some(it) => format!("{it:.3}"),
         None => "-".to_owned(),
     }
 }
 
-fn p_text(value: Option<f64>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn p_text(value: Option<f64>) -> String {
     match value {
         Some(it) if it < 1e-4 => format!("{it:.1e}"),
         Some(it) => format!("{it:.4}"),
@@ -35,7 +38,8 @@ fn p_text(value: Option<f64>) -> String {
     }
 }
 
-fn interval(ci: Option<[f64; 2]>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn interval(ci: Option<[f64; 2]>) -> String {
     match ci {
         Some([lo, hi]) => format!("[{:+.1}%, {:+.1}%]", lo * 100.0, hi * 100.0),
         None => "-".to_owned(),

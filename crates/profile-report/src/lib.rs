@@ -222,8 +222,9 @@ impl fmt::Display for Note {
 /// What [`generate`] did.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The step plots, `report.md`, `summary.json`, the flamegraph and the
-    /// full trace's files, each when written, in that order.
+    /// The step plots, `report.md`, `summary.json`, `report.html`, the
+    /// flamegraph and the full trace's files, each when written, in that
+    /// order.
     pub written: Vec<PathBuf>,
     pub notes: Vec<Note>,
 }
@@ -255,10 +256,11 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     }
 
     let chosen = choose_with_cap(host, request.prefer_xplane, request.json_event_cap)?;
-    let (pyspy, flamegraph) = match pyspy::load(input, &metadata, request.top_n)? {
-        Some((section, svg)) => (Some(section), svg),
-        None => (None, None),
+    let (pyspy, flamegraph, flames) = match pyspy::load(input, &metadata, request.top_n)? {
+        Some(loaded) => (Some(loaded.section), loaded.flamegraph, loaded.flames),
+        None => (None, None, Vec::new()),
     };
+    let latencies = load_latencies(input)?;
 
     let out_dir = &request.out_dir;
     let mut files: Vec<TraceFileInfo> = Vec::new();
@@ -330,6 +332,12 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         markdown = hosts::insert(&markdown, &hosts::render(&hosts));
     }
     let summary = session_report::render_summary_json(&report_input);
+    let page = report_html::render_report(&report_html::ReportPage {
+        report: &report_input,
+        latencies: latencies.as_ref(),
+        serving: None,
+        flamegraphs: &flames,
+    });
     if let Truncation::Unrecoverable { json_events } = chosen.truncation {
         notes.push(Note::Truncated {
             source: chosen.source.clone(),
@@ -342,6 +350,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         .collect();
     outputs.push(("report.md", markdown.as_bytes()));
     outputs.push(("summary.json", summary.as_bytes()));
+    outputs.push(("report.html", page.as_bytes()));
     if let Some(svg) = &flamegraph {
         outputs.push((pyspy::FLAMEGRAPH, svg.as_bytes()));
     }
@@ -359,6 +368,24 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     let stale = |name: &str| replaces_full_trace && full_trace::is_full_trace_name(name);
     publish::commit(out_dir, staged, &stale)?;
     Ok(Outcome { written, notes })
+}
+
+/// The per-request latencies of a run folder (`inputs/latencies.json`),
+/// when it has them.
+fn load_latencies(input: &Path) -> Result<Option<profile_compare::Latencies>, Error> {
+    let path = input.join("inputs/latencies.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Read {
+        path: path.clone(),
+        source: source.into(),
+    })?;
+    Ok(profile_compare::Latencies::from_json(&doc))
 }
 
 fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {

@@ -311,17 +311,20 @@ fn plane_section(
     }
 }
 
+/// The definitions under the section, in inline Markdown (`**`, backticks).
+pub const DEVICE_DEFINITIONS: [&str; 7] = [
+    "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead). **Busy**: Σ op self time.",
+    "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, xprof's IDLE row.",
+    "**Duty cycle in modules**: Σ durations of top-level ops ÷ Σ durations of XLA module executions.",
+    "**Step**: an event of the `Steps` line; its compute is the self time of the ops of its group, its idle the rest. Percentiles are nearest-rank; the standard deviation is the population one.",
+    "**GFLOP/s, GB/s**: Σ `flops` and Σ `bytes_accessed` over an op's executions ÷ its self time. **FLOP/byte**: their ratio. **Bound**: `compute` at or above the plane's ridge point (peak FLOP/s ÷ peak HBM bytes/s), else `memory`.",
+    "**Why was the device idle**: gaps are the times between one module execution's end and the next one's start (host clock); each host thread's innermost event is charged its overlap with the gaps.",
+    "Unlike xprof, ops are counted per HLO op and program: xprof's framework-op view counts a framework op's occurrences as the maximum over its HLO ops, and its host rows (host IDLE) are not reported here.",
+];
+
 fn definitions(out: &mut String) {
     out.push_str("### Device Definitions\n\n");
-    for line in [
-        "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead). **Busy**: Σ op self time.",
-        "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, xprof's IDLE row.",
-        "**Duty cycle in modules**: Σ durations of top-level ops ÷ Σ durations of XLA module executions.",
-        "**Step**: an event of the `Steps` line; its compute is the self time of the ops of its group, its idle the rest. Percentiles are nearest-rank; the standard deviation is the population one.",
-        "**GFLOP/s, GB/s**: Σ `flops` and Σ `bytes_accessed` over an op's executions ÷ its self time. **FLOP/byte**: their ratio. **Bound**: `compute` at or above the plane's ridge point (peak FLOP/s ÷ peak HBM bytes/s), else `memory`.",
-        "**Why was the device idle**: gaps are the times between one module execution's end and the next one's start (host clock); each host thread's innermost event is charged its overlap with the gaps.",
-        "Unlike xprof, ops are counted per HLO op and program: xprof's framework-op view counts a framework op's occurrences as the maximum over its HLO ops, and its host rows (host IDLE) are not reported here.",
-    ] {
+    for line in DEVICE_DEFINITIONS {
         out.push_str(&format!("- {line}\n"));
     }
     out.push_str("\nComponents are assigned by the first rule whose words appear in the op's framework op path, name or category:\n\n");
