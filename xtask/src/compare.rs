@@ -4,7 +4,7 @@
 //!
 //! This module finds and reads the traces, gathers the session numbers from
 //! `summary.json` and the run metadata, fetches `gs://` inputs verified, and
-//! writes `compare.md`, `compare.json` and `compare.svg`. The statistics and
+//! writes `compare.md`, `compare.json`, `compare.svg` and `compare.html`. The statistics and
 //! the verdict rules are in the `profile-compare` crate. Exit codes: 0 no
 //! regression (including an inconclusive verdict, said on stderr), 1
 //! regression, 2 error.
@@ -157,16 +157,19 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
     Ok(comparison.verdict)
 }
 
-/// Publishes compare.json, compare.svg (when there is a chart) and
-/// compare.md together, after everything has been computed.
+/// Publishes compare.json, compare.svg (when there is a chart),
+/// compare.html and compare.md together, after everything has been
+/// computed.
 pub fn write_outputs(cmp: &Comparison, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let chart = profile_compare::render_chart(cmp);
     let markdown = profile_compare::render_markdown(cmp, chart.as_ref().map(|_| "compare.svg"));
+    let page = report_html::render_compare(cmp);
     let json = cmp.to_json();
     let mut files: Vec<(&str, &[u8])> = vec![("compare.json", json.as_bytes())];
     if let Some(svg) = &chart {
         files.push(("compare.svg", svg.as_bytes()));
     }
+    files.push(("compare.html", page.as_bytes()));
     files.push(("compare.md", markdown.as_bytes()));
     profile_report::publish(out, &files)?;
     Ok(files.iter().map(|(name, _)| out.join(name)).collect())

@@ -102,7 +102,6 @@ impl Render for Rows<'_> {
                 buffer.push_str("<td>");
                 let _ = Escaper::new(buffer).write_str(cell);
             }
-            buffer.push('\n');
         }
     }
 }
@@ -235,7 +234,7 @@ mod tests {
     fn rows_leave_out_end_tags_and_escape() {
         let mut out = String::new();
         Rows(&[vec!["<a>".to_owned(), "1,234".to_owned()]]).render_to(&mut out);
-        assert_eq!(out, "<tr><td>&lt;a&gt;<td>1,234\n");
+        assert_eq!(out, "<tr><td>&lt;a&gt;<td>1,234");
     }
 
     #[test]

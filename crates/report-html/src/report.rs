@@ -48,8 +48,15 @@ fn percent(part: Ps, whole: Ps) -> String {
     }
 }
 
-fn opt(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "n/a".to_owned(), |it| fixed(it, decimals))
+/// A rate or ratio with three or four significant digits: `123,457`,
+/// `1,235`, `12.3`, `1.23` (a page of 100,000 ops stays under 10 MB).
+fn rate(value: Option<f64>) -> String {
+    match value {
+        Some(it) if it.abs() >= 100.0 => fixed(it, 0),
+        Some(it) if it.abs() >= 10.0 => fixed(it, 1),
+        Some(it) => fixed(it, 2),
+        None => "n/a".to_owned(),
+    }
 }
 
 fn spans(spans: &[Span]) -> Markup {
@@ -267,9 +274,12 @@ fn kind(kind: OpKind) -> &'static str {
 fn operations(input: &ReportInput<'_>) -> Markup {
     let analysis = input.analysis;
     let exact = analysis.self_time_exact;
+    // With a device view, device ops have their own tables, per device.
+    let apart = !input.devices.is_empty();
     let rows = analysis
         .ops
         .iter()
+        .filter(|op| !(apart && op.kind == OpKind::Xla { device: true }))
         .map(|op| {
             vec![
                 op.display_name().to_owned(),
@@ -294,7 +304,12 @@ fn operations(input: &ReportInput<'_>) -> Markup {
         section #operations {
             h2 { "Trace Analysis Results" }
             p { "Analysed file: " code { (input.source) } " (" (format) "). Every operation of the trace, heaviest total time first; click a column to sort, type to filter." }
-            h3 { "Host and XLA Operations" }
+            @if apart {
+                h3 { "Host Operations" }
+                p.note { "Operations of the host threads and XLA modules; each device's operations are in its own table under Device Activity." }
+            } @else {
+                h3 { "Host and XLA Operations" }
+            }
             (DataTable {
                 id: "ops-table",
                 columns: &[
@@ -327,7 +342,6 @@ fn device(plane: &DevicePlane) -> Markup {
         .map(|op| {
             vec![
                 op.name.clone(),
-                op.program_id.map_or_else(String::new, |it| it.to_string()),
                 if op.category.is_empty() {
                     "(none)".to_owned()
                 } else {
@@ -335,10 +349,14 @@ fn device(plane: &DevicePlane) -> Markup {
                 },
                 count(op.count),
                 ps_ms(op.self_ps),
-                ps_ms(op.total_ps),
-                opt(op.gflops_per_s(), 1),
-                opt(op.gbytes_per_s(), 1),
-                opt(op.intensity(), 1),
+                if op.total_ps == op.self_ps {
+                    String::new()
+                } else {
+                    ps_ms(op.total_ps)
+                },
+                rate(op.gflops_per_s()),
+                rate(op.gbytes_per_s()),
+                rate(op.intensity()),
                 op.bound(peaks).unwrap_or("n/a").to_owned(),
             ]
         })
@@ -422,7 +440,6 @@ fn device(plane: &DevicePlane) -> Markup {
                     id: &format!("{id}-ops"),
                     columns: &[
                         ("Operation", Align::Code),
-                        ("Program", Align::Right),
                         ("Category", Align::Left),
                         ("Count", Align::Right),
                         ("Self (ms)", Align::Right),
@@ -434,6 +451,7 @@ fn device(plane: &DevicePlane) -> Markup {
                     ],
                     rows: op_rows,
                 })
+                p.note { "Total is shown only where it differs from self time (ops that hold others, such as while loops). Program ids and every number unrounded are in summary.json." }
             }
         }
     }

@@ -3,11 +3,14 @@
 //! (`profile_local`), the whole TPU path against the simulated Cloud TPU
 //! API and local workers (`rehearsal`) and its fault matrix
 //! (`tpu_faults`), `trace` against the reader it exports, `compare` on
-//! local and archived runs (against the GCS emulator), and checks on the
-//! repository itself (`tidy`).
+//! local and archived runs (against the GCS emulator), the HTML pages in
+//! headless Chromium (`html`, `browser`), and checks on the repository
+//! itself (`tidy`).
 
+mod browser;
 mod compare;
 mod compare_gcs;
+mod html;
 mod profile_local;
 mod rehearsal;
 mod report;
