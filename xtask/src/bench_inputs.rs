@@ -1,5 +1,6 @@
 //! What `cargo xtask bench` measures on: the captured trace pair and the
 //! xprof-rs binary, each set up once in the sglprof cache.
+#![allow(clippy::disallowed_methods)] // The benchmark runs the commands it measures.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +13,7 @@ use xshell::{Shell, cmd};
 /// with a workload long enough to reach JAX's 1,000,000-event JSON cap
 /// (12 /generate requests at concurrency 4, stopped with /stop_profile).
 pub(crate) fn default_trace_dir(me: &Path) -> anyhow::Result<PathBuf> {
-    let cache = crate::local_env::cache_root()?;
+    let cache = profile_driver::pyenv::cache_root()?;
     let dir = cache.join("bench");
     if dir.join("READY").is_file() {
         return Ok(dir);
@@ -69,7 +70,7 @@ pub(crate) fn file_size(path: &Path) -> anyhow::Result<u64> {
 
 /// Installs `xprof-rs` from PyPI into the sglprof cache once.
 pub(crate) fn ensure_xprof_rs(sh: &Shell) -> anyhow::Result<PathBuf> {
-    let venv = crate::local_env::cache_root()?.join("bench-tools");
+    let venv = profile_driver::pyenv::cache_root()?.join("bench-tools");
     let bin = venv.join("bin/xprof-rs");
     if bin.is_file() {
         return Ok(bin);

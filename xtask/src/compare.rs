@@ -20,7 +20,8 @@ use profile_compare::{Collector, Comparison, Profile, Settings, Verdict};
 use trace_analysis::{Analyzer, JSON_EVENT_CAP};
 use trace_model::{Phase, locate};
 
-use crate::archive::{ConnFlags, block_on, connect};
+use crate::archive::{ConnFlags, block_on};
+use profile_driver::archive::connect;
 use profile_report::list_files;
 
 #[derive(clap::Args)]
@@ -184,7 +185,7 @@ fn fetch_input(input: &str, dest: &Path, args: &Args) -> anyhow::Result<PathBuf>
     let conn = args.conn.clone();
     let dest_owned = dest.to_path_buf();
     block_on(async move {
-        let client = connect(&conn).await?;
+        let client = connect(&conn.connection()).await?;
         gcs_artifacts::download_run(
             &client,
             &url,
@@ -238,7 +239,7 @@ fn fetch_named(
     block_on({
         let dest = dest.clone();
         async move {
-            let client = connect(&conn).await?;
+            let client = connect(&conn.connection()).await?;
             gcs_artifacts::fetch_baseline(&client, &addr, &dest)
                 .await
                 .with_context(|| format!("cannot fetch baseline {}", addr.url()))?;
@@ -277,7 +278,7 @@ fn fetch_history(
     let dirs = block_on({
         let scratch = scratch.to_path_buf();
         async move {
-            let client = connect(&conn).await?;
+            let client = connect(&conn.connection()).await?;
             let runs = gcs_artifacts::last_runs(
                 &client,
                 &bucket,

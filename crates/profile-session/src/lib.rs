@@ -20,6 +20,7 @@ pub mod pyspy;
 pub mod redact;
 pub mod run_folder;
 pub mod session;
+pub mod sweep;
 
 pub use plan::{Endpoint, Plan, PlanError};
 pub use run_folder::{RunFolder, RunFolderError};

@@ -33,6 +33,13 @@ pub enum SessionError {
         endpoint: &'static str,
         first_error: String,
     },
+    /// The session against another server of a slice failed.
+    #[error("the session on worker {worker}")]
+    Worker {
+        worker: u32,
+        #[source]
+        source: Box<SessionError>,
+    },
     #[error("{what}")]
     Hook {
         what: String,

@@ -1,15 +1,14 @@
 //! What it takes to run each supported sglang-jax release off a TPU VM:
 //! the jax pin, the pins that override the wheel's requirements, the CPU
-//! shim's switches, and the tiny model it can serve. `profile --local`
+//! shim's switches, and the tiny model it can serve. The local host
 //! installs and launches from this table, on either device.
 
-use crate::device::Device;
-use anyhow::Context;
+use profile_session::plan::Device;
 
-/// The sglang-jax release used when `--sglang-jax-version` is not given:
-/// the newest whose `/v1/score` works (0.0.2's fails on every device;
-/// `python/README.md` says where, and the plan refuses it).
-pub const DEFAULT_VERSION: &str = "0.0.1.post1";
+use super::EnvError;
+
+/// The sglang-jax release used when `--sglang-jax-version` is not given.
+pub const DEFAULT_VERSION: &str = profile_session::plan::defaults::SGLANG_JAX_VERSION;
 
 /// What it takes to run one sglang-jax release on this machine.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,16 +82,18 @@ impl Flavor {
     }
 }
 
-pub fn flavor(version: &str) -> anyhow::Result<&'static Flavor> {
+/// The flavor of `version`, or the versions that have one.
+pub fn flavor(version: &str) -> Result<&'static Flavor, EnvError> {
     FLAVORS
         .iter()
         .find(|f| f.version == version)
-        .with_context(|| {
-            let known: Vec<&str> = FLAVORS.iter().map(|f| f.version).collect();
-            format!(
-                "sglang-jax {version} is not supported locally; known versions: {}",
-                known.join(", ")
-            )
+        .ok_or_else(|| EnvError::UnknownVersion {
+            version: version.to_owned(),
+            known: FLAVORS
+                .iter()
+                .map(|f| f.version)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 

@@ -18,30 +18,10 @@
 
 use std::path::Path;
 
-use anyhow::bail;
+use profile_session::plan::Device;
 use sglang_server::{LaunchSpec, Precompile, PrecompileFlags};
 
-use crate::local_env::LocalEnv;
-
-/// Where the server of a local session runs.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Device {
-    /// This machine's CPU, through the CPU shim (`JAX_PLATFORMS=cpu`).
-    #[default]
-    Cpu,
-    /// This machine's TPU chips (jax[tpu] with libtpu, no shim).
-    Tpu,
-}
-
-impl Device {
-    /// The word of `--device` and of sglang-jax's own `--device`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Tpu => "tpu",
-        }
-    }
-}
+use super::{EnvError, LocalEnv};
 
 /// The TPU chips this process can use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +56,7 @@ const TPU_PCI_DEVICES: &[(&str, &str)] = &[
 
 /// The TPU chips visible under `sys` (a sysfs root) and `dev` (a /dev
 /// root), or the one-line reason there are none usable.
-pub fn probe_tpu(sys: &Path, dev: &Path) -> anyhow::Result<TpuChips> {
+pub fn probe_tpu(sys: &Path, dev: &Path) -> Result<TpuChips, EnvError> {
     let mut generation = None;
     let mut on_bus = 0usize;
     let devices = sys.join("bus/pci/devices");
@@ -92,11 +72,11 @@ pub fn probe_tpu(sys: &Path, dev: &Path) -> anyhow::Result<TpuChips> {
         }
     }
     let Some(generation) = generation else {
-        bail!(
-            "--device tpu: no TPU is visible on this machine (no Google TPU under {}); \
+        return Err(EnvError::NoTpu(format!(
+            "no TPU is visible on this machine (no Google TPU under {}); \
              run on a TPU VM or a GKE TPU node, or use --device cpu",
             devices.display()
-        );
+        )));
     };
     let names = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
@@ -116,11 +96,11 @@ pub fn probe_tpu(sys: &Path, dev: &Path) -> anyhow::Result<TpuChips> {
         .count();
     let chips = accel + vfio;
     if chips == 0 {
-        bail!(
-            "--device tpu: this machine has {on_bus} TPU {generation} chip(s) but this process \
+        return Err(EnvError::NoTpu(format!(
+            "this machine has {on_bus} TPU {generation} chip(s) but this process \
              can open none (no {0}/accel* or {0}/vfio/N); a pod needs a google.com/tpu limit",
             dev.display()
-        );
+        )));
     }
     Ok(TpuChips { generation, chips })
 }
@@ -130,12 +110,12 @@ fn all_digits(text: &str) -> bool {
 }
 
 /// The TPU of this machine, or the refusal of `--device tpu`.
-pub fn require_tpu() -> anyhow::Result<TpuChips> {
+pub fn require_tpu() -> Result<TpuChips, EnvError> {
     probe_tpu(Path::new("/sys"), Path::new("/dev"))
 }
 
 /// The `launch_server` command of a local session on `env.device`.
-pub(crate) fn launch_spec(
+pub fn launch_spec(
     env: &LocalEnv,
     model_path: &str,
     port: u16,
@@ -249,7 +229,7 @@ mod tests {
     /// The launch command and environment of each device, side by side.
     #[test]
     fn launch_per_device() {
-        let flavor = crate::local_env::flavor("0.0.1.post1").unwrap();
+        let flavor = super::super::flavor("0.0.1.post1").unwrap();
         let launch = |device| {
             let venv = std::path::PathBuf::from("/cache/venv");
             let env = LocalEnv {

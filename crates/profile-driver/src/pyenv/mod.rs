@@ -1,24 +1,72 @@
-//! The Python side of `cargo xtask profile --local`: a cached virtual
-//! environment with a pinned sglang-jax on jax[cpu] (or, for `--device tpu`,
-//! jax[tpu] with libtpu), py-spy, and a tiny model built on this machine.
+//! The Python side of a server on this machine: a cached virtual
+//! environment with a pinned sglang-jax on jax[cpu] (or, for a TPU,
+//! jax[tpu] with libtpu), py-spy, and a tiny model built here.
 //!
 //! Everything is installed from PyPI by package name with pip (libtpu from
 //! JAX's find-links page, as on a TPU VM) and nothing else is downloaded;
-//! the model and its tokenizer are made by `python/make_tiny_model.py`. The
-//! cache lives outside the source tree (`$SGLPROF_CACHE`, else
-//! `$XDG_CACHE_HOME/sglprof`, else `~/.cache/sglprof`), one folder per
-//! sglang-jax version and device. A folder counts only once its completion
-//! file is written, which happens last, so an interrupted install is redone
-//! from nothing.
+//! the model and its tokenizer are made by the builder in [`assets`], which
+//! the binary carries. The cache lives outside any source tree
+//! (`$SGLPROF_CACHE`, else `$XDG_CACHE_HOME/sglprof`, else
+//! `~/.cache/sglprof`), one folder per sglang-jax version and device. A
+//! folder counts only once its completion file is written, which happens
+//! last, so an interrupted install is redone from nothing.
+//!
+//! This module is where the driver runs Python (pip and scripts, through
+//! xshell); the server itself is spawned by `sglang-server`'s supervisor.
+#![allow(clippy::disallowed_methods)] // A designated spawn site.
+
+pub mod assets;
+pub mod device;
+pub mod flavor;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use profile_session::plan::Device;
 use xshell::{Shell, cmd};
 
-use crate::device::Device;
-pub use crate::flavor::{DEFAULT_VERSION, Flavor, flavor};
+pub use flavor::{DEFAULT_VERSION, FLAVORS, Flavor, flavor};
+
+use crate::events::Progress;
+
+/// Why an environment could not be made or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    #[error("sglang-jax {version} is not supported locally; known versions: {known}")]
+    UnknownVersion { version: String, known: String },
+    #[error("cannot place the cache: none of SGLPROF_CACHE, XDG_CACHE_HOME, HOME is set")]
+    NoCache,
+    #[error("--device tpu: {0}")]
+    NoTpu(String),
+    #[error("{what}")]
+    Command {
+        what: String,
+        #[source]
+        source: xshell::Error,
+    },
+    #[error("{what} {}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {detail}")]
+    Unexpected { what: String, detail: String },
+    #[error("gave up waiting for the install lock {}", .0.display())]
+    LockTimeout(PathBuf),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EnvError {
+    let path = path.to_path_buf();
+    move |source| EnvError::Io { what, path, source }
+}
+
+fn command(what: impl Into<String>) -> impl FnOnce(xshell::Error) -> EnvError {
+    let what = what.into();
+    move |source| EnvError::Command { what, source }
+}
 
 /// An installed environment.
 #[derive(Clone, Debug)]
@@ -26,7 +74,6 @@ pub struct LocalEnv {
     pub flavor: &'static Flavor,
     /// What the environment's jax runs on.
     pub device: Device,
-    #[allow(dead_code)] // For messages and future drivers.
     pub venv: PathBuf,
     pub python: PathBuf,
     pub py_spy: PathBuf,
@@ -48,7 +95,9 @@ pub struct EnvVersions {
 
 const COMPLETE_FILE: &str = "sglprof-env.json";
 
-pub fn cache_root() -> anyhow::Result<PathBuf> {
+/// The cache folder: `$SGLPROF_CACHE`, else `$XDG_CACHE_HOME/sglprof`, else
+/// `~/.cache/sglprof`.
+pub fn cache_root() -> Result<PathBuf, EnvError> {
     let var = |name| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())
@@ -60,19 +109,18 @@ pub fn cache_root() -> anyhow::Result<PathBuf> {
     if let Some(dir) = var("XDG_CACHE_HOME") {
         return Ok(dir.join("sglprof"));
     }
-    let home = var("HOME")
-        .context("cannot place the cache: none of SGLPROF_CACHE, XDG_CACHE_HOME, HOME is set")?;
+    let home = var("HOME").ok_or(EnvError::NoCache)?;
     Ok(home.join(".cache").join("sglprof"))
-}
-
-/// Returns the CPU environment for `version`, installing it first if needed.
-pub fn ensure(sh: &Shell, version: &str) -> anyhow::Result<LocalEnv> {
-    ensure_for(sh, version, Device::Cpu)
 }
 
 /// Returns the environment for `version` on `device`, installing it first
 /// if needed. Installing needs no TPU: the image build does it.
-pub fn ensure_for(sh: &Shell, version: &str, device: Device) -> anyhow::Result<LocalEnv> {
+pub fn ensure(
+    version: &str,
+    device: Device,
+    progress: &dyn Progress,
+) -> Result<LocalEnv, EnvError> {
+    let sh = &shell()?;
     let flavor = flavor(version)?;
     let root = cache_root()?;
     let name = match device {
@@ -80,19 +128,19 @@ pub fn ensure_for(sh: &Shell, version: &str, device: Device) -> anyhow::Result<L
         Device::Tpu => format!("venv-sglang-jax-{version}-tpu"),
     };
     let venv = root.join(&name);
-    let shim_dir = crate::project_root().join("python").join("cpu_shim");
+    let assets = assets::ensure(&root)?;
     let versions = match read_complete(&venv) {
         Some(versions) => versions,
         None => {
-            let _lock = InstallLock::acquire(&root.join(format!("{name}.lock")))?;
+            let _lock = InstallLock::acquire(&root.join(format!("{name}.lock")), progress)?;
             // Another process may have finished while we waited.
             match read_complete(&venv) {
                 Some(versions) => versions,
-                None => install(sh, flavor, device, &venv)?,
+                None => install(sh, flavor, device, &venv, progress)?,
             }
         }
     };
-    let model_dir = ensure_model(sh, flavor, &root, &venv)?;
+    let model_dir = ensure_model(sh, flavor, &root, &venv, &assets, progress)?;
     Ok(LocalEnv {
         flavor,
         device,
@@ -100,9 +148,13 @@ pub fn ensure_for(sh: &Shell, version: &str, device: Device) -> anyhow::Result<L
         py_spy: venv.join("bin").join("py-spy"),
         venv,
         model_dir,
-        shim_dir,
+        shim_dir: assets.shim_dir(),
         versions,
     })
+}
+
+fn shell() -> Result<Shell, EnvError> {
+    Shell::new().map_err(command("cannot start a shell"))
 }
 
 fn read_complete(venv: &Path) -> Option<EnvVersions> {
@@ -115,37 +167,46 @@ fn install(
     flavor: &Flavor,
     device: Device,
     venv: &Path,
-) -> anyhow::Result<EnvVersions> {
+    progress: &dyn Progress,
+) -> Result<EnvVersions, EnvError> {
     let version = flavor.version;
     let started = Instant::now();
     let jax = flavor.jax_requirement(device);
-    eprintln!(
-        "[env] installing sglang-jax {version} with {jax} into {}",
-        venv.display()
+    progress.line(
+        "env",
+        &format!(
+            "installing sglang-jax {version} with {jax} into {}",
+            venv.display()
+        ),
     );
-    eprintln!("[env] this happens once per version and takes a minute or two");
+    progress.line(
+        "env",
+        "this happens once per version and takes a minute or two",
+    );
     if venv.exists() {
-        std::fs::remove_dir_all(venv)
-            .with_context(|| format!("cannot remove the incomplete {}", venv.display()))?;
+        std::fs::remove_dir_all(venv).map_err(io("cannot remove the incomplete", venv))?;
     }
     let base_python = std::env::var("SGLPROF_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     cmd!(sh, "{base_python} -m venv {venv}")
         .run()
-        .with_context(|| {
-            format!("`{base_python} -m venv` failed; Python 3.11 with the venv module is required")
-        })?;
+        .map_err(command(format!(
+            "`{base_python} -m venv` failed; Python 3.11 with the venv module is required"
+        )))?;
     let python = venv.join("bin").join("python");
     let _offline = sh.push_env("HF_HUB_OFFLINE", "1");
-    let pip = |args: &[&str]| -> anyhow::Result<()> {
+    let pip = |args: &[&str]| -> Result<(), EnvError> {
         cmd!(
             sh,
             "{python} -m pip install --quiet --disable-pip-version-check {args...}"
         )
         .run()
-        .with_context(|| format!("pip install {} failed", args.join(" ")))
+        .map_err(command(format!("pip install {} failed", args.join(" "))))
     };
     pip(&["--upgrade", "pip"])?;
-    eprintln!("[env] sglang-jax {version} without its jax[tpu] requirement");
+    progress.line(
+        "env",
+        &format!("sglang-jax {version} without its jax[tpu] requirement"),
+    );
     let package = format!("sglang-jax=={version}");
     let mut args = vec!["--no-deps", package.as_str()];
     if flavor.ignore_requires_python {
@@ -157,14 +218,17 @@ fn install(
         "{python} -c 'import importlib.metadata as m; print(\"\\n\".join(m.requires(\"sglang-jax\") or []))'"
     )
     .read()
-    .context("cannot read the requirements of the installed sglang-jax")?;
+    .map_err(command("cannot read the requirements of the installed sglang-jax"))?;
     let mut reqs = runtime_requirements(&requires);
     reqs.push(jax);
     reqs.extend(flavor.extra_pins.iter().map(|s| (*s).to_owned()));
     reqs.push(profile_session::pyspy::PACKAGE.to_owned());
     let reqs_file = venv.join("sglprof-requirements.txt");
-    std::fs::write(&reqs_file, reqs.join("\n") + "\n")?;
-    eprintln!("[env] {} requirements (the slow part)", reqs.len());
+    std::fs::write(&reqs_file, reqs.join("\n") + "\n").map_err(io("cannot write", &reqs_file))?;
+    progress.line(
+        "env",
+        &format!("{} requirements (the slow part)", reqs.len()),
+    );
     let reqs_path = reqs_file.display().to_string();
     match device {
         Device::Cpu => pip(&["-r", &reqs_path])?,
@@ -176,17 +240,28 @@ fn install(
         "{python} -c 'import importlib.metadata as m, json, sys; print(json.dumps({\"python\": sys.version.split()[0], **{k: m.version(d) for k, d in [(\"jax\", \"jax\"), (\"jaxlib\", \"jaxlib\"), (\"sglang_jax\", \"sglang-jax\"), (\"py_spy\", \"py-spy\")]}}))'"
     )
     .read()
-    .context("cannot read the installed versions")?;
+    .map_err(command("cannot read the installed versions"))?;
     let versions: EnvVersions =
-        serde_json::from_str(report.trim()).context("unexpected version report")?;
+        serde_json::from_str(report.trim()).map_err(|err| EnvError::Unexpected {
+            what: "unexpected version report".to_owned(),
+            detail: err.to_string(),
+        })?;
     // Written last: its presence means the environment is complete.
-    profile_session::run_folder::write_json(&venv.join(COMPLETE_FILE), &versions)?;
-    eprintln!(
-        "[env] ready in {:.0} s: sglang-jax {}, jax {}, python {}",
-        started.elapsed().as_secs_f64(),
-        versions.sglang_jax,
-        versions.jax,
-        versions.python
+    profile_session::run_folder::write_json(&venv.join(COMPLETE_FILE), &versions).map_err(
+        |err| EnvError::Unexpected {
+            what: "cannot complete the environment".to_owned(),
+            detail: err.to_string(),
+        },
+    )?;
+    progress.line(
+        "env",
+        &format!(
+            "ready in {:.0} s: sglang-jax {}, jax {}, python {}",
+            started.elapsed().as_secs_f64(),
+            versions.sglang_jax,
+            versions.jax,
+            versions.python
+        ),
     );
     Ok(versions)
 }
@@ -217,14 +292,24 @@ pub fn runtime_requirements(requires: &str) -> Vec<String> {
     res
 }
 
-fn ensure_model(sh: &Shell, flavor: &Flavor, root: &Path, venv: &Path) -> anyhow::Result<PathBuf> {
+fn ensure_model(
+    sh: &Shell,
+    flavor: &Flavor,
+    root: &Path,
+    venv: &Path,
+    assets: &assets::Assets,
+    progress: &dyn Progress,
+) -> Result<PathBuf, EnvError> {
     let dir = root.join("models").join(flavor.model_name);
     if dir.join("model.safetensors").exists() && dir.join("config.json").exists() {
         return Ok(dir);
     }
-    eprintln!(
-        "[env] building the tiny model {} (random weights, local tokenizer)",
-        flavor.model_name
+    progress.line(
+        "env",
+        &format!(
+            "building the tiny model {} (random weights, local tokenizer)",
+            flavor.model_name
+        ),
     );
     let partial = root.join("models").join(format!(
         "{}.partial-{}",
@@ -232,21 +317,19 @@ fn ensure_model(sh: &Shell, flavor: &Flavor, root: &Path, venv: &Path) -> anyhow
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial)?;
+    std::fs::create_dir_all(&partial).map_err(io("cannot create", &partial))?;
     let python = venv.join("bin").join("python");
-    let script = crate::project_root()
-        .join("python")
-        .join("make_tiny_model.py");
+    let script = assets.model_builder();
     let args = flavor.model_args;
     let _offline = sh.push_env("HF_HUB_OFFLINE", "1");
     cmd!(sh, "{python} {script} {partial} {args...}")
         .run()
-        .context("building the tiny model failed")?;
+        .map_err(command("building the tiny model failed"))?;
     if let Err(err) = std::fs::rename(&partial, &dir) {
         // Someone else built it meanwhile; theirs is as good as ours.
         let _ = std::fs::remove_dir_all(&partial);
         if !dir.join("model.safetensors").exists() {
-            return Err(err).with_context(|| format!("cannot move the model to {}", dir.display()));
+            return Err(io("cannot move the model to", &dir)(err));
         }
     }
     Ok(dir)
@@ -254,30 +337,44 @@ fn ensure_model(sh: &Shell, flavor: &Flavor, root: &Path, venv: &Path) -> anyhow
 
 /// Label token ids for `words`, from the model's own tokenizer.
 pub fn label_token_ids(
-    sh: &Shell,
-    python: &Path,
+    env: &LocalEnv,
     model_dir: &Path,
     words: &[&str],
-) -> anyhow::Result<Vec<u32>> {
-    let script = crate::project_root()
-        .join("python")
-        .join("label_token_ids.py");
+) -> Result<Vec<u32>, EnvError> {
+    let sh = &shell()?;
+    let python = &env.python;
+    let script = assets::ensure(&cache_root()?)?.label_lookup();
     let _offline = sh.push_env("HF_HUB_OFFLINE", "1");
     let out = cmd!(sh, "{python} {script} {model_dir} {words...}")
         .quiet()
         .read()
-        .context("cannot tokenize the score labels with the model's tokenizer")?;
-    let ids: std::collections::BTreeMap<String, Vec<u32>> =
-        serde_json::from_str(out.trim()).context("unexpected answer from label_token_ids.py")?;
+        .map_err(command(
+            "cannot tokenize the score labels with the model's tokenizer",
+        ))?;
+    let ids: std::collections::BTreeMap<String, Vec<u32>> = serde_json::from_str(out.trim())
+        .map_err(|err| EnvError::Unexpected {
+            what: "unexpected answer from the label lookup".to_owned(),
+            detail: err.to_string(),
+        })?;
     let mut res = Vec::new();
     for word in words {
         match ids.get(*word).map(Vec::as_slice) {
             Some([id]) => res.push(*id),
-            Some(many) => bail!(
-                "score label {word:?} is {} tokens in this tokenizer; it must be one",
-                many.len()
-            ),
-            None => bail!("label_token_ids.py did not return {word:?}"),
+            Some(many) => {
+                return Err(EnvError::Unexpected {
+                    what: format!("score label {word:?}"),
+                    detail: format!(
+                        "it is {} tokens in this tokenizer; it must be one",
+                        many.len()
+                    ),
+                });
+            }
+            None => {
+                return Err(EnvError::Unexpected {
+                    what: format!("score label {word:?}"),
+                    detail: "the label lookup did not return it".to_owned(),
+                });
+            }
         }
     }
     Ok(res)
@@ -290,17 +387,18 @@ struct InstallLock {
 }
 
 impl InstallLock {
-    fn acquire(dir: &Path) -> anyhow::Result<InstallLock> {
+    fn acquire(dir: &Path, progress: &dyn Progress) -> Result<InstallLock, EnvError> {
         if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
         }
         let started = Instant::now();
         let mut said = false;
         loop {
             match std::fs::create_dir(dir) {
                 Ok(()) => {
-                    std::fs::write(dir.join("pid"), std::process::id().to_string())?;
+                    let pid = dir.join("pid");
+                    std::fs::write(&pid, std::process::id().to_string())
+                        .map_err(io("cannot write", &pid))?;
                     return Ok(InstallLock {
                         dir: dir.to_path_buf(),
                     });
@@ -316,20 +414,21 @@ impl InstallLock {
                         continue;
                     }
                     if !said {
-                        eprintln!(
-                            "[env] waiting for another sglprof install to finish ({})",
-                            dir.display()
+                        progress.line(
+                            "env",
+                            &format!(
+                                "waiting for another sglprof install to finish ({})",
+                                dir.display()
+                            ),
                         );
                         said = true;
                     }
                     if started.elapsed().as_secs() > 1800 {
-                        bail!("gave up waiting for the install lock {}", dir.display());
+                        return Err(EnvError::LockTimeout(dir.to_path_buf()));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    std::thread::sleep(Duration::from_millis(500));
                 }
-                Err(err) => {
-                    return Err(err).with_context(|| format!("cannot create {}", dir.display()));
-                }
+                Err(err) => return Err(io("cannot create", dir)(err)),
             }
         }
     }

@@ -1,8 +1,7 @@
-//! `cargo xtask profile --tpu --rehearsal`: the TPU session on this
-//! machine. The Cloud TPU API is `tpu_cloud::fake::FakeTpu` on loopback
-//! (one `METHOD PATH STATUS` line per call in `logs/tpu-api.log`), the
-//! hosts of the slice are `tpu_cloud::workers::LocalWorkers` (a folder each,
-//! their venv linked to the cached CPU environment of `crate::local_env`),
+//! `profile --tpu --rehearsal`: the TPU run on this machine. The Cloud TPU
+//! API is `tpu_cloud::fake::FakeTpu` on loopback (one `METHOD PATH STATUS`
+//! line per call in `logs/tpu-api.log`), the hosts of the slice are `tpu_cloud::workers::LocalWorkers` (a folder each,
+//! their venv linked to the cached CPU environment of `crate::pyenv`),
 //! and everything else is the code path of a real `--tpu` run: the lease,
 //! the install and launch scripts, the session, the copy of the traces, the
 //! Cost Summary and the DELETE. Deleting the node ends the workers'
@@ -17,13 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use profile_session::plan::{Device, RehearseFault};
 use tpu_cloud::fake::{FakeConfig, FakeTpu};
 use tpu_cloud::workers::LocalWorkers;
 use tpu_cloud::{ClientConfig, SystemClock, Timing, TpuClient};
 
-use crate::local_env::LocalEnv;
-use crate::profile::RehearseFault;
+use crate::DriveError;
+use crate::events::Progress;
+use crate::pyenv::{self, LocalEnv};
 
 /// The bearer token the fake API accepts (not a secret).
 const TOKEN: &str = "sglprof-rehearsal";
@@ -35,10 +35,10 @@ const GRACE: Duration = Duration::from_secs(5);
 const SLOW_CREATE: Duration = Duration::from_secs(10);
 
 /// The simulated cloud and slice of one rehearsal.
-pub(crate) struct Rehearsal {
-    pub(crate) fake: FakeTpu,
-    pub(crate) workers: Arc<LocalWorkers>,
-    pub(crate) env: LocalEnv,
+pub struct Rehearsal {
+    pub fake: FakeTpu,
+    pub workers: Arc<LocalWorkers>,
+    pub env: LocalEnv,
     /// Holds the workers' folders; removed when the rehearsal ends.
     _root: tempfile::TempDir,
 }
@@ -48,19 +48,22 @@ impl Rehearsal {
     /// `<run_dir>/logs/tpu-api.log`, and makes `hosts` local workers whose
     /// venv is the cached CPU environment of sglang-jax `version`, with
     /// `faults` switched on in the fake and the workers.
-    pub(crate) async fn start(
+    pub async fn start(
         project: &str,
         zone: &str,
         hosts: u32,
         version: &str,
         run_dir: &Path,
         faults: &[RehearseFault],
-    ) -> anyhow::Result<Rehearsal> {
-        let sh = xshell::Shell::new()?;
-        let env = crate::local_env::ensure(&sh, version)?;
+        progress: &dyn Progress,
+    ) -> Result<Rehearsal, DriveError> {
+        let env = pyenv::ensure(version, Device::Cpu, progress)?;
         let logs = run_dir.join("logs");
-        std::fs::create_dir_all(&logs)
-            .with_context(|| format!("cannot create {}", logs.display()))?;
+        std::fs::create_dir_all(&logs).map_err(|source| DriveError::Io {
+            what: "cannot create",
+            path: logs.clone(),
+            source,
+        })?;
         let fake = FakeTpu::start_with(FakeConfig {
             project: project.to_owned(),
             zones: vec![zone.to_owned()],
@@ -71,9 +74,16 @@ impl Rehearsal {
         let root = tempfile::Builder::new()
             .prefix("sglprof-rehearsal-")
             .tempdir()
-            .context("cannot create the folder of the simulated workers")?;
-        let mut workers = LocalWorkers::create(root.path(), hosts)?;
-        workers.seed_venv(&env.venv)?;
+            .map_err(|source| DriveError::Io {
+                what: "cannot create the folder of the simulated workers in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let mut workers = LocalWorkers::create(root.path(), hosts)
+            .map_err(DriveError::cloud("cannot make the simulated workers"))?;
+        workers.seed_venv(&env.venv).map_err(DriveError::cloud(
+            "cannot give the workers their environment",
+        ))?;
         for fault in faults {
             workers = inject(&fake, workers, root.path(), *fault)?;
         }
@@ -87,10 +97,13 @@ impl Rehearsal {
         fake.on_node_deleted(Arc::new(move |_name: &str| {
             on_delete.terminate(GRACE);
         }));
-        eprintln!(
-            "[rehearsal] fake Cloud TPU API at {}, {hosts} local worker(s) in {}",
-            fake.url(),
-            root.path().display()
+        progress.line(
+            "rehearsal",
+            &format!(
+                "fake Cloud TPU API at {}, {hosts} local worker(s) in {}",
+                fake.url(),
+                root.path().display()
+            ),
         );
         Ok(Rehearsal {
             fake,
@@ -101,30 +114,31 @@ impl Rehearsal {
     }
 
     /// A client of the fake API, with its token provider.
-    pub(crate) fn client(&self) -> anyhow::Result<TpuClient> {
+    pub fn client(&self) -> Result<TpuClient, DriveError> {
         let config = ClientConfig {
             base_url: self.fake.url(),
             timing: Timing::production(),
         };
-        Ok(TpuClient::new(
-            config,
-            self.fake.tokens(),
-            Arc::new(SystemClock),
-        )?)
+        TpuClient::new(config, self.fake.tokens(), Arc::new(SystemClock)).map_err(
+            DriveError::cloud("cannot reach the simulated Cloud TPU API"),
+        )
     }
 
     /// Where each worker's server writes the trace of `run_id`: relative
     /// to the worker's home (the servers' working directory), so inside
     /// it, as `/tmp/...` is inside a VM.
-    pub(crate) fn profile_dir(&self, run_id: &str) -> String {
+    pub fn profile_dir(&self, run_id: &str) -> String {
         format!("sglprof-profile/{run_id}")
     }
 
     /// Ends whatever the workers still run (a no-op after the DELETE).
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self, progress: &dyn Progress) {
         let left = self.workers.terminate(GRACE);
         if left > 0 {
-            eprintln!("[rehearsal] ended {left} server process group(s) left on the workers");
+            progress.line(
+                "rehearsal",
+                &format!("ended {left} server process group(s) left on the workers"),
+            );
         }
     }
 }
@@ -135,7 +149,7 @@ fn inject(
     workers: LocalWorkers,
     root: &Path,
     fault: RehearseFault,
-) -> anyhow::Result<LocalWorkers> {
+) -> Result<LocalWorkers, DriveError> {
     Ok(match fault {
         RehearseFault::Stockout => {
             fake.world().stockout = true;
@@ -149,8 +163,11 @@ fn inject(
             // pip itself refuses: a constraint no release satisfies, as
             // for a version that does not exist, and no index to ask.
             let constraint = root.join("rehearsed-install-fault.txt");
-            std::fs::write(&constraint, "sglang-jax<0\n")
-                .with_context(|| format!("cannot write {}", constraint.display()))?;
+            std::fs::write(&constraint, "sglang-jax<0\n").map_err(|source| DriveError::Io {
+                what: "cannot write",
+                path: constraint.clone(),
+                source,
+            })?;
             workers
                 .with_env("PIP_CONSTRAINT", &constraint.display().to_string())
                 .with_env("PIP_NO_INDEX", "1")
