@@ -393,6 +393,12 @@ pub(crate) fn check_page(browser: &Browser, path: &Path, expect: &Expect<'_>) {
 /// The top of the page, at half size, as `docs/screenshots/<name>.png`.
 fn save_screenshot(browser: &Browser, path: &Path, name: &str) {
     let (tab, _) = open(browser, path, true);
+    // A viewport as tall as the picture, so that all of it is painted.
+    let metrics: Emulation::SetDeviceMetricsOverride = serde_json::from_value(serde_json::json!({
+        "width": 1280, "height": 2400, "deviceScaleFactor": 1, "mobile": false
+    }))
+    .unwrap();
+    tab.call_method(metrics).expect("viewport");
     let shot = tab
         .capture_screenshot(
             Page::CaptureScreenshotFormatOption::Png,
@@ -401,7 +407,7 @@ fn save_screenshot(browser: &Browser, path: &Path, name: &str) {
                 x: 0.0,
                 y: 0.0,
                 width: 1280.0,
-                height: 1800.0,
+                height: 2400.0,
                 scale: 0.5,
             }),
             true,

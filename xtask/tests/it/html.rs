@@ -101,6 +101,37 @@ pub(crate) fn outline(html: &str) -> String {
     out
 }
 
+/// The page of a real local CPU session (`profile_local`): under the size
+/// budget, with the workload's pictures and the op table, and every browser
+/// check; its screenshot is the one in docs/.
+pub(crate) fn check_session_page(run: &Path) {
+    let page = run.join("report.html");
+    let html = std::fs::read_to_string(&page).expect("report.html");
+    assert!(html.len() < 2_000_000, "{} bytes", html.len());
+    let outline = outline(&html);
+    for part in [
+        "section #summary",
+        "section #workload",
+        "picture plot histogram",
+        "picture plot latency",
+        "table #ops-table",
+        "section #reproduction",
+    ] {
+        assert!(outline.contains(part), "no {part} in\n{outline}");
+    }
+    let Some(browser) = browser() else { return };
+    check_page(
+        &browser,
+        &page,
+        &Expect {
+            sort: Some(("ops-table", 4)),
+            filter: Some(("ops-table", "jit")),
+            pictures: 2,
+            screenshot: Some("report-cpu"),
+        },
+    );
+}
+
 fn report(input: &str) -> (tempfile::TempDir, PathBuf, String) {
     let out = tempfile::tempdir().unwrap();
     xtask(&["report", input, "--out", out.path().to_str().unwrap()]);
