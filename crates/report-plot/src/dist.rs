@@ -94,14 +94,26 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], marks: &[Mark]) -> 
             label(v)
         );
     }
-    for mark in marks.iter().filter(|it| it.x >= lo && it.x <= hi) {
+    for (idx, mark) in marks
+        .iter()
+        .filter(|it| it.x >= lo && it.x <= hi)
+        .enumerate()
+    {
+        // On the side of the line with more room, one row per mark so that
+        // close marks do not overlap, with a white halo over the bars.
+        let right_half = x(mark.x) > LEFT + plot_w / 2.0;
+        let (tx, anchor) = if right_half {
+            (x(mark.x) - 4.0, "end")
+        } else {
+            (x(mark.x) + 4.0, "start")
+        };
         let _ = writeln!(
             out,
-            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{TOP}" y2="{1}" stroke="#c0392b" stroke-dasharray="4 3"/><text x="{2:.1}" y="{3}" fill="#c0392b">{4}</text>"##,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{TOP}" y2="{1}" stroke="#c0392b" stroke-dasharray="4 3"/><text x="{2:.1}" y="{3}" text-anchor="{anchor}" fill="#c0392b" stroke="white" stroke-width="3" paint-order="stroke">{4}</text>"##,
             x(mark.x),
             y(0.0),
-            x(mark.x) + 4.0,
-            TOP + 12.0,
+            tx,
+            TOP + 12.0 + 14.0 * idx as f64,
             escape(&mark.label)
         );
     }
