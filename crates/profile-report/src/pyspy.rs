@@ -72,7 +72,8 @@ pub(crate) struct Loaded {
     pub flames: Vec<ProcessFlame>,
 }
 
-/// The stacks of each sampled process, the process's own frame dropped.
+/// The stacks of each sampled process, the process's own frame dropped;
+/// the process with the most samples first.
 fn process_flames(profile: &trace_pyspy::Profile) -> Vec<ProcessFlame> {
     let mut res: Vec<ProcessFlame> = Vec::new();
     for line in trace_pyspy::collapsed_lines(profile) {
@@ -93,6 +94,8 @@ fn process_flames(profile: &trace_pyspy::Profile) -> Vec<ProcessFlame> {
             }),
         }
     }
+    let samples = |flame: &ProcessFlame| flame.stacks.iter().map(|it| it.1).sum::<u64>();
+    res.sort_by_key(|it| std::cmp::Reverse(samples(it)));
     res
 }
 

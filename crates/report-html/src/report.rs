@@ -492,11 +492,11 @@ fn pyspy_section(pyspy: &session_report::PySpySection, flames: &[ProcessFlame]) 
                     }
                 }
             }
-            @for process in &pyspy.processes {
+            @for (idx, process) in pyspy.processes.iter().enumerate() {
                 details {
                     summary { (process.role) ": " (process.label) " (" (count(process.samples)) " samples): top functions" }
                     (DataTable {
-                        id: &format!("pyspy-{}", slug(&process.label)),
+                        id: &format!("pyspy-process-{idx}"),
                         columns: &[("Function (own)", Align::Code), ("Own samples", Align::Right), ("Function (total)", Align::Code), ("Total samples", Align::Right)],
                         rows: (0..process.top_own.len().max(process.top_total.len())).map(|idx| {
                             let own = process.top_own.get(idx);

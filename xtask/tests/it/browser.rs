@@ -334,6 +334,53 @@ fn check_without_scripts(browser: &Browser, path: &Path) {
     assert!(seen.requests.is_empty(), "requests: {:?}", seen.requests);
 }
 
+/// Zoom: a click on a flamegraph box below the root widens it to the
+/// whole picture, boxes outside it are hidden, and "Reset zoom" restores
+/// the widths.
+pub(crate) fn check_flame_zoom(browser: &Browser, path: &Path) {
+    let (tab, _) = open(browser, path, true);
+    // The shallowest box narrower than the picture but wide enough to
+    // click (the widest of them); its index among the first graph's boxes.
+    let target = eval(
+        &tab,
+        "(() => { const gs = Array.from(document.querySelector('div.flame svg').querySelectorAll('g[data-w]')); let best = -1, depth = Infinity, w = 0; gs.forEach((g, i) => { const px = Number(g.querySelector('rect').getAttribute('width')); const d = Number(g.dataset.d); if (px > 60 && px < 1190 && (d < depth || (d === depth && px > w))) { best = i; depth = d; w = px; } }); return best; })()",
+    );
+    let target = target.as_i64().expect("a box to zoom into");
+    assert!(target >= 0, "no box narrower than the picture");
+    let rect = |what: &str| {
+        let js = format!(
+            "(() => {{ const gs = Array.from(document.querySelector('div.flame svg').querySelectorAll('g[data-w]')); const g = gs[{target}]; {what} }})()"
+        );
+        eval(&tab, &js)
+    };
+    let before = rect("return Number(g.querySelector('rect').getAttribute('width'));");
+    let point = rect(
+        "g.scrollIntoView(); const r = g.querySelector('rect').getBoundingClientRect(); return JSON.stringify([r.x + 2, r.y + r.height / 2]);",
+    );
+    let (x, y): (f64, f64) = serde_json::from_str(point.as_str().unwrap()).unwrap();
+    tab.click_point(headless_chrome::browser::tab::point::Point { x, y })
+        .expect("click");
+    let after = rect("return Number(g.querySelector('rect').getAttribute('width'));");
+    assert!(
+        before.as_f64().unwrap() < 1190.0 && after.as_f64().unwrap() > 1199.0,
+        "box width {before} before the click, {after} after"
+    );
+    let hidden = eval(
+        &tab,
+        "Array.from(document.querySelector('div.flame svg').querySelectorAll('g[data-w]')).filter(g => g.style.display === 'none').length",
+    );
+    assert!(
+        hidden.as_u64().unwrap() > 0,
+        "no box was hidden by the zoom"
+    );
+    tab.find_element("div.flame button.reset")
+        .expect("a reset button")
+        .click()
+        .expect("reset");
+    let reset = rect("return Number(g.querySelector('rect').getAttribute('width'));");
+    assert!((reset.as_f64().unwrap() - before.as_f64().unwrap()).abs() < 0.05);
+}
+
 /// What [`check_page`] exercises on a page.
 pub(crate) struct Expect<'a> {
     /// A table with a numeric column to sort: (table id, column from 1).

@@ -255,6 +255,49 @@ fn sweep_index_page() {
     );
 }
 
+/// A run folder with the small CPU profile and the real py-spy capture of
+/// `fixtures/pyspy`: one flamegraph per process, and a click on a box
+/// zooms into it.
+#[test]
+fn report_with_py_spy_flamegraphs() {
+    let run = tempfile::tempdir().unwrap();
+    let traces = run
+        .path()
+        .join("artifacts/jax-profile/plugins/profile/2026_11_23_14_34_24");
+    std::fs::create_dir_all(&traces).unwrap();
+    std::fs::copy(
+        repo().join("fixtures/jax-cpu-small/plugins/profile/2026_11_23_14_34_24/vm.trace.json.gz"),
+        traces.join("vm.trace.json.gz"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(run.path().join("artifacts/py-spy")).unwrap();
+    std::fs::copy(
+        repo().join("fixtures/pyspy/scheduler.raw.txt"),
+        run.path().join("artifacts/py-spy/profile.raw.txt"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(run.path().join("inputs")).unwrap();
+    let mut meta = session_report::RunMetadata::new();
+    meta.pyspy_raw = Some("artifacts/py-spy/profile.raw.txt".to_owned());
+    std::fs::write(run.path().join("inputs/run_metadata.json"), meta.to_json()).unwrap();
+    xtask(&["report", run.path().to_str().unwrap()]);
+    let page = run.path().join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    insta::assert_snapshot!(outline(&html));
+    let Some(browser) = browser() else { return };
+    check_page(
+        &browser,
+        &page,
+        &Expect {
+            sort: Some(("pyspy-processes", 3)),
+            filter: None,
+            pictures: 3,
+            screenshot: Some("flamegraph"),
+        },
+    );
+    crate::browser::check_flame_zoom(&browser, &page);
+}
+
 /// The checks can fail: a page that fetches an image is caught by its
 /// request, and the same page under the reports' policy both by the
 /// attempt (Chromium reports it, then blocks it) and by the console error
