@@ -3,7 +3,7 @@
 
 use maud::{Markup, html};
 use profile_compare::Latencies;
-use session_report::format::{bytes, count, fixed, ms};
+use session_report::format::{bytes, count, fixed, ms, percent, workload_cells};
 use session_report::{
     DEVICE_DEFINITIONS, METRIC_DEFINITIONS, ReportInput, Span, TraceFormat, WorkloadSummary,
     file_purpose, observation_spans, summary_spans,
@@ -38,14 +38,6 @@ pub struct ReportPage<'a> {
 
 fn ps_ms(ps: Ps) -> String {
     ms(i128::from(ps))
-}
-
-fn percent(part: Ps, whole: Ps) -> String {
-    if whole > 0 {
-        format!("{}%", fixed(part as f64 * 100.0 / whole as f64, 1))
-    } else {
-        "n/a".to_owned()
-    }
 }
 
 /// A rate or ratio with three or four significant digits: `123,457`,
@@ -222,18 +214,9 @@ fn workload_section(workload: &WorkloadSummary, latencies: Option<&Latencies>) -
         ("Throughput (req/s)", Align::Right),
     ];
     let row = |part: &WorkloadSummary, label: &str| {
-        vec![
-            label.to_owned(),
-            count(part.requests),
-            count(part.concurrency),
-            count(part.errors),
-            fixed(part.latency_ms.mean, 2),
-            fixed(part.latency_ms.p50, 2),
-            fixed(part.latency_ms.p90, 2),
-            fixed(part.latency_ms.p99, 2),
-            fixed(part.latency_ms.max, 2),
-            fixed(part.throughput_rps, 2),
-        ]
+        let mut cells = vec![label.to_owned()];
+        cells.extend(workload_cells(part));
+        cells
     };
     let mut rows: Vec<Vec<String>> = workload
         .parts

@@ -6,7 +6,7 @@ use trace_analysis::OpKind;
 use trace_device::{COMPONENT_RULES, DeviceOp, DevicePlane, step_stats};
 use trace_model::{Ps, ps_to_ms};
 
-use crate::format::{Table, cell, code, count, fixed, ms};
+use crate::format::{Table, cell, code, count, fixed, ms, percent};
 use crate::render::ReportInput;
 
 fn ms_of(ps: Ps) -> f64 {
@@ -15,14 +15,6 @@ fn ms_of(ps: Ps) -> f64 {
 
 fn ms_cell(ps: Ps) -> String {
     ms(i128::from(ps))
-}
-
-fn percent(part: Ps, whole: Ps) -> String {
-    if whole > 0 {
-        format!("{}%", fixed(part as f64 * 100.0 / whole as f64, 1))
-    } else {
-        "n/a".to_owned()
-    }
 }
 
 fn opt(value: Option<f64>, decimals: usize) -> String {

@@ -533,17 +533,7 @@ fn workload_section(workload: &WorkloadSummary, out: &mut String) {
         if let Some(label) = label {
             cells.push(cell(label));
         }
-        cells.extend([
-            count(part.requests),
-            count(part.concurrency),
-            count(part.errors),
-            fixed(part.latency_ms.mean, 2),
-            fixed(part.latency_ms.p50, 2),
-            fixed(part.latency_ms.p90, 2),
-            fixed(part.latency_ms.p99, 2),
-            fixed(part.latency_ms.max, 2),
-            fixed(part.throughput_rps, 2),
-        ]);
+        cells.extend(crate::format::workload_cells(part));
         cells
     };
     if workload.parts.is_empty() {
