@@ -4,7 +4,7 @@
 //!
 //! This module finds and reads the traces, gathers the session numbers from
 //! `summary.json` and the run metadata, fetches `gs://` inputs verified, and
-//! writes `compare.md`, `compare.json` and `compare.svg`. The statistics and
+//! writes `compare.md`, `compare.json`, `compare.svg` and `compare.html`. The statistics and
 //! the verdict rules are in the `profile-compare` crate. Exit codes: 0 no
 //! regression (including an inconclusive verdict, said on stderr), 1
 //! regression, 2 error.
@@ -162,9 +162,9 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
     Ok(comparison.verdict)
 }
 
-/// Publishes compare.json, compare.svg (when there is a chart) and
-/// compare.md as one output set, after everything has been computed; none
-/// of them replaces a file in `read`.
+/// Publishes compare.json, compare.svg (when there is a chart),
+/// compare.html and compare.md as one output set, after everything has
+/// been computed; none of them replaces a file in `read`.
 pub fn write_outputs(
     cmp: &Comparison,
     out: &Path,
@@ -172,6 +172,7 @@ pub fn write_outputs(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let chart = profile_compare::render_chart(cmp);
     let markdown = profile_compare::render_markdown(cmp, chart.as_ref().map(|_| "compare.svg"));
+    let page = report_html::render_compare(cmp);
     let json = cmp.to_json();
     let mut set = profile_report::OutputSet::begin(profile_report::Destination {
         dir: out,
@@ -182,6 +183,7 @@ pub fn write_outputs(
     if let Some(svg) = &chart {
         set.add("compare.svg", svg.as_bytes())?;
     }
+    set.add("compare.html", page.as_bytes())?;
     // compare.md last: the file a person opens is never older than the rest.
     set.add("compare.md", markdown.as_bytes())?;
     // A comparison without a chart leaves no older chart behind.

@@ -242,8 +242,9 @@ impl fmt::Display for Note {
 /// What [`generate`] did.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The full trace's files, the step plots, `summary.json`, the
-    /// flamegraph and `report.md`, each when written, in that order.
+    /// The full trace's files, the step plots, `summary.json`,
+    /// `report.html`, the flamegraph and `report.md`, each when written,
+    /// in that order.
     pub written: Vec<PathBuf>,
     pub notes: Vec<Note>,
 }
@@ -281,10 +282,11 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     }
 
     let chosen = choose_with_cap(host, request.prefer_xplane, request.json_event_cap)?;
-    let (pyspy, flamegraph) = match pyspy::load(input, &metadata, request.top_n)? {
-        Some((section, svg)) => (Some(section), svg),
-        None => (None, None),
+    let (pyspy, flamegraph, flames) = match pyspy::load(input, &metadata, request.top_n)? {
+        Some(loaded) => (Some(loaded.section), loaded.flamegraph, loaded.flames),
+        None => (None, None, Vec::new()),
     };
+    let latencies = load_latencies(input)?;
 
     let out_dir = &request.out_dir;
     let mut files: Vec<TraceFileInfo> = Vec::new();
@@ -372,6 +374,12 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         markdown = hosts::insert(&markdown, &hosts::render(&hosts));
     }
     let summary = session_report::render_summary_json(&report_input);
+    let page = report_html::render_report(&report_html::ReportPage {
+        report: &report_input,
+        latencies: latencies.as_ref(),
+        serving: None,
+        flamegraphs: &flames,
+    });
     if let Truncation::Unrecoverable { json_events } = chosen.truncation {
         notes.push(Note::Truncated {
             source: chosen.source.clone(),
@@ -387,6 +395,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         set.add(session_report::SERVING_PLOT, svg.as_bytes())?;
     }
     set.add("summary.json", summary.as_bytes())?;
+    set.add("report.html", page.as_bytes())?;
     if let Some(svg) = &flamegraph {
         set.add(pyspy::FLAMEGRAPH, svg.as_bytes())?;
     }
@@ -446,6 +455,24 @@ fn untraced(
         written,
         notes: Vec::new(),
     })
+}
+
+/// The per-request latencies of a run folder (`inputs/latencies.json`),
+/// when it has them.
+fn load_latencies(input: &Path) -> Result<Option<profile_compare::Latencies>, Error> {
+    let path = input.join("inputs/latencies.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Read {
+        path: path.clone(),
+        source: source.into(),
+    })?;
+    Ok(profile_compare::Latencies::from_json(&doc))
 }
 
 fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {

@@ -56,7 +56,7 @@ fn a_run_folder_gets_its_outputs_with_its_pyspy_section() {
     let outcome = generate(&Request::for_run_folder(dir.path())).unwrap();
     // The raw py-spy output also gives the flamegraph, published with the
     // report and the summary.
-    assert_eq!(outcome.written.len(), 3);
+    assert_eq!(outcome.written.len(), 4);
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("artifacts/pyspy/raw.txt"), "{report}");
     assert!(report.contains("pyspy-flamegraph.svg"), "{report}");
@@ -70,10 +70,14 @@ fn a_run_folder_gets_its_outputs_with_its_pyspy_section() {
             "artifacts",
             "inputs",
             "pyspy-flamegraph.svg",
+            "report.html",
             "report.md",
             "summary.json"
         ]
     );
+    // The page draws one flamegraph per sampled process.
+    let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(page.matches(r#"class="plot flamegraph""#).count() >= 2);
 }
 
 #[test]

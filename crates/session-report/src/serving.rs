@@ -389,17 +389,11 @@ fn slo_text(slo: &Slo) -> String {
     parts.join(", ")
 }
 
-const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 400.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 190.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
-
 /// The latency distributions as cumulative curves: for each latency in
 /// milliseconds (x), the share of completed requests that took at most
-/// that long (y); one curve for TTFT (when streamed) and one for E2E.
-/// `None` when no request completed.
+/// that long (y, in %); one curve for TTFT (when streamed) and one for
+/// E2E. Drawn by `report-plot`, like every picture of the reports. `None`
+/// when no request completed.
 pub fn serving_plot(report: &ServingReport) -> Option<String> {
     let sorted = |pick: fn(&RequestPoint) -> Option<f64>| {
         let mut values: Vec<f64> = report
@@ -413,100 +407,68 @@ pub fn serving_plot(report: &ServingReport) -> Option<String> {
         values
     };
     let e2e = sorted(|p| p.e2e_ms);
-    let ttft = sorted(|p| p.ttft_ms);
     if e2e.is_empty() {
         return None;
     }
-    let max_ms = e2e
-        .iter()
-        .chain(&ttft)
-        .copied()
-        .fold(0.0f64, f64::max)
-        .max(1e-3);
-    let x_tick = crate::plot::tick_step(max_ms);
-    let x_top = (max_ms / x_tick).ceil() * x_tick;
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |ms: f64| LEFT + ms / x_top * plot_w;
-    let y = |share: f64| TOP + plot_h - share * plot_h;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">"
-    );
-    let _ = writeln!(
-        svg,
-        "<rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>"
-    );
-    let _ = writeln!(
-        svg,
-        "<text x=\"{LEFT}\" y=\"22\" font-size=\"15\">Latency distribution of the {} completed requests</text>",
-        e2e.len()
-    );
-    for step in 0..=4 {
-        let share = step as f64 / 4.0;
-        let ty = y(share);
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{LEFT}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#e0e0e0\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} %</text>",
-            LEFT + plot_w,
-            LEFT - 6.0,
-            ty + 4.0,
-            step * 25
-        );
-    }
-    let mut tick = 0.0;
-    while tick <= x_top + x_tick / 2.0 {
-        let tx = x(tick);
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#f0f0f0\"/><text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            TOP + plot_h,
-            TOP + plot_h + 18.0,
-            fixed(tick, if x_tick < 1.0 { 2 } else { 0 })
-        );
-        tick += x_tick;
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">milliseconds</text>",
-        LEFT + plot_w / 2.0,
-        HEIGHT - 10.0
-    );
-    let _ = writeln!(
-        svg,
-        "<text x=\"16\" y=\"{:.1}\" transform=\"rotate(-90 16 {:.1})\" text-anchor=\"middle\">requests at or below</text>",
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
-    );
-    let curves = [("#ff7f0e", "TTFT", &ttft), ("#1f77b4", "E2E latency", &e2e)];
-    for (idx, (colour, label, values)) in curves.iter().enumerate() {
-        if values.is_empty() {
-            continue;
-        }
-        // A step curve: flat up to each value, then up by one request.
+    let ttft = sorted(|p| p.ttft_ms);
+    // A step at each value: the share rises by 1/n at each request.
+    let cdf = |name: &str, colour: &'static str, values: &[f64]| {
         let n = values.len() as f64;
-        let mut path = format!("M{:.1},{:.1}", x(0.0), y(0.0));
-        for (rank, value) in values.iter().enumerate() {
-            let _ = write!(path, " H{:.1} V{:.1}", x(*value), y((rank + 1) as f64 / n));
+        let points = values
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| report_plot::Point {
+                x: *ms,
+                y: (i + 1) as f64 / n * 100.0,
+                title: Some(format!(
+                    "{name} {} ms: {} of {}",
+                    fixed(*ms, 1),
+                    i + 1,
+                    values.len()
+                )),
+            })
+            .collect();
+        report_plot::Series {
+            name: name.to_owned(),
+            colour,
+            points,
+            line: true,
+            radius: 0.0,
         }
-        let _ = writeln!(
-            svg,
-            "<path d=\"{path}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"><title>{label}</title></path>"
-        );
-        let lx = LEFT + plot_w + 14.0;
-        let ly = TOP + 10.0 + idx as f64 * 20.0;
-        let median = median_of(values);
-        let _ = writeln!(
-            svg,
-            "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{ly:.1}\">{label}, median {} ms</text>",
-            ly - 10.0,
-            lx + 18.0,
-            fixed(median, 1)
-        );
+    };
+    let mut series = Vec::new();
+    let mut marks = Vec::new();
+    if !ttft.is_empty() {
+        series.push(cdf("TTFT", "#1f77b4", &ttft));
+        marks.push(report_plot::Mark {
+            x: median_of(&ttft),
+            label: "TTFT p50".to_owned(),
+        });
     }
-    svg.push_str("</svg>\n");
-    Some(svg)
+    series.push(cdf("E2E", "#d62728", &e2e));
+    marks.push(report_plot::Mark {
+        x: median_of(&e2e),
+        label: "E2E p50".to_owned(),
+    });
+    report_plot::xy_chart(
+        &report_plot::Chart {
+            title: format!(
+                "Latency distribution of the {} completed requests",
+                e2e.len()
+            ),
+            x: report_plot::Axis {
+                label: "latency (ms)".to_owned(),
+                scale: report_plot::Scale::Linear,
+            },
+            y: report_plot::Axis {
+                label: "requests at or under (%)".to_owned(),
+                scale: report_plot::Scale::Linear,
+            },
+            series,
+            marks,
+        },
+        "serving-latency",
+    )
 }
 
 /// The median of sorted values, interpolated between the middle two.

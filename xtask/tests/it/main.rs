@@ -6,11 +6,15 @@
 //! local and archived runs (against the GCS emulator), the outputs of
 //! `report`, `compare` and `trace` under hostile paths, crashes and a full
 //! disk (`outputs`), the hostile probe's cases that need no server
-//! (`probe`: secrets in URLs, config files, VM images), every generated script and command block under
-//! shellcheck (`shellcheck`), and checks on the repository itself (`tidy`).
+//! (`probe`: secrets in URLs, config files, VM images), every generated
+//! script and command block under shellcheck (`shellcheck`), the HTML pages
+//! in headless Chromium (`html`, `browser`), and checks on the repository
+//! itself (`tidy`).
 
+mod browser;
 mod compare;
 mod compare_gcs;
+mod html;
 mod outputs;
 mod probe;
 mod profile_local;

@@ -187,6 +187,7 @@ fn generate_session_with_num_steps() {
     let workload = metadata.workload.unwrap();
     assert_eq!((workload.requests, workload.concurrency), (4, 2));
     assert!(workload.output_tokens_per_s.is_some());
+    crate::html::check_session_page(&run);
 }
 
 /// The command line the pod of `profile --k8s` runs, read from the Job
