@@ -16,6 +16,7 @@
 
 mod analyse;
 mod discover;
+pub mod export;
 pub mod full_trace;
 mod hosts;
 pub mod outputs;
@@ -41,6 +42,9 @@ pub enum Error {
     Records { path: PathBuf, detail: String },
     #[error("{}: no such file or folder", .0.display())]
     NotFound(PathBuf),
+    /// A request that cannot be carried out, in one line.
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot read {}", .path.display())]
     Read {
         path: PathBuf,
