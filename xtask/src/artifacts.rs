@@ -1,20 +1,21 @@
 //! `cargo xtask artifacts`: archive run folders in Google Cloud Storage,
 //! fetch them back, list them, and set up the bucket.
 //!
-//! The work is done by the `gcs-artifacts` crate; this module turns flags
-//! into its calls. What the profile commands share with it for `--upload`
-//! (the flags, the upload and its record in the run metadata, the
-//! download) is `crate::archive`. docs/artifacts.md has the walkthrough.
+//! The work is done by the `gcs-artifacts` crate and
+//! `profile_driver::archive` (what `profile --upload` shares with it: the
+//! upload and its record in the run metadata, the verified download); this
+//! module turns flags into their calls. docs/artifacts.md has the
+//! walkthrough.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use gcs_artifacts::GsUrl;
 
-use crate::archive::{
-    ConnFlags, TargetFlags, UploadOpts, block_on, connect, download, upload_run_async,
-    vm_upload_script,
-};
+use profile_driver::archive::{UploadOpts, connect, download, upload_run, vm_upload_script};
+
+use crate::archive::{ConnFlags, TargetFlags, block_on, upload_opts};
+use crate::util::Lines;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -70,7 +71,7 @@ enum Command {
     Download {
         /// gs://bucket/prefix/kind/date/run-id/ (or its manifest.json).
         url: String,
-        /// Default: runs/<run-id> in the checkout.
+        /// Default: runs/<run-id> in the current directory.
         dir: Option<PathBuf>,
         /// Replace local files that differ from the archive.
         #[arg(long)]
@@ -171,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 date,
                 run_id,
                 overwrite,
-                ..UploadOpts::new(&target, &conn)
+                ..upload_opts(&target, &conn)
             };
             let vm_files = match vm_listing {
                 Some(path) => {
@@ -181,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => Vec::new(),
             };
-            let url = block_on(upload_run_async(&run, &opts, &vm_files))?;
+            let url = block_on(async { Ok(upload_run(&run, &opts, &vm_files, &Lines).await?) })?;
             println!("{url}");
             Ok(())
         }
@@ -201,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let opts = UploadOpts {
                 date,
                 run_id,
-                ..UploadOpts::new(&target, &conn)
+                ..upload_opts(&target, &conn)
             };
             print!("{}", vm_upload_script(&run, &opts, &vm_dir, &subdir)?);
             Ok(())
@@ -211,7 +212,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             dir,
             overwrite,
             conn,
-        } => block_on(download(&url, dir, overwrite, &conn)),
+        } => {
+            let root = std::env::current_dir()?.join("runs");
+            let conn = conn.connection();
+            let dir = block_on(async {
+                Ok(download(&url, dir, &root, overwrite, &conn, &Lines).await?)
+            })?;
+            println!("{}", dir.display());
+            Ok(())
+        }
         Command::Ls {
             bucket,
             prefix,
@@ -220,7 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             endpoint,
             conn,
         } => block_on(async move {
-            let client = connect(&conn).await?;
+            let client = connect(&conn.connection()).await?;
             let mut listing = gcs_artifacts::list_runs(&client, &bucket, &prefix).await?;
             listing.runs.retain(|r| {
                 kind.as_ref().is_none_or(|k| &r.kind == k)
@@ -255,7 +264,7 @@ async fn promote(
     conn: ConnFlags,
 ) -> anyhow::Result<()> {
     let url = GsUrl::parse(&run)?;
-    let client = connect(&conn).await?;
+    let client = connect(&conn.connection()).await?;
     let (_, manifest) = gcs_artifacts::read_manifest(&client, &url).await?;
     let field = |key: &str| manifest.metadata_field(key).map(str::to_owned);
     let model = model
@@ -318,7 +327,7 @@ fn bucket(command: BucketCommand) -> anyhow::Result<()> {
             let project =
                 project.context("bucket create needs --project or GOOGLE_CLOUD_PROJECT")?;
             block_on(async move {
-                let client = connect(&conn).await?;
+                let client = connect(&conn.connection()).await?;
                 gcs_artifacts::create_bucket(&client, &project, &bucket, &location, &prefix)
                     .await?;
                 eprintln!(
@@ -341,7 +350,7 @@ fn bucket(command: BucketCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             block_on(async move {
-                let client = connect(&conn).await?;
+                let client = connect(&conn.connection()).await?;
                 gcs_artifacts::set_lifecycle(&client, &bucket, &prefix).await?;
                 eprintln!("[artifacts] set the RFC-011 lifecycle on gs://{bucket}");
                 Ok(())

@@ -15,6 +15,7 @@
 //! In each group every command runs once to warm up, then `--runs` rounds
 //! A B A B ..., each run after a pause; the median and the range are
 //! printed with the machine's cores and load average.
+#![allow(clippy::disallowed_methods)] // The benchmark runs the commands it measures.
 
 #[path = "bench_inputs.rs"]
 mod inputs;
@@ -136,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runs = args.runs.max(1);
     let sh = Shell::new()?;
     let xprof_rs = ensure_xprof_rs(&sh)?;
-    let scratch = crate::local_env::cache_root()?.join("bench-scratch");
+    let scratch = profile_driver::pyenv::cache_root()?.join("bench-scratch");
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
 

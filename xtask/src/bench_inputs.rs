@@ -1,5 +1,6 @@
 //! What `cargo xtask bench` measures on: the captured trace pair and the
 //! xprof-rs binary, each set up once in the sglprof cache.
+#![allow(clippy::disallowed_methods)] // The benchmark runs the commands it measures.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +13,7 @@ use xshell::{Shell, cmd};
 /// with a workload long enough to reach JAX's 1,000,000-event JSON cap
 /// (12 /generate requests at concurrency 4, stopped with /stop_profile).
 pub(crate) fn default_trace_dir(me: &Path) -> anyhow::Result<PathBuf> {
-    let cache = crate::local_env::cache_root()?;
+    let cache = profile_driver::pyenv::cache_root()?;
     let dir = cache.join("bench");
     if dir.join("READY").is_file() {
         return Ok(dir);
@@ -69,7 +70,7 @@ pub(crate) fn file_size(path: &Path) -> anyhow::Result<u64> {
 
 /// Installs `xprof-rs` from PyPI into the sglprof cache once.
 pub(crate) fn ensure_xprof_rs(sh: &Shell) -> anyhow::Result<PathBuf> {
-    let venv = crate::local_env::cache_root()?.join("bench-tools");
+    let venv = profile_driver::pyenv::cache_root()?.join("bench-tools");
     let bin = venv.join("bin/xprof-rs");
     if bin.is_file() {
         return Ok(bin);
@@ -89,7 +90,7 @@ pub(crate) fn ensure_xprof_rs(sh: &Shell) -> anyhow::Result<PathBuf> {
 /// once into `<cache>/bench-scale` (named by the base's name and size and
 /// the target size).
 pub(crate) fn ensure_tiles(base: &Path, sizes: &[f64]) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = crate::local_env::cache_root()?.join("bench-scale");
+    let dir = profile_driver::pyenv::cache_root()?.join("bench-scale");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let base_len = file_size(base)?;
     let stem = base
@@ -98,20 +99,18 @@ pub(crate) fn ensure_tiles(base: &Path, sizes: &[f64]) -> anyhow::Result<Vec<Pat
         .unwrap_or("base")
         .trim_end_matches(".xplane.pb")
         .to_owned();
-    let mut bytes: Option<memmap2::Mmap> = None;
+    let mut bytes: Option<Vec<u8>> = None;
     let mut res = Vec::new();
     for &gb in sizes {
         let path = dir.join(format!("{stem}-{base_len}-{gb}GB.xplane.pb"));
         if !path.is_file() {
             eprintln!("tiling {} into {} (once)", base.display(), path.display());
             if bytes.is_none() {
-                let file = std::fs::File::open(base)
-                    .with_context(|| format!("cannot open {}", base.display()))?;
-                // SAFETY: read-only and private; the bench's inputs are not
-                // written while it runs.
+                // Read once (the base is a real capture of at most a few
+                // hundred MB); the tiles are what is large.
                 bytes = Some(
-                    unsafe { memmap2::Mmap::map(&file) }
-                        .with_context(|| format!("cannot map {}", base.display()))?,
+                    std::fs::read(base)
+                        .with_context(|| format!("cannot read {}", base.display()))?,
                 );
             }
             let tmp = path.with_extension("partial");

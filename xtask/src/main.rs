@@ -5,42 +5,30 @@
 //! function. See README.md for the commands and docs/ARCHITECTURE.md for how
 //! they compose the library crates.
 
-#![allow(clippy::disallowed_methods)]
-
 mod archive;
 mod artifacts;
 mod bench;
 mod compare;
 mod config;
-mod device;
-mod flavor;
-mod fuzz;
 mod k8s;
-mod k8s_run;
-mod local;
-mod local_env;
+mod load_flags;
 mod profile;
 mod report;
 mod tpu;
-mod tpu_plan;
-mod tpu_rehearsal;
-mod tpu_remote;
-mod tpu_session;
 mod trace;
-
-use std::path::{Path, PathBuf};
+mod util;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Profile sglang-jax end to end", version)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Run a whole profiling session: server, workload, traces, report.
     // A flag given twice takes its last value: the command line's, after
     // the flags of a --config file.
@@ -63,24 +51,26 @@ enum Command {
     Trace(trace::Args),
     /// Kubernetes deployment assets and the image's environment.
     K8s(k8s::CommandArgs),
-    /// Mutation-fuzz every reader over the fixtures.
-    Fuzz(fuzz::Args),
+    /// Mutation-fuzz every reader over the fixtures (the `fuzz` binary of
+    /// this package; `cargo xtask fuzz --help` lists its flags).
+    #[command(disable_help_flag = true)]
+    Fuzz {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
-
-/// Counts each thread's live bytes, for `fuzz`'s memory bound.
-#[global_allocator]
-static ALLOC: trace_fuzz::CountingAlloc = trace_fuzz::CountingAlloc;
 
 fn main() -> std::process::ExitCode {
     let argv = match config::expand(std::env::args_os().collect(), &Cli::command()) {
         Ok(argv) => argv,
         Err(err) => return fail(&err),
     };
-    let cli = Cli::parse_from(argv);
+    let cli = match parse(&argv) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let res = match cli.command {
-        Command::Profile(args) if args.use_tpu => tpu_session::profile_tpu(&args),
-        Command::Profile(args) if args.k8s.enabled => k8s_run::profile_k8s(&args),
-        Command::Profile(args) => local::run(&args),
+        Command::Profile(args) => profile::run(&args),
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Tpu(args) => tpu::run(args),
@@ -89,7 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Compare(args) => return compare::main(args),
         Command::Trace(args) => trace::run(args),
         Command::K8s(args) => k8s::command(args),
-        Command::Fuzz(args) => fuzz::run(args),
+        Command::Fuzz { args } => util::run_fuzz(&args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -100,25 +90,20 @@ fn main() -> std::process::ExitCode {
 /// One line: the outermost context and every cause, joined, with any line
 /// break or terminal escape from a name shown escaped.
 fn fail(err: &anyhow::Error) -> std::process::ExitCode {
-    eprintln!("error: {}", trace_fuzz::one_line(&format!("{err:#}")));
+    eprintln!("error: {}", gcs_artifacts::printable(&format!("{err:#}")));
     std::process::ExitCode::FAILURE
 }
 
-/// The async runtime of a command: two worker threads (this kind of machine
-/// has two cores; the work is waiting on servers and networks).
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// The root of the sglprof checkout, for the assets under `python/`.
-pub(crate) fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+/// The command line, with the flags given to `profile` noted (a flag's
+/// default or environment value is not "given").
+fn parse<T: Into<std::ffi::OsString> + Clone>(argv: &[T]) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches as _;
+    let matches = Cli::command().try_get_matches_from(argv.iter().cloned())?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Profile(args), Some(sub)) =
+        (&mut cli.command, matches.subcommand_matches("profile"))
+    {
+        args.given = profile::given(sub);
+    }
+    Ok(cli)
 }

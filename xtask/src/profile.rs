@@ -1,21 +1,27 @@
-//! `cargo xtask profile`: the flags of a profiling session, turned into a
-//! [`profile_session::Plan`] and handed to the driver of the chosen host:
-//! `crate::local` (the server on this machine's CPU, the default) or
-//! `crate::tpu` (a Cloud TPU VM), which `main` chooses between. The session
-//! itself, the run folder and the reproduction line are `profile-session`'s,
-//! and [`finish_run`] is the tail both drivers end with; this module uses
-//! neither driver, so the modules form no cycle.
+//! `cargo xtask profile`: the flags of a run, turned into a
+//! [`profile_session::Plan`] and handed to `profile-driver` (or, with
+//! `--k8s`, to `k8s-job`). Signals are caught from the first moment and end
+//! the run through its cancel future, so a stopped run leaves nothing
+//! behind. A sweep's variants are made here: each is the base plan's own
+//! argument list with the swept flag appended, parsed again by clap, so a
+//! value is checked exactly as the flag checks it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::Context;
-use profile_session::plan::HostKind;
-use profile_session::{Plan, RunFolder};
-
+use anyhow::{Context, bail};
+use clap::{Args as _, FromArgMatches as _};
+use profile_driver::host::Cancel;
+use profile_driver::local::{AttachHost, LocalHost};
+use profile_driver::sweep::Variant;
+use profile_driver::tpu::TpuHost;
+use profile_session::plan::{
+    AttachOptions, Device, Endpoint, GitSource, HostKind, HostPlan, K8sOptions, LocalOptions, Plan,
+    RehearseFault, TpuOptions, defaults,
+};
 use tpu_cloud::api::Provisioning;
-use tpu_cloud::cost;
 
-use crate::local_env::DEFAULT_VERSION;
+use crate::util::Lines;
 
 pub const DEFAULT_ZONE: &str = "us-east5-b";
 
@@ -26,40 +32,46 @@ pub struct Args {
     /// command line win. See docs/ARCHITECTURE.md.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Run the server on this machine's CPU (the default unless --tpu).
-    #[arg(long, conflicts_with = "use_tpu")]
+    /// Run the server on this machine (the default).
+    #[arg(long, conflicts_with_all = ["use_tpu", "attach"])]
     pub local: bool,
     /// Run the server on a Cloud TPU VM.
-    #[arg(long = "tpu")]
+    #[arg(long = "tpu", conflicts_with = "attach")]
     pub use_tpu: bool,
-    /// What the local server runs on: this machine's CPU (with the CPU
-    /// shim) or its TPU chips (jax[tpu], refused when no TPU is visible)
+    /// Profile a server that is already running at this base URL (on this
+    /// machine, or one that can write into this run folder's path).
+    #[arg(long, value_name = "URL")]
+    pub attach: Option<String>,
+    /// What a server on this machine runs on: the CPU (with the CPU shim)
+    /// or its TPU chips (jax[tpu], refused when no TPU is visible)
     /// [default: cpu; tpu in the pod of --k8s].
-    #[arg(long, value_enum)]
-    pub device: Option<crate::device::Device>,
+    #[arg(long, value_parser = ["cpu", "tpu"])]
+    pub device: Option<String>,
     /// The profiled endpoint.
-    #[arg(long, value_enum, default_value_t = Endpoint::Generate)]
-    pub endpoint: Endpoint,
-    /// Profiled requests. For `score`, rounded up to whole rounds of the
-    /// three-request RFC-010 mix.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, value_parser = ["generate", "score"], default_value = "generate")]
+    pub endpoint: String,
+    /// Profiled requests, the same as --num-prompts (an older name). For
+    /// `score`, rounded up to whole rounds of the three-request RFC-010 mix.
+    #[arg(long, default_value_t = defaults::REQUESTS)]
     pub requests: usize,
-    #[arg(long, default_value_t = 4)]
+    /// Requests in flight in the closed loop (--request-rate inf), an older
+    /// form of --max-concurrency; only --max-concurrency caps a finite rate.
+    #[arg(long, default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
     /// `max_new_tokens` of each /generate request.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults::MAX_NEW_TOKENS)]
     pub max_new_tokens: u32,
     /// Stream the /generate answers (server-sent events).
     #[arg(long)]
     pub stream: bool,
     /// The prompt of each /generate request.
-    #[arg(long, default_value = "hello world, what is the capital of france ?")]
+    #[arg(long, default_value = defaults::PROMPT)]
     pub prompt: String,
     /// Let the server stop the trace after N forward passes (it records
     /// N-1); by default the trace is stopped with /stop_profile.
     #[arg(long)]
     pub num_steps: Option<u32>,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults::HOST_TRACER_LEVEL)]
     pub host_tracer_level: u32,
     /// Left out by default (the server's default is 1; sglang-jax 0.0.x
     /// ignores 0).
@@ -74,7 +86,7 @@ pub struct Args {
     #[arg(long)]
     pub profile_by_stage: bool,
     /// The sglang-jax release installed (--tpu: unless --sglang-jax-git).
-    #[arg(long, default_value = DEFAULT_VERSION)]
+    #[arg(long, default_value = defaults::SGLANG_JAX_VERSION)]
     pub sglang_jax_version: String,
     /// Server port; a free one by default.
     #[arg(long)]
@@ -99,70 +111,170 @@ pub struct Args {
     pub model_path: Option<String>,
     /// Seconds to wait for the server to become ready (at least 900 on a
     /// TPU, which compiles its shapes first).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = defaults::READY_TIMEOUT_S)]
     pub ready_timeout: u64,
+    /// A sweep axis, `flag=v1,v2,...` (e.g. concurrency=1,4,16); repeat for
+    /// a grid. Locally the variants run one after another on one server;
+    /// with --k8s, one Indexed Job runs one variant per index.
+    #[arg(long = "sweep")]
+    pub sweep: Vec<String>,
+    /// A file with one sweep axis per line.
+    #[arg(long)]
+    pub sweep_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: crate::load_flags::LoadFlags,
     #[command(flatten)]
     pub tpu: TpuProfileArgs,
     #[command(flatten)]
     pub archive: crate::archive::ArchiveFlags,
     #[command(flatten)]
-    pub k8s: crate::k8s::K8sArgs,
+    pub k8s: K8sArgs,
+    /// The long names of the flags given on the command line (or in the
+    /// `--config` file), not taken from a default or the environment.
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
 
-impl Args {
-    /// `--warmup`, or twice the concurrency.
-    pub fn warmup_requests(&self) -> usize {
-        self.warmup.unwrap_or(2 * self.concurrency.max(1))
-    }
+/// Flags that only some hosts have, and why: given to another host, they
+/// are refused in one line rather than ignored.
+pub const HOST_ONLY: &[(&[&str], &[HostKind], &str)] = &[
+    (
+        &[
+            "project",
+            "zone",
+            "accelerator-type",
+            "runtime-version",
+            "provisioning",
+            "queued",
+            "vm",
+            "keep",
+            "sglang-jax-git",
+            "sglang-jax-commit",
+            "price-file",
+            "usd-per-hour",
+            "gcs-usd-per-gb-month",
+            "gcloud-flag",
+            "rehearsal",
+            "rehearse-fault",
+            "tpu-api-url",
+        ],
+        &[HostKind::Tpu],
+        "it sets up the Cloud TPU VM of --tpu",
+    ),
+    (
+        &[
+            "namespace",
+            "kube-context",
+            "image",
+            "service-account",
+            "accelerator",
+            "topology",
+            "tpu-chips",
+            "no-spot",
+            "pod-cpu",
+            "pod-memory",
+            "job-deadline",
+            "pending-timeout",
+            "ttl-after-finished",
+            "parallelism",
+        ],
+        &[HostKind::K8s],
+        "it sets up the Job of --k8s",
+    ),
+    (
+        &["dry-run"],
+        &[HostKind::Tpu, HostKind::K8s],
+        "only --tpu and --k8s print a plan instead of running it",
+    ),
+    (
+        &["port"],
+        &[HostKind::Local, HostKind::Tpu],
+        "the server's port is chosen where it runs (the --attach URL, the pod)",
+    ),
+    (
+        &["sweep", "sweep-file"],
+        &[HostKind::Local, HostKind::K8s],
+        "a sweep runs on one local server or as an Indexed Job",
+    ),
+    (
+        &["api-key"],
+        &[HostKind::Local, HostKind::Attach, HostKind::Tpu],
+        "the pod starts its own server without a key",
+    ),
+];
+
+/// Flags of `profile --k8s`. Site-specific values have no default: a dry
+/// run shows a placeholder, a real run refuses to start without them.
+#[derive(clap::Args, Clone, Debug)]
+pub struct K8sArgs {
+    /// Run the session as a Kubernetes Job (kubeconfig or in-cluster
+    /// config). With --dry-run, print the Job and the Dockerfile.
+    #[arg(long = "k8s", conflicts_with_all = ["local", "use_tpu", "attach"])]
+    pub enabled: bool,
+    /// The Job's namespace.
+    #[arg(long, env = "SGLPROF_K8S_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// The kubeconfig context (the cluster); the current one by default.
+    #[arg(long, env = "SGLPROF_K8S_CONTEXT")]
+    pub kube_context: Option<String>,
+    /// The profiling image (built from docker/Dockerfile.profiling).
+    #[arg(long, env = "SGLPROF_K8S_IMAGE")]
+    pub image: Option<String>,
+    /// The Kubernetes service account bound through Workload Identity to a
+    /// Google service account that can read and write the bucket.
+    #[arg(long, env = "SGLPROF_K8S_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+    /// `cloud.google.com/gke-tpu-accelerator` of the node pool.
+    #[arg(long, env = "SGLPROF_K8S_ACCELERATOR", default_value = "tpu-v6e-slice")]
+    pub accelerator: String,
+    /// `cloud.google.com/gke-tpu-topology` of the node pool.
+    #[arg(long, env = "SGLPROF_K8S_TOPOLOGY", default_value = "1x1")]
+    pub topology: String,
+    /// `google.com/tpu` chips per pod.
+    #[arg(long, default_value_t = 1)]
+    pub tpu_chips: u32,
+    /// Schedule on on-demand nodes instead of spot nodes.
+    #[arg(long)]
+    pub no_spot: bool,
+    #[arg(long = "pod-cpu", default_value = "40")]
+    pub cpu: String,
+    #[arg(long = "pod-memory", default_value = "150Gi")]
+    pub memory: String,
+    /// Seconds before Kubernetes stops the Job (activeDeadlineSeconds).
+    #[arg(long, default_value_t = 3600)]
+    pub job_deadline: i64,
+    /// Seconds a pod may stay Pending before the run gives up.
+    #[arg(long, default_value_t = 900)]
+    pub pending_timeout: u64,
+    /// Seconds a finished Job is kept if this command could not delete it
+    /// (ttlSecondsAfterFinished).
+    #[arg(long, default_value_t = 86400)]
+    pub ttl_after_finished: i32,
+    /// Pods of a sweep running at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: i32,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    Generate,
-    Score,
-}
-
-impl From<Endpoint> for profile_session::Endpoint {
-    fn from(endpoint: Endpoint) -> profile_session::Endpoint {
-        match endpoint {
-            Endpoint::Generate => profile_session::Endpoint::Generate,
-            Endpoint::Score => profile_session::Endpoint::Score,
+impl K8sArgs {
+    pub fn options(&self, dry_run: bool) -> K8sOptions {
+        K8sOptions {
+            namespace: self.namespace.clone(),
+            kube_context: self.kube_context.clone(),
+            image: self.image.clone(),
+            service_account: self.service_account.clone(),
+            accelerator: self.accelerator.clone(),
+            topology: self.topology.clone(),
+            tpu_chips: self.tpu_chips,
+            spot: !self.no_spot,
+            cpu: self.cpu.clone(),
+            memory: self.memory.clone(),
+            job_deadline_s: self.job_deadline,
+            pending_timeout_s: self.pending_timeout,
+            ttl_after_finished_s: self.ttl_after_finished,
+            parallelism: self.parallelism,
+            dry_run,
         }
     }
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ProvisioningArg {
-    #[default]
-    OnDemand,
-    Spot,
-    Preemptible,
-}
-
-impl From<ProvisioningArg> for Provisioning {
-    fn from(arg: ProvisioningArg) -> Provisioning {
-        match arg {
-            ProvisioningArg::OnDemand => Provisioning::OnDemand,
-            ProvisioningArg::Spot => Provisioning::Spot,
-            ProvisioningArg::Preemptible => Provisioning::Preemptible,
-        }
-    }
-}
-
-/// What `--rehearsal` can make go wrong, to show what a real run would do.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RehearseFault {
-    /// The zone has no capacity: the create fails as Google's does (with
-    /// --queued, the request waits for capacity that never comes).
-    Stockout,
-    /// Google answers the create call only after 10 s.
-    SlowCreate,
-    /// pip fails on the workers, as for a version that cannot be installed.
-    Install,
-    /// The server dies during the profiled workload.
-    ServerExit,
-    /// Copying files home from the workers fails, as a dropped scp does.
-    Scp,
 }
 
 /// The flags of `cargo xtask profile` that only matter with `--tpu`;
@@ -178,12 +290,12 @@ pub struct TpuProfileArgs {
     /// The TPU slice (--tpu).
     #[arg(long, default_value = "v6e-1")]
     pub accelerator_type: String,
-    /// The TPU VM image (--tpu).
-    #[arg(long, default_value = "v6e-ubuntu-2404")]
-    pub runtime_version: String,
+    /// The TPU VM image (--tpu) [default: the accelerator family's].
+    #[arg(long)]
+    pub runtime_version: Option<String>,
     /// How the VM is billed (--tpu).
-    #[arg(long, value_enum, default_value_t = ProvisioningArg::OnDemand)]
-    pub provisioning: ProvisioningArg,
+    #[arg(long, value_parser = ["on-demand", "spot", "preemptible"], default_value = "on-demand")]
+    pub provisioning: String,
     /// Ask for the VM through a queued resource, which waits for capacity
     /// instead of failing on a stockout (--tpu).
     #[arg(long)]
@@ -207,7 +319,7 @@ pub struct TpuProfileArgs {
     #[arg(long)]
     pub usd_per_hour: Option<f64>,
     /// GCS standard storage price, dollars per GB-month (--tpu).
-    #[arg(long, default_value_t = cost::GCS_USD_PER_GB_MONTH)]
+    #[arg(long, default_value_t = tpu_cloud::cost::GCS_USD_PER_GB_MONTH)]
     pub gcs_usd_per_gb_month: f64,
     /// Extra flag for every gcloud ssh/scp, e.g. --tunnel-through-iap (--tpu).
     #[arg(long = "gcloud-flag", allow_hyphen_values = true)]
@@ -224,31 +336,69 @@ pub struct TpuProfileArgs {
     /// Rehearse what happens when this goes wrong (--rehearsal; repeatable).
     /// Whatever happens, the VM is deleted and the run folder keeps what
     /// was collected.
-    #[arg(long = "rehearse-fault", value_enum, requires = "rehearsal")]
-    pub rehearse_faults: Vec<RehearseFault>,
+    #[arg(long = "rehearse-fault", value_parser = ["stockout", "slow-create", "install", "server-exit", "scp"], requires = "rehearsal")]
+    pub rehearse_faults: Vec<String>,
     #[arg(long, env = "SGLPROF_TPU_API_URL", default_value = tpu_cloud::GOOGLE_API_URL, hide = true)]
     pub tpu_api_url: String,
 }
 
+/// `profile` as a command of its own: a flag given twice takes its last
+/// value (the command line's, after a `--config` file's).
+pub fn command() -> clap::Command {
+    Args::augment_args(clap::Command::new("profile").args_override_self(true))
+}
+
+/// The arguments after `profile`, parsed as the command line parses them.
+pub fn parse(words: &[String]) -> anyhow::Result<Args> {
+    let argv = std::iter::once("profile".to_owned()).chain(words.iter().cloned());
+    let matches = command()
+        .try_get_matches_from(argv)
+        .map_err(|err| anyhow::anyhow!("{}", crate::util::clap_line(&err)))?;
+    let mut args = Args::from_arg_matches(&matches)
+        .map_err(|err| anyhow::anyhow!("{}", crate::util::clap_line(&err)))?;
+    args.given = given(&matches);
+    Ok(args)
+}
+
+/// The long names of the flags `matches` got from the command line.
+pub fn given(matches: &clap::ArgMatches) -> Vec<String> {
+    command()
+        .get_arguments()
+        .filter(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .filter_map(|arg| arg.get_long().map(str::to_owned))
+        .collect()
+}
+
 impl Args {
-    /// The plan of this run on `host`, refused in one line when the host
-    /// cannot honour one of the flags.
-    pub fn plan(&self, host: HostKind) -> anyhow::Result<Plan> {
-        if host == HostKind::Tpu && self.device.is_some() {
-            anyhow::bail!(
-                "--device is not supported with --tpu: the VM's TPU is the device; \
-                 --device chooses for --local (and --k8s)"
-            );
+    /// The plan these flags give, refused in one line when the chosen host
+    /// cannot honour one of them.
+    pub fn plan(&self) -> anyhow::Result<Plan> {
+        let host = self.host_plan()?;
+        let kind = host.kind();
+        for flag in &self.given {
+            if let Some((_, hosts, why)) = HOST_ONLY
+                .iter()
+                .find(|(flags, _, _)| flags.contains(&flag.as_str()))
+                && !hosts.contains(&kind)
+            {
+                bail!("--{flag} is not supported with {}: {why}", kind.flag());
+            }
         }
         let plan = Plan {
             host,
-            endpoint: self.endpoint.into(),
+            endpoint: match self.endpoint.as_str() {
+                "score" => Endpoint::Score,
+                _ => Endpoint::Generate,
+            },
             requests: self.requests,
             concurrency: self.concurrency,
             max_new_tokens: self.max_new_tokens,
             stream: self.stream,
             prompt: self.prompt.clone(),
-            warmup: self.warmup_requests(),
+            warmup: self.warmup,
             num_steps: self.num_steps,
             host_tracer_level: self.host_tracer_level,
             python_tracer_level: self.python_tracer_level,
@@ -257,62 +407,426 @@ impl Args {
             sglang_jax_version: self.sglang_jax_version.clone(),
             model_path: self.model_path.clone(),
             py_spy: self.py_spy,
+            load: self.load.spec(),
+            port: self.port,
+            ready_timeout_s: self.ready_timeout,
+            out: self.out.clone(),
+            archive: self.archive.plan(),
+            sweep: self.sweep.clone(),
+            sweep_file: self.sweep_file.clone(),
             api_key: self.api_key.clone(),
         };
         plan.check()?;
+        plan.load.check()?;
         Ok(plan)
     }
+
+    fn host_plan(&self) -> anyhow::Result<HostPlan> {
+        let device = self.device.as_deref().and_then(Device::from_name);
+        if self.k8s.enabled {
+            if device.is_some_and(|it| it != Device::Tpu) {
+                bail!("--device cpu is not supported with --k8s: the Job runs on a GKE TPU node");
+            }
+            return Ok(HostPlan::K8s(self.k8s.options(self.tpu.dry_run)));
+        }
+        if self.use_tpu {
+            if device.is_some() {
+                bail!(
+                    "--device is not supported with --tpu: the VM's TPU is the device; \
+                     --device chooses for --local (and --k8s)"
+                );
+            }
+            return Ok(HostPlan::Tpu(self.tpu.options()));
+        }
+        if let Some(url) = &self.attach {
+            if device.is_some() {
+                bail!("--device is not supported with --attach: the server already runs");
+            }
+            return Ok(HostPlan::Attach(AttachOptions { url: url.clone() }));
+        }
+        Ok(HostPlan::Local(LocalOptions {
+            device: device.unwrap_or_default(),
+        }))
+    }
 }
 
-/// Resolves on the first of SIGINT, SIGTERM, SIGHUP (terminal closed, ssh
-/// lost) and SIGQUIT, with the signal's name. Every session driver races
-/// its work against this, so each of them leaves nothing behind.
-pub async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::quit()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = hup.recv() => "SIGHUP",
-        _ = quit.recv() => "SIGQUIT",
+impl TpuProfileArgs {
+    fn options(&self) -> TpuOptions {
+        TpuOptions {
+            project: self.project.clone(),
+            zone: self.zone.clone(),
+            accelerator_type: self.accelerator_type.clone(),
+            runtime_version: self.runtime_version.clone(),
+            provisioning: Provisioning::parse(&self.provisioning).unwrap_or(Provisioning::OnDemand),
+            queued: self.queued,
+            vm: self.vm.clone(),
+            keep: self.keep,
+            git: match (&self.sglang_jax_git, &self.sglang_jax_commit) {
+                (Some(url), Some(commit)) => Some(GitSource {
+                    url: url.clone(),
+                    commit: commit.clone(),
+                }),
+                _ => None,
+            },
+            price_file: self.price_file.clone(),
+            usd_per_hour: self.usd_per_hour,
+            gcs_usd_per_gb_month: self.gcs_usd_per_gb_month,
+            gcloud_flags: self.gcloud_flags.clone(),
+            dry_run: self.dry_run,
+            rehearsal: self.rehearsal.then(|| {
+                self.rehearse_faults
+                    .iter()
+                    .filter_map(|name| RehearseFault::ALL.into_iter().find(|f| f.name() == name))
+                    .collect()
+            }),
+            api_url: self.tpu_api_url.clone(),
+        }
     }
 }
 
-/// The tail of every session, whatever the host: run metadata, checksums,
-/// the report, and the archive upload when asked. `tag` prefixes the
-/// progress lines.
-pub async fn finish_run(
-    folder: &RunFolder,
-    metadata: &session_report::RunMetadata,
-    archive: Option<&crate::archive::UploadOpts>,
-    tag: &str,
-) -> anyhow::Result<()> {
-    let run_dir = folder.root();
-    folder.write_metadata(metadata)?;
-    let n_files = folder.write_checksums()?;
-    eprintln!("[{tag}] checksums.txt lists {n_files} artifact files");
-    if let Some(opts) = archive {
-        crate::archive::record_archive_target(run_dir, opts)?;
+/// Flags a sweep may vary: the session's. Host, output, archive and secret
+/// flags are the same for every variant.
+const SWEEPABLE: &[&str] = &[
+    "endpoint",
+    "dataset",
+    "num-prompts",
+    "seed",
+    "input-len",
+    "output-len",
+    "range-ratio",
+    "prefix-groups",
+    "prefix-len",
+    "request-rate",
+    "burstiness",
+    "max-concurrency",
+    "requests",
+    "concurrency",
+    "max-new-tokens",
+    "prompt",
+    "warmup",
+    "num-steps",
+    "host-tracer-level",
+    "python-tracer-level",
+    "start-step",
+];
+
+/// Flags a sweep may vary only where every variant has a server of its
+/// own (one pod each, with --k8s).
+const SWEEPABLE_PER_SERVER: &[&str] = &["sglang-jax-version", "model-path"];
+
+/// The variants of `plan`'s sweep, each parsed by clap from the plan's own
+/// arguments and the variant's values; empty without a sweep.
+pub fn sweep_variants(plan: &Plan) -> anyhow::Result<Vec<Variant>> {
+    let mut axes = Vec::new();
+    if let Some(path) = &plan.sweep_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        axes = profile_session::sweep::parse_sweep_file(&text)
+            .with_context(|| format!("{}", path.display()))?;
     }
-    profile_report::generate(&profile_report::Request::for_run_folder(run_dir)).with_context(
-        || {
-            format!(
-                "the run folder {} is complete but the report failed",
-                run_dir.display()
-            )
-        },
-    )?;
-    eprintln!("[{tag}] report: {}", run_dir.join("report.md").display());
-    if let Some(opts) = archive {
-        let url = crate::archive::upload_run_async(run_dir, opts, &[]).await?;
-        eprintln!("[{tag}] archived: {url}");
+    for axis in &plan.sweep {
+        let axis = profile_session::sweep::parse_axis(axis)?;
+        if axes
+            .iter()
+            .any(|it: &profile_session::sweep::Axis| it.flag == axis.flag)
+        {
+            bail!("sweep axis {} is given twice", axis.flag);
+        }
+        axes.push(axis);
     }
-    Ok(())
+    if axes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let per_server = matches!(plan.host, HostPlan::K8s(_));
+    for axis in &axes {
+        let flag = axis.flag.as_str();
+        let known = command()
+            .get_arguments()
+            .any(|a| a.get_long() == Some(flag));
+        if !known {
+            bail!("--sweep {flag}: not a flag of `cargo xtask profile`");
+        }
+        let may_vary =
+            SWEEPABLE.contains(&flag) || (per_server && SWEEPABLE_PER_SERVER.contains(&flag));
+        if !may_vary {
+            let why = if SWEEPABLE_PER_SERVER.contains(&flag) {
+                "the variants share one server here; sweep it with --k8s, where each has its own"
+            } else {
+                "it is the same for every variant (only session flags may vary)"
+            };
+            bail!("--sweep {flag}: {why}");
+        }
+    }
+    if matches!(plan.host, HostPlan::Tpu(_)) {
+        bail!("--sweep is not supported with --tpu: run the sweep with --k8s, or locally");
+    }
+    let mut base = plan.clone();
+    base.sweep.clear();
+    base.sweep_file = None;
+    let base_args = base.to_args();
+    let mut res = Vec::new();
+    for variant in profile_session::sweep::variants(&axes)? {
+        let mut words = base_args.clone();
+        for (flag, value) in &variant {
+            words.push(format!("--{flag}={value}"));
+        }
+        let args = parse(&words).map_err(|err| {
+            let values: Vec<String> = variant.iter().map(|(f, v)| format!("{f}={v}")).collect();
+            anyhow::anyhow!("--sweep {}: {err}", values.join(" "))
+        })?;
+        let mut plan = args.plan()?;
+        plan.api_key = base.api_key.clone();
+        res.push(Variant {
+            slug: profile_session::sweep::variant_slug(&variant),
+            plan,
+        });
+    }
+    Ok(res)
+}
+
+/// Runs `cargo xtask profile`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let plan = args.plan()?;
+    let variants = sweep_variants(&plan)?;
+    let progress: Arc<dyn profile_driver::events::Progress> = Arc::new(Lines);
+    crate::util::runtime()?.block_on(async move {
+        // From here on a signal never kills the run outright: it is
+        // answered by ending what was started (a signal that came early
+        // fires as soon as the host starts, before anything is created).
+        let mut signals = tpu_cloud::lease::Signals::install().context("cannot handle signals")?;
+        let cancel: Cancel = Box::pin(async move { signals.recv().await });
+        match &plan.host {
+            HostPlan::K8s(k8s) => {
+                let run_id = profile_driver::run_id(&plan, std::time::SystemTime::now());
+                if k8s.dry_run {
+                    print!(
+                        "{}",
+                        k8s_job::profile::dry_run_text(&plan, &variants, &run_id)?
+                    );
+                    return Ok(());
+                }
+                let out_dir = profile_driver::run_dir(&plan, &run_id)?;
+                k8s_job::profile::run(&plan, &variants, &run_id, &out_dir, progress, async {
+                    cancel.await;
+                })
+                .await?;
+                Ok(())
+            }
+            HostPlan::Local(local) if !variants.is_empty() => {
+                profile_driver::sweep::run_local(&plan, local.device, &variants, progress, cancel)
+                    .await?;
+                Ok(())
+            }
+            _ if !variants.is_empty() => {
+                bail!("--sweep with {} is not supported", plan.host.kind().flag())
+            }
+            host => {
+                let mut host: Box<dyn profile_driver::host::Host> = match host {
+                    HostPlan::Local(local) => Box::new(LocalHost {
+                        device: local.device,
+                    }),
+                    HostPlan::Attach(attach) => Box::new(AttachHost {
+                        url: attach.url.clone(),
+                    }),
+                    HostPlan::Tpu(tpu) => Box::new(TpuHost {
+                        options: tpu.clone(),
+                        print: Arc::new(|line: &str| println!("{line}")),
+                    }),
+                    HostPlan::K8s(_) => unreachable!("handled above"),
+                };
+                profile_driver::drive(&plan, &mut *host, progress, cancel).await?;
+                Ok(())
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags that choose the host rather than set something.
+    const HOSTS: [(HostKind, &[&str]); 4] = [
+        (HostKind::Local, &["--local"]),
+        (HostKind::Attach, &["--attach", "http://127.0.0.1:30000"]),
+        (HostKind::Tpu, &["--tpu", "--project", "demo"]),
+        (HostKind::K8s, &["--k8s"]),
+    ];
+
+    /// Words that give `long` a value other than its default.
+    fn sample(arg: &clap::Arg) -> Vec<String> {
+        let long = arg.get_long().unwrap();
+        let flag = format!("--{long}");
+        if !arg.get_action().takes_values() {
+            return match long {
+                "rehearse-fault" | "rehearsal" => vec!["--rehearsal".into()],
+                _ => vec![flag],
+            };
+        }
+        let value = match long {
+            "sglang-jax-git" | "sglang-jax-commit" => {
+                return [
+                    "--sglang-jax-git",
+                    "https://github.com/sgl-project/sglang-jax",
+                    "--sglang-jax-commit",
+                    "abc123",
+                ]
+                .map(str::to_owned)
+                .to_vec();
+            }
+            "rehearse-fault" => {
+                return ["--rehearsal", "--rehearse-fault", "scp"]
+                    .map(str::to_owned)
+                    .to_vec();
+            }
+            "gcloud-flag" => return vec!["--gcloud-flag=--tunnel-through-iap".into()],
+            "prompt" => "why?",
+            "dataset" => "random",
+            "request-rate" => "4",
+            "percentiles" => "50,95",
+            "slo" => "ttft=100,e2e=900",
+            "save-dataset" => "/tmp/sglprof-walk.json",
+            "tokenizer" => "/tmp/sglprof-walk-tokenizer",
+            "range-ratio" | "burstiness" => "0.5",
+            "model-path" => "models/tiny",
+            "sglang-jax-version" => "0.0.2",
+            "out" => "/tmp/sglprof-walk",
+            "price-file" => "/tmp/prices.json",
+            "sweep" => "concurrency=1,2",
+            "sweep-file" => "/tmp/sweep.txt",
+            "usd-per-hour" => "2.5",
+            "gcs-usd-per-gb-month" => "0.03",
+            "port" => "8123",
+            "api-key" => "k3y",
+            "tpu-api-url" | "gcs-endpoint" => "http://127.0.0.1:9",
+            "pod-memory" => "32Gi",
+            "bucket" | "bucket-prefix" | "project" | "zone" | "accelerator-type" | "vm"
+            | "runtime-version" | "namespace" | "kube-context" | "image" | "service-account"
+            | "accelerator" | "topology" => "x-1",
+            _ => {
+                let defaults: Vec<String> = arg
+                    .get_default_values()
+                    .iter()
+                    .map(|it| it.to_string_lossy().into_owned())
+                    .collect();
+                let possible = arg.get_possible_values();
+                return match possible
+                    .iter()
+                    .map(|it| it.get_name().to_owned())
+                    .rfind(|it| !defaults.contains(it))
+                {
+                    Some(value) => vec![flag, value],
+                    None => vec![flag, "7".into()],
+                };
+            }
+        };
+        vec![flag, value.to_owned()]
+    }
+
+    /// Every flag of `profile`, on every host: refused in one line when
+    /// the host lacks it, else it reaches the plan, survives the plan's own
+    /// argument list unchanged, appears in the reproduction line (a secret
+    /// by its variable only) and, for --k8s, in the pod's command line.
+    #[test]
+    fn every_flag_means_the_same_on_every_host_or_is_refused() {
+        let mut checked = 0;
+        for arg in command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["help", "config", "local", "tpu", "k8s", "attach"].contains(&long) {
+                continue;
+            }
+            for (kind, host_words) in HOSTS {
+                let mut words: Vec<String> = host_words.iter().map(|it| (*it).to_owned()).collect();
+                words.extend(sample(arg));
+                let res = parse(&words).and_then(|it| it.plan());
+                let allowed = HOST_ONLY
+                    .iter()
+                    .find(|(flags, _, _)| flags.contains(&long))
+                    .is_none_or(|(_, hosts, _)| hosts.contains(&kind));
+                let plan = match res {
+                    Ok(plan) => plan,
+                    Err(err) => {
+                        let text = format!("{err:#}");
+                        assert!(!text.contains('\n'), "{words:?}: {text}");
+                        let refused_by_plan = kind == HostKind::Attach
+                            && ["py-spy", "device"].contains(&long)
+                            || kind != HostKind::Local && long == "device";
+                        assert!(
+                            !allowed || refused_by_plan,
+                            "{words:?} is refused but should run: {text}"
+                        );
+                        continue;
+                    }
+                };
+                assert!(allowed, "{words:?} is accepted on {kind:?} and ignored");
+                // The plan's own arguments give the same plan.
+                let again = parse(&plan.to_args())
+                    .and_then(|it| it.plan())
+                    .unwrap_or_else(|err| panic!("{words:?}: {:?}: {err:#}", plan.to_args()));
+                let mut plan_nokey = plan.clone();
+                plan_nokey.api_key = None;
+                let mut again_nokey = again;
+                again_nokey.api_key = None;
+                assert_eq!(again_nokey, plan_nokey, "{words:?}");
+                let line = plan.reproduction();
+                match long {
+                    "api-key" => {
+                        assert!(!line.contains("k3y"), "{line}");
+                        assert!(line.starts_with("SGLPROF_API_KEY="), "{line}");
+                    }
+                    "out" => assert!(!line.contains("--out"), "{line}"),
+                    // The pod's device is always the node's TPU: its line
+                    // below has it.
+                    "device" if kind == HostKind::K8s => {}
+                    _ => assert!(
+                        line.contains(&format!("--{long}")),
+                        "{long} missing: {line}"
+                    ),
+                }
+                if kind == HostKind::K8s {
+                    let pod = plan.pod_plan("/runs/r", "/mnt").to_args().join(" ");
+                    let pod_only = ["out", "dry-run", "sweep", "sweep-file", "api-key"];
+                    let k8s_only = HOST_ONLY[1].0;
+                    if !pod_only.contains(&long) && !k8s_only.contains(&long) {
+                        assert!(pod.contains(&format!("--{long}")), "{long} missing: {pod}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
+
+    #[test]
+    fn k8s_keeps_the_stream_and_prompt_of_the_session() {
+        let words = ["--k8s", "--stream", "--prompt", "X", "--dry-run"].map(str::to_owned);
+        let plan = parse(&words).unwrap().plan().unwrap();
+        let text = k8s_job::profile::dry_run_text(&plan, &[], "r").unwrap();
+        assert!(text.contains("- --stream"), "{text}");
+        assert!(text.contains("- --prompt\n        - X"), "{text}");
+    }
+
+    #[test]
+    fn tpu_only_flags_are_refused_with_k8s() {
+        for flag in [
+            ["--keep"].as_slice(),
+            &["--vm", "v"],
+            &["--queued"],
+            &["--zone", "z"],
+        ] {
+            let mut words = vec!["--k8s".to_owned()];
+            words.extend(flag.iter().map(|it| (*it).to_owned()));
+            let err = parse(&words)
+                .and_then(|it| it.plan())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{} is not supported with --k8s: it sets up the Cloud TPU VM of --tpu",
+                    flag[0]
+                )
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask tpu` and `cargo xtask cleanup`: the TPU VMs of a zone,
-//! and what a killed `profile --tpu` run left behind. The TPU session
-//! itself is `crate::tpu_session`.
+//! and what a killed `profile --tpu` run left behind. The TPU run itself
+//! is `profile_driver::tpu`'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,11 +8,10 @@ use std::time::SystemTime;
 
 use anyhow::bail;
 use tpu_cloud::api::{Node, NodeState};
-use tpu_cloud::clock::NoWaitClock;
 use tpu_cloud::cost;
 use tpu_cloud::lease::{self, CleanupOutcome, Deadlines};
 use tpu_cloud::state::{Ledger, STATE_FILE};
-use tpu_cloud::{Location, SystemClock, Timing, TpuClient, Transcript};
+use tpu_cloud::{Location, TpuClient, Transcript};
 
 use crate::profile::DEFAULT_ZONE;
 
@@ -91,35 +90,21 @@ pub struct CleanupArgs {
     tpu_api_url: String,
 }
 
-pub(crate) fn project(project: &Option<String>, dry_run: bool) -> anyhow::Result<String> {
-    match project {
-        Some(p) if !p.is_empty() => Ok(p.clone()),
-        _ if dry_run => Ok("PROJECT_ID".to_owned()),
-        _ => bail!("no Google Cloud project: pass --project or set CLOUDSDK_CORE_PROJECT"),
-    }
+fn project(project: &Option<String>, dry_run: bool) -> anyhow::Result<String> {
+    Ok(profile_driver::tpu::plan::project(
+        project.as_deref(),
+        dry_run,
+    )?)
 }
 
-/// A live client with Google credentials, or a recording one for dry runs
-/// (which prints each line as it is recorded).
-pub(crate) async fn api_client(
-    url: &str,
-    dry_run: bool,
-) -> anyhow::Result<(TpuClient, Option<Transcript>)> {
-    let config = tpu_cloud::ClientConfig {
-        base_url: url.to_owned(),
-        timing: Timing::production(),
-    };
-    if dry_run {
-        let transcript = Transcript::with_sink(Arc::new(|line: &str| println!("{line}")));
-        let client = TpuClient::dry_run(config, Arc::new(NoWaitClock), transcript.clone());
-        return Ok((client, Some(transcript)));
-    }
-    let tokens = tpu_cloud::auth::default_token_provider().await?;
-    Ok((TpuClient::new(config, tokens, Arc::new(SystemClock))?, None))
+/// A live client, or for a dry run one that prints each call.
+async fn api_client(url: &str, dry_run: bool) -> anyhow::Result<(TpuClient, Option<Transcript>)> {
+    let print: profile_driver::tpu::Print = Arc::new(|line: &str| println!("{line}"));
+    Ok(profile_driver::tpu::api_client(url, dry_run.then_some(print)).await?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::runtime()?.block_on(run_async(args))
+    crate::util::runtime()?.block_on(run_async(args))
 }
 
 async fn run_async(args: Args) -> anyhow::Result<()> {
@@ -238,7 +223,7 @@ pub fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
         eprintln!("[cleanup] no run state files found");
         return Ok(());
     }
-    crate::runtime()?.block_on(async {
+    crate::util::runtime()?.block_on(async {
         let mut client = None;
         let mut failures = 0;
         for path in paths {
@@ -260,11 +245,13 @@ pub fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
             match lease::cleanup(client, &mut ledger, Deadlines::production().delete).await {
                 Ok(CleanupOutcome::Deleted) => {
                     let billed = ledger.state.billed(SystemTime::now()).unwrap_or_default();
-                    eprintln!("[cleanup] deleted; billed about {}", cost::human_duration(billed));
+                    let note = ledger.unsaved_note().map(|it| format!("; {it}")).unwrap_or_default();
+                    eprintln!("[cleanup] deleted; billed about {}{note}", cost::human_duration(billed));
                 }
                 Ok(CleanupOutcome::NothingToDo(phase)) => eprintln!("[cleanup] nothing to do ({phase:?})"),
                 Err(err) => {
-                    eprintln!("[cleanup] {}: {err}", ledger.state.run_id);
+                    let note = ledger.unsaved_note().map(|it| format!("; {it}")).unwrap_or_default();
+                    eprintln!("[cleanup] {}: {err}{note}", ledger.state.run_id);
                     failures += 1;
                 }
             }

@@ -2,12 +2,11 @@
 //!
 //! Two stages. The first builds the sglprof command line from the checkout
 //! (the build context is the repository root). The second is a Python image
-//! with the command line as its entrypoint, the repository's `python/`
-//! assets at the path the binary was built to find them, and the pinned
-//! sglang-jax (on jax[tpu] with libtpu for a TPU image) and py-spy installed
-//! at build time by the command line itself (`k8s prepare --device`), so
-//! that the pod starts the same session as `--local --device` without
-//! installing anything. The build needs no TPU.
+//! with only the binary (it carries its Python assets) as its entrypoint,
+//! and the pinned sglang-jax (on jax[tpu] with libtpu for a TPU image) and
+//! py-spy installed at build time by the command line itself (`k8s prepare
+//! --device`), so that the pod starts the same session as `--local
+//! --device` without installing anything. The build needs no TPU.
 
 use crate::job::ENTRYPOINT;
 
@@ -25,9 +24,7 @@ pub struct ImageConfig {
     pub device: String,
 }
 
-/// Where the checkout is copied in the build stage. The binary finds its
-/// `python/` assets relative to this path, so the runtime stage keeps them
-/// there.
+/// Where the checkout is copied in the build stage.
 pub const SOURCE_DIR: &str = "/opt/sglprof/src";
 /// The cache of the Python environment inside the image.
 pub const CACHE_DIR: &str = "/opt/sglprof/cache";
@@ -54,7 +51,6 @@ RUN cargo build --release --locked -p xtask
 
 FROM ${{PYTHON_IMAGE}}
 COPY --from=build {SOURCE_DIR}/target/release/xtask {ENTRYPOINT}
-COPY --from=build {SOURCE_DIR}/python {SOURCE_DIR}/python
 ENV SGLPROF_CACHE={CACHE_DIR}
 # The environment of `profile --local --device {device}` (the pinned sglang-jax,
 # its jax, py-spy; no accelerator needed to build), in the cache the session looks in.

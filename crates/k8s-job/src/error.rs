@@ -9,8 +9,9 @@ pub enum Error {
     #[error("invalid job: {0}")]
     Config(String),
 
-    #[error("invalid sweep {0}")]
-    Sweep(String),
+    /// The run the Job was for cannot go on, in one line.
+    #[error("{0}")]
+    Plan(String),
 
     #[error("no Kubernetes configuration ({detail}): set KUBECONFIG or run in a pod")]
     NoConfig { detail: String },

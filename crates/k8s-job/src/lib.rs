@@ -3,27 +3,31 @@
 //! - [`job`]: the Job from typed `k8s-openapi` structs (TPU node selectors
 //!   and resources, spot, `SYS_PTRACE`, in-memory `/dev/shm`, a GCS FUSE
 //!   bucket, Workload Identity) and its YAML; a sweep becomes one Indexed
-//!   Job with one variant per index ([`sweep`]).
+//!   Job with one variant's command line per index.
 //! - [`dockerfile`]: the image the Job runs.
 //! - [`runner`]: create the Job under a unique name, follow its pods, stream
 //!   their logs, explain a pending pod from its events, and delete the Job
 //!   on every exit path.
 //!
-//! The manifest, Dockerfile and sweep modules are pure. Only [`runner`] does
-//! IO, and only through a `kube::Client`. This crate does not build images,
-//! read trace files or fetch the run from the bucket: the xtask does.
+//! - [`profile`]: `profile --k8s`: the Job of a plan (each pod runs
+//!   `profile-driver`'s local host with the plan's own flags), and the
+//!   variants' runs downloaded from the bucket, with a sweep's index.
+//!
+//! The manifest and Dockerfile modules are pure. Only [`runner`] talks to
+//! the API server, through a `kube::Client`, and [`profile`] to the bucket,
+//! through `profile-driver`. This crate does not build images or read trace
+//! files.
 
 pub mod dockerfile;
 mod error;
 pub mod job;
+pub mod profile;
 pub mod runner;
-pub mod sweep;
 
 pub use dockerfile::{ImageConfig, render_dockerfile};
 pub use error::Error;
 pub use job::{JobConfig, build_job, job_name, to_yaml};
 pub use runner::{JobOutcome, Progress, RunOptions, delete_job, explain_event, run_job};
-pub use sweep::{Axis, Variant, parse_axis, parse_sweep_file, variant_slug, variants};
 
 /// Makes ring rustls' process-wide crypto provider. In a build where rustls
 /// has both ring (kube) and aws-lc-rs (reqwest) enabled, rustls cannot choose

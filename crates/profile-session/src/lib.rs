@@ -13,6 +13,7 @@
 //! drivers for each host do, through `sglang-server` and `tpu-cloud`.
 
 pub mod collect;
+pub mod load;
 pub mod machine;
 pub mod manual;
 pub mod plan;
@@ -20,6 +21,8 @@ pub mod pyspy;
 pub mod redact;
 pub mod run_folder;
 pub mod session;
+pub mod sweep;
 
+pub use load::LoadSpec;
 pub use plan::{Endpoint, Plan, PlanError};
 pub use run_folder::{RunFolder, RunFolderError};

@@ -25,7 +25,7 @@ mod classify;
 mod fix;
 
 pub use analyzer::{Analysis, Analyzer, OpStats, PhaseCount};
-pub use classify::{OpKind, is_wait, note_for, runtime_event};
+pub use classify::{OpKind, is_compilation, is_wait, note_for, runtime_event};
 pub use fix::{FIX_WINDOW, SelfTimeFix};
 
 /// JAX writes at most this many events into `trace.json.gz`; a file with

@@ -139,3 +139,107 @@ fn no_machine_paths() {
         .collect();
     assert!(offenders.is_empty(), "machine paths in {offenders:#?}");
 }
+
+/// Every file sglprof writes gets the permissions the umask gives, and only
+/// files holding a secret are private: a temporary file created outside the
+/// tests (tempfile makes them 0600) sets its permissions within the few
+/// lines before its creation, or says that it holds a secret.
+#[test]
+fn temporary_files_follow_the_umask_unless_they_hold_a_secret() {
+    let mut offenders = Vec::new();
+    for path in rust_files() {
+        let rel = path.strip_prefix(repo()).unwrap();
+        if rel.components().any(|c| c.as_os_str() == "tests")
+            || rel.to_string_lossy().ends_with("tests.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Unit tests at the end of a file are tests too.
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let creates = line.contains(".tempfile_in(")
+                || line.contains(".tempfile()")
+                || line.contains("NamedTempFile::new");
+            if !creates {
+                continue;
+            }
+            let before = &lines[i.saturating_sub(8)..=i];
+            let ok = before
+                .iter()
+                .any(|l| l.contains(".permissions(") || l.to_lowercase().contains("secret"));
+            if !ok {
+                offenders.push(format!("{}:{}", rel.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "temporary files created 0600 without a secret: {offenders:#?}"
+    );
+}
+
+/// docs/ARCHITECTURE.md says the xtask's modules import one another in
+/// one direction only: a module reaches the modules it declares and those
+/// it names through `crate::...` paths, and none reaches one that reaches
+/// it.
+#[test]
+fn xtask_modules_form_no_cycle() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = repo().join("xtask/src");
+    let mut modules = BTreeSet::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            modules.insert(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for module in &modules {
+        let text = std::fs::read_to_string(src.join(format!("{module}.rs"))).unwrap();
+        let targets = edges.entry(module.clone()).or_default();
+        for (at, _) in text.match_indices("crate::") {
+            let name: String = text[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if modules.contains(&name) && &name != module {
+                targets.insert(name);
+            }
+        }
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("mod ").and_then(|l| l.strip_suffix(';')) {
+                targets.insert(name.to_owned());
+            }
+        }
+    }
+    // Every module is declared somewhere below `main`.
+    let declared: BTreeSet<&String> = edges.values().flatten().collect();
+    assert_eq!(declared.len() + 1, modules.len(), "{edges:?}");
+    // Depth-first search; a module met again while on the stack closes a
+    // cycle.
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(node) {
+            return;
+        }
+        if let Some(at) = stack.iter().position(|it| it == node) {
+            panic!("module cycle: {} -> {node}", stack[at..].join(" -> "));
+        }
+        stack.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            visit(next, edges, stack, done);
+        }
+        stack.pop();
+        done.insert(node.to_owned());
+    }
+    let mut done = BTreeSet::new();
+    for module in &modules {
+        visit(module, &edges, &mut Vec::new(), &mut done);
+    }
+}

@@ -1,4 +1,5 @@
 //! The Job manifest and the Dockerfile: snapshots and the elements GKE needs.
+#![allow(clippy::disallowed_methods)] // Runs the pod's script with sh.
 
 use k8s_job::{ImageConfig, build_job, render_dockerfile, to_yaml};
 use serde_json::Value;
@@ -90,13 +91,16 @@ fn no_spot_means_no_spot_selector() {
 
 #[test]
 fn sweep_is_one_indexed_job() {
-    let axes = vec![k8s_job::parse_axis("concurrency=1,4,16").unwrap()];
-    let variants: Vec<Vec<String>> = k8s_job::variants(&axes)
+    let axes = vec![profile_session::sweep::parse_axis("concurrency=1,4,16").unwrap()];
+    let variants: Vec<Vec<String>> = profile_session::sweep::variants(&axes)
         .unwrap()
         .iter()
         .map(|variant| {
             let mut words = args(&["profile", "--local", "--out"]);
-            words.push(format!("/runs/{}", k8s_job::variant_slug(variant)));
+            words.push(format!(
+                "/runs/{}",
+                profile_session::sweep::variant_slug(variant)
+            ));
             for (flag, value) in variant {
                 words.push(format!("--{flag}"));
                 words.push(value.clone());

@@ -1,0 +1,264 @@
+//! Run folders archived in GCS, as every run and command that archives
+//! shares it: where a run goes ([`UploadOpts`], from a plan's
+//! [`ArchivePlan`]), its address recorded in the run metadata before the
+//! report is written, the upload, the script a TPU VM runs to upload its
+//! own traces, and the verified download. The work itself is the
+//! `gcs-artifacts` crate's.
+
+use std::path::{Path, PathBuf};
+
+use gcs_artifacts::{Auth, Client, ClientConfig, GsUrl, RunAddress, RunKind};
+use profile_session::plan::{ArchiveKind, ArchivePlan};
+
+use crate::DriveError;
+use crate::events::Progress;
+
+/// How to reach GCS.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub endpoint: String,
+    /// Send no credentials (emulators only).
+    pub anonymous: bool,
+    /// Transfers in flight at once.
+    pub jobs: usize,
+}
+
+/// Where one run is archived and how.
+#[derive(Clone, Debug)]
+pub struct UploadOpts {
+    pub bucket: String,
+    pub prefix: String,
+    pub kind: RunKind,
+    /// Default: from the run metadata or folder name.
+    pub date: Option<String>,
+    pub run_id: Option<String>,
+    pub overwrite: bool,
+    pub conn: Connection,
+}
+
+impl UploadOpts {
+    /// `None` without `--upload`; an error when `--upload` has no bucket.
+    pub fn from_plan(plan: &ArchivePlan) -> Result<Option<UploadOpts>, DriveError> {
+        if !plan.upload {
+            return Ok(None);
+        }
+        let Some(bucket) = &plan.bucket else {
+            return Err(DriveError::Failed(
+                "--upload needs a bucket: pass --bucket or set SGLPROF_BUCKET".to_owned(),
+            ));
+        };
+        Ok(Some(UploadOpts {
+            bucket: bucket.clone(),
+            prefix: plan.prefix.clone(),
+            kind: match plan.kind {
+                ArchiveKind::Manual => RunKind::Manual,
+                ArchiveKind::Nightly => RunKind::Nightly,
+            },
+            date: None,
+            run_id: None,
+            overwrite: false,
+            conn: connection(plan),
+        }))
+    }
+}
+
+/// The connection of a plan's archive settings.
+pub fn connection(plan: &ArchivePlan) -> Connection {
+    Connection {
+        endpoint: plan.gcs_endpoint.clone(),
+        anonymous: plan.gcs_anonymous,
+        jobs: plan.gcs_jobs,
+    }
+}
+
+/// Records in the run metadata where [`upload_run`] will put the run, so
+/// that the report written before the upload can name it; returns the
+/// `gs://` URL.
+pub fn record_archive_target(run_dir: &Path, opts: &UploadOpts) -> Result<String, DriveError> {
+    let addr = run_address(run_dir, opts)?;
+    record_archive_url(run_dir, &addr.url())?;
+    Ok(addr.url())
+}
+
+/// Archives `run_dir` and returns its `gs://` URL. Records the URL as
+/// `archive_url` in `inputs/run_metadata.json` first, so that the archived
+/// metadata says where it lives. `vm_files` are the files a TPU VM
+/// uploaded itself (the listing the script of [`vm_upload_script`]
+/// prints, parsed by `gcs_artifacts::remote::parse_vm_listing`).
+pub async fn upload_run(
+    run_dir: &Path,
+    opts: &UploadOpts,
+    vm_files: &[gcs_artifacts::remote::RemoteFile],
+    progress: &dyn Progress,
+) -> Result<String, DriveError> {
+    let addr = run_address(run_dir, opts)?;
+    record_archive_url(run_dir, &addr.url())?;
+    let client = connect(&opts.conn).await?;
+    let upload = gcs_artifacts::UploadOptions {
+        overwrite: opts.overwrite,
+        remote_files: vm_files.to_vec(),
+        created_at: gcs_artifacts::utc_now().1,
+    };
+    let summary = gcs_artifacts::upload_run(&client, run_dir, &addr, &upload)
+        .await
+        .map_err(DriveError::archive(format!(
+            "cannot archive {}",
+            run_dir.display()
+        )))?;
+    progress.line(
+        "artifacts",
+        &if summary.already_complete {
+            format!("{} is already archived with this content", summary.url)
+        } else {
+            format!(
+                "{}: {} uploaded ({}), {} already there, manifest.json written",
+                summary.url,
+                summary.uploaded,
+                gcs_artifacts::human_bytes(summary.bytes_uploaded),
+                summary.skipped
+            )
+        },
+    );
+    Ok(summary.url)
+}
+
+/// The bash script a TPU VM runs to upload `vm_dir` (the server's profile
+/// folder) into `<run>/<subdir>/` of the archive, printing the listing that
+/// [`upload_run`] takes as `vm_files`.
+pub fn vm_upload_script(
+    run_dir: &Path,
+    opts: &UploadOpts,
+    vm_dir: &str,
+    subdir: &str,
+) -> Result<String, DriveError> {
+    let addr = run_address(run_dir, opts)?;
+    gcs_artifacts::remote::vm_upload_script(vm_dir, &addr, subdir)
+        .map_err(DriveError::archive("cannot write the VM's upload script"))
+}
+
+/// Where `run_dir` is archived with `opts`.
+pub fn run_address(run_dir: &Path, opts: &UploadOpts) -> Result<RunAddress, DriveError> {
+    let metadata = read_metadata_json(run_dir)?;
+    let folder = std::path::absolute(run_dir).map_err(|source| DriveError::Io {
+        what: "cannot resolve",
+        path: run_dir.to_path_buf(),
+        source,
+    })?;
+    let folder_name = folder.file_name().and_then(|n| n.to_str()).unwrap_or("run");
+    let (today, _) = gcs_artifacts::utc_now();
+    let (date, run_id) = gcs_artifacts::infer_run_identity(folder_name, metadata.as_ref(), &today);
+    let date = opts.date.clone().unwrap_or(date);
+    let run_id = opts.run_id.clone().unwrap_or(run_id);
+    RunAddress::new(&opts.bucket, &opts.prefix, opts.kind, &date, &run_id)
+        .map_err(DriveError::archive("no archive address for this run"))
+}
+
+fn read_metadata_json(run_dir: &Path) -> Result<Option<serde_json::Value>, DriveError> {
+    let path = run_dir.join(gcs_artifacts::RUN_METADATA_PATH);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(DriveError::Io {
+                what: "cannot read",
+                path,
+                source,
+            });
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|err| DriveError::Failed(format!("invalid JSON in {}: {err}", path.display())))
+}
+
+/// Sets `archive_url` in the run metadata, when the run has metadata and
+/// the URL is not already recorded.
+fn record_archive_url(run_dir: &Path, url: &str) -> Result<(), DriveError> {
+    let path = run_dir.join(gcs_artifacts::RUN_METADATA_PATH);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let mut metadata = session_report::RunMetadata::from_json(&text)
+        .map_err(|err| DriveError::Failed(format!("cannot read {}: {err}", path.display())))?;
+    if metadata.archive_url.as_deref() == Some(url) {
+        return Ok(());
+    }
+    metadata.archive_url = Some(url.to_owned());
+    profile_session::run_folder::write_atomic(&path, metadata.to_json().as_bytes())?;
+    Ok(())
+}
+
+/// Downloads the archived run at `url` into `dir` (by default the folder
+/// its manifest names under `default_root`), verified against the
+/// manifest; returns the folder.
+pub async fn download(
+    url: &str,
+    dir: Option<PathBuf>,
+    default_root: &Path,
+    overwrite: bool,
+    conn: &Connection,
+    progress: &dyn Progress,
+) -> Result<PathBuf, DriveError> {
+    let url = GsUrl::parse(url).map_err(DriveError::archive(format!("bad address {url}")))?;
+    let client = connect(conn).await?;
+    let dir =
+        match dir {
+            Some(dir) => dir,
+            None => {
+                let (_, manifest) = gcs_artifacts::read_manifest(&client, &url).await.map_err(
+                    DriveError::archive(format!("cannot read the manifest of {url}")),
+                )?;
+                manifest
+                    .default_dir(default_root)
+                    .map_err(DriveError::archive(format!("no folder for {url}")))?
+            }
+        };
+    let opts = gcs_artifacts::DownloadOptions { overwrite };
+    let summary = gcs_artifacts::download_run(&client, &url, &dir, opts)
+        .await
+        .map_err(DriveError::archive(format!(
+            "cannot download {url} into {}",
+            dir.display()
+        )))?;
+    progress.line(
+        "artifacts",
+        &format!(
+            "{}: {} files downloaded ({}), {} already there, all checksums verified",
+            dir.display(),
+            summary.downloaded,
+            gcs_artifacts::human_bytes(summary.bytes_downloaded),
+            summary.already_present
+        ),
+    );
+    Ok(dir)
+}
+
+/// A client for `conn`.
+pub async fn connect(conn: &Connection) -> Result<Client, DriveError> {
+    let config = ClientConfig {
+        endpoint: conn.endpoint.clone(),
+        auth: if conn.anonymous {
+            Auth::Anonymous
+        } else {
+            Auth::ApplicationDefault
+        },
+        max_attempts: 5,
+        resumable_threshold: gcs_artifacts::DEFAULT_RESUMABLE_THRESHOLD,
+        concurrency: conn.jobs.max(1),
+        progress: true,
+    };
+    Client::new(config)
+        .await
+        .map_err(DriveError::archive("cannot reach Google Cloud Storage"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The plan's archive defaults are the archive's own.
+    #[test]
+    fn plan_defaults_are_the_archives() {
+        use profile_session::plan::defaults;
+        assert_eq!(defaults::BUCKET_PREFIX, gcs_artifacts::DEFAULT_PREFIX);
+        assert_eq!(defaults::GCS_ENDPOINT, gcs_artifacts::GOOGLE_ENDPOINT);
+    }
+}

@@ -1,0 +1,269 @@
+//! Sweeps: one session per variant of a plan, and the `index.md` and
+//! `index.html` that set the variants side by side.
+//!
+//! [`run_local`] runs the variants one after another on one server started
+//! on this machine, each into its own run folder under the sweep's folder
+//! (`<sweep>/<variant>/`, the server's log in `<sweep>/logs/`). A
+//! Kubernetes sweep is one Indexed Job instead (the `k8s-job` crate); both
+//! end with [`write_index`] over the variants' run folders. The variants
+//! and their plans come from the caller, which checks every swept flag and
+//! value as the command line would.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use profile_session::plan::{Device, Plan};
+use session_report::RunMetadata;
+
+use crate::DriveError;
+use crate::events::Progress;
+use crate::host::Cancel;
+use crate::local::LocalServer;
+
+/// One variant of a sweep: a short name for its folder and its plan.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// `request-rate-4`: [`profile_session::sweep::variant_slug`].
+    pub slug: String,
+    pub plan: Plan,
+}
+
+/// The folders a sweep left.
+#[derive(Debug)]
+pub struct SweepOutcome {
+    pub root: PathBuf,
+    pub runs: Vec<PathBuf>,
+    pub index: PathBuf,
+}
+
+/// Runs every variant on one server started here, one after another, into
+/// `<root>/<slug>/`, then writes `<root>/index.md`. The server options
+/// (release, model, device, port) are the base plan's: the caller refuses
+/// sweeps over them.
+pub async fn run_local(
+    base: &Plan,
+    device: Device,
+    variants: &[Variant],
+    progress: Arc<dyn Progress>,
+    cancel: Cancel,
+) -> Result<SweepOutcome, DriveError> {
+    LocalServer::check(base, device)?;
+    let root = crate::run_dir(base, &crate::run_id(base, SystemTime::now()))?;
+    claim(&root)?;
+    progress.line("profile", &format!("sweep folder {}", root.display()));
+    let logs = root.join("logs");
+    let work = async {
+        let server =
+            LocalServer::start(base, device, &logs.join("server.log"), &root, &*progress).await?;
+        let mut runs = Vec::new();
+        let mut failure = None;
+        for variant in variants {
+            let mut plan = variant.plan.clone();
+            plan.out = Some(root.join(&variant.slug));
+            progress.line("profile", &format!("variant {}", variant.slug));
+            let mut host = server.running();
+            match crate::drive(&plan, &mut host, progress.clone(), crate::host::never()).await {
+                Ok(outcome) => runs.push(outcome.run_dir),
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+        server.stop(&*progress).await;
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(runs),
+        }
+    };
+    let runs = tokio::select! {
+        res = work => res?,
+        signal = cancel => {
+            sglang_server::kill_all_supervised();
+            return Err(DriveError::Failed(format!(
+                "interrupted by {signal}; the server and its children were killed; the variants \
+                 that finished are in {}",
+                root.display()
+            )));
+        }
+    };
+    let index = write_index(&root, &runs)?;
+    progress.line("profile", &format!("sweep index {}", index.display()));
+    Ok(SweepOutcome { root, runs, index })
+}
+
+/// Makes `root` for a new sweep: absent or empty.
+fn claim(root: &Path) -> Result<(), DriveError> {
+    let io = |what, source| DriveError::Io {
+        what,
+        path: root.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(root).map_err(|e| io("cannot create", e))?;
+    let mut entries = std::fs::read_dir(root).map_err(|e| io("cannot read", e))?;
+    if entries.next().is_some() {
+        return Err(profile_session::RunFolderError::NotEmpty(root.to_path_buf()).into());
+    }
+    Ok(())
+}
+
+/// One variant's run, as the index needs it.
+#[derive(Debug)]
+pub struct VariantRun {
+    /// The run folder's name, relative to the index.
+    pub folder: String,
+    pub metadata: RunMetadata,
+    /// `summary.json`, when the report was written.
+    pub summary: Option<serde_json::Value>,
+}
+
+impl VariantRun {
+    /// The row of `index.html`.
+    fn html(&self) -> report_html::SweepVariant {
+        report_html::SweepVariant {
+            folder: self.folder.clone(),
+            workload: self
+                .metadata
+                .workload
+                .as_ref()
+                .map(|w| report_html::VariantWorkload {
+                    requests: w.requests,
+                    concurrency: w.concurrency,
+                    errors: w.errors,
+                    p50_ms: w.latency_ms.p50,
+                    p99_ms: w.latency_ms.p99,
+                    throughput_rps: w.throughput_rps,
+                }),
+            top_operation: self.top_operation(),
+        }
+    }
+
+    /// The heaviest operation of its report, when it has one.
+    fn top_operation(&self) -> Option<String> {
+        self.summary
+            .as_ref()
+            .and_then(|it| it["top_operations"].get(0))
+            .and_then(|it| it["name"].as_str())
+            .map(str::to_owned)
+    }
+
+    pub fn load(dir: &Path) -> Result<VariantRun, DriveError> {
+        let meta_path = dir.join("inputs/run_metadata.json");
+        let text = std::fs::read_to_string(&meta_path).map_err(|source| DriveError::Io {
+            what: "cannot read",
+            path: meta_path.clone(),
+            source,
+        })?;
+        let metadata = RunMetadata::from_json(&text)
+            .map_err(|err| DriveError::Failed(format!("{}: {err}", meta_path.display())))?;
+        let summary = std::fs::read_to_string(dir.join("summary.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        Ok(VariantRun {
+            folder: dir
+                .file_name()
+                .map(|it| it.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            metadata,
+            summary,
+        })
+    }
+}
+
+/// Writes `index.md` and `index.html` for the run folders `runs` into
+/// `root`, from the same rows.
+pub fn write_index(root: &Path, runs: &[PathBuf]) -> Result<PathBuf, DriveError> {
+    let rows = runs
+        .iter()
+        .map(|dir| VariantRun::load(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = report_html::render_index(&rows.iter().map(VariantRun::html).collect::<Vec<_>>());
+    profile_session::run_folder::write_atomic(&root.join("index.html"), page.as_bytes())?;
+    let path = root.join("index.md");
+    profile_session::run_folder::write_atomic(&path, index_report(&rows).as_bytes())?;
+    Ok(path)
+}
+
+/// `index.md` of a sweep: the variants side by side.
+pub fn index_report(runs: &[VariantRun]) -> String {
+    let mut out = String::from("# Sweep\n\n");
+    out.push_str("| Variant | Requests | Concurrency | Errors | p50 ms | p99 ms | Throughput req/s | Top operation | Report |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---|---|\n");
+    for run in runs {
+        let top = run.top_operation().unwrap_or_default().replace('|', "\\|");
+        match &run.metadata.workload {
+            Some(w) => {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {} | [report]({}/report.md) |",
+                    run.folder,
+                    w.requests,
+                    w.concurrency,
+                    w.errors,
+                    w.latency_ms.p50,
+                    w.latency_ms.p99,
+                    w.throughput_rps,
+                    top,
+                    run.folder
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "| {} |  |  |  |  |  |  | {} | [report]({}/report.md) |",
+                    run.folder, top, run.folder
+                );
+            }
+        }
+    }
+    out.push_str("\nLatency percentiles are nearest-rank over the successful requests of each variant; throughput is successful requests per second of workload wall time (docs/metrics.md).\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_compares_variants() {
+        let mut runs = Vec::new();
+        for (slug, conc, p50, p99, rps) in
+            [("c1", 1, 10.0, 12.0, 90.5), ("c4", 4, 30.0, 55.5, 120.25)]
+        {
+            let mut metadata = RunMetadata::new();
+            metadata.workload = Some(session_report::WorkloadSummary {
+                endpoint: "/v1/score".into(),
+                description: "mix".into(),
+                requests: 12,
+                concurrency: conc,
+                errors: 0,
+                wall_s: 1.0,
+                latency_ms: session_report::LatencyStats {
+                    count: 12,
+                    mean: p50,
+                    p50,
+                    p90: p99,
+                    p99,
+                    min: p50,
+                    max: p99,
+                },
+                throughput_rps: rps,
+                output_tokens_per_s: None,
+                parts: Vec::new(),
+            });
+            runs.push(VariantRun {
+                folder: slug.into(),
+                metadata,
+                summary: Some(serde_json::json!({"top_operations": [{"name": "jit_forward|x"}]})),
+            });
+        }
+        let text = index_report(&runs);
+        assert!(text.contains("| c1 | 12 | 1 | 0 | 10.0 | 12.0 | 90.50 | jit_forward\\|x | [report](c1/report.md) |"), "{text}");
+        assert!(
+            text.contains("| c4 | 12 | 4 | 0 | 30.0 | 55.5 | 120.25 |"),
+            "{text}"
+        );
+    }
+}

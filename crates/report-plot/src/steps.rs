@@ -1,0 +1,216 @@
+//! The step-time plot: one stacked bar per step (device compute coloured by
+//! program, idle in grey on top).
+
+use std::fmt::Write as _;
+
+use trace_device::DevicePlane;
+
+use crate::svg::{self, escape, label, tick_step};
+
+const WIDTH: f64 = 960.0;
+const HEIGHT: f64 = 380.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 40.0;
+const BOTTOM: f64 = 50.0;
+/// More steps than this are drawn as bars of several consecutive steps.
+const MAX_BARS: usize = 1200;
+const PROGRAM_COLOURS: [&str; 6] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
+];
+const IDLE_COLOUR: &str = "#c7c7c7";
+
+/// Width of one character of the 12-pixel legend text, as estimated for
+/// laying the legend out (generous for sans-serif).
+const CHAR_W: f64 = 7.0;
+/// Legend rows are this far apart.
+const LEGEND_ROW: f64 = 16.0;
+/// A program name longer than this many characters is shortened in the
+/// legend, keeping its start and its end (where JAX puts the program's id).
+const LEGEND_NAME_CHARS: usize = 48;
+
+/// A program's name for the legend: whole, or its first 28 and last 16
+/// characters around an ellipsis.
+fn legend_name(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= LEGEND_NAME_CHARS {
+        return name.to_owned();
+    }
+    let head: String = chars[..28].iter().collect();
+    let tail: String = chars[chars.len() - 16..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+/// The legend's entries (label, colour, full name for the hover title)
+/// placed in rows that fit between the plot's margins: (x, row) each.
+fn legend(programs: &[&str]) -> Vec<(String, &'static str, String, f64, usize)> {
+    let mut labels: Vec<String> = programs
+        .iter()
+        .map(|name| format!("compute: {}", legend_name(&trace_model::shown_name(name))))
+        .collect();
+    // Two programs shortened alike are told apart by their number.
+    for idx in 0..labels.len() {
+        if labels.iter().filter(|it| **it == labels[idx]).count() > 1 {
+            let same: Vec<usize> = (0..labels.len())
+                .filter(|&other| labels[other] == labels[idx])
+                .collect();
+            for (nth, other) in same.into_iter().enumerate() {
+                labels[other] = format!("{} #{}", labels[other], nth + 1);
+            }
+        }
+    }
+    let entries = labels
+        .into_iter()
+        .zip(programs)
+        .enumerate()
+        .map(|(idx, (label, name))| {
+            (
+                label,
+                PROGRAM_COLOURS[idx % PROGRAM_COLOURS.len()],
+                (*name).to_owned(),
+            )
+        })
+        .chain([("idle".to_owned(), IDLE_COLOUR, String::new())]);
+    let mut res = Vec::new();
+    let (mut x, mut row) = (LEFT, 0);
+    for (label, colour, title) in entries {
+        let width = 14.0 + CHAR_W * label.chars().count() as f64;
+        if x > LEFT && x + width > WIDTH - RIGHT {
+            x = LEFT;
+            row += 1;
+        }
+        res.push((label, colour, title, x, row));
+        x += width + 10.0;
+    }
+    res
+}
+
+/// The step plot of a device plane, or `None` when the plane has no steps.
+pub fn steps_svg(plane: &DevicePlane) -> Option<String> {
+    let steps = &plane.steps;
+    if steps.is_empty() {
+        return None;
+    }
+    let mut programs: Vec<&str> = Vec::new();
+    for step in steps {
+        let name = step.program.as_deref().unwrap_or("(unknown)");
+        if !programs.contains(&name) {
+            programs.push(name);
+        }
+    }
+    let per_bar = steps.len().div_ceil(MAX_BARS);
+    // (compute ms, idle ms, program index) per bar: means over its steps.
+    let bars: Vec<(f64, f64, usize)> = steps
+        .chunks(per_bar)
+        .map(|chunk| {
+            let n = chunk.len() as f64;
+            let compute = chunk.iter().map(|it| it.compute_ps as f64).sum::<f64>() / n / 1e9;
+            let idle = chunk
+                .iter()
+                .map(|it| it.idle_ps().max(0) as f64)
+                .sum::<f64>()
+                / n
+                / 1e9;
+            let name = chunk[0].program.as_deref().unwrap_or("(unknown)");
+            let program = programs.iter().position(|it| *it == name).unwrap_or(0);
+            (compute, idle, program)
+        })
+        .collect();
+    let max = bars
+        .iter()
+        .map(|(c, i, _)| c + i)
+        .fold(0.0f64, f64::max)
+        .max(1e-6);
+    let tick = tick_step(max);
+    let top = (max / tick).ceil() * tick;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let bar_w = plot_w / bars.len() as f64;
+    let y = |ms: f64| TOP + plot_h - ms / top * plot_h;
+    // The legend wraps into as many rows as it needs below the plot, which
+    // grows to hold them.
+    let legend = legend(&programs);
+    let rows = legend.last().map_or(1, |it| it.4 + 1);
+    let height = HEIGHT + LEGEND_ROW * (rows - 1) as f64;
+
+    let mut svg = String::new();
+    svg::open(&mut svg, "steps", WIDTH, height);
+    let plane_name = trace_model::shown_name(&plane.plane);
+    let title = if per_bar > 1 {
+        format!("{plane_name}: step time per step (each bar: mean of {per_bar} steps)")
+    } else {
+        format!("{plane_name}: step time per step")
+    };
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="20" font-size="14">{}</text>"#,
+        escape(&title)
+    );
+    let mut value = 0.0;
+    while value <= top + tick * 1e-9 {
+        let py = y(value);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e0e0e0"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            py + 4.0,
+            label(value)
+        );
+        value += tick;
+    }
+    for (idx, (compute, idle, program)) in bars.iter().enumerate() {
+        let x = LEFT + idx as f64 * bar_w;
+        let colour = PROGRAM_COLOURS[program % PROGRAM_COLOURS.len()];
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{colour}"/><rect x="{x:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{IDLE_COLOUR}"/>"#,
+            y(*compute),
+            bar_w,
+            y(0.0) - y(*compute),
+            y(compute + idle),
+            bar_w,
+            y(*compute) - y(compute + idle),
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{LEFT}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#333"/>"##,
+        WIDTH - RIGHT,
+        y(0.0),
+        y(0.0)
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">step (1 .. {})</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 28.0,
+        steps.len()
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">ms</text>"#,
+        TOP + plot_h / 2.0
+    );
+    for (label, colour, title, lx, row) in legend {
+        let ly = HEIGHT - 10.0 + LEGEND_ROW * row as f64;
+        // The whole name, as far as outputs show names, on hover.
+        let title = if title.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<title>{}</title>",
+                escape(&trace_model::shown_name(&title))
+            )
+        };
+        let _ = writeln!(
+            svg,
+            r#"<g>{title}<rect x="{lx:.1}" y="{}" width="10" height="10" fill="{colour}"/><text x="{:.1}" y="{ly}">{}</text></g>"#,
+            ly - 9.0,
+            lx + 14.0,
+            escape(&label)
+        );
+    }
+    svg::close(&mut svg);
+    Some(svg)
+}
