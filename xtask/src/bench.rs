@@ -54,6 +54,15 @@ pub struct Args {
     /// of it (needs --xprof-python).
     #[arg(long, requires = "xprof_python")]
     pub tpu_xplane: Option<PathBuf>,
+    /// A large TPU profile to tile (`trace_xplane::tile`) into captures of
+    /// 0.25, 0.5, 1 and 2 GB in the sglprof cache: the report's time and
+    /// memory are measured at each size, to show they grow linearly and
+    /// that memory beyond the mapped file follows the metadata.
+    #[arg(long)]
+    pub scale_base: Option<PathBuf>,
+    /// Measured runs of each size of the scale group (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub scale_runs: usize,
     /// Also run the plain-Python JSON baseline (last, on its own).
     #[arg(long)]
     pub python: bool,
@@ -212,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let input = xprof_copy(&scratch, "xprof-tpu-input/run", path)?;
         let mut group = vec![
             xprof_tool(python, &input, "framework_op_stats"),
-            bench("sglprof device statistics", worker(&me, "device", path)),
+            bench("sglprof device view", worker(&me, "device", path)),
             bench(
                 "sglprof report, no full trace (process)",
                 report(&me, path, &scratch.join("bench-report")),
@@ -224,16 +233,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "device: sglprof / xprof framework_op_stats",
             &stats[1],
             &stats[0],
-            "<= 0.10x",
-            "<= 0.10x",
+            "<= 0.03x",
+            "<= 0.05x",
         );
         ratio(
             "device: report / xprof framework_op_stats",
             &stats[2],
             &stats[0],
-            "<= 0.10x",
-            "<= 0.10x",
+            "<= 0.03x",
+            "<= 0.05x",
         );
+    }
+
+    if let Some(base) = &args.scale_base {
+        scale_group(&me, base, &scratch, args.scale_runs.max(1))?;
     }
 
     // The trace conversion, against xprof's trace_viewer when a Python with
@@ -293,6 +306,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The report of the 0.25, 0.5, 1 and 2 GB tilings of `base`: time and
+/// peak RSS at each size, per GB, and the RSS beyond the mapped file as a
+/// share of the file (target at most 10 %).
+fn scale_group(me: &Path, base: &Path, scratch: &Path, runs: usize) -> anyhow::Result<()> {
+    const SIZES: [(f64, &str); 4] = [(0.25, "0.25"), (0.5, "0.5"), (1.0, "1"), (2.0, "2")];
+    println!("\nscale: {} tiled to 0.25, 0.5, 1 and 2 GB", base.display());
+    let files = inputs::ensure_tiles(base, &SIZES.map(|it| it.0))?;
+    let mut group: Vec<Bench> = SIZES
+        .iter()
+        .zip(&files)
+        .map(|((_, label), file)| {
+            bench(
+                format!("report, no full trace, {label} GB"),
+                report(me, file, &scratch.join("bench-scale-report")),
+            )
+        })
+        .collect();
+    let stats = measure_group(&mut group, runs)?;
+    print_group("Scale: sglprof report", &group, &stats);
+    for ((bench, st), file) in group.iter().zip(&stats).zip(&files) {
+        let bytes = file_size(file)? as f64;
+        let file_mib = bytes / (1 << 20) as f64;
+        let beyond = st.rss.0 - file_mib;
+        println!(
+            "{:<40} {:>6.3} s per GB; RSS {:.1} MiB = file {:.1} MiB + {:.1} MiB ({:.1} % of the file; target <= 10 %)",
+            bench.name,
+            st.wall.0 / (bytes / 1e9),
+            st.rss.0,
+            file_mib,
+            beyond,
+            beyond / file_mib * 100.0
+        );
+    }
+    Ok(())
+}
+
 /// `cargo xtask report` of one xplane.pb as a user runs it, but without
 /// the full-session trace it writes when no JSON holds every event: that
 /// is `cargo xtask trace`'s work, which its own group measures against
@@ -342,20 +391,7 @@ fn xprof_tool(python: &Path, input: &Path, tool: &str) -> Bench {
 
 /// The device view of an xplane.pb alone, as the report computes it.
 fn device_worker(file: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut sink = trace_device::DeviceSink::new();
-    for plane in trace_xplane::plane_stats(&bytes)? {
-        sink.set_peaks(
-            &plane.plane,
-            trace_device::Peaks {
-                device_type: plane.text("device_type_string").map(str::to_owned),
-                tflops_per_s: plane.number("peak_teraflops_per_second"),
-                hbm_gbytes_per_s: plane.number("peak_hbm_bw_gigabytes_per_second"),
-            },
-        );
-    }
-    trace_xplane::read(&bytes, &mut sink)?;
-    for plane in sink.finish() {
+    for plane in profile_report::device_view(file)? {
         println!(
             "{}: {} ops, busy {:.3} ms, window {:.3} ms, {} steps",
             plane.plane,

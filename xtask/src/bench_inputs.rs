@@ -85,3 +85,48 @@ pub(crate) fn ensure_xprof_rs(sh: &Shell) -> anyhow::Result<PathBuf> {
         .context("cannot install xprof-rs from PyPI")?;
     Ok(bin)
 }
+
+/// Tilings of `base` (`trace_xplane::tile`) of about `sizes` GB each, made
+/// once into `<cache>/bench-scale` (named by the base's name and size and
+/// the target size).
+pub(crate) fn ensure_tiles(base: &Path, sizes: &[f64]) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = profile_driver::pyenv::cache_root()?.join("bench-scale");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let base_len = file_size(base)?;
+    let stem = base
+        .file_name()
+        .and_then(|it| it.to_str())
+        .unwrap_or("base")
+        .trim_end_matches(".xplane.pb")
+        .to_owned();
+    let mut bytes: Option<Vec<u8>> = None;
+    let mut res = Vec::new();
+    for &gb in sizes {
+        let path = dir.join(format!("{stem}-{base_len}-{gb}GB.xplane.pb"));
+        if !path.is_file() {
+            eprintln!("tiling {} into {} (once)", base.display(), path.display());
+            if bytes.is_none() {
+                // Read once (the base is a real capture of at most a few
+                // hundred MB); the tiles are what is large.
+                bytes = Some(
+                    std::fs::read(base)
+                        .with_context(|| format!("cannot read {}", base.display()))?,
+                );
+            }
+            let tmp = path.with_extension("partial");
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?,
+            );
+            let factor = gb * 1e9 / base_len as f64;
+            trace_xplane::tile(bytes.as_deref().expect("mapped above"), factor, &mut out)
+                .with_context(|| format!("cannot tile {}", base.display()))?;
+            std::io::Write::flush(&mut out)?;
+            drop(out);
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+        }
+        res.push(path);
+    }
+    Ok(res)
+}

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use session_report::{TraceFormat, Truncation};
-use trace_analysis::{Analysis, Analyzer, JSON_EVENT_CAP};
-use trace_device::{DevicePlane, DeviceSink, Peaks};
-use trace_model::{Event, EventSink, HostTraces, Phase};
+use trace_analysis::{Analysis, Analyzer, JSON_EVENT_CAP, SelfTimeFix};
+use trace_device::{DevicePlane, DeviceSink, IdleExplainer, Peaks};
+use trace_model::{Event, EventSink, HostTraces, Phase, SharedArgs};
 
 use crate::Error;
 
@@ -22,6 +22,49 @@ pub struct Chosen {
     pub devices: Vec<DevicePlane>,
 }
 
+/// Two sinks fed the same events, each the way it takes them: shared args
+/// split off for a sink that wants them, merged for one that does not.
+struct Tee<'a> {
+    first: &'a mut dyn EventSink,
+    second: &'a mut dyn EventSink,
+}
+
+impl EventSink for Tee<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        self.first.event(event);
+        self.second.event(event);
+    }
+
+    fn stable_names(&mut self, stable: bool) {
+        self.first.stable_names(stable);
+        self.second.stable_names(stable);
+    }
+
+    fn takes_split_args(&self) -> bool {
+        self.first.takes_split_args() || self.second.takes_split_args()
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        for sink in [&mut *self.first, &mut *self.second] {
+            if sink.takes_split_args() {
+                sink.split_event(event, shared);
+            } else {
+                EventSink::split_event(&mut Merged(sink), event, shared);
+            }
+        }
+    }
+}
+
+/// A sink seen as one that does not take split args: the trait's default
+/// merges them before calling it.
+struct Merged<'a>(&'a mut dyn EventSink);
+
+impl EventSink for Merged<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        self.0.event(event);
+    }
+}
+
 /// Reads a Chrome trace file (plain or gzip) into an analysis: online
 /// first, and once more into a buffered analyzer if the file's threads were
 /// not in time order (see `trace_analysis::Analyzer`).
@@ -30,30 +73,41 @@ pub fn analyse_json(path: &Path) -> Result<Analysis, Error> {
 }
 
 /// [`analyse_json`], also feeding every event of the first pass to `extra`.
+/// When some threads came out of order, a second pass makes their self
+/// time exact ([`SelfTimeFix`]), keeping only their operations.
 fn analyse_json_into(path: &Path, extra: &mut dyn EventSink) -> Result<Analysis, Error> {
-    let read = |analyzer: &mut Analyzer, extra: &mut dyn EventSink| -> Result<(), Error> {
+    let read = |sink: &mut dyn EventSink| -> Result<(), Error> {
         let mut file = std::fs::File::open(path).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut both = |event: &Event<'_>| {
-            analyzer.event(event);
-            extra.event(event);
-        };
-        trace_chrome::read(&mut file, &mut both).map_err(|source| Error::Json {
+        trace_chrome::read(&mut file, sink).map_err(|source| Error::Json {
             path: path.to_path_buf(),
             source,
         })?;
         Ok(())
     };
     let mut analyzer = Analyzer::new();
-    read(&mut analyzer, extra)?;
-    let analysis = analyzer.finish();
+    read(&mut Tee {
+        first: &mut analyzer,
+        second: extra,
+    })?;
+    let mut analysis = analyzer.finish();
     if analysis.self_time_exact {
         return Ok(analysis);
     }
+    if !analysis.unordered_threads.is_empty() {
+        let mut fix = SelfTimeFix::new(&analysis);
+        read(&mut fix)?;
+        if !fix.apply(&mut analysis) {
+            let mut fix = SelfTimeFix::buffered(&analysis);
+            read(&mut fix)?;
+            fix.apply(&mut analysis);
+        }
+        return Ok(analysis);
+    }
     let mut analyzer = Analyzer::buffered();
-    read(&mut analyzer, &mut |_: &Event<'_>| {})?;
+    read(&mut analyzer)?;
     Ok(analyzer.finish())
 }
 
@@ -61,6 +115,43 @@ fn analyse_json_into(path: &Path, extra: &mut dyn EventSink) -> Result<Analysis,
 pub fn analyse_xplane(path: &Path) -> Result<(Analysis, Vec<String>), Error> {
     let (analysis, planes, _) = analyse_xplane_with_devices(path, false)?;
     Ok((analysis, planes))
+}
+
+/// The device view of an `xplane.pb` alone, as the report computes it
+/// but without the host analysis: read in parts on every core, joined,
+/// and the host plane read again to explain the idle gaps.
+pub fn device_view(path: &Path) -> Result<Vec<DevicePlane>, Error> {
+    let bytes = map_file(path)?;
+    let wrap = |source| Error::XPlane {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut device = DeviceSink::without_host_events();
+    set_peaks(&bytes, &mut device).map_err(wrap)?;
+    trace_xplane::read_lines(&bytes, &boundary_lines, &mut device).map_err(wrap)?;
+    let mut parts: Vec<DeviceSink> = (0..cores()).map(|_| device.for_part()).collect();
+    trace_xplane::read_parts(&bytes, &mut parts).map_err(wrap)?;
+    for part in parts {
+        device.merge(part);
+    }
+    if !device.merged_exactly() {
+        device = DeviceSink::without_host_events();
+        set_peaks(&bytes, &mut device).map_err(wrap)?;
+        trace_xplane::read(&bytes, &mut device).map_err(wrap)?;
+    }
+    let mut planes = device.finish();
+    let mut explainer = IdleExplainer::new(&planes);
+    if explainer.has_gaps() {
+        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
+        trace_xplane::read_lines(&bytes, &host, &mut explainer).map_err(wrap)?;
+    }
+    explainer.finish(&mut planes);
+    Ok(planes)
+}
+
+/// The lines a device view reads first, alone: its step boundaries.
+fn boundary_lines(line: &trace_xplane::LineInfo<'_>) -> bool {
+    line.plane.starts_with("/device:") && matches!(line.line, "Steps" | "XLA Modules")
 }
 
 /// How many parts an XPlane analysis is split into: one per core the
@@ -71,7 +162,7 @@ fn cores() -> usize {
 
 /// Maps a file read-only, its pages read in at once: the reader walks the
 /// page cache's copy instead of a copy of its own.
-fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
+pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
     let wrap = |source| Error::Read {
         path: path.to_path_buf(),
         source,
@@ -118,6 +209,72 @@ fn set_peaks(bytes: &[u8], device: &mut DeviceSink) -> Result<(), trace_xplane::
     Ok(())
 }
 
+/// One part's analyzer and device view, fed the same events.
+struct Both {
+    analyzer: Analyzer,
+    device: DeviceSink,
+}
+
+impl EventSink for Both {
+    fn event(&mut self, event: &Event<'_>) {
+        self.analyzer.event(event);
+        self.device.event(event);
+    }
+
+    fn stable_names(&mut self, stable: bool) {
+        self.analyzer.stable_names(stable);
+    }
+
+    fn takes_split_args(&self) -> bool {
+        true
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        self.analyzer.split_event(event, shared);
+        self.device.split_event(event, shared);
+    }
+}
+
+/// The analysis and the device view of an XSpace with device planes, read
+/// in parts on every core: the device planes' step boundaries (`Steps`,
+/// `XLA Modules`) first, alone, so that every part can place its ops; then
+/// the parts, merged in order. When the device view's parts do not join
+/// exactly, the file is read again in one pass.
+fn analyse_with_devices(bytes: &[u8]) -> Result<(Analysis, DeviceSink), trace_xplane::Error> {
+    let mut device = DeviceSink::without_host_events();
+    set_peaks(bytes, &mut device)?;
+    trace_xplane::read_lines(bytes, &boundary_lines, &mut device)?;
+    let mut parts: Vec<Both> = (0..cores())
+        .map(|_| Both {
+            analyzer: Analyzer::new(),
+            device: device.for_part(),
+        })
+        .collect();
+    trace_xplane::read_parts(bytes, &mut parts)?;
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("at least one part");
+    let mut analyzer = first.analyzer;
+    device.merge(first.device);
+    for part in parts {
+        analyzer.merge(part.analyzer);
+        device.merge(part.device);
+    }
+    if device.merged_exactly() {
+        return Ok((analyzer.finish(), device));
+    }
+    let mut device = DeviceSink::without_host_events();
+    set_peaks(bytes, &mut device)?;
+    let mut analyzer = Analyzer::new();
+    trace_xplane::read(
+        bytes,
+        &mut Tee {
+            first: &mut analyzer,
+            second: &mut device,
+        },
+    )?;
+    Ok((analyzer.finish(), device))
+}
+
 /// [`analyse_xplane`], and the device view from the same pass when `devices`.
 fn analyse_xplane_with_devices(
     path: &Path,
@@ -129,21 +286,13 @@ fn analyse_xplane_with_devices(
         source,
     };
     let planes = trace_xplane::plane_names(&bytes).map_err(wrap)?;
-    // Without a device plane the device view is empty: skip the sink, which
-    // would keep every host event (24 bytes each) to explain device idle.
+    // Without a device plane the device view is empty: skip the sink.
     let devices = devices && planes.iter().any(|it| it.starts_with("/device:"));
-    let mut device = DeviceSink::new();
-    if devices {
-        set_peaks(&bytes, &mut device).map_err(wrap)?;
-    }
-    let mut analysis = if devices {
-        let mut analyzer = Analyzer::new();
-        let mut both = |event: &Event<'_>| {
-            analyzer.event(event);
-            device.event(event);
-        };
-        trace_xplane::read(&bytes, &mut both).map_err(wrap)?;
-        analyzer.finish()
+    // The host plane comes first in the stream, before the device planes
+    // whose idle gaps its events explain: the device sink keeps none of
+    // them, and the host plane is read again once the gaps are known.
+    let (mut analysis, device) = if devices {
+        analyse_with_devices(&bytes).map_err(wrap)?
     } else {
         // The analysis alone is split over the cores and merged.
         let mut parts: Vec<Analyzer> = (0..cores()).map(|_| Analyzer::new()).collect();
@@ -151,14 +300,60 @@ fn analyse_xplane_with_devices(
         let mut parts = parts.into_iter();
         let mut analyzer = parts.next().expect("at least one part");
         parts.for_each(|it| analyzer.merge(it));
-        analyzer.finish()
+        (analyzer.finish(), DeviceSink::without_host_events())
     };
+    // One more pass over some lines, when needed: the host plane, to
+    // explain the device's idle gaps, and the threads that came out of
+    // order, to make their self time exact (put in order within a window,
+    // or, if that is not enough, whole, in a pass of their own).
+    let mut device_planes = device.finish();
+    let mut explainer = IdleExplainer::new(&device_planes);
+    let explain = explainer.has_gaps();
+    let threads = if analysis.self_time_exact {
+        Vec::new()
+    } else {
+        analysis.unordered_threads.clone()
+    };
+    let unordered =
+        |line: &trace_xplane::LineInfo<'_>| threads.binary_search(&(line.pid, line.tid)).is_ok();
+    let keep =
+        |line: &trace_xplane::LineInfo<'_>| explain && line.plane == "/host:CPU" || unordered(line);
+    if explain || !threads.is_empty() {
+        let mut fix = SelfTimeFix::new(&analysis);
+        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
+        // Both at once on two cores, each reading its own lines (they
+        // share the host plane's busiest thread, when that is the one out
+        // of order), or in one pass when only one of them has work.
+        let res = if explain && !threads.is_empty() && cores() > 1 {
+            std::thread::scope(|scope| {
+                let fixing = scope.spawn(|| trace_xplane::read_lines(&bytes, &unordered, &mut fix));
+                let explained = trace_xplane::read_lines(&bytes, &host, &mut explainer);
+                let fixed = fixing
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                explained.and(fixed)
+            })
+        } else {
+            let mut both = Tee {
+                first: &mut fix,
+                second: &mut explainer,
+            };
+            trace_xplane::read_lines(&bytes, &keep, &mut both)
+        };
+        res.map_err(wrap)?;
+        if !threads.is_empty() && !fix.apply(&mut analysis) {
+            let mut fix = SelfTimeFix::buffered(&analysis);
+            trace_xplane::read_lines(&bytes, &unordered, &mut fix).map_err(wrap)?;
+            fix.apply(&mut analysis);
+        }
+    }
     if !analysis.self_time_exact {
         let mut analyzer = Analyzer::buffered();
         trace_xplane::read(&bytes, &mut analyzer).map_err(wrap)?;
         analysis = analyzer.finish();
     }
-    Ok((analysis, planes, device.finish()))
+    explainer.finish(&mut device_planes);
+    Ok((analysis, planes, device_planes))
 }
 
 /// The analysis and device view of a Chrome trace, with the peaks from the

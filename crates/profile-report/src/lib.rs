@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use session_report::{FullTrace, ReportInput, RunMetadata, TraceFileInfo, Truncation};
 
-pub use analyse::{Chosen, analyse_json, analyse_xplane, choose, choose_with_cap};
+pub use analyse::{Chosen, analyse_json, analyse_xplane, choose, choose_with_cap, device_view};
 pub use discover::list_files;
 pub use outputs::{Destination, OutputSet, publish, settle};
 
@@ -540,6 +540,8 @@ fn shown(path: &Path, out_dir: &Path) -> String {
     }
 }
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod full_trace_tests;
 #[cfg(test)]

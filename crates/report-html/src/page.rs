@@ -91,7 +91,8 @@ pub struct DataTable<'a> {
 }
 
 /// Rows as HTML with the optional end tags left out (`<tr><td>a<td>b`),
-/// which keeps a 100,000-row table small; every cell is escaped.
+/// which keeps a 100,000-row table small; every cell is escaped, and
+/// shown shortened when it is over 4 KiB (`trace_model::shown_name`).
 struct Rows<'a>(&'a [Vec<String>]);
 
 impl Render for Rows<'_> {
@@ -100,7 +101,9 @@ impl Render for Rows<'_> {
             buffer.push_str("<tr>");
             for cell in row {
                 buffer.push_str("<td>");
-                let _ = Escaper::new(buffer).write_str(cell);
+                // A hostile name (over 4 KiB) is shown shortened, as in
+                // report.md.
+                let _ = Escaper::new(buffer).write_str(&trace_model::shown_name(cell));
             }
         }
     }

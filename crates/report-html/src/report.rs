@@ -67,7 +67,7 @@ fn spans(spans: &[Span]) -> Markup {
 /// An id for an element from free text: `/device:TPU:0` -> `device-tpu-0`.
 pub(crate) fn slug(text: &str) -> String {
     let mut res = String::new();
-    for c in text.chars() {
+    for c in trace_model::shown_name(text).chars() {
         if c.is_ascii_alphanumeric() {
             res.push(c.to_ascii_lowercase());
         } else if !res.ends_with('-') {
@@ -266,7 +266,7 @@ fn operations(input: &ReportInput<'_>) -> Markup {
         .filter(|op| !(apart && op.kind == OpKind::Xla { device: true }))
         .map(|op| {
             vec![
-                op.display_name().to_owned(),
+                trace_model::shown_name(op.display_name()).into_owned(),
                 kind(op.kind).to_owned(),
                 ms(op.total_ps),
                 count(op.count),
@@ -325,7 +325,7 @@ fn device(plane: &DevicePlane) -> Markup {
         .iter()
         .map(|op| {
             vec![
-                op.name.clone(),
+                trace_model::shown_name(&op.name).into_owned(),
                 if op.category.is_empty() {
                     "(none)".to_owned()
                 } else {
@@ -348,7 +348,7 @@ fn device(plane: &DevicePlane) -> Markup {
     let ms_ps = |ps: Ps| fixed(ps as f64 / 1e9, 3);
     html! {
         section.device #(id) {
-            h3 { code { (plane.plane) } }
+            h3 { code { (trace_model::shown_name(&plane.plane)) } }
             div.cards {
                 (card(&format!("{} ms", ps_ms(plane.window_ps)), "window"))
                 (card(&format!("{} ms", ps_ms(plane.busy_ps)), "busy"))
@@ -391,8 +391,8 @@ fn device(plane: &DevicePlane) -> Markup {
                     id: &format!("{id}-idle"),
                     columns: &[("Host thread", Align::Left), ("Function", Align::Code), ("Overlap (ms)", Align::Right), ("Share of gaps", Align::Right), ("Gaps", Align::Right)],
                     rows: plane.idle.rows.iter().map(|row| vec![
-                        row.thread.clone(),
-                        row.function.clone(),
+                        trace_model::shown_name(&row.thread).into_owned(),
+                        trace_model::shown_name(&row.function).into_owned(),
                         ps_ms(row.overlap_ps),
                         percent(row.overlap_ps, plane.idle.gap_ps),
                         count(row.gaps),
@@ -405,7 +405,7 @@ fn device(plane: &DevicePlane) -> Markup {
                     id: &format!("{id}-categories"),
                     columns: &[("Category", Align::Left), ("Ops run", Align::Right), ("Self (ms)", Align::Right), ("Share of busy", Align::Right)],
                     rows: plane.categories.iter().map(|it| vec![
-                        if it.name.is_empty() { "(none)".to_owned() } else { it.name.clone() },
+                        if it.name.is_empty() { "(none)".to_owned() } else { trace_model::shown_name(&it.name).into_owned() },
                         count(it.count),
                         ps_ms(it.self_ps),
                         percent(it.self_ps, plane.busy_ps),

@@ -39,7 +39,8 @@ pub fn roofline_svg(plane: &DevicePlane) -> Option<String> {
             x: *intensity,
             y: *gflops,
             title: Some(format!(
-                "{name}: {intensity:.2} FLOP/byte, {gflops:.1} GFLOP/s"
+                "{}: {intensity:.2} FLOP/byte, {gflops:.1} GFLOP/s",
+                trace_model::shown_name(name)
             )),
         };
         match ridge {

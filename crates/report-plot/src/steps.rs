@@ -20,6 +20,71 @@ const PROGRAM_COLOURS: [&str; 6] = [
 ];
 const IDLE_COLOUR: &str = "#c7c7c7";
 
+/// Width of one character of the 12-pixel legend text, as estimated for
+/// laying the legend out (generous for sans-serif).
+const CHAR_W: f64 = 7.0;
+/// Legend rows are this far apart.
+const LEGEND_ROW: f64 = 16.0;
+/// A program name longer than this many characters is shortened in the
+/// legend, keeping its start and its end (where JAX puts the program's id).
+const LEGEND_NAME_CHARS: usize = 48;
+
+/// A program's name for the legend: whole, or its first 28 and last 16
+/// characters around an ellipsis.
+fn legend_name(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= LEGEND_NAME_CHARS {
+        return name.to_owned();
+    }
+    let head: String = chars[..28].iter().collect();
+    let tail: String = chars[chars.len() - 16..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+/// The legend's entries (label, colour, full name for the hover title)
+/// placed in rows that fit between the plot's margins: (x, row) each.
+fn legend(programs: &[&str]) -> Vec<(String, &'static str, String, f64, usize)> {
+    let mut labels: Vec<String> = programs
+        .iter()
+        .map(|name| format!("compute: {}", legend_name(&trace_model::shown_name(name))))
+        .collect();
+    // Two programs shortened alike are told apart by their number.
+    for idx in 0..labels.len() {
+        if labels.iter().filter(|it| **it == labels[idx]).count() > 1 {
+            let same: Vec<usize> = (0..labels.len())
+                .filter(|&other| labels[other] == labels[idx])
+                .collect();
+            for (nth, other) in same.into_iter().enumerate() {
+                labels[other] = format!("{} #{}", labels[other], nth + 1);
+            }
+        }
+    }
+    let entries = labels
+        .into_iter()
+        .zip(programs)
+        .enumerate()
+        .map(|(idx, (label, name))| {
+            (
+                label,
+                PROGRAM_COLOURS[idx % PROGRAM_COLOURS.len()],
+                (*name).to_owned(),
+            )
+        })
+        .chain([("idle".to_owned(), IDLE_COLOUR, String::new())]);
+    let mut res = Vec::new();
+    let (mut x, mut row) = (LEFT, 0);
+    for (label, colour, title) in entries {
+        let width = 14.0 + CHAR_W * label.chars().count() as f64;
+        if x > LEFT && x + width > WIDTH - RIGHT {
+            x = LEFT;
+            row += 1;
+        }
+        res.push((label, colour, title, x, row));
+        x += width + 10.0;
+    }
+    res
+}
+
 /// The step plot of a device plane, or `None` when the plane has no steps.
 pub fn steps_svg(plane: &DevicePlane) -> Option<String> {
     let steps = &plane.steps;
@@ -62,16 +127,19 @@ pub fn steps_svg(plane: &DevicePlane) -> Option<String> {
     let plot_h = HEIGHT - TOP - BOTTOM;
     let bar_w = plot_w / bars.len() as f64;
     let y = |ms: f64| TOP + plot_h - ms / top * plot_h;
+    // The legend wraps into as many rows as it needs below the plot, which
+    // grows to hold them.
+    let legend = legend(&programs);
+    let rows = legend.last().map_or(1, |it| it.4 + 1);
+    let height = HEIGHT + LEGEND_ROW * (rows - 1) as f64;
 
     let mut svg = String::new();
-    svg::open(&mut svg, "steps", WIDTH, HEIGHT);
+    svg::open(&mut svg, "steps", WIDTH, height);
+    let plane_name = trace_model::shown_name(&plane.plane);
     let title = if per_bar > 1 {
-        format!(
-            "{}: step time per step (each bar: mean of {per_bar} steps)",
-            plane.plane
-        )
+        format!("{plane_name}: step time per step (each bar: mean of {per_bar} steps)")
     } else {
-        format!("{}: step time per step", plane.plane)
+        format!("{plane_name}: step time per step")
     };
     let _ = writeln!(
         svg,
@@ -124,27 +192,24 @@ pub fn steps_svg(plane: &DevicePlane) -> Option<String> {
         r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">ms</text>"#,
         TOP + plot_h / 2.0
     );
-    let mut lx = LEFT;
-    let ly = HEIGHT - 10.0;
-    let legend = programs
-        .iter()
-        .enumerate()
-        .map(|(idx, name)| {
-            (
-                format!("compute: {name}"),
-                PROGRAM_COLOURS[idx % PROGRAM_COLOURS.len()],
+    for (label, colour, title, lx, row) in legend {
+        let ly = HEIGHT - 10.0 + LEGEND_ROW * row as f64;
+        // The whole name, as far as outputs show names, on hover.
+        let title = if title.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<title>{}</title>",
+                escape(&trace_model::shown_name(&title))
             )
-        })
-        .chain([("idle".to_owned(), IDLE_COLOUR)]);
-    for (label, colour) in legend {
+        };
         let _ = writeln!(
             svg,
-            r#"<rect x="{lx:.1}" y="{}" width="10" height="10" fill="{colour}"/><text x="{:.1}" y="{ly}">{}</text>"#,
+            r#"<g>{title}<rect x="{lx:.1}" y="{}" width="10" height="10" fill="{colour}"/><text x="{:.1}" y="{ly}">{}</text></g>"#,
             ly - 9.0,
             lx + 14.0,
             escape(&label)
         );
-        lx += 24.0 + 7.0 * label.chars().count() as f64;
     }
     svg::close(&mut svg);
     Some(svg)

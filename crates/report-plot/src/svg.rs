@@ -3,8 +3,11 @@
 
 use std::fmt::Write as _;
 
-/// Text for an SVG text node or attribute value, shown as written.
+/// Text for an SVG text node or attribute value, shown as written (or, over
+/// 4 KiB, shortened as every output shows a hostile name:
+/// `trace_model::shown_name`).
 pub fn escape(text: &str) -> String {
+    let text = trace_model::shown_name(text);
     let mut res = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

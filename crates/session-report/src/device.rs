@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use trace_analysis::OpKind;
 use trace_device::{COMPONENT_RULES, DeviceOp, DevicePlane, step_stats};
-use trace_model::{Ps, ps_to_ms};
+use trace_model::{Ps, ps_to_ms, shown_name};
 
 use crate::format::{Table, cell, code, count, fixed, ms, percent};
 use crate::render::ReportInput;
@@ -36,7 +36,7 @@ pub(crate) fn section(input: &ReportInput<'_>, out: &mut String) {
         "Busy (ms)",
         "Idle (ms)",
         "Idle",
-        "Duty cycle in modules",
+        "Duty cycle",
         "Steps",
     ]);
     for plane in input.devices {
@@ -50,25 +50,23 @@ pub(crate) fn section(input: &ReportInput<'_>, out: &mut String) {
             ms_cell(plane.window_ps),
             ms_cell(plane.busy_ps),
             ms_cell(plane.idle_ps()),
-            percent(plane.idle_ps(), plane.window_ps),
-            plane.module_duty_cycle().map_or_else(
-                || "n/a".to_owned(),
-                |it| format!("{}%", fixed(it * 100.0, 1)),
-            ),
+            percent(plane.idle_ps(), plane.total_ps()),
+            duty_cell(plane.duty_active_ps, plane.duty_span_ps),
             count(plane.steps.len() as u64),
         ]);
     }
     if input.devices.len() > 1 {
         let sum = |f: fn(&DevicePlane) -> Ps| input.devices.iter().map(f).sum::<Ps>();
         let (window, busy) = (sum(|it| it.window_ps), sum(|it| it.busy_ps));
+        let (idle, total) = (sum(DevicePlane::idle_ps), sum(DevicePlane::total_ps));
         table.row(vec![
             "**All devices**".to_owned(),
             String::new(),
             ms_cell(window),
             ms_cell(busy),
-            ms_cell(window - busy),
-            percent(window - busy, window),
-            String::new(),
+            ms_cell(idle),
+            percent(idle, total),
+            duty_cell(sum(|it| it.duty_active_ps), sum(|it| it.duty_span_ps)),
             count(input.devices.iter().map(|it| it.steps.len() as u64).sum()),
         ]);
     }
@@ -81,6 +79,15 @@ pub(crate) fn section(input: &ReportInput<'_>, out: &mut String) {
         plane_section(input, plane, input.step_plots.get(idx), out);
     }
     definitions(out);
+}
+
+/// A duty cycle, active ÷ span, as a percentage.
+fn duty_cell(active: Ps, span: Ps) -> String {
+    if span > 0 {
+        percent(active, span)
+    } else {
+        "n/a".to_owned()
+    }
 }
 
 fn summed_categories(devices: &[DevicePlane], out: &mut String) {
@@ -127,11 +134,11 @@ fn plane_section(
     out.push_str(&format!("### {}\n\n", code(&plane.plane)));
     let peaks = &plane.peaks;
     let mut facts = vec![format!(
-        "Window {} ms, busy {} ms, idle {} ms ({} of the window)",
+        "Window {} ms, busy {} ms, idle {} ms ({} of the device time)",
         ms_cell(plane.window_ps),
         ms_cell(plane.busy_ps),
         ms_cell(plane.idle_ps()),
-        percent(plane.idle_ps(), plane.window_ps)
+        percent(plane.idle_ps(), plane.total_ps())
     )];
     if let (Some(f), Some(b)) = (peaks.tflops_per_s, peaks.hbm_gbytes_per_s) {
         facts.push(format!(
@@ -143,7 +150,7 @@ fn plane_section(
     }
     if plane.out_of_order > 0 {
         facts.push(format!(
-            "{} ops started before an earlier op of their line, so self times are approximate",
+            "{} ops started (host-synchronised time) before an earlier op of their line, so self times are approximate",
             count(plane.out_of_order)
         ));
     }
@@ -305,9 +312,9 @@ fn plane_section(
 
 /// The definitions under the section, in inline Markdown (`**`, backticks).
 pub const DEVICE_DEFINITIONS: [&str; 7] = [
-    "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead). **Busy**: Σ op self time.",
-    "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, xprof's IDLE row.",
-    "**Duty cycle in modules**: Σ durations of top-level ops ÷ Σ durations of XLA module executions.",
+    "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead), on the device clock: a child is an op its parent contains on the device clock, in the line's order of host-synchronised start (longer first on ties), as xprof nests. **Busy**: Σ op self time.",
+    "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, or 0 when busy is more (ops that overlap on the device clock), xprof's IDLE row; its share is of the window (or of busy when that is more).",
+    "**Duty cycle**: xprof's: the union of the `XLA Ops` events (infeed, outfeed, host send/recv and megacore fusion left out) ÷ the span from the first `XLA Ops` or `XLA Modules` event to the last, on the host-synchronised clock (the module events carry no device clock).",
     "**Step**: an event of the `Steps` line; its compute is the self time of the ops of its group, its idle the rest. Percentiles are nearest-rank; the standard deviation is the population one.",
     "**GFLOP/s, GB/s**: Σ `flops` and Σ `bytes_accessed` over an op's executions ÷ its self time. **FLOP/byte**: their ratio. **Bound**: `compute` at or above the plane's ridge point (peak FLOP/s ÷ peak HBM bytes/s), else `memory`.",
     "**Why was the device idle**: gaps are the times between one module execution's end and the next one's start (host clock); each host thread's innermost event is charged its overlap with the gaps.",
@@ -439,10 +446,10 @@ pub(crate) fn operations(input: &ReportInput<'_>, out: &mut String) -> bool {
 
 fn op_json(op: &DeviceOp, plane: &DevicePlane) -> Value {
     json!({
-        "name": op.name,
-        "framework_op": op.framework_op,
+        "name": shown_name(&op.name),
+        "framework_op": shown_name(&op.framework_op),
         "program_id": op.program_id,
-        "category": op.category,
+        "category": shown_name(&op.category),
         "count": op.count,
         "total_ms": ms_of(op.total_ps),
         "self_ms": ms_of(op.self_ps),
@@ -457,12 +464,12 @@ fn op_json(op: &DeviceOp, plane: &DevicePlane) -> Value {
 
 /// `summary.json`'s `devices`: one object per device plane.
 pub(crate) fn devices_json(devices: &[DevicePlane]) -> Value {
-    Value::Array(devices.iter().map(plane_json).collect())
+    array(devices.iter().map(plane_json))
 }
 
 fn plane_json(plane: &DevicePlane) -> Value {
     let stats = step_stats(&plane.steps);
-    let steps = json!({
+    let mut steps = json!({
         "source": if plane.steps_from_line { "steps-line" } else { "modules" },
         "count": plane.steps.len(),
         "mean_ms": stats.as_ref().map(|it| it.mean_ps / 1e9),
@@ -471,18 +478,23 @@ fn plane_json(plane: &DevicePlane) -> Value {
         "min_ms": stats.as_ref().map(|it| ms_of(it.min_ps)),
         "max_ms": stats.as_ref().map(|it| ms_of(it.max_ps)),
         "stdev_ms": stats.as_ref().map(|it| it.stdev_ps / 1e9),
-        "per_step": plane.steps.iter().map(|step| json!({
-            "name": step.name,
+    });
+    // Arrays are put in place as values: inside `json!` a `Vec<Value>`
+    // would be copied through the serializer, which cost more than the rest
+    // of the summary on a profile of 20,000 steps.
+    steps["per_step"] = array(plane.steps.iter().map(|step| {
+        json!({
+            "name": shown_name(&step.name),
             "start_ms": ms_of(step.start_ps),
             "duration_ms": ms_of(step.duration_ps),
             "compute_ms": ms_of(step.compute_ps),
             "idle_ms": ms_of(step.idle_ps()),
-            "program": step.program,
-        })).collect::<Vec<_>>(),
-    });
-    json!({
-        "plane": plane.plane,
-        "device_type": plane.peaks.device_type,
+            "program": step.program.as_deref().map(shown_name),
+        })
+    }));
+    let mut res = json!({
+        "plane": shown_name(&plane.plane),
+        "device_type": plane.peaks.device_type.as_deref().map(shown_name),
         "peak_teraflops_per_second": plane.peaks.tflops_per_s,
         "peak_hbm_bw_gigabytes_per_second": plane.peaks.hbm_gbytes_per_s,
         "ridge_point_flops_per_byte": plane.peaks.ridge_point(),
@@ -492,27 +504,40 @@ fn plane_json(plane: &DevicePlane) -> Value {
         "idle_ms": ms_of(plane.idle_ps()),
         "idle_fraction": plane.idle_fraction(),
         "module_duty_cycle": plane.module_duty_cycle(),
+        "duty_cycle": plane.duty_cycle(),
         "out_of_order_ops": plane.out_of_order,
-        "steps": steps,
-        "categories": plane.categories.iter().map(|it| json!({
-            "name": it.name, "count": it.count, "self_ms": ms_of(it.self_ps),
-        })).collect::<Vec<_>>(),
-        "ops": plane.ops.iter().map(|op| op_json(op, plane)).collect::<Vec<_>>(),
-        "modules": plane.modules.iter().map(|it| json!({
-            "name": it.name, "program_id": it.program_id, "count": it.count, "total_ms": ms_of(it.total_ps),
-        })).collect::<Vec<_>>(),
-        "components": plane.components.iter().map(|it| json!({
-            "name": it.name, "count": it.count, "self_ms": ms_of(it.self_ps),
-        })).collect::<Vec<_>>(),
         "idle_attribution": {
             "gaps": plane.idle.gaps,
             "gap_ms": ms_of(plane.idle.gap_ps),
-            "rows": plane.idle.rows.iter().map(|it| json!({
-                "thread": it.thread, "function": it.function,
-                "overlap_ms": ms_of(it.overlap_ps), "gaps": it.gaps,
-            })).collect::<Vec<_>>(),
         },
-    })
+    });
+    res["steps"] = steps;
+    res["categories"] = array(plane.categories.iter().map(
+        |it| json!({"name": shown_name(&it.name), "count": it.count, "self_ms": ms_of(it.self_ps)}),
+    ));
+    res["ops"] = array(plane.ops.iter().map(|op| op_json(op, plane)));
+    res["modules"] = array(plane.modules.iter().map(|it| {
+        json!({
+            "name": shown_name(&it.name), "program_id": it.program_id, "count": it.count, "total_ms": ms_of(it.total_ps),
+        })
+    }));
+    res["components"] = array(
+        plane
+            .components
+            .iter()
+            .map(|it| json!({"name": it.name, "count": it.count, "self_ms": ms_of(it.self_ps)})),
+    );
+    res["idle_attribution"]["rows"] = array(plane.idle.rows.iter().map(|it| {
+        json!({
+            "thread": shown_name(&it.thread), "function": shown_name(&it.function),
+            "overlap_ms": ms_of(it.overlap_ps), "gaps": it.gaps,
+        })
+    }));
+    res
+}
+
+fn array(items: impl Iterator<Item = Value>) -> Value {
+    Value::Array(items.collect())
 }
 
 /// The file name of a plane's step plot: `/device:TPU:0` -> `steps-tpu-0.svg`.

@@ -168,3 +168,57 @@ fn step_plot_draws_one_bar_pair_per_step() {
     assert!(svg.contains("compute: jit_jitted_run_model(13)"));
     assert_eq!(plot_file_name("/device:TPU:1"), "steps-tpu-1.svg");
 }
+
+/// A plane whose steps run programs with long names, as a real vLLM TPU
+/// trace has: two that differ only at the end, one of 4,000 characters.
+fn long_program_plane() -> DevicePlane {
+    let (_, mut devices) = read();
+    let mut plane = devices.remove(0);
+    let base = "jit_run_model_with_paged_attention_and_sampling_for_batch_256_seq_4096";
+    let names = [
+        format!("{base}(1234567890123456789)"),
+        format!("{base}(9876543210987654321)"),
+        format!("jit_{}(42)", "x".repeat(4000)),
+    ];
+    for (idx, step) in plane.steps.iter_mut().enumerate() {
+        step.program = Some(names[idx % 3].clone());
+    }
+    plane
+}
+
+#[test]
+fn the_step_plot_legend_wraps_and_shortens_long_program_names() {
+    let svg = step_plot(&long_program_plane()).expect("steps");
+    // Every legend label ends within the plot's width (12-pixel text, at
+    // most 7 pixels a character, as the plot lays it out).
+    for text in svg
+        .split("<text ")
+        .skip(1)
+        .filter(|it| it.starts_with("x=\""))
+    {
+        let x: f64 = text["x=\"".len()..]
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let label = text.split('>').nth(1).unwrap().split('<').next().unwrap();
+        if label.starts_with("compute: ") || label == "idle" {
+            let right = x + 7.0 * label.chars().count() as f64;
+            assert!(right <= 940.0, "{label} ends at {right}");
+        }
+    }
+    // Every program stays identifiable: its label differs from the
+    // others', and its whole name (as outputs show names) is on hover.
+    let labels: Vec<&str> = svg
+        .split("<text ")
+        .skip(1)
+        .filter_map(|it| it.split('>').nth(1)?.split('<').next())
+        .filter(|it| it.starts_with("compute: "))
+        .collect();
+    assert_eq!(labels.len(), 3);
+    let distinct: std::collections::HashSet<_> = labels.iter().collect();
+    assert_eq!(distinct.len(), 3, "{labels:?}");
+    assert!(svg.contains("<title>jit_run_model_with_paged_attention_and_sampling_for_batch_256_seq_4096(1234567890123456789)</title>"));
+    insta::assert_snapshot!(svg);
+}

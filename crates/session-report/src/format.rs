@@ -103,6 +103,9 @@ pub fn bytes(n: u64) -> String {
 /// between two letters or digits cannot start emphasis and is left alone,
 /// so `jit_generate` stays readable in the raw Markdown.
 pub fn cell(text: &str) -> String {
+    // A name beyond a few kilobytes is shown shortened, with its length
+    // and hash (`trace_model::shown_name`).
+    let text = trace_model::shown_name(text);
     let chars: Vec<char> = text.chars().collect();
     let mut res = String::with_capacity(text.len());
     for (idx, &c) in chars.iter().enumerate() {
@@ -130,7 +133,7 @@ pub fn cell(text: &str) -> String {
 /// longer than the longest run of backticks inside, and line breaks become
 /// spaces (a code span cannot hold them).
 pub fn code(text: &str) -> String {
-    let text: String = text
+    let text: String = trace_model::shown_name(text)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use trace_analysis::{Analysis, OpKind, OpStats, is_compilation, note_for};
-use trace_model::ps_to_ms;
+use trace_model::{ps_to_ms, shown_name};
 
 use crate::render::{ReportInput, TraceFormat, Truncation, traced_ms};
 
@@ -13,8 +13,8 @@ pub const SUMMARY_SCHEMA: &str = "sglprof.summary/1";
 /// `self_ms` is null when the analysis could not compute self time exactly.
 fn op_json(op: &OpStats, self_exact: bool) -> Value {
     json!({
-        "name": op.display_name(),
-        "trace_name": op.name,
+        "name": shown_name(op.display_name()),
+        "trace_name": shown_name(&op.name),
         "total_ms": ps_to_ms(op.total_ps),
         "count": op.count,
         "avg_ms": op.avg_ps() / 1e9,
@@ -104,9 +104,9 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
         "truncated": truncated,
         "truncated_json_events": json_events,
         "json_share_of_session": json_share,
-        "top_operations": top,
-        "xla_and_runtime_operations": accel,
     });
+    res["top_operations"] = Value::Array(top);
+    res["xla_and_runtime_operations"] = Value::Array(accel);
     res["devices"] = crate::device::devices_json(input.devices);
     if let Some(full) = &input.full_trace {
         res["full_trace"] = json!({

@@ -1,10 +1,10 @@
 //! The [`Analyzer`] sink and the [`Analysis`] it produces.
 
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
+use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps, SharedArgs};
 
 use crate::classify::{OpKind, runtime_event};
 
@@ -105,6 +105,18 @@ struct NameAcc {
     max: Ps,
     hlo_module: Option<Box<str>>,
     has_hlo: bool,
+    /// The id of the shared args last scanned for HLO stats: scanning the
+    /// same ones again would change nothing.
+    last_shared: u64,
+    /// The next name whose text has the same hash, `u32::MAX` for none.
+    next: u32,
+}
+
+/// The hash `Analyzer::name_ids` files a name under.
+fn name_hash(name: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(name.as_bytes());
+    hasher.finish()
 }
 
 /// Where a thread's operations run. The discriminant indexes per-name
@@ -147,6 +159,9 @@ struct ThreadState {
     roots: Vec<(Ps, Ps)>,
     /// Whether roots were left out of `roots`.
     roots_cut: bool,
+    /// Whether an operation of this thread started before one held before
+    /// it: the thread's self times are then not exact.
+    unordered: bool,
 }
 
 impl ThreadState {
@@ -224,9 +239,12 @@ impl ThreadState {
 /// held back and nested longest first). Memory is then one entry
 /// per distinct name and per open operation. A thread that breaks the
 /// order (for example `B`/`E` pairs, which complete after their children)
-/// makes [`Analysis::self_time_exact`] false; the caller then reads the
-/// trace again into [`Analyzer::buffered`], which keeps every operation
-/// (24 bytes each) and sorts them at the end.
+/// makes [`Analysis::self_time_exact`] false; the caller then reads those
+/// threads' events again into a [`crate::SelfTimeFix`] (the analysis lists
+/// them in [`Analysis::unordered_threads`]), or, when it does not list them
+/// (an inexact [`Analyzer::merge`]), the whole trace into
+/// [`Analyzer::buffered`], which keeps every operation (24 bytes each) and
+/// sorts them at the end.
 ///
 /// Aligned to 128 bytes, so that analyzers side by side in a `Vec`, each
 /// fed on its own thread, never share a cache line (sharing made a
@@ -251,7 +269,10 @@ pub struct Analyzer {
     epoch: u32,
     /// The last epoch given out.
     last_epoch: u32,
-    name_ids: HashMap<Box<str>, u32, FxBuild>,
+    /// Names by the hash of their text: the first name with that hash;
+    /// others follow through [`NameAcc::next`]. The text is kept once, in
+    /// `names` (a name of 100 MB costs 100 MB, not twice that).
+    name_ids: HashMap<u64, u32, FxBuild>,
     names: Vec<NameAcc>,
     thread_ids: HashMap<(u64, u64), u32, FxBuild>,
     /// The last thread looked up: consecutive events mostly share it.
@@ -275,6 +296,46 @@ pub struct Analyzer {
     /// Set by [`Analyzer::merge`] when the parts could not be joined
     /// exactly.
     merge_inexact: bool,
+    /// [`Analyzer::reordering`]'s window per thread.
+    reorder: Option<Reorder>,
+}
+
+/// An operation held by [`Reorder`]: (start, longer first, arrival, name),
+/// so that the smallest is the one the buffered sort puts first.
+type HeldOp = Reverse<(Ps, Reverse<Ps>, u64, u32)>;
+
+/// The operations of each thread not yet nested, earliest first, in the
+/// order the buffered sort would give (start, longer first, file order).
+struct Reorder {
+    window: usize,
+    heaps: Vec<BinaryHeap<HeldOp>>,
+    seq: u64,
+}
+
+impl Reorder {
+    /// Takes an operation; gives back the earliest one when the thread's
+    /// window is full.
+    fn push(&mut self, thread: u32, name: u32, start: Ps, dur: Ps) -> Option<(u32, Ps, Ps)> {
+        let idx = thread as usize;
+        if self.heaps.len() <= idx {
+            self.heaps.resize_with(idx + 1, BinaryHeap::new);
+        }
+        self.seq += 1;
+        self.heaps[idx].push(Reverse((start, Reverse(dur), self.seq, name)));
+        if self.heaps[idx].len() > self.window {
+            self.pop(thread)
+        } else {
+            None
+        }
+    }
+
+    /// The thread's earliest operation still held. (One earlier than an
+    /// operation already let go of reaches the online nesting out of
+    /// order, which makes the result inexact.)
+    fn pop(&mut self, thread: u32) -> Option<(u32, Ps, Ps)> {
+        let Reverse((start, Reverse(dur), _, name)) = self.heaps.get_mut(thread as usize)?.pop()?;
+        Some((name, start, dur))
+    }
 }
 
 /// The number of events of one phase.
@@ -361,6 +422,10 @@ pub struct Analysis {
     /// False when an online analyzer saw a thread's operations out of order,
     /// so `self_ps` is not to be trusted (see [`Analyzer`]).
     pub self_time_exact: bool,
+    /// When self time is not exact only because these threads' operations
+    /// came out of order, the threads as (pid, tid), sorted: a
+    /// [`SelfTimeFix`] fed their events makes it exact. Empty otherwise.
+    pub unordered_threads: Vec<(u64, u64)>,
 }
 
 impl Analysis {
@@ -414,6 +479,21 @@ impl Analyzer {
         Analyzer::with_mode(true)
     }
 
+    /// An online analyzer that puts each thread's operations back in order
+    /// within a window of `window` operations (24 bytes each) before
+    /// nesting them: exact for a thread whose operations come at most that
+    /// far out of order, and not exact ([`Analysis::self_time_exact`]
+    /// false) for one that does not.
+    pub fn reordering(window: usize) -> Analyzer {
+        let mut analyzer = Analyzer::with_mode(false);
+        analyzer.reorder = Some(Reorder {
+            window: window.max(1),
+            heaps: Vec::new(),
+            seq: 0,
+        });
+        analyzer
+    }
+
     fn with_mode(buffered: bool) -> Analyzer {
         Analyzer {
             buffered,
@@ -442,6 +522,7 @@ impl Analyzer {
             unmatched_end: 0,
             invalid: 0,
             merge_inexact: false,
+            reorder: None,
         }
     }
 
@@ -483,6 +564,7 @@ impl Analyzer {
             unmatched_end,
             invalid,
             merge_inexact,
+            reorder: _,
         } = later;
         self.merge_inexact |= merge_inexact || buffered != self.buffered;
         self.n_events += n_events;
@@ -495,8 +577,13 @@ impl Analyzer {
         let name_map: Vec<u32> = names
             .into_iter()
             .zip(self_ps)
-            .map(|(acc, self_time)| {
-                let id = self.name_id(&acc.name);
+            .map(|(mut acc, self_time)| {
+                // The later part's text moves over when the name is new.
+                let hash = name_hash(&acc.name);
+                let id = match self.find_name(hash, &acc.name) {
+                    Some(id) => id,
+                    None => self.add_name(hash, std::mem::take(&mut acc.name)),
+                };
                 let mine = &mut self.names[id as usize];
                 mine.count += acc.count;
                 mine.total += acc.total;
@@ -522,12 +609,24 @@ impl Analyzer {
             |(name, end, dur, children): Open| (name_map[name as usize], end, dur, children);
         for (idx, state) in thread_states.into_iter().enumerate() {
             let mine = &mut self.thread_states[thread_map[idx] as usize];
+            // A thread out of order with events in both parts: the joined
+            // self time is not what one online pass over its events gives,
+            // so a `SelfTimeFix` could not correct it. With events in one
+            // part only, it is that part's pass.
+            if (mine.unordered || state.unordered)
+                && mine.first_start.is_some()
+                && state.first_start.is_some()
+            {
+                self.merge_inexact = true;
+            }
+            mine.unordered |= state.unordered;
             let Some(first) = state.first_start else {
                 continue;
             };
             if mine.pending.is_some() {
                 if first < mine.ties_start {
                     self.out_of_order += 1;
+                    self.merge_inexact = true;
                 } else if first == mine.ties_start {
                     self.merge_inexact = true;
                 }
@@ -622,23 +721,44 @@ impl Analyzer {
             self.name_cache[slot].3 = self.epoch;
             return cached;
         }
-        if let Some(&id) = self.name_ids.get(name) {
-            self.name_cache[slot] = (at, name.len(), id, self.epoch);
-            return id;
+        let hash = name_hash(name);
+        let id = match self.find_name(hash, name) {
+            Some(id) => id,
+            None => self.add_name(hash, name.into()),
+        };
+        self.name_cache[slot] = (at, name.len(), id, self.epoch);
+        id
+    }
+
+    /// The id of `name`, whose hash is `hash`, if it was seen.
+    fn find_name(&self, hash: u64, name: &str) -> Option<u32> {
+        let mut id = *self.name_ids.get(&hash)?;
+        while id != u32::MAX {
+            let acc = &self.names[id as usize];
+            if *acc.name == *name {
+                return Some(id);
+            }
+            id = acc.next;
         }
+        None
+    }
+
+    /// Interns a new name, taking its text.
+    fn add_name(&mut self, hash: u64, name: Box<str>) -> u32 {
         let id = self.names.len() as u32;
+        let next = self.name_ids.insert(hash, id).unwrap_or(u32::MAX);
         self.names.push(NameAcc {
             last_thread: u32::MAX,
-            name: name.into(),
+            name,
             count: 0,
             total: 0,
             max: 0,
             hlo_module: None,
             has_hlo: false,
+            last_shared: u64::MAX,
+            next,
         });
         self.self_ps.push(0);
-        self.name_ids.insert(name.into(), id);
-        self.name_cache[slot] = (at, name.len(), id, self.epoch);
         id
     }
 
@@ -687,45 +807,74 @@ impl Analyzer {
             });
             return;
         }
+        if let Some(reorder) = &mut self.reorder {
+            if let Some((name, start, dur)) = reorder.push(thread, name, start, dur) {
+                self.nest_online(thread, name, start, dur);
+            }
+            return;
+        }
+        self.nest_online(thread, name, start, dur);
+    }
+
+    #[inline(always)]
+    fn nest_online(&mut self, thread: u32, name: u32, start: Ps, dur: Ps) {
         let state = &mut self.thread_states[thread as usize];
         state.first_start.get_or_insert(start);
         if !state.hold(&mut self.self_ps, name, start, dur) {
             self.out_of_order += 1;
+            state.unordered = true;
         }
     }
 
     /// Notes whether `name` runs HLO and in which module, from the event's
-    /// args; events without args, most of them, cost a test.
+    /// args (its own, then its shared ones); events without args, most of
+    /// them, cost a test.
     #[inline(always)]
-    fn note_hlo(&mut self, name: u32, event: &Event<'_>) {
-        if !event.args.is_empty() {
-            self.note_hlo_args(name, event);
+    fn note_hlo(&mut self, name: u32, event: &Event<'_>, shared: Option<&SharedArgs<'_>>) {
+        if !event.args.is_empty() || shared.is_some_and(|it| !it.args.is_empty()) {
+            self.note_hlo_args(name, event.args, shared);
         }
     }
 
-    fn note_hlo_args(&mut self, name: u32, event: &Event<'_>) {
+    fn note_hlo_args(&mut self, name: u32, own: &[Arg<'_>], shared: Option<&SharedArgs<'_>>) {
         let acc = &mut self.names[name as usize];
         if acc.has_hlo && acc.hlo_module.is_some() {
             return;
         }
-        for arg in event.args {
-            match arg.key {
-                "hlo_op" => acc.has_hlo = true,
-                "hlo_module" => {
-                    acc.has_hlo = true;
-                    if acc.hlo_module.is_none()
-                        && let ArgValue::Str(module) = arg.value
-                    {
-                        acc.hlo_module = Some(module.into());
+        let note = |acc: &mut NameAcc, args: &[Arg<'_>]| {
+            for arg in args {
+                match arg.key {
+                    "hlo_op" => acc.has_hlo = true,
+                    "hlo_module" => {
+                        acc.has_hlo = true;
+                        if acc.hlo_module.is_none()
+                            && let ArgValue::Str(module) = arg.value
+                        {
+                            acc.hlo_module = Some(module.into());
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
+        };
+        note(acc, own);
+        if let Some(shared) = shared
+            && acc.last_shared != shared.id
+        {
+            note(acc, shared.args);
+            acc.last_shared = shared.id;
         }
     }
 
     /// Aggregates what was collected.
     pub fn finish(mut self) -> Analysis {
+        if let Some(mut reorder) = self.reorder.take() {
+            for thread in 0..reorder.heaps.len() {
+                while let Some((name, start, dur)) = reorder.pop(thread as u32) {
+                    self.nest_online(thread as u32, name, start, dur);
+                }
+            }
+        }
         let mut self_ps = std::mem::take(&mut self.self_ps);
         for state in &mut self.thread_states {
             state.flush_ties(&mut self_ps);
@@ -832,6 +981,18 @@ impl Analyzer {
         let mut processes: Vec<(u64, String)> = self.process_names.into_iter().collect();
         processes.sort();
 
+        let exact = !self.merge_inexact && (self.buffered || self.out_of_order == 0);
+        let mut unordered_threads: Vec<(u64, u64)> = if exact || self.merge_inexact {
+            Vec::new()
+        } else {
+            self.threads
+                .iter()
+                .zip(&self.thread_states)
+                .filter(|(_, state)| state.unordered)
+                .map(|(thread, _)| *thread)
+                .collect()
+        };
+        unordered_threads.sort_unstable();
         Analysis {
             total_events: self.n_events,
             op_events,
@@ -842,7 +1003,8 @@ impl Analyzer {
             unmatched_begin,
             unmatched_end: self.unmatched_end,
             invalid_events: self.invalid,
-            self_time_exact: !self.merge_inexact && (self.buffered || self.out_of_order == 0),
+            self_time_exact: exact,
+            unordered_threads,
         }
     }
 }
@@ -907,6 +1069,22 @@ impl EventSink for Analyzer {
     }
 
     fn event(&mut self, event: &Event<'_>) {
+        self.record(event, None);
+    }
+
+    fn takes_split_args(&self) -> bool {
+        true
+    }
+
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        self.record(event, Some(&shared));
+    }
+}
+
+impl Analyzer {
+    /// One event, with its shared args when the reader split them off.
+    #[inline(always)]
+    fn record(&mut self, event: &Event<'_>, shared: Option<&SharedArgs<'_>>) {
         self.n_events += 1;
         match phase_slot(event.phase) {
             Some(slot) => self.phase_counts[slot] += 1,
@@ -918,8 +1096,16 @@ impl EventSink for Analyzer {
                     self.process_names.insert(event.pid, name.to_owned());
                 }
                 ("thread_name", Some(ArgValue::Str(name))) => {
-                    self.thread_names
-                        .insert((event.pid, event.tid), name.to_owned());
+                    // A name given again (millions of empty lines) costs
+                    // no allocation.
+                    match self.thread_names.get_mut(&(event.pid, event.tid)) {
+                        Some(known) if known == name => {}
+                        Some(known) => name.clone_into(known),
+                        None => {
+                            self.thread_names
+                                .insert((event.pid, event.tid), name.to_owned());
+                        }
+                    }
                 }
                 _ => {}
             },
@@ -928,7 +1114,7 @@ impl EventSink for Analyzer {
                     self.note_time(start, start.saturating_add(dur));
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    self.note_hlo(name, event);
+                    self.note_hlo(name, event, shared);
                     self.add_op(thread, name, start, dur);
                 }
                 _ => self.invalid += 1,
@@ -938,7 +1124,7 @@ impl EventSink for Analyzer {
                     self.note_time(start, start);
                     let thread = self.thread_id(event.pid, event.tid);
                     let name = self.name_id(event.name);
-                    self.note_hlo(name, event);
+                    self.note_hlo(name, event, shared);
                     self.open.entry(thread).or_default().push((name, start));
                 }
                 None => self.invalid += 1,

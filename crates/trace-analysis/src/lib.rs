@@ -22,9 +22,11 @@
 
 mod analyzer;
 mod classify;
+mod fix;
 
 pub use analyzer::{Analysis, Analyzer, OpStats, PhaseCount};
 pub use classify::{OpKind, is_compilation, is_wait, note_for, runtime_event};
+pub use fix::{FIX_WINDOW, SelfTimeFix};
 
 /// JAX writes at most this many events into `trace.json.gz`; a file with
 /// exactly this many complete events has almost certainly been cut short.

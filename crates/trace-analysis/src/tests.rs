@@ -4,7 +4,7 @@
 use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::analyzer::ROOT_CAP;
-use crate::{Analysis, Analyzer, OpKind};
+use crate::{Analysis, Analyzer, OpKind, SelfTimeFix};
 
 /// A compact way to write events: (phase, name, tid, ts µs, dur µs).
 type Spec = (&'static str, &'static str, u64, Option<i64>, Option<i64>);
@@ -18,6 +18,11 @@ fn analyse(specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
     assert!(buffered.self_time_exact);
     if online.self_time_exact {
         assert_eq!(online, buffered);
+    } else {
+        // Out of order only: a second pass over the threads that broke the
+        // order makes it exact.
+        assert!(!online.unordered_threads.is_empty());
+        assert_eq!(fixed(online.clone(), specs, args), buffered);
     }
     for cut in 0..=specs.len() {
         for make in [Analyzer::new, Analyzer::buffered] {
@@ -29,11 +34,33 @@ fn analyse(specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
             let merged = first.finish();
             if merged.self_time_exact {
                 assert_eq!(merged, buffered, "cut before event {cut}");
+            } else if !merged.unordered_threads.is_empty() {
+                assert_eq!(
+                    fixed(merged, specs, args),
+                    buffered,
+                    "cut before event {cut}"
+                );
             } else {
                 assert!(!online.self_time_exact || cut > 0, "cut {cut}");
             }
         }
     }
+    buffered
+}
+
+/// `analysis` made exact by a [`SelfTimeFix`] fed the events again: one
+/// that puts them in order within its window, and one that keeps them all,
+/// which must agree.
+fn fixed(analysis: Analysis, specs: &[Spec], args: &[(&str, &[Arg<'static>])]) -> Analysis {
+    let mut windowed = analysis.clone();
+    let mut fix = SelfTimeFix::new(&windowed);
+    feed(&mut fix, specs, args);
+    assert!(fix.apply(&mut windowed), "the window holds a few events");
+    let mut buffered = analysis;
+    let mut fix = SelfTimeFix::buffered(&buffered);
+    feed(&mut fix, specs, args);
+    assert!(fix.apply(&mut buffered));
+    assert_eq!(windowed, buffered);
     buffered
 }
 
@@ -46,7 +73,7 @@ fn analyse_with(
     analyzer.finish()
 }
 
-fn feed(analyzer: &mut Analyzer, specs: &[Spec], args: &[(&str, &[Arg<'static>])]) {
+fn feed(analyzer: &mut dyn EventSink, specs: &[Spec], args: &[(&str, &[Arg<'static>])]) {
     for &(ph, name, tid, ts, dur) in specs {
         let phase = if ph.is_empty() {
             Phase::Missing
@@ -460,4 +487,21 @@ fn stable_names_are_trusted_only_while_the_reader_says_so() {
     analyzer.stable_names(false);
     let analysis = analyzer.finish();
     assert_eq!(counts(&analysis), [("ab", 2), ("ef", 2), ("cd", 1)]);
+}
+
+#[test]
+fn reordering_is_exact_within_its_window_and_says_so_beyond_it() {
+    // `early` comes three operations after its place.
+    let specs: &[Spec] = &[
+        ("X", "a", 1, Some(10), Some(1)),
+        ("X", "b", 1, Some(20), Some(1)),
+        ("X", "c", 1, Some(30), Some(1)),
+        ("X", "early", 1, Some(0), Some(40)),
+    ];
+    let buffered = analyse(specs, &[]);
+    assert_eq!(buffered.op("early").unwrap().self_ps, 37_000_000);
+    let small = analyse_with(Analyzer::reordering(2), specs, &[]);
+    assert!(!small.self_time_exact);
+    let wide = analyse_with(Analyzer::reordering(3), specs, &[]);
+    assert_eq!(wide, buffered);
 }

@@ -31,6 +31,7 @@ mod rules;
 mod sink;
 mod stats;
 
+pub use host::IdleExplainer;
 pub use model::{
     Category, Component, DeviceOp, DevicePlane, HostIdleRow, IdleAttribution, Module, Peaks, Step,
     StepStats,

@@ -33,7 +33,8 @@ pub struct DeviceOp {
     pub long_name: Option<String>,
     /// The framework op path (`tf_op`) without a trailing `:`; empty if none.
     pub framework_op: String,
-    pub program_id: Option<i64>,
+    /// xprof's program id, an unsigned 64-bit number.
+    pub program_id: Option<u64>,
     /// `hlo_category`; empty if none.
     pub category: String,
     pub count: u64,
@@ -86,7 +87,8 @@ pub struct Category {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Module {
     pub name: String,
-    pub program_id: Option<i64>,
+    /// xprof's program id, an unsigned 64-bit number.
+    pub program_id: Option<u64>,
     pub count: u64,
     pub total_ps: Ps,
 }
@@ -156,8 +158,13 @@ pub struct IdleAttribution {
     /// next, in host-synchronised time.
     pub gaps: u64,
     pub gap_ps: Ps,
+    /// The gaps themselves, `[start, end)`, sorted.
+    pub spans: Vec<(Ps, Ps)>,
     /// Heaviest overlap first.
     pub rows: Vec<HostIdleRow>,
+    /// Host events that started before an earlier event of their thread:
+    /// the rows are exact only when this is 0.
+    pub out_of_order: u64,
 }
 
 /// Everything the device view knows about one device plane.
@@ -172,11 +179,16 @@ pub struct DevicePlane {
     pub window_ps: Ps,
     /// Σ op self time.
     pub busy_ps: Ps,
-    /// Σ durations of top-level ops (the union of op time, since ops on a
-    /// line do not overlap except by nesting).
+    /// Σ durations of top-level ops (ops without a parent; on the device
+    /// clock two of them can overlap).
     pub op_union_ps: Ps,
     /// Σ durations of module executions.
     pub module_ps: Ps,
+    /// xprof's duty cycle, on the host-synchronised clock: the union of the
+    /// `XLA Ops` events (off-duty ops left out) ...
+    pub duty_active_ps: Ps,
+    /// ... within the span of the `XLA Ops` and `XLA Modules` events.
+    pub duty_span_ps: Ps,
     /// Heaviest self time first.
     pub ops: Vec<DeviceOp>,
     /// Heaviest self time first.
@@ -190,29 +202,43 @@ pub struct DevicePlane {
     /// Whether `steps` came from a `Steps` line (else one step per module
     /// execution).
     pub steps_from_line: bool,
-    /// Ops that started before an earlier op of their line: self time is
-    /// exact only when this is 0.
+    /// Ops whose host-synchronised start is earlier than an earlier op's of
+    /// their line (xprof sorts a line by it; sglprof reads it in order):
+    /// self time is exact only when this is 0.
     pub out_of_order: u64,
     pub idle: IdleAttribution,
 }
 
 impl DevicePlane {
-    /// window − busy.
+    /// window − busy, or 0 when busy exceeds the window (ops that overlap
+    /// on the device clock); xprof's IDLE row.
     pub fn idle_ps(&self) -> Ps {
-        self.window_ps - self.busy_ps
+        (self.window_ps - self.busy_ps).max(0)
     }
 
-    /// idle ÷ window; 0 for an empty window.
+    /// The time idle is a share of: the window, or busy when that is more.
+    pub fn total_ps(&self) -> Ps {
+        self.window_ps.max(self.busy_ps)
+    }
+
+    /// idle ÷ total (xprof's `device_idle_time_percent` ÷ 100); 0 for an
+    /// empty window.
     pub fn idle_fraction(&self) -> f64 {
-        if self.window_ps > 0 {
-            self.idle_ps() as f64 / self.window_ps as f64
+        if self.total_ps() > 0 {
+            self.idle_ps() as f64 / self.total_ps() as f64
         } else {
             0.0
         }
     }
 
-    /// Union of op time ÷ module time: the duty cycle while a program runs.
+    /// Σ durations of top-level ops ÷ module time.
     pub fn module_duty_cycle(&self) -> Option<f64> {
         (self.module_ps > 0).then(|| self.op_union_ps as f64 / self.module_ps as f64)
+    }
+
+    /// xprof's duty cycle (`device_duty_cycle_percent` ÷ 100): active ÷
+    /// span; `None` without `XLA Ops` or `XLA Modules` events.
+    pub fn duty_cycle(&self) -> Option<f64> {
+        (self.duty_span_ps > 0).then(|| self.duty_active_ps as f64 / self.duty_span_ps as f64)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
+use trace_model::{ArgValue, Event, EventSink, Phase, Ps, SHOWN_NAME_LIMIT, shown_name};
 
 /// Bytes gathered before they are handed to the writer.
 const FLUSH_AT: usize = 256 * 1024;
@@ -166,13 +166,17 @@ fn value(buf: &mut Vec<u8>, value: ArgValue<'_>) {
         ArgValue::Float(v) => string(buf, &v.to_string()),
         ArgValue::Bool(v) => buf.extend_from_slice(if v { b"true" } else { b"false" }),
         ArgValue::Null => buf.extend_from_slice(b"null"),
-        ArgValue::Raw(raw) if raw.starts_with(['{', '[']) => buf.extend_from_slice(raw.as_bytes()),
+        ArgValue::Raw(raw) if raw.starts_with(['{', '[']) && raw.len() <= SHOWN_NAME_LIMIT => {
+            buf.extend_from_slice(raw.as_bytes())
+        }
         ArgValue::Raw(raw) => string(buf, raw),
     }
 }
 
-/// A JSON string literal.
+/// A JSON string literal; a text beyond a few kilobytes is written
+/// shortened, with its length and hash (`trace_model::shown_name`).
 fn string(buf: &mut Vec<u8>, text: &str) {
+    let text = shown_name(text);
     buf.push(b'"');
     let bytes = text.as_bytes();
     let mut start = 0;

@@ -1,16 +1,17 @@
 //! What to export and into how many files: [`Selection`] and [`Exporter`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 
-use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
+use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::Error;
 use crate::json::{ChromeJson, format_event};
 
 /// Which events to write. Metadata events (`ph` `M`: process and thread
 /// names) are always written, except thread names of threads left out by
-/// [`Selection::threads`].
+/// [`Selection::threads`] and of threads without events written: a
+/// thread's name is written just before its first event.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
     /// Keep events that end after this time (relative picoseconds), or
@@ -53,8 +54,11 @@ pub struct Summary {
 /// An [`EventSink`] that writes the selected events into one or more
 /// chunks. `open(n)` gives the writer of chunk `n` (from 0); `close` is
 /// called with each writer once its chunk is complete (to finish a gzip
-/// stream, say). Nothing is kept per event: only the metadata events, to
-/// begin each chunk with.
+/// stream, say). Nothing is kept per event: only the metadata events of
+/// processes and of threads that have events, to begin each chunk with,
+/// and the latest name of each thread whose first event has not come yet
+/// (so memory follows the threads, never the metadata events: a trace of
+/// millions of empty lines with one id keeps one name).
 pub struct Exporter<W, O, C>
 where
     W: Write,
@@ -68,6 +72,10 @@ where
     in_chunk: u64,
     /// Every metadata event written, formatted, to begin later chunks with.
     metadata: Vec<Vec<u8>>,
+    /// The latest thread name of threads without an event written yet.
+    pending_names: HashMap<(u64, u64), String>,
+    /// Threads with an event written.
+    started: HashSet<(u64, u64)>,
     process_names: HashMap<u64, String>,
     thread_names: HashMap<(u64, u64), String>,
     /// Whether a thread's events are kept, decided once per thread while
@@ -92,6 +100,8 @@ where
             current: None,
             in_chunk: 0,
             metadata: Vec::new(),
+            pending_names: HashMap::new(),
+            started: HashSet::new(),
             process_names: HashMap::new(),
             thread_names: HashMap::new(),
             keep: HashMap::new(),
@@ -161,7 +171,10 @@ where
     }
 
     fn metadata(&mut self, event: &Event<'_>) {
-        if let Some(ArgValue::Str(name)) = event.arg("name") {
+        // Names are only needed to choose threads by name.
+        if self.selection.threads.is_some()
+            && let Some(ArgValue::Str(name)) = event.arg("name")
+        {
             match event.name {
                 "process_name" => {
                     self.process_names.insert(event.pid, name.to_owned());
@@ -179,8 +192,55 @@ where
             self.summary.left_out += 1;
             return;
         }
+        let key = (event.pid, event.tid);
+        if event.name == "thread_name"
+            && !self.started.contains(&key)
+            && let Some(ArgValue::Str(name)) = event.arg("name")
+        {
+            // Written with the thread's first event, if it has one; a name
+            // given again costs nothing.
+            match self.pending_names.get_mut(&key) {
+                Some(pending) if pending == name => {}
+                Some(pending) => name.clone_into(pending),
+                None => {
+                    self.pending_names.insert(key, name.to_owned());
+                }
+            }
+            return;
+        }
         let mut text = Vec::new();
         format_event(&mut text, event);
+        self.write_metadata(text);
+    }
+
+    /// Writes the pending name of a thread that is about to get its first
+    /// event.
+    fn write_pending_name(&mut self, key: (u64, u64)) {
+        let Some(name) = self.pending_names.remove(&key) else {
+            return;
+        };
+        let args = [Arg {
+            key: "name",
+            value: ArgValue::Str(&name),
+        }];
+        let mut text = Vec::new();
+        format_event(
+            &mut text,
+            &Event {
+                phase: Phase::Metadata,
+                name: "thread_name",
+                cat: "",
+                pid: key.0,
+                tid: key.1,
+                ts: None,
+                dur: None,
+                args: &args,
+            },
+        );
+        self.write_metadata(text);
+    }
+
+    fn write_metadata(&mut self, text: Vec<u8>) {
         if let Some(json) = &mut self.current {
             json.write_formatted(&text);
         }
@@ -215,6 +275,11 @@ where
         }
         if self.current.is_none() {
             self.start_chunk();
+        }
+        let key = (event.pid, event.tid);
+        if !self.started.contains(&key) {
+            self.started.insert(key);
+            self.write_pending_name(key);
         }
         if let Some(json) = &mut self.current {
             json.write_event(event);

@@ -119,9 +119,51 @@ impl<'a> Event<'a> {
     }
 }
 
+/// The args an event shares with other events, as an XPlane reader has
+/// them: the stats of the event's metadata (and its `long_name`), which
+/// every event of that metadata carries. A sink that takes them apart
+/// ([`EventSink::split_event`]) can work them out once per `id` instead of
+/// once per event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedArgs<'a> {
+    /// Within one call of a reader (or one part of it), events with the
+    /// same `id` have the same shared `args`, and different shared args have
+    /// different ids.
+    pub id: u64,
+    pub args: &'a [Arg<'a>],
+}
+
 /// Receives the events of a trace, in file order.
 pub trait EventSink {
     fn event(&mut self, event: &Event<'_>);
+
+    /// Whether the sink wants events with shared args through
+    /// [`EventSink::split_event`]. A reader asks once, before its first
+    /// event; the default is no, and such a sink gets every event's args
+    /// merged into one list.
+    fn takes_split_args(&self) -> bool {
+        false
+    }
+
+    /// An event whose args are its own, `event.args`, followed by those of
+    /// `shared.args` whose key none of its own has (an own arg overrides a
+    /// shared one of the same key). Readers call it instead of
+    /// [`EventSink::event`] only for a sink that [`EventSink::takes_split_args`];
+    /// they may still call [`EventSink::event`] for events without shared
+    /// args. The default merges the two lists and calls `event`.
+    fn split_event(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        let mut args: Vec<Arg<'_>> = event.args.to_vec();
+        args.extend(
+            shared
+                .args
+                .iter()
+                .filter(|it| !event.args.iter().any(|own| own.key == it.key)),
+        );
+        self.event(&Event {
+            args: &args,
+            ..*event
+        });
+    }
 
     /// A reader calls this with `true` when the names of the events that
     /// follow lie in memory that stays as it is, and holds no other name at

@@ -9,9 +9,11 @@
 //! This crate does no IO, no parsing and no serialisation: it is plain data.
 
 mod event;
+mod name;
 mod session;
 mod time;
 
-pub use event::{Arg, ArgValue, Event, EventSink, Phase, ReadSummary};
+pub use event::{Arg, ArgValue, Event, EventSink, Phase, ReadSummary, SharedArgs};
+pub use name::{SHOWN_NAME_LIMIT, fnv1a64, shown_name};
 pub use session::{HostTraces, TraceFileKind, TraceRun, classify, locate};
 pub use time::{PS_PER_MS, PS_PER_NS, PS_PER_US, Ps, ps_to_ms};

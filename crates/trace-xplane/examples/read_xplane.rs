@@ -4,12 +4,15 @@
 //! ```text
 //! cargo run --release -p trace-xplane --example read_xplane -- FILE [--names]
 //! cargo run --release -p trace-xplane --example read_xplane -- FILE --write-head OUT [N]
+//! cargo run --release -p trace-xplane --example read_xplane -- FILE --one-device OUT PLANE
 //! ```
 //!
 //! `--names` prints one `count<TAB>total_ps<TAB>name` line per name, sorted
 //! by name. `--write-head` writes a small copy of FILE for test fixtures: the
 //! first N (default 1500) events of each line, with opaque metadata blobs
-//! emptied and byte stats cut to 16 bytes.
+//! emptied and byte stats cut to 16 bytes. `--one-device` writes a copy of
+//! FILE without the device planes (`/device:...`) other than PLANE, so that
+//! a tool which sums over devices (xprof) can be asked about one.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -28,6 +31,14 @@ fn main() {
         eprintln!("cannot read {path}: {err}");
         std::process::exit(1);
     });
+    if args.get(1).map(String::as_str) == Some("--one-device") {
+        let (Some(out), Some(plane)) = (args.get(2), args.get(3)) else {
+            eprintln!("usage: read_xplane FILE --one-device OUT PLANE");
+            std::process::exit(2);
+        };
+        std::fs::write(out, one_device(&bytes, plane)).expect("write the copy");
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--write-head") {
         let out = args.get(2).expect("--write-head needs an output path");
         let keep = args
@@ -121,5 +132,14 @@ fn head(bytes: &[u8], keep: usize) -> Vec<u8> {
             }
         }
     }
+    space.encode_to_vec()
+}
+
+/// A copy of an XSpace without the device planes other than `keep`.
+fn one_device(bytes: &[u8], keep: &str) -> Vec<u8> {
+    let mut space = XSpace::decode(bytes).expect("decode the XSpace");
+    space
+        .planes
+        .retain(|plane| plane.name == keep || !plane.name.starts_with("/device:"));
     space.encode_to_vec()
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps};
+use trace_model::{Arg, ArgValue, Event, EventSink, Phase, Ps, SharedArgs};
 
 use crate::Error;
 use crate::space::{self, PlaneIndex};
@@ -151,6 +151,14 @@ struct EventMeta<'a> {
     /// the name they refer to: what every event of this metadata adds to
     /// its args, worked out once per plane instead of once per event.
     args: Vec<(&'a str, StatValue<'a>)>,
+    /// What a sink that takes split args gets as the shared part of every
+    /// event of this metadata: `long_name` (when the display name is the
+    /// event's name), then `args`. Empty when `shareable` is false.
+    shared: Vec<Arg<'a>>,
+    /// Whether `shared` can stand for this metadata's args: not when one of
+    /// them has to be formatted per event (a `bytes_value`) or renames the
+    /// event (`step_name`); such events go out with merged args.
+    shareable: bool,
 }
 
 /// The summary of [`NO_META`].
@@ -165,6 +173,8 @@ static NO_META: EventMeta<'static> = EventMeta {
     internal: false,
     stats: Vec::new(),
     args: Vec::new(),
+    shared: Vec::new(),
+    shareable: false,
 };
 
 /// What the event loop needs to know of an event metadata first, in a
@@ -179,6 +189,9 @@ struct Hot<'a> {
 
 /// The decoded metadata of one plane.
 pub(crate) struct Tables<'a> {
+    /// The plane's place among the streamed planes: the high half of the
+    /// ids of its shared args.
+    plane_seq: u64,
     events: IdMap<EventMeta<'a>>,
     /// `hot[i]` sums up `events.values[i]`.
     hot: Vec<Hot<'a>>,
@@ -214,6 +227,7 @@ fn map_entry(
 pub(crate) fn decode_tables<'a>(
     space: &Cursor<'a>,
     plane: &PlaneIndex<'a>,
+    plane_seq: usize,
 ) -> Result<Tables<'a>, Error> {
     let count = |number| {
         space::repeated(space, plane.range, "XPlane", number).try_fold(0usize, |n, it| {
@@ -230,6 +244,8 @@ pub(crate) fn decode_tables<'a>(
             internal: false,
             stats: Vec::new(),
             args: Vec::new(),
+            shared: Vec::new(),
+            shareable: false,
         };
         if let Some(range) = value {
             let mut cursor = space.nested(range, "XEventMetadata");
@@ -288,6 +304,31 @@ pub(crate) fn decode_tables<'a>(
                 Some((name(stat.metadata_id), value))
             })
             .collect();
+        meta.shareable = meta
+            .args
+            .iter()
+            .all(|(key, value)| *key != STEP_NAME && !matches!(value, StatValue::Bytes(_)));
+        if meta.shareable {
+            let long_name = (!meta.display_name.is_empty()).then_some(Arg {
+                key: "long_name",
+                value: ArgValue::Str(meta.name),
+            });
+            meta.shared = long_name
+                .into_iter()
+                .chain(meta.args.iter().map(|&(key, value)| Arg {
+                    key,
+                    value: match value {
+                        StatValue::Double(v) => ArgValue::Float(v),
+                        StatValue::Uint(v) => ArgValue::Uint(v),
+                        StatValue::Int(v) => ArgValue::Int(v),
+                        StatValue::Str(s) => ArgValue::Str(s),
+                        StatValue::Bytes(_) | StatValue::Ref(_) => {
+                            unreachable!("bytes make a metadata unshareable, refs are resolved")
+                        }
+                    },
+                }))
+                .collect();
+        }
     }
     let hot = events
         .values
@@ -298,6 +339,7 @@ pub(crate) fn decode_tables<'a>(
         })
         .collect();
     Ok(Tables {
+        plane_seq: plane_seq as u64,
         events,
         hot,
         stat_names,
@@ -309,11 +351,18 @@ pub(crate) struct Output<'s, S: EventSink + ?Sized> {
     pub(crate) sink: &'s mut S,
     pub(crate) origin_ps: i128,
     pub(crate) n_events: u64,
+    /// Whether the sink takes events with their shared args apart.
+    pub(crate) split: bool,
 }
 
 impl<S: EventSink + ?Sized> Output<'_, S> {
     fn push(&mut self, event: &Event<'_>) {
         self.sink.event(event);
+        self.n_events += 1;
+    }
+
+    fn push_split(&mut self, event: &Event<'_>, shared: SharedArgs<'_>) {
+        self.sink.split_event(event, shared);
         self.n_events += 1;
     }
 
@@ -394,9 +443,31 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
         };
         let (mut metadata_id, mut offset_ps, mut occurrences, mut dur) = (0, 0, None, 0);
         scratch.stats.clear();
-        if let Some([id, offset, duration]) = space.plain_event(range) {
+        let stats = &mut scratch.stats;
+        // Fields in number order, stats (if any) short and numeric: most
+        // events. A plain event in another order, then anything else, take
+        // the slower paths.
+        let fast = space
+            .event_with_stats(range, |id, field, bits| {
+                let value = match field {
+                    2 => StatValue::Double(f64::from_bits(bits)),
+                    3 => StatValue::Uint(bits),
+                    4 => StatValue::Int(bits as i64),
+                    _ => StatValue::Ref(bits),
+                };
+                stats.push(Stat {
+                    metadata_id: id as i64,
+                    value: Some(value),
+                });
+            })
+            .or_else(|| {
+                stats.clear();
+                space.plain_event(range)
+            });
+        if let Some([id, offset, duration]) = fast {
             (metadata_id, offset_ps, dur) = (id as i64, offset as i64, duration as i64);
         } else {
+            scratch.stats.clear();
             let mut event = space.nested(range, "XEvent");
             while let Some(field) = event.next_field()? {
                 match field.number {
@@ -452,6 +523,12 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
             && occurrences.is_none()
         {
             out.push(&plain);
+        } else if out.split && meta.shareable && splits(tables, &scratch.stats) {
+            let shared = SharedArgs {
+                id: tables.plane_seq << 32 | index.expect("a shareable metadata exists") as u64,
+                args: &meta.shared,
+            };
+            push_split(out, tables, plain, shared, occurrences, scratch);
         } else {
             let extra = Extra {
                 long_name,
@@ -461,6 +538,75 @@ pub(crate) fn emit_line<'a, S: EventSink + ?Sized>(
         }
     }
     Ok(())
+}
+
+/// At most this many own stats go out split from the shared ones (an
+/// event has a few); more, or an own `step_name`, take the merged path.
+const SPLIT_OWN_LIMIT: usize = 8;
+
+/// Whether an event with these own stats can go out split.
+#[inline]
+fn splits(tables: &Tables<'_>, own: &[Stat<'_>]) -> bool {
+    own.len() <= SPLIT_OWN_LIMIT
+        && own
+            .iter()
+            .all(|stat| tables.stat_name(stat.metadata_id) != STEP_NAME)
+}
+
+/// An event for a sink that takes split args: its own stats (and
+/// `num_occurrences`) as args, the metadata's as `shared`. [`splits`]
+/// said yes to the own stats.
+fn push_split<'a, S: EventSink + ?Sized>(
+    out: &mut Output<'_, S>,
+    tables: &Tables<'a>,
+    plain: Event<'a>,
+    shared: SharedArgs<'_>,
+    occurrences: Option<i64>,
+    scratch: &mut Scratch<'a>,
+) {
+    let Scratch {
+        stats: own,
+        text,
+        args: args_buf,
+        ..
+    } = scratch;
+    text.clear();
+    let mut spans = [(0usize, 0usize); SPLIT_OWN_LIMIT];
+    for (stat, span) in own.iter().zip(spans.iter_mut()) {
+        if let Some(StatValue::Bytes(n)) = stat.value {
+            let start = text.len();
+            let _ = write!(text, "<{n} bytes>");
+            *span = (start, text.len());
+        }
+    }
+    let text: &str = text;
+    let mut args: Vec<Arg<'_>> = reuse_args(std::mem::take(args_buf));
+    for (idx, stat) in own.iter().enumerate() {
+        let Some(value) = stat.value else { continue };
+        let key = tables.stat_name(stat.metadata_id);
+        let value = match value {
+            StatValue::Double(v) => ArgValue::Float(v),
+            StatValue::Uint(v) => ArgValue::Uint(v),
+            StatValue::Int(v) => ArgValue::Int(v),
+            StatValue::Str(s) => ArgValue::Str(s),
+            StatValue::Bytes(_) => {
+                let (start, end) = spans[idx];
+                ArgValue::Raw(&text[start..end])
+            }
+            StatValue::Ref(id) => ArgValue::Str(tables.stat_name(id as i64)),
+        };
+        args.push(Arg { key, value });
+    }
+    if let Some(n) = occurrences {
+        args.push(Arg {
+            key: "num_occurrences",
+            value: ArgValue::Int(n),
+        });
+    }
+    let mut event = plain;
+    event.args = &args;
+    out.push_split(&event, shared);
+    *args_buf = reuse_args(args);
 }
 
 /// The args an event gets besides its stats.

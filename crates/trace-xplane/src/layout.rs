@@ -85,6 +85,28 @@ impl<'a> Layout<'a> {
         Ok(layout)
     }
 
+    /// The same layout with the events of the lines `keep` accepts only;
+    /// every plane's metadata events stay. The origin stays that of the
+    /// whole stream.
+    pub(crate) fn only_lines(mut self, keep: &dyn Fn(&crate::LineInfo<'_>) -> bool) -> Layout<'a> {
+        let planes = &self.planes;
+        self.segments.retain(|it| match *it {
+            Segment::Header { .. } => true,
+            Segment::Events {
+                plane,
+                line_id,
+                shown_name,
+                ..
+            } => keep(&crate::LineInfo {
+                pid: planes[plane].pid,
+                plane: planes[plane].index.name,
+                tid: line_id as u64,
+                line: shown_name,
+            }),
+        });
+        self
+    }
+
     /// The start of the stream.
     pub(crate) fn start(&self) -> Cut {
         Cut { segment: 0, at: 0 }
@@ -173,7 +195,7 @@ impl<'a> Layout<'a> {
                     if tables.as_ref().is_none_or(|(it, _)| *it != plane) {
                         tables = Some((
                             plane,
-                            events::decode_tables(space, &self.planes[plane].index)?,
+                            events::decode_tables(space, &self.planes[plane].index, plane)?,
                         ));
                     }
                     let (_, tables) = tables.as_ref().expect("decoded above");

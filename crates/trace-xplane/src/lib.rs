@@ -76,12 +76,14 @@ mod layout;
 pub mod generated;
 mod plane_stats;
 mod space;
+mod tile;
 mod wire;
 
 use trace_model::{EventSink, ReadSummary};
 
 pub use error::Error;
 pub use plane_stats::{PlaneStatValue, PlaneStats, plane_stats};
+pub use tile::{TileError, tile};
 
 use events::Output;
 use layout::Layout;
@@ -169,6 +171,36 @@ pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error
     })
 }
 
+/// A streamed line, as [`read_lines`] asks about it: the pid and tid its
+/// events get and the names of its plane and of itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineInfo<'a> {
+    pub pid: u64,
+    pub plane: &'a str,
+    pub tid: u64,
+    pub line: &'a str,
+}
+
+/// [`read`] restricted to the lines `keep` accepts: every streamed plane's
+/// `process_name` and `thread_name` events, then the events of those
+/// lines, with the same origin as `read`; the other lines' events are not
+/// decoded. A sink that needs what some lines say before it sees others
+/// (the device view's idle gaps before the host's events), or that wants
+/// a few lines again, reads them this way instead of keeping events.
+pub fn read_lines(
+    bytes: &[u8],
+    keep: &dyn Fn(&LineInfo<'_>) -> bool,
+    sink: &mut dyn EventSink,
+) -> Result<ReadSummary, Error> {
+    let space = space::index_space(bytes)?;
+    let layout = Layout::of(&space, Selection::of(&space)?)?.only_lines(keep);
+    let n_events = emit_part(&layout, &space, layout.start(), layout.end(), sink)?;
+    Ok(ReadSummary {
+        n_events,
+        origin_ps: layout.origin_ps,
+    })
+}
+
 /// Pushes the events between two cuts into `sink` and counts them.
 fn emit_part<S: EventSink + ?Sized>(
     layout: &Layout<'_>,
@@ -177,10 +209,12 @@ fn emit_part<S: EventSink + ?Sized>(
     to: layout::Cut,
     sink: &mut S,
 ) -> Result<u64, Error> {
+    let split = sink.takes_split_args();
     let mut out = Output {
         sink,
         origin_ps: layout.origin_ps,
         n_events: 0,
+        split,
     };
     // Event names borrow from the file (or are constants), except the step
     // names the reader formats itself, which it pushes outside this window.

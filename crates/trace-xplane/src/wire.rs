@@ -129,6 +129,69 @@ impl<'a> Cursor<'a> {
         Some(values)
     }
 
+    /// The common shape of an `XEvent` with stats: [`Cursor::plain_event`]'s
+    /// fields, then stats (field 4) of a one-byte length, each a metadata
+    /// id (field 1) and one numeric value: `double` (2), `uint64` (3),
+    /// `int64` (4) or `ref_value` (7), every varint on the fast path. Gives
+    /// `[metadata_id, offset_ps, duration_ps]` and calls `stat` with each
+    /// stat's (metadata id, value field, value bits) in order; `None` for
+    /// anything else, after which the caller forgets the stats it was given
+    /// and decodes the event field by field.
+    #[inline]
+    pub(crate) fn event_with_stats(
+        &self,
+        range: (usize, usize),
+        mut stat: impl FnMut(u64, u8, u64),
+    ) -> Option<[u64; 3]> {
+        let buf = self.buf;
+        let mut values = [0u64; 3];
+        let mut pos = range.0;
+        for (slot, tag) in [0x08, 0x10, 0x18].into_iter().enumerate() {
+            if pos < range.1 && buf[pos] == tag {
+                let (value, len) = short_varint(buf, pos + 1)?;
+                pos += 1 + len;
+                values[slot] = value;
+            }
+        }
+        while pos < range.1 {
+            // A stat: tag 0x22 (field 4, length-delimited), a one-byte
+            // length, then `[0x08 id][value]`.
+            let &[tag, len] = buf.get(pos..pos + 2)? else {
+                return None;
+            };
+            if tag != 0x22 || len >= 0x80 {
+                return None;
+            }
+            let end = pos + 2 + usize::from(len);
+            if end > range.1 || *buf.get(pos + 2)? != 0x08 {
+                return None;
+            }
+            let (id, len) = short_varint(buf, pos + 3)?;
+            let mut at = pos + 3 + len;
+            let value_tag = *buf.get(at)?;
+            at += 1;
+            let (field, bits) = match value_tag {
+                0x11 => {
+                    let bytes: [u8; 8] = buf.get(at..at + 8)?.try_into().ok()?;
+                    at += 8;
+                    (2, u64::from_le_bytes(bytes))
+                }
+                0x18 | 0x20 | 0x38 => {
+                    let (value, len) = short_varint(buf, at)?;
+                    at += len;
+                    (value_tag >> 3, value)
+                }
+                _ => return None,
+            };
+            if at != end {
+                return None;
+            }
+            stat(id, field, bits);
+            pos = end;
+        }
+        (pos == range.1).then_some(values)
+    }
+
     /// The next field when it is a length-delimited field with the one-byte
     /// tag `tag` and a one-byte length that fits the message: its payload
     /// range, the cursor moved past it. `None` (the cursor unmoved) for
@@ -349,6 +412,10 @@ impl<'a> Cursor<'a> {
 #[inline(always)]
 fn short_varint(buf: &[u8], pos: usize) -> Option<(u64, usize)> {
     let word = u64::from_le_bytes(buf.get(pos..pos + 8)?.try_into().ok()?);
+    // One byte (ids, small counts): no groups to close up.
+    if word & 0x80 == 0 {
+        return Some((word & 0x7f, 1));
+    }
     // The high bit of each byte that ends the varint, the lowest first.
     let stops = !word & 0x8080_8080_8080_8080;
     if stops == 0 {
@@ -420,7 +487,91 @@ mod tests {
         Some(values)
     }
 
+    /// What the general field loop makes of an event with stats: its
+    /// `[metadata_id, offset_ps, duration_ps]` and, per stat, (metadata id,
+    /// value field, value bits); `None` when it holds anything the fast
+    /// path does not take or does not decode.
+    #[allow(clippy::type_complexity)]
+    fn fields_of_event_with_stats(
+        buf: &[u8],
+        range: (usize, usize),
+    ) -> Option<([u64; 3], Vec<(u64, u8, u64)>)> {
+        let mut cursor = Cursor::new(buf, "test").nested(range, "XEvent");
+        let mut values = [0; 3];
+        let mut stats = Vec::new();
+        while let Some(field) = cursor.next_field().ok()? {
+            match (field.number, field.value) {
+                (1..=3, Value::Varint(v)) => values[field.number as usize - 1] = v,
+                (4, Value::Len(start, end)) => {
+                    let mut stat = cursor.nested((start, end), "XStat");
+                    let (mut id, mut value) = (0, None);
+                    while let Some(field) = stat.next_field().ok()? {
+                        match (field.number, field.value) {
+                            (1, Value::Varint(v)) => id = v,
+                            (2, Value::Fixed64(v)) => value = Some((2, v)),
+                            (3 | 4 | 7, Value::Varint(v)) => value = Some((field.number as u8, v)),
+                            _ => return None,
+                        }
+                    }
+                    stats.push((id, value?.0, value?.1));
+                }
+                _ => return None,
+            }
+        }
+        Some((values, stats))
+    }
+
     proptest::proptest! {
+        #[test]
+        fn events_with_stats_decode_like_the_field_loop(
+            head in proptest::collection::vec((1u8..4, proptest::num::u64::ANY, 0u32..64), 0..4),
+            stats in proptest::collection::vec(
+                (0u64..300, 0u8..9, proptest::num::u64::ANY, 0u32..64, proptest::bool::ANY),
+                0..4,
+            ),
+            cut in 0usize..3,
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..12),
+        ) {
+            let mut buf = Vec::new();
+            for (number, value, shift) in head {
+                buf.push(number << 3);
+                buf.extend(encode(value >> shift));
+            }
+            for (id, field, value, shift, with_id) in stats {
+                let mut stat = Vec::new();
+                if with_id {
+                    stat.push(0x08);
+                    stat.extend(encode(id));
+                }
+                match field {
+                    // A double, and a string the fast path leaves alone.
+                    2 => {
+                        stat.push(0x11);
+                        stat.extend(value.to_le_bytes());
+                    }
+                    5 => {
+                        stat.extend([0x2a, 1, b'x']);
+                    }
+                    _ => {
+                        stat.push(field << 3);
+                        stat.extend(encode(value >> shift));
+                    }
+                }
+                buf.push(0x22);
+                buf.extend(encode(stat.len() as u64));
+                buf.extend(stat);
+            }
+            let end = buf.len().saturating_sub(cut);
+            buf.extend(tail);
+            let mut got_stats = Vec::new();
+            let got = Cursor::new(&buf, "test").event_with_stats((0, end), |id, field, bits| {
+                got_stats.push((id, field, bits));
+            });
+            if let Some(values) = got {
+                proptest::prop_assert_eq!(Some((values, got_stats)), fields_of_event_with_stats(&buf, (0, end)));
+            }
+        }
+
         #[test]
         fn plain_events_decode_like_the_field_loop(
             fields in proptest::collection::vec((0u8..5, proptest::num::u64::ANY, 0u32..64), 0..6),

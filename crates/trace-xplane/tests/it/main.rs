@@ -8,6 +8,7 @@ mod codegen;
 mod props;
 mod read;
 mod real;
+mod tile;
 
 use std::fmt::Write as _;
 
