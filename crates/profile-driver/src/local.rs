@@ -161,6 +161,21 @@ impl LocalServer {
         })
     }
 
+    /// Where the server answers: `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        self.client.base_url()
+    }
+
+    /// The server's process group, polled to notice that it died.
+    pub fn liveness(&self) -> &dyn Liveness {
+        &self.server
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> &Path {
+        self.server.log_path()
+    }
+
     /// A host that runs one session on this server.
     pub fn running(&self) -> Running<'_> {
         Running {
