@@ -135,14 +135,19 @@ async fn stop_takes_down_the_whole_group() {
 }
 
 /// A group paused with SIGSTOP (Ctrl-Z, or a test pausing an idle server)
-/// still ends on SIGTERM, within the grace period.
+/// still ends on SIGTERM, within the grace period. The leader handles
+/// SIGTERM, as Python does: a stopped process acts on a handled signal only
+/// once continued (an unhandled one kills it at once).
 #[tokio::test]
 async fn a_stopped_group_ends_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let server = spawn(
         dir.path(),
         "sh",
-        &["-c", "sleep 300 & echo $! > child.pid; wait"],
+        &[
+            "-c",
+            "trap 'exit 0' TERM; sleep 300 & echo $! > child.pid; wait",
+        ],
     );
     let child: u32 = wait_for_file(&dir.path().join("child.pid"))
         .await
