@@ -217,6 +217,7 @@ impl LocalServer {
                         self.env.flavor.jax_requirement(device)
                     ),
                     format!("{} &", self.launch_line),
+                    self.ready_wait(),
                 ],
                 workflow: Vec::new(),
                 download: Vec::new(),
@@ -225,6 +226,20 @@ impl LocalServer {
             base_url: format!("http://127.0.0.1:{}", self.port),
             ..HostFacts::default()
         }
+    }
+
+    /// The Setup line that waits until the server started above serves (as
+    /// the session waited), so that the Profiling Workflow can follow it;
+    /// it gives up when the server has exited.
+    fn ready_wait(&self) -> String {
+        let auth = match self.client.config().api_key {
+            Some(_) => " -H \"Authorization: Bearer $SGLPROF_API_KEY\"",
+            None => "",
+        };
+        format!(
+            "until curl -sf{auth} {}/health_generate >/dev/null; do kill -0 %1 2>/dev/null || break; sleep 2; done",
+            self.base_url()
+        )
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after the grace period).

@@ -352,7 +352,9 @@ pub const LATENCIES_SCHEMA: &str = "sglprof.latencies/1";
 /// Waits (at most `limit`, and at least the one second a first reading
 /// takes) for other processes to calm down, says so when they do not, and
 /// takes the snapshot that opens the profiled window.
-async fn quiet_then_snapshot(limit: Duration) -> Option<(
+async fn quiet_then_snapshot(
+    limit: Duration,
+) -> Option<(
     Duration,
     bool,
     Option<machine::MachineWindow>,
