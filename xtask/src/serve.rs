@@ -73,14 +73,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let watch_stdin = stdin_can_close();
-    crate::util::runtime()?.block_on(async move {
+    let runtime = crate::util::runtime()?;
+    let res = runtime.block_on(async move {
         let mut signals = tpu_cloud::lease::Signals::install().context("cannot handle signals")?;
+        // From the start: a caller that goes while the server starts takes
+        // it along too.
+        let mut closed = tokio::task::spawn_blocking(move || {
+            if watch_stdin {
+                read_until_eof();
+            } else {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
         let log = dir.join("server.log");
         let server = tokio::select! {
             server = LocalServer::start(&plan, device, &log, &dir, &Lines) => server?,
             signal = signals.recv() => {
                 sglang_server::kill_all_supervised();
                 bail!("interrupted by {signal} while the server started; it was killed");
+            }
+            _ = &mut closed => {
+                sglang_server::kill_all_supervised();
+                eprintln!("[serve] standard input closed while the server started; it was killed");
+                return Ok(());
             }
         };
         eprintln!("[serve] log {}", server.log_path().display());
@@ -96,13 +113,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", server.base_url());
         use std::io::Write as _;
         std::io::stdout().flush().context("cannot write the URL")?;
-        let closed = async {
-            if watch_stdin {
-                let _ = tokio::task::spawn_blocking(read_until_eof).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
         let died = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -112,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let why = tokio::select! {
-            () = closed => "standard input closed".to_owned(),
+            _ = closed => "standard input closed".to_owned(),
             signal = signals.recv() => signal.to_owned(),
             err = died => {
                 let err = anyhow::Error::from(err);
@@ -123,7 +133,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("[serve] {why}: stopping the server");
         server.stop(&Lines).await;
         Ok(())
-    })
+    });
+    // The reader of standard input may still block; nothing waits for it.
+    runtime.shutdown_background();
+    res
 }
 
 /// Whether standard input is something that closes: a pipe, a socket or a

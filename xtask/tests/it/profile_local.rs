@@ -855,3 +855,61 @@ fn a_config_file_gives_flags_and_the_command_line_wins() {
         )
     );
 }
+
+/// `cargo xtask serve` prints the URL of a server that answers, and when
+/// its standard input closes (what happens when the process holding the
+/// pipe ends, however it ends) it stops the server: nothing of it is left.
+#[test]
+fn serve_stops_its_server_when_its_caller_goes() {
+    use std::io::BufRead;
+
+    let _slot = real_server();
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = xtask()
+        .arg("serve")
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = serve.stdin.take().unwrap();
+    let mut url = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url:?}");
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let launcher = processes_with(&format!("--port {port}"))
+        .iter()
+        .find(|it| it.contains("sgl_jax.launch_server"))
+        .and_then(|it| it.split(':').next()?.parse::<i32>().ok())
+        .expect("the server's launcher");
+    assert!(
+        group_size(launcher) >= 3,
+        "launcher, scheduler, detokenizer"
+    );
+
+    drop(stdin);
+    let exited = eventually(Duration::from_secs(60), || {
+        serve.try_wait().unwrap().is_some()
+    });
+    assert!(exited, "serve did not end when its standard input closed");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(serve.wait().unwrap().success(), "{stderr}");
+    assert!(
+        stderr.contains("[serve] standard input closed: stopping the server"),
+        "{stderr}"
+    );
+    let gone = eventually(Duration::from_secs(5), || group_size(launcher) == 0);
+    assert!(
+        gone,
+        "{} processes of the server left",
+        group_size(launcher)
+    );
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains(sglang_server::READY_LOG_LINE), "{log}");
+}
