@@ -1,5 +1,6 @@
 //! What `cargo xtask bench` measures on: the captured trace pair and the
 //! xprof-rs binary, each set up once in the sglprof cache.
+#![allow(clippy::disallowed_methods)] // The benchmark runs the commands it measures.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

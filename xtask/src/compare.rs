@@ -4,7 +4,7 @@
 //!
 //! This module finds and reads the traces, gathers the session numbers from
 //! `summary.json` and the run metadata, fetches `gs://` inputs verified, and
-//! writes `compare.md`, `compare.json` and `compare.svg`. The statistics and
+//! writes `compare.md`, `compare.json`, `compare.svg` and `compare.html`. The statistics and
 //! the verdict rules are in the `profile-compare` crate. Exit codes: 0 no
 //! regression (including an inconclusive verdict, said on stderr), 1
 //! regression, 2 error.
@@ -108,7 +108,9 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
         .tempdir()
         .context("cannot create a scratch folder")?;
     let candidate_dir = fetch_input(&candidate_input, &scratch.path().join("candidate"), &args)?;
-    let candidate = load(&candidate_dir, &candidate_input)?;
+    // Every local file read, so that no output replaces one.
+    let mut read = Vec::new();
+    let candidate = load(&candidate_dir, &candidate_input, &mut read)?;
     let settings = Settings {
         threshold: args.threshold,
         ..Settings::default()
@@ -128,16 +130,18 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
                 )
             }
         };
-        let baseline = load(&baseline_dir, &baseline_label)?;
+        let baseline = load(&baseline_dir, &baseline_label, &mut read)?;
         profile_compare::compare(&baseline, &candidate, &settings)
     };
 
     let out = match &args.out {
         Some(out) => out.clone(),
-        None if Path::new(&candidate_input).is_dir() => PathBuf::from(&candidate_input),
+        None if Path::new(&candidate_input).is_dir() => {
+            profile_report::outputs::default_dir(Path::new(&candidate_input))
+        }
         None => PathBuf::from("."),
     };
-    for path in write_outputs(&comparison, &out)? {
+    for path in write_outputs(&comparison, &out, &read)? {
         println!("wrote {}", path.display());
     }
     println!(
@@ -158,19 +162,33 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
     Ok(comparison.verdict)
 }
 
-/// Publishes compare.json, compare.svg (when there is a chart) and
-/// compare.md together, after everything has been computed.
-pub fn write_outputs(cmp: &Comparison, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Publishes compare.json, compare.svg (when there is a chart),
+/// compare.html and compare.md as one output set, after everything has
+/// been computed; none of them replaces a file in `read`.
+pub fn write_outputs(
+    cmp: &Comparison,
+    out: &Path,
+    read: &[PathBuf],
+) -> anyhow::Result<Vec<PathBuf>> {
     let chart = profile_compare::render_chart(cmp);
     let markdown = profile_compare::render_markdown(cmp, chart.as_ref().map(|_| "compare.svg"));
+    let page = report_html::render_compare(cmp);
     let json = cmp.to_json();
-    let mut files: Vec<(&str, &[u8])> = vec![("compare.json", json.as_bytes())];
+    let mut set = profile_report::OutputSet::begin(profile_report::Destination {
+        dir: out,
+        inputs: read,
+        files_named: false,
+    })?;
+    set.add("compare.json", json.as_bytes())?;
     if let Some(svg) = &chart {
-        files.push(("compare.svg", svg.as_bytes()));
+        set.add("compare.svg", svg.as_bytes())?;
     }
-    files.push(("compare.md", markdown.as_bytes()));
-    profile_report::publish(out, &files)?;
-    Ok(files.iter().map(|(name, _)| out.join(name)).collect())
+    set.add("compare.html", page.as_bytes())?;
+    // compare.md last: the file a person opens is never older than the rest.
+    set.add("compare.md", markdown.as_bytes())?;
+    // A comparison without a chart leaves no older chart behind.
+    let stale = |name: &str| chart.is_none() && name == "compare.svg";
+    Ok(set.publish(&stale)?)
 }
 
 /// A local path as it is; a `gs://` run downloaded (verified) into `dest`.
@@ -308,7 +326,10 @@ fn fetch_history(
             Ok(dirs)
         }
     })?;
-    dirs.iter().map(|(dir, url)| load(dir, url)).collect()
+    let mut read = Vec::new();
+    dirs.iter()
+        .map(|(dir, url)| load(dir, url, &mut read))
+        .collect()
 }
 
 fn run_metadata(dir: &Path) -> anyhow::Result<Option<serde_json::Value>> {
@@ -327,14 +348,19 @@ fn read_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
 
 /// Reads one side: the latest profiler run's first host, its JSON trace
 /// unless that hit JAX's event cap and an `xplane.pb` exists; plus the
-/// session numbers of `summary.json` and the run metadata.
-pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
+/// session numbers of `summary.json` and the run metadata. Every file it
+/// reads is added to `read`.
+pub fn load(dir: &Path, label: &str, read: &mut Vec<PathBuf>) -> anyhow::Result<Profile> {
     if !dir.exists() {
         bail!("{}: no such file or folder", dir.display());
     }
     let files = if dir.is_file() {
         vec![dir.to_path_buf()]
     } else {
+        // A report set that a crash left half-published is completed
+        // before its summary.json is read.
+        profile_report::settle(dir)
+            .with_context(|| format!("cannot complete the outputs in {}", dir.display()))?;
         list_files(dir)?
     };
     let runs = locate(&files);
@@ -362,21 +388,35 @@ pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
     }
     let (ops, analysis) = match (&host.trace_json, &host.xplane) {
         (Some(json), xplane) => {
+            read.push(json.clone());
             let (ops, analysis) = read_json_trace(json)?;
             match xplane {
                 Some(xplane) if analysis.phase_count(Phase::Complete) == JSON_EVENT_CAP => {
+                    read.push(xplane.clone());
                     read_xplane(xplane)?
                 }
                 _ => (ops, analysis),
             }
         }
-        (None, Some(xplane)) => read_xplane(xplane)?,
+        (None, Some(xplane)) => {
+            read.push(xplane.clone());
+            read_xplane(xplane)?
+        }
         (None, None) => unreachable!("locate returns hosts with a file"),
     };
+    let host_name = host.host.clone();
 
     let mut session = BTreeMap::new();
     let mut missing = Vec::new();
     let folder = if dir.is_file() { None } else { Some(dir) };
+    if let Some(dir) = folder {
+        read.extend(
+            ["summary.json", "inputs/run_metadata.json"]
+                .into_iter()
+                .chain(["inputs/machine.json", "inputs/latencies.json"])
+                .map(|name| dir.join(name)),
+        );
+    }
     let summary = match folder {
         Some(dir) => read_json(&dir.join("summary.json"))?,
         None => None,
@@ -414,7 +454,11 @@ pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
     let latencies = input("latencies.json")?
         .as_ref()
         .and_then(profile_compare::Latencies::from_json);
+    let hardware = meta
+        .as_ref()
+        .and_then(|m| m.get("hardware")?.as_str().map(str::to_owned));
     Ok(Profile {
+        host: Some(host_label(&host_name, hardware.as_deref())),
         source: label.to_owned(),
         ops,
         traced_ps: analysis.traced_time_ps(),
@@ -425,14 +469,30 @@ pub fn load(dir: &Path, label: &str) -> anyhow::Result<Profile> {
     })
 }
 
+/// The machine a side ran on, as far as two sessions can be told apart:
+/// the JAX host name (a TPU VM's generated name, `t1v-n-<id>-w-<i>`, stands
+/// for its worker index, since every VM gets a new one) and the hardware of
+/// the run metadata.
+fn host_label(host: &str, hardware: Option<&str>) -> String {
+    let tpu_worker = host.strip_prefix("t1v-n-").and_then(|rest| {
+        let (id, worker) = rest.split_once("-w-")?;
+        (id.bytes().all(|b| b.is_ascii_hexdigit()) && worker.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| format!("TPU VM worker {worker}"))
+    });
+    let host = tpu_worker.unwrap_or_else(|| host.to_owned());
+    match hardware {
+        Some(hardware) => format!("{host} ({hardware})"),
+        None => host,
+    }
+}
+
 fn read_json_trace(
     path: &Path,
 ) -> anyhow::Result<(Vec<profile_compare::OpSamples>, trace_analysis::Analysis)> {
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut sink = Collector::new(Analyzer::new());
-    trace_chrome::read(&mut file, &mut sink)
-        .map_err(|err| format_err!("{}: {err}", path.display()))?;
+    trace_chrome::read(&mut file, &mut sink).with_context(|| path.display().to_string())?;
     Ok(sink.finish())
 }
 
@@ -441,7 +501,6 @@ fn read_xplane(
 ) -> anyhow::Result<(Vec<profile_compare::OpSamples>, trace_analysis::Analysis)> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut sink = Collector::new(Analyzer::new());
-    trace_xplane::read(&bytes, &mut sink)
-        .map_err(|err| format_err!("{}: {err}", path.display()))?;
+    trace_xplane::read(&bytes, &mut sink).with_context(|| path.display().to_string())?;
     Ok(sink.finish())
 }

@@ -13,11 +13,19 @@
 //! ```
 //!
 //! The file's flags go in front of the command line's, so a flag given on
-//! the command line wins. This module only rewrites the argument list
-//! before clap parses it; clap checks the values exactly as it checks typed
-//! flags, and the plan is built from the parsed flags as always.
+//! the command line wins: a value given twice takes the command line's, a
+//! file's flag that conflicts with one on the command line is dropped
+//! (`tpu = true` in the file, `--local` on the command line), and
+//! `--no-<switch>` turns off a switch the file (or an earlier word) set
+//! (`--no-tpu`, `--no-py-spy`). This module only rewrites the argument list
+//! before clap parses it. Each value of the file is checked by the flag's
+//! own parser first, so that a bad one is refused in one line that names
+//! the file; clap then checks the merged list as it checks typed flags,
+//! and the plan is built from the parsed flags as always. A file larger
+//! than [`MAX_BYTES`] is refused before it is read.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -25,27 +33,117 @@ use anyhow::{Context, bail};
 /// The subcommand that takes `--config`.
 const SUBCOMMAND: &str = "profile";
 
+/// The largest config file read: a session's flags take a few hundred
+/// bytes.
+pub const MAX_BYTES: u64 = 1 << 20;
+
 /// `argv` with the flags of the `--config` file of `profile` spliced in
-/// right after the subcommand; unchanged without `--config`.
+/// right after the subcommand and every `--no-<switch>` applied; unchanged
+/// for other subcommands.
 pub fn expand(argv: Vec<OsString>, cli: &clap::Command) -> anyhow::Result<Vec<OsString>> {
     // The subcommand is the first word: a later `profile` may be a value.
     let sub_at = 1;
     if argv.get(sub_at).is_none_or(|a| a != SUBCOMMAND) {
         return Ok(argv);
     }
-    let Some(path) = config_path(&argv[sub_at + 1..]) else {
-        return Ok(argv);
-    };
-    let profile = cli
+    let mut profile = cli
         .find_subcommand(SUBCOMMAND)
-        .expect("the profile subcommand exists");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    let flags = flags_of(&text, profile).with_context(|| format!("{}", path.display()))?;
+        .expect("the profile subcommand exists")
+        .clone();
+    profile.build();
+    let given = &argv[sub_at + 1..];
     let mut res = argv[..=sub_at].to_vec();
-    res.extend(flags.into_iter().map(OsString::from));
-    res.extend(argv[sub_at + 1..].iter().cloned());
-    Ok(res)
+    if let Some(path) = config_path(given) {
+        let text = read_config(&path)?;
+        let flags = flags_of(&text, &profile).with_context(|| format!("{}", path.display()))?;
+        res.extend(
+            flags
+                .into_iter()
+                .filter(|flag| !conflicts_with_given(&profile, flag, given))
+                .map(|flag| OsString::from(flag.word)),
+        );
+    }
+    res.extend(given.iter().cloned());
+    Ok(apply_negations(res, sub_at + 1, &profile))
+}
+
+/// The file's text, refused without reading more than [`MAX_BYTES`].
+fn read_config(path: &Path) -> anyhow::Result<String> {
+    let context = || format!("cannot read the config file {}", path.display());
+    let file = std::fs::File::open(path).with_context(context)?;
+    let size = file.metadata().with_context(context)?.len();
+    let too_large = || {
+        anyhow::anyhow!(
+            "{}: larger than {MAX_BYTES} bytes, which no config file needs",
+            path.display()
+        )
+    };
+    if size > MAX_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(context)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
+}
+
+/// Whether a flag of the file conflicts with a flag given on the command
+/// line (either declares the conflict), so that the command line's wins.
+fn conflicts_with_given(command: &clap::Command, flag: &FileFlag, given: &[OsString]) -> bool {
+    let Some(arg) = find_long(command, &flag.key) else {
+        return false;
+    };
+    let given_args: Vec<&clap::Arg> = given
+        .iter()
+        .filter_map(|word| word.to_str()?.strip_prefix("--"))
+        .filter_map(|word| find_long(command, word.split('=').next().unwrap_or(word)))
+        .collect();
+    given_args.iter().any(|other| {
+        command
+            .get_arg_conflicts_with(arg)
+            .iter()
+            .any(|it| it.get_id() == other.get_id())
+            || command
+                .get_arg_conflicts_with(other)
+                .iter()
+                .any(|it| it.get_id() == arg.get_id())
+    })
+}
+
+fn find_long<'a>(command: &'a clap::Command, long: &str) -> Option<&'a clap::Arg> {
+    command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+}
+
+/// `argv` where each `--no-<switch>` (from `from` on) removes every
+/// earlier `--<switch>` and is itself removed; `--no-<word>` for a word
+/// that is not a switch of `command` stays for clap to refuse.
+fn apply_negations(argv: Vec<OsString>, from: usize, command: &clap::Command) -> Vec<OsString> {
+    let mut res: Vec<OsString> = Vec::with_capacity(argv.len());
+    for (i, word) in argv.into_iter().enumerate() {
+        let negated = word
+            .to_str()
+            .and_then(|it| it.strip_prefix("--no-"))
+            .filter(|_| i >= from)
+            .and_then(|name| find_long(command, name))
+            .filter(|arg| !arg.get_action().takes_values())
+            .and_then(|arg| arg.get_long())
+            .map(|long| format!("--{long}"));
+        if res.iter().any(|it| it == "--") {
+            res.push(word);
+            continue;
+        }
+        match negated {
+            Some(flag) => res.retain(|it| it.to_str() != Some(flag.as_str())),
+            None => res.push(word),
+        }
+    }
+    res
 }
 
 /// The value of `--config` among the subcommand's arguments.
@@ -78,9 +176,18 @@ fn refused(key: &str) -> Option<&'static str> {
     }
 }
 
+/// One word a config file adds to the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileFlag {
+    /// The key: the flag's long name.
+    key: String,
+    /// `--key` or `--key=value`.
+    word: String,
+}
+
 /// The command-line words for the keys of a config file, checked against
-/// the flags `command` has.
-fn flags_of(text: &str, command: &clap::Command) -> anyhow::Result<Vec<String>> {
+/// the flags `command` has, each value by the flag's own parser.
+fn flags_of(text: &str, command: &clap::Command) -> anyhow::Result<Vec<FileFlag>> {
     let table: toml::Table = text.parse().map_err(|err: toml::de::Error| {
         let message = err.message().trim_end_matches('\n');
         match err.span().map(|span| line_of(text, span.start)) {
@@ -103,7 +210,10 @@ fn flags_of(text: &str, command: &clap::Command) -> anyhow::Result<Vec<String>> 
         let action = arg.get_action();
         if !action.takes_values() {
             match value {
-                toml::Value::Boolean(true) => res.push(flag),
+                toml::Value::Boolean(true) => res.push(FileFlag {
+                    key: key.clone(),
+                    word: flag,
+                }),
                 toml::Value::Boolean(false) => {}
                 _ => bail!("`{key}` is a switch: write `{key} = true` or leave it out"),
             }
@@ -128,11 +238,60 @@ fn flags_of(text: &str, command: &clap::Command) -> anyhow::Result<Vec<String>> 
                     bail!("`{key}`: write a string or a number")
                 }
             };
+            check_value(arg, key, &word)?;
             // `--flag=value` keeps a value that starts with a dash a value.
-            res.push(format!("{flag}={word}"));
+            res.push(FileFlag {
+                key: key.clone(),
+                word: format!("{flag}={word}"),
+            });
+        }
+    }
+    for (i, a) in res.iter().enumerate() {
+        for b in &res[..i] {
+            let conflict = |x: &FileFlag, y: &FileFlag| {
+                find_long(command, &x.key).is_some_and(|x| {
+                    command
+                        .get_arg_conflicts_with(x)
+                        .iter()
+                        .any(|it| it.get_long() == Some(y.key.as_str()))
+                })
+            };
+            if conflict(a, b) || conflict(b, a) {
+                bail!("`{}` and `{}` cannot be used together", b.key, a.key);
+            }
         }
     }
     Ok(res)
+}
+
+/// Checks `value` with the parser of `arg` (numbers, choices, ranges), as
+/// clap will: a bad value is refused here, in one line, with its key.
+fn check_value(arg: &clap::Arg, key: &str, value: &str) -> anyhow::Result<()> {
+    // A lone copy of the flag's parser (the flag itself names others, in
+    // its conflicts and requirements), under a fixed name.
+    let mut probe = clap::Arg::new("value")
+        .long("value")
+        .value_parser(arg.get_value_parser().clone())
+        .allow_hyphen_values(true);
+    if let Some(names) = arg.get_value_names() {
+        probe = probe.value_names(names.iter().cloned());
+    }
+    let res = clap::Command::new("config")
+        .color(clap::ColorChoice::Never)
+        .arg(probe)
+        .try_get_matches_from([OsString::from("config"), format!("--value={value}").into()]);
+    match res {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            bail!(
+                "`{key}`: {}",
+                first.replacen("'--value", &format!("'--{key}"), 1)
+            )
+        }
+    }
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -155,8 +314,22 @@ mod tests {
                     .long("tpu")
                     .action(clap::ArgAction::SetTrue),
             )
-            .arg(clap::Arg::new("requests").long("requests"))
-            .arg(clap::Arg::new("usd").long("usd-per-hour"))
+            .arg(
+                clap::Arg::new("local")
+                    .long("local")
+                    .action(clap::ArgAction::SetTrue)
+                    .conflicts_with("tpu"),
+            )
+            .arg(
+                clap::Arg::new("requests")
+                    .long("requests")
+                    .value_parser(clap::value_parser!(usize)),
+            )
+            .arg(
+                clap::Arg::new("usd")
+                    .long("usd-per-hour")
+                    .value_parser(clap::value_parser!(f64)),
+            )
             .arg(
                 clap::Arg::new("gcloud_flags")
                     .long("gcloud-flag")
@@ -166,7 +339,9 @@ mod tests {
     }
 
     fn words(text: &str) -> Result<Vec<String>, String> {
-        flags_of(text, &command()).map_err(|err| format!("{err:#}"))
+        flags_of(text, &command())
+            .map(|flags| flags.into_iter().map(|it| it.word).collect())
+            .map_err(|err| format!("{err:#}"))
     }
 
     #[test]
@@ -214,6 +389,18 @@ mod tests {
                 "`requests`: write a string or a number",
             ),
             ("tpu = true\nrequests = \n", "line 2: "),
+            (
+                "requests = 1.5",
+                "`requests`: invalid value '1.5' for '--requests <value>': invalid digit found in string",
+            ),
+            (
+                "requests = -3",
+                "`requests`: invalid value '-3' for '--requests <value>'",
+            ),
+            (
+                "tpu = true\nlocal = true",
+                "`tpu` and `local` cannot be used together",
+            ),
         ];
         for (text, expect) in cases {
             let err = words(text).unwrap_err();
@@ -246,6 +433,52 @@ mod tests {
         let err = format!("{:#}", expand(missing.into(), &cli).unwrap_err());
         assert!(
             err.starts_with("cannot read the config file /nonexistent/s.toml: "),
+            "{err}"
+        );
+    }
+
+    fn expanded(file: &str, args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, file).unwrap();
+        let cli = clap::Command::new("xtask")
+            .subcommand(command().arg(clap::Arg::new("config").long("config")));
+        let argv: Vec<OsString> = ["xtask", "profile", "--config", path.to_str().unwrap()]
+            .iter()
+            .chain(args)
+            .map(OsString::from)
+            .collect();
+        let got = expand(argv, &cli)?;
+        Ok(got[2..]
+            .iter()
+            .map(|it| it.to_string_lossy().into_owned())
+            .filter(|it| it != "--config" && !it.ends_with("s.toml"))
+            .collect())
+    }
+
+    #[test]
+    fn the_command_line_turns_off_a_switch_of_the_file() {
+        assert_eq!(expanded("tpu = true\n", &[]).unwrap(), ["--tpu"]);
+        assert_eq!(expanded("tpu = true\n", &["--no-tpu"]).unwrap(), [""; 0]);
+        // A flag that conflicts with the file's switch replaces it.
+        assert_eq!(expanded("tpu = true\n", &["--local"]).unwrap(), ["--local"]);
+        // Turned on again after --no-: the last word wins.
+        assert_eq!(
+            expanded("tpu = true\n", &["--no-tpu", "--tpu"]).unwrap(),
+            ["--tpu"]
+        );
+        // Not a switch: left for clap to refuse.
+        assert_eq!(expanded("", &["--no-requests"]).unwrap(), ["--no-requests"]);
+    }
+
+    #[test]
+    fn a_huge_file_is_refused_by_its_size() {
+        let text = "x = 1\n".repeat((MAX_BYTES as usize) / 6 + 1);
+        let err = format!("{:#}", expanded(&text, &[]).unwrap_err());
+        assert!(
+            err.ends_with(&format!(
+                "s.toml: larger than {MAX_BYTES} bytes, which no config file needs"
+            )),
             "{err}"
         );
     }

@@ -75,13 +75,8 @@ pub fn command(args: CommandArgs) -> anyhow::Result<()> {
             device,
         } => {
             let device = Device::from_name(&device).unwrap_or_default();
-            let sh = xshell::Shell::new()?;
-            let env = profile_driver::pyenv::ensure(
-                &sh,
-                &sglang_jax_version,
-                device,
-                &crate::util::Lines,
-            )?;
+            let env =
+                profile_driver::pyenv::ensure(&sglang_jax_version, device, &crate::util::Lines)?;
             eprintln!(
                 "[k8s] sglang-jax {} for the {} ready in {}",
                 env.flavor.version,

@@ -5,15 +5,13 @@
 //! function. See README.md for the commands and docs/ARCHITECTURE.md for how
 //! they compose the library crates.
 
-#![allow(clippy::disallowed_methods)]
-
 mod archive;
 mod artifacts;
 mod bench;
 mod compare;
 mod config;
-mod fuzz;
 mod k8s;
+mod load_flags;
 mod profile;
 mod report;
 mod serve;
@@ -61,13 +59,14 @@ pub(crate) enum Command {
     Trace(trace::Args),
     /// Kubernetes deployment assets and the image's environment.
     K8s(k8s::CommandArgs),
-    /// Mutation-fuzz every reader over the fixtures.
-    Fuzz(fuzz::Args),
+    /// Mutation-fuzz every reader over the fixtures (the `fuzz` binary of
+    /// this package; `cargo xtask fuzz --help` lists its flags).
+    #[command(disable_help_flag = true)]
+    Fuzz {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
-
-/// Counts each thread's live bytes, for `fuzz`'s memory bound.
-#[global_allocator]
-static ALLOC: trace_fuzz::CountingAlloc = trace_fuzz::CountingAlloc;
 
 fn main() -> std::process::ExitCode {
     let argv = match config::expand(std::env::args_os().collect(), &Cli::command()) {
@@ -90,7 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Compare(args) => return compare::main(args),
         Command::Trace(args) => trace::run(args),
         Command::K8s(args) => k8s::command(args),
-        Command::Fuzz(args) => fuzz::run(args),
+        Command::Fuzz { args } => util::run_fuzz(&args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -101,7 +100,7 @@ fn main() -> std::process::ExitCode {
 /// One line: the outermost context and every cause, joined, with any line
 /// break or terminal escape from a name shown escaped.
 fn fail(err: &anyhow::Error) -> std::process::ExitCode {
-    eprintln!("error: {}", trace_fuzz::one_line(&format!("{err:#}")));
+    eprintln!("error: {}", gcs_artifacts::printable(&format!("{err:#}")));
     std::process::ExitCode::FAILURE
 }
 

@@ -50,10 +50,12 @@ pub struct Args {
     /// The profiled endpoint.
     #[arg(long, value_parser = ["generate", "score"], default_value = "generate")]
     pub endpoint: String,
-    /// Profiled requests. For `score`, rounded up to whole rounds of the
-    /// three-request RFC-010 mix.
+    /// Profiled requests, the same as --num-prompts (an older name). For
+    /// `score`, rounded up to whole rounds of the three-request RFC-010 mix.
     #[arg(long, default_value_t = defaults::REQUESTS)]
     pub requests: usize,
+    /// Requests in flight in the closed loop (--request-rate inf), an older
+    /// form of --max-concurrency; only --max-concurrency caps a finite rate.
     #[arg(long, default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
     /// `max_new_tokens` of each /generate request.
@@ -125,6 +127,8 @@ pub struct Args {
     /// A file with one sweep axis per line.
     #[arg(long)]
     pub sweep_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: crate::load_flags::LoadFlags,
     #[command(flatten)]
     pub tpu: TpuProfileArgs,
     #[command(flatten)]
@@ -409,6 +413,7 @@ impl Args {
             sglang_jax_version: self.sglang_jax_version.clone(),
             model_path: self.model_path.clone(),
             py_spy: self.py_spy,
+            load: self.load.spec(),
             port: self.port,
             ready_timeout_s: self.ready_timeout,
             quiet_wait_s: self.quiet_wait,
@@ -419,6 +424,7 @@ impl Args {
             api_key: self.api_key.clone(),
         };
         plan.check()?;
+        plan.load.check()?;
         Ok(plan)
     }
 
@@ -489,6 +495,17 @@ impl TpuProfileArgs {
 /// flags are the same for every variant.
 const SWEEPABLE: &[&str] = &[
     "endpoint",
+    "dataset",
+    "num-prompts",
+    "seed",
+    "input-len",
+    "output-len",
+    "range-ratio",
+    "prefix-groups",
+    "prefix-len",
+    "request-rate",
+    "burstiness",
+    "max-concurrency",
     "requests",
     "concurrency",
     "max-new-tokens",
@@ -536,7 +553,9 @@ pub fn sweep_variants(plan: &Plan) -> anyhow::Result<Vec<Variant>> {
         if !known {
             bail!("--sweep {flag}: not a flag of `cargo xtask profile`");
         }
-        if !SWEEPABLE.contains(&flag) && !(per_server && SWEEPABLE_PER_SERVER.contains(&flag)) {
+        let may_vary =
+            SWEEPABLE.contains(&flag) || (per_server && SWEEPABLE_PER_SERVER.contains(&flag));
+        if !may_vary {
             let why = if SWEEPABLE_PER_SERVER.contains(&flag) {
                 "the variants share one server here; sweep it with --k8s, where each has its own"
             } else {
@@ -669,6 +688,13 @@ mod tests {
             }
             "gcloud-flag" => return vec!["--gcloud-flag=--tunnel-through-iap".into()],
             "prompt" => "why?",
+            "dataset" => "random",
+            "request-rate" => "4",
+            "percentiles" => "50,95",
+            "slo" => "ttft=100,e2e=900",
+            "save-dataset" => "/tmp/sglprof-walk.json",
+            "tokenizer" => "/tmp/sglprof-walk-tokenizer",
+            "range-ratio" | "burstiness" => "0.5",
             "model-path" => "models/tiny",
             "sglang-jax-version" => "0.0.2",
             "out" => "/tmp/sglprof-walk",

@@ -245,11 +245,13 @@ pub fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
             match lease::cleanup(client, &mut ledger, Deadlines::production().delete).await {
                 Ok(CleanupOutcome::Deleted) => {
                     let billed = ledger.state.billed(SystemTime::now()).unwrap_or_default();
-                    eprintln!("[cleanup] deleted; billed about {}", cost::human_duration(billed));
+                    let note = ledger.unsaved_note().map(|it| format!("; {it}")).unwrap_or_default();
+                    eprintln!("[cleanup] deleted; billed about {}{note}", cost::human_duration(billed));
                 }
                 Ok(CleanupOutcome::NothingToDo(phase)) => eprintln!("[cleanup] nothing to do ({phase:?})"),
                 Err(err) => {
-                    eprintln!("[cleanup] {}: {err}", ledger.state.run_id);
+                    let note = ledger.unsaved_note().map(|it| format!("; {it}")).unwrap_or_default();
+                    eprintln!("[cleanup] {}: {err}{note}", ledger.state.run_id);
                     failures += 1;
                 }
             }

@@ -5,10 +5,12 @@
 //!
 //! The input is mapped, not read, and events stream from the reader through
 //! `trace_export::Exporter` into a gzip or plain writer: memory does not
-//! grow with the session's length. Outputs are written under temporary
-//! names and renamed into place only once every chunk is complete.
+//! grow with the session's length. The chunks are one output set
+//! (`profile_report::outputs`): written under temporary names and published
+//! together once every chunk is complete, never over the input or a file
+//! sglprof did not write.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, format_err};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use profile_report::outputs::Temp;
+use profile_report::{Destination, OutputSet};
 use trace_export::{Exporter, Selection, Summary};
 use trace_model::{ArgValue, Event, EventSink, PS_PER_MS, Phase, Ps, TraceRun, locate};
 
@@ -96,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         selection.from = Some(selection.from.map_or(start, |it| it.max(start)));
         selection.to = Some(selection.to.map_or(end, |it| it.min(end)));
     }
-    let (written, summary) = export(&input, selection, &args.out)?;
+    let (written, summary) = export(&source, &input, selection, &args.out)?;
     for path in &written {
         println!("wrote {}", path.display());
     }
@@ -186,14 +190,12 @@ impl Input {
     fn read(&self, sink: &mut dyn EventSink) -> anyhow::Result<()> {
         match self {
             Input::XPlane(path, bytes) => {
-                trace_xplane::read(bytes, sink)
-                    .map_err(|err| format_err!("{}: {err}", path.display()))?;
+                trace_xplane::read(bytes, sink).with_context(|| path.display().to_string())?;
             }
             Input::Json(path) => {
                 let mut file =
                     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-                trace_chrome::read(&mut file, sink)
-                    .map_err(|err| format_err!("{}: {err}", path.display()))?;
+                trace_chrome::read(&mut file, sink).with_context(|| path.display().to_string())?;
             }
         }
         Ok(())
@@ -268,15 +270,6 @@ fn chunk_path(out: &Path, chunk: u32, split: bool) -> PathBuf {
     out.with_file_name(format!("{stem}.{chunk:03}{ext}"))
 }
 
-/// Where a chunk is written before it is renamed into place.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .and_then(|it| it.to_str())
-        .unwrap_or("trace");
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
 enum Sink {
     Gzip(Box<GzEncoder<BufWriter<File>>>),
     Plain(BufWriter<File>),
@@ -311,6 +304,7 @@ impl Sink {
 }
 
 fn export(
+    source: &Path,
     input: &Input,
     selection: Selection,
     out: &Path,
@@ -327,12 +321,37 @@ fn export(
         );
     };
     let split = selection.split_events.is_some();
-    let mut temps: Vec<PathBuf> = Vec::new();
+    let dir = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let chunk_name = |chunk: u32| -> String {
+        let path = chunk_path(out, chunk, split);
+        path.file_name()
+            .and_then(|it| it.to_str())
+            .unwrap_or(name)
+            .to_owned()
+    };
+    let mut set = OutputSet::begin(Destination {
+        dir,
+        inputs: &[source.to_path_buf()],
+        files_named: true,
+    })?;
+    // The first name is checked before the long work.
+    set.claim(&chunk_name(0))?;
+    let mut temps: Vec<Temp> = Vec::new();
+    let mut open_err: Option<profile_report::Error> = None;
     let res = {
-        let temps = &mut temps;
+        let set = &set;
         let open = |chunk: u32| -> io::Result<Sink> {
-            let temp = temp_path(&chunk_path(out, chunk, split));
-            let file = File::options().write(true).create_new(true).open(&temp)?;
+            let (file, temp) = match set.claim(&chunk_name(chunk)).and_then(|_| set.temp(name)) {
+                Ok(it) => it,
+                Err(err) => {
+                    let text = err.to_string();
+                    open_err = Some(err);
+                    return Err(io::Error::other(text));
+                }
+            };
             temps.push(temp);
             let file = BufWriter::with_capacity(1 << 20, file);
             Ok(if gzip {
@@ -343,27 +362,38 @@ fn export(
         };
         let mut exporter = Exporter::new(selection, open, Sink::close);
         input.read(&mut exporter).and_then(|()| {
-            exporter
-                .finish()
-                .map_err(|err| format_err!("{}: {err}", out.display()))
+            exporter.finish().map_err(|err| {
+                let trace_export::Error::Write { chunk, source } = err;
+                anyhow::Error::new(source).context(format!(
+                    "cannot write {}",
+                    chunk_path(out, chunk, split).display()
+                ))
+            })
         })
     };
-    let summary = match res {
-        Ok(summary) => summary,
-        Err(err) => {
-            for temp in &temps {
-                let _ = fs::remove_file(temp);
-            }
-            return Err(err);
-        }
-    };
-    let mut written = Vec::new();
-    for (chunk, temp) in temps.iter().enumerate() {
-        let path = chunk_path(out, chunk as u32, split);
-        fs::rename(temp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-        written.push(path);
+    if let Some(err) = open_err {
+        return Err(err.into());
     }
+    let summary = res?;
+    for (chunk, temp) in temps.into_iter().enumerate() {
+        set.stage(temp, &chunk_name(chunk as u32))?;
+    }
+    // A new export replaces every chunk of an older one of the same name.
+    let stale = |file: &str| split && is_chunk_of(name, file);
+    let written = set.publish(&stale)?;
     Ok((written, summary))
+}
+
+/// Whether `file` is a chunk `<stem>.NNN<ext>` of the output named `name`.
+fn is_chunk_of(name: &str, file: &str) -> bool {
+    let (stem, ext) = match name.find(".json") {
+        Some(at) => name.split_at(at),
+        None => (name, ""),
+    };
+    file.strip_prefix(stem)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(ext))
+        .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Maps a file read-only: the reader walks the page cache's copy rather than

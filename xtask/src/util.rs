@@ -1,7 +1,5 @@
 //! What every command shares: the async runtime, the printer of a run's
-//! events, clap's errors as one line, and the checkout the dev tools read.
-
-use std::path::{Path, PathBuf};
+//! events, clap's errors as one line, and the fuzzer binary's launch.
 
 /// The async runtime of a command: two worker threads (this kind of machine
 /// has two cores; the work is waiting on servers and networks).
@@ -14,13 +12,29 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The root of the sglprof checkout the binary was built from: only the
-/// dev tools (`fuzz`) use it, for the fixtures; nothing a user runs does.
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+/// `cargo xtask fuzz ARGS`: the package's `fuzz` binary, built and run
+/// by cargo (`$CARGO`) in the same profile, with these arguments.
+#[allow(clippy::disallowed_methods)] // Runs cargo, as a dev tool does.
+pub fn run_fuzz(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--bin",
+            "fuzz",
+            "--",
+        ])
+        .args(args)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        anyhow::bail!("the fuzzer stopped ({status})");
+    }
+    Ok(())
 }
 
 /// A clap error's first line, without its `error: ` prefix.

@@ -355,8 +355,11 @@ pub fn infer_run_identity(
 }
 
 fn date_at_start(text: &str) -> Option<String> {
-    if text.len() >= 10 && is_date(&text[..10]) {
-        return Some(text[..10].to_owned());
+    // `get`: a multi-byte character across byte 10 is no date, not a panic.
+    if let Some(head) = text.get(..10)
+        && is_date(head)
+    {
+        return Some(head.to_owned());
     }
     let b = text.as_bytes();
     if b.len() >= 8
@@ -376,6 +379,25 @@ fn date_at_start(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run folder named with a multi-byte character across byte 10 (or 8)
+    /// has no date in its name; it once panicked on a slice.
+    #[test]
+    fn a_multibyte_name_has_no_date_and_no_panic() {
+        for name in [
+            "2026-12-0é-run",
+            "202612é-run",
+            "日本語のフォルダ名",
+            "20261206T1é",
+        ] {
+            let (date, run_id) = infer_run_identity(name, None, "2026-12-06");
+            assert_eq!(run_id, name);
+            assert_eq!(date, "2026-12-06", "{name}");
+        }
+        assert_eq!(date_at_start("20261205T1é").as_deref(), Some("2026-12-05"));
+        assert_eq!(date_at_start("2026-12-05é").as_deref(), Some("2026-12-05"));
+        assert_eq!(date_at_start("2026-12-0é"), None);
+    }
 
     #[test]
     fn layout_and_urls() {

@@ -34,6 +34,9 @@ pub struct Profile {
     pub machine: Option<MachineState>,
     /// Per-request latencies of the profiled workload, when recorded.
     pub latencies: Option<Latencies>,
+    /// The machine the session ran on, as the caller can tell machines
+    /// apart (host name, hardware); two different ones are a caveat.
+    pub host: Option<String>,
 }
 
 /// How a comparison decides.
@@ -503,6 +506,14 @@ pub fn compare(baseline: &Profile, candidate: &Profile, settings: &Settings) -> 
         ms(baseline.traced_ps as i128),
         settings,
     ));
+    if let (Some(b), Some(c)) = (&baseline.host, &candidate.host)
+        && b != c
+    {
+        caveats.push(format!(
+            "the sessions ran on different hosts (baseline `{b}`, candidate `{c}`): \
+             the same code runs at different speeds on different machines"
+        ));
+    }
     // A whole side that moved beyond the threshold is a change in itself,
     // even when no single operation stands out from the others.
     let side_moved = shifts.iter().any(|it| it.change.abs() > settings.threshold);

@@ -19,7 +19,7 @@ mod history;
 mod latency;
 mod machine;
 mod numbers;
-mod render;
+pub mod render;
 mod samples;
 pub mod stats;
 
@@ -31,7 +31,7 @@ pub use history::judge_history;
 pub use latency::{Latencies, LatencyComparison, compare_latencies};
 pub use machine::{Compilation, MachineState, SideShift, compilation, side_shifts};
 pub use numbers::{device_numbers, workload_numbers};
-pub use render::{CHART_ROWS, render_chart, render_markdown};
+pub use render::{CHART_ROWS, SAME_ROWS, chart_bars, render_chart, render_markdown};
 pub use samples::{Collector, OpSamples, Side};
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ pub struct Compilation {
 /// The compilation of one side, `None` when it compiled nothing.
 pub fn compilation(ops: &[crate::OpSamples]) -> Option<Compilation> {
     ops.iter()
-        .filter(|op| !op.name.starts_with('$') && op.name.contains("Compile"))
+        .filter(|op| trace_analysis::is_compilation(&op.name))
         .map(|op| Compilation {
             operation: op.name.clone(),
             count: op.durations.len() as u64,

@@ -13,21 +13,24 @@ type MachineCell = dyn Fn(&crate::MachineState) -> String;
 /// Rows of the table of unchanged operations.
 pub const SAME_ROWS: usize = 20;
 
-fn pct(change: Option<f64>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn pct(change: Option<f64>) -> String {
     match change {
         Some(it) => format!("{:+.1}%", it * 100.0),
         None => "-".to_owned(),
     }
 }
 
-fn num(value: Option<f64>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn num(value: Option<f64>) -> String {
     match value {
         Some(it) => format!("{it:.3}"),
         None => "-".to_owned(),
     }
 }
 
-fn p_text(value: Option<f64>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn p_text(value: Option<f64>) -> String {
     match value {
         Some(it) if it < 1e-4 => format!("{it:.1e}"),
         Some(it) => format!("{it:.4}"),
@@ -35,7 +38,8 @@ fn p_text(value: Option<f64>) -> String {
     }
 }
 
-fn interval(ci: Option<[f64; 2]>) -> String {
+/// A cell of compare.md and compare.html.
+pub fn interval(ci: Option<[f64; 2]>) -> String {
     match ci {
         Some([lo, hi]) => format!("[{:+.1}%, {:+.1}%]", lo * 100.0, hi * 100.0),
         None => "-".to_owned(),
@@ -388,98 +392,29 @@ pub fn render_markdown(cmp: &Comparison, chart: Option<&str>) -> String {
     out
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn shorten(name: &str, max: usize) -> String {
-    if name.chars().count() <= max {
-        name.to_owned()
-    } else {
-        let head: String = name.chars().take(max - 1).collect();
-        format!("{head}…")
-    }
-}
-
 /// A horizontal bar chart of the change in median of the [`CHART_ROWS`]
 /// compared operations with the largest change in total time. `None` when
 /// no operation was compared on both sides.
 pub fn render_chart(cmp: &Comparison) -> Option<String> {
-    let rows: Vec<&OpComparison> = cmp
-        .operations
+    report_plot::change_chart(&chart_bars(cmp), cmp.threshold)
+}
+
+/// The bars of [`render_chart`], for a page that draws the same chart.
+pub fn chart_bars(cmp: &Comparison) -> Vec<report_plot::ChangeBar> {
+    cmp.operations
         .iter()
-        .filter(|it| it.change.is_some())
+        .filter_map(|row| {
+            Some(report_plot::ChangeBar {
+                name: row.name.clone(),
+                change: row.change?,
+                kind: match row.verdict {
+                    OpVerdict::Slower => report_plot::Change::Slower,
+                    OpVerdict::Faster => report_plot::Change::Faster,
+                    _ => report_plot::Change::Same,
+                },
+                verdict: row.verdict.as_str().to_owned(),
+            })
+        })
         .take(CHART_ROWS)
-        .collect();
-    if rows.is_empty() {
-        return None;
-    }
-    let max = rows
-        .iter()
-        .filter_map(|it| it.change)
-        .fold(cmp.threshold, |acc, it| acc.max(it.abs()));
-    let (label_w, half, row_h, top) = (300.0, 220.0, 22.0, 30.0);
-    let width = label_w + 2.0 * half + 80.0;
-    let height = top + row_h * rows.len() as f64 + 20.0;
-    let axis = label_w + half;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<text x="{axis}" y="16" text-anchor="middle">Change in median duration (threshold ±{:.1}%)</text>"#,
-        cmp.threshold * 100.0
-    );
-    for (i, row) in rows.iter().enumerate() {
-        let change = row.change.unwrap_or(0.0);
-        let y = top + row_h * i as f64;
-        let len = change.abs() / max * half;
-        let x = if change >= 0.0 { axis } else { axis - len };
-        let color = match row.verdict {
-            OpVerdict::Slower => "#c0392b",
-            OpVerdict::Faster => "#27ae60",
-            _ => "#95a5a6",
-        };
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            label_w - 6.0,
-            y + 14.0,
-            xml_escape(&shorten(&row.name, 45))
-        );
-        let _ = writeln!(
-            out,
-            r#"<rect x="{x:.1}" y="{}" width="{len:.1}" height="{}" fill="{color}"><title>{}: {:+.1}% ({})</title></rect>"#,
-            y + 3.0,
-            row_h - 6.0,
-            xml_escape(&row.name),
-            change * 100.0,
-            row.verdict.as_str()
-        );
-        let tx = if change >= 0.0 {
-            axis + len + 4.0
-        } else {
-            axis - len - 4.0
-        };
-        let anchor = if change >= 0.0 { "start" } else { "end" };
-        let _ = writeln!(
-            out,
-            r#"<text x="{tx:.1}" y="{}" text-anchor="{anchor}">{:+.1}%</text>"#,
-            y + 14.0,
-            change * 100.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        r##"<line x1="{axis}" y1="{}" x2="{axis}" y2="{}" stroke="#333"/>"##,
-        top - 4.0,
-        height - 16.0
-    );
-    out.push_str("</svg>\n");
-    Some(out)
+        .collect()
 }

@@ -156,6 +156,7 @@ fn profile(ops: &[(&str, Vec<i64>)]) -> Profile {
         missing: Vec::new(),
         machine: None,
         latencies: None,
+        host: None,
     }
 }
 
@@ -643,4 +644,29 @@ fn different_compilation_inside_the_window_is_a_caveat() {
     // The same compilation on both sides says nothing.
     let cmp = compare(&base, &base, &Settings::default());
     assert!(cmp.caveats.is_empty());
+}
+
+#[test]
+fn sessions_on_different_hosts_are_a_caveat() {
+    let base = profile(&[("a", spread(300, 1.0)), ("b", spread(40, 2.0))]);
+    let mut cand = profile(&[("a", spread(300, 1.0)), ("b", spread(40, 3.0))]);
+    let settings = Settings::default();
+    assert_eq!(
+        compare(&base, &cand, &settings).verdict,
+        Verdict::Regression
+    );
+    let (mut base, mut same) = (base, cand.clone());
+    base.host = Some("vm (cpu)".to_owned());
+    same.host = Some("vm (cpu)".to_owned());
+    assert!(compare(&base, &same, &settings).caveats.is_empty());
+    cand.host = Some("other (cpu)".to_owned());
+    let cmp = compare(&base, &cand, &settings);
+    assert_eq!(cmp.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        cmp.caveats,
+        [
+            "the sessions ran on different hosts (baseline `vm (cpu)`, candidate `other (cpu)`): \
+          the same code runs at different speeds on different machines"
+        ]
+    );
 }

@@ -173,7 +173,7 @@ impl Session for DriverSession<'_> {
         hooks: &mut dyn WorkloadHooks,
     ) -> Result<SessionOutcome, SessionError> {
         let plan = self.plan;
-        let workload = Workload::from_plan(plan, &servers.model, servers.label_token_ids.clone());
+        let workload = Workload::from_plan(plan, &servers.model, servers.label_token_ids.clone())?;
         let configs: Vec<SessionConfig> = servers
             .servers
             .iter()
@@ -252,6 +252,7 @@ fn run_metadata(
     res.sglang_jax_version = facts.sglang_jax_version.clone();
     res.profile = profile.map(|profile| session::profile_config(profile, folder.root()));
     res.workload = Some(session::workload_summary(&session.workload));
+    res.serving = Some(session.serving.clone());
     let resolved = facts.resolved.as_ref().unwrap_or(plan);
     res.reproduction = vec![resolved.reproduction(), String::new()];
     let mut manual = facts.manual.clone();
@@ -262,6 +263,7 @@ fn run_metadata(
             profile,
             plan.concurrency,
             plan.api_key.is_some(),
+            plan.warmup_requests() > 0,
         );
     }
     res.reproduction.extend(manual.render());

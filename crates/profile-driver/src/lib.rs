@@ -43,9 +43,9 @@ pub enum DriveError {
     #[error(transparent)]
     RunFolder(#[from] profile_session::RunFolderError),
     #[error(transparent)]
-    Session(#[from] profile_session::session::SessionError),
+    Session(Box<profile_session::session::SessionError>),
     #[error(transparent)]
-    Tpu(#[from] tpu_cloud::Error),
+    Tpu(Box<tpu_cloud::Error>),
     #[error("{what} {}", .path.display())]
     Io {
         what: &'static str,
@@ -57,19 +57,19 @@ pub enum DriveError {
     Server {
         what: String,
         #[source]
-        source: sglang_server::Error,
+        source: Box<sglang_server::Error>,
     },
     #[error("{what}")]
     Cloud {
         what: String,
         #[source]
-        source: tpu_cloud::Error,
+        source: Box<tpu_cloud::Error>,
     },
     #[error("{what}")]
     Archive {
         what: String,
         #[source]
-        source: gcs_artifacts::Error,
+        source: Box<gcs_artifacts::Error>,
     },
     #[error("the run folder {} is complete but the report failed", .run_dir.display())]
     Report {
@@ -85,18 +85,41 @@ pub enum DriveError {
     Failed(String),
 }
 
+// The causes from other crates are boxed: they are large, and a run's
+// error is returned on every path.
+impl From<profile_session::session::SessionError> for DriveError {
+    fn from(err: profile_session::session::SessionError) -> Self {
+        DriveError::Session(Box::new(err))
+    }
+}
+
+impl From<tpu_cloud::Error> for DriveError {
+    fn from(err: tpu_cloud::Error) -> Self {
+        DriveError::Tpu(Box::new(err))
+    }
+}
+
 impl DriveError {
     pub(crate) fn server(what: impl Into<String>) -> impl FnOnce(sglang_server::Error) -> Self {
         let what = what.into();
-        move |source| DriveError::Server { what, source }
+        move |source| DriveError::Server {
+            what,
+            source: Box::new(source),
+        }
     }
     pub(crate) fn cloud(what: impl Into<String>) -> impl FnOnce(tpu_cloud::Error) -> Self {
         let what = what.into();
-        move |source| DriveError::Cloud { what, source }
+        move |source| DriveError::Cloud {
+            what,
+            source: Box::new(source),
+        }
     }
     pub(crate) fn archive(what: impl Into<String>) -> impl FnOnce(gcs_artifacts::Error) -> Self {
         let what = what.into();
-        move |source| DriveError::Archive { what, source }
+        move |source| DriveError::Archive {
+            what,
+            source: Box::new(source),
+        }
     }
 }
 

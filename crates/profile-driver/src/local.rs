@@ -72,13 +72,8 @@ impl LocalServer {
             Device::Cpu => None,
             Device::Tpu => Some(pyenv::device::require_tpu()?),
         };
-        let sh = xshell::Shell::new().map_err(|source| DriveError::Io {
-            what: "cannot start a shell in",
-            path: cwd.to_path_buf(),
-            source: std::io::Error::other(source.to_string()),
-        })?;
         let env_started = Instant::now();
-        let env = pyenv::ensure(&sh, &plan.sglang_jax_version, device, progress)?;
+        let env = pyenv::ensure(&plan.sglang_jax_version, device, progress)?;
         let env_took = env_started.elapsed();
         plan.check_server(&env.versions.sglang_jax)?;
         let model_path = match &plan.model_path {
@@ -89,7 +84,7 @@ impl LocalServer {
             Endpoint::Generate => Vec::new(),
             Endpoint::Score => {
                 let labels = session::SCORE_LABELS;
-                let ids = pyenv::label_token_ids(&sh, &env, Path::new(&model_path), &labels)?;
+                let ids = pyenv::label_token_ids(&env, Path::new(&model_path), &labels)?;
                 progress.line(
                     "profile",
                     &format!(

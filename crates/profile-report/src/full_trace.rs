@@ -14,11 +14,12 @@ use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use tempfile::TempPath;
+use std::path::PathBuf;
+
 use trace_export::{Exporter, Selection};
 
 use crate::Error;
-use crate::publish::{Staged, temp_file};
+use crate::outputs::{OutputSet, Temp};
 
 /// The stem of the full trace's file names.
 pub const FULL_TRACE_STEM: &str = "trace-full";
@@ -50,25 +51,30 @@ pub(crate) fn is_full_trace_name(name: &str) -> bool {
             .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The staged chunks and the number of events written.
+/// The staged chunks' final paths and the number of events written.
 pub(crate) struct Written {
-    pub staged: Vec<Staged>,
+    pub files: Vec<PathBuf>,
     pub events: u64,
 }
 
 /// Exports every event of the `xplane.pb` at `source` into gzip chunks of
-/// at most `chunk_events` events, staged in `dir`.
-pub(crate) fn export(source: &Path, dir: &Path, chunk_events: u64) -> Result<Written, Error> {
+/// at most `chunk_events` events, staged in `set`.
+pub(crate) fn export(
+    source: &Path,
+    set: &mut OutputSet,
+    chunk_events: u64,
+) -> Result<Written, Error> {
     let bytes = std::fs::read(source).map_err(|err| Error::Read {
         path: source.to_path_buf(),
         source: err,
     })?;
-    let target = dir.join(chunk_name(0, 1));
-    let mut temps: Vec<TempPath> = Vec::new();
+    let target = set.dir().join(chunk_name(0, 1));
+    let mut temps: Vec<Temp> = Vec::new();
     let mut open_err: Option<Error> = None;
     let summary = {
+        let set = &*set;
         let open = |_chunk: u32| -> std::io::Result<GzEncoder<BufWriter<std::fs::File>>> {
-            match temp_file(dir, &format!("{FULL_TRACE_STEM}.json.gz")) {
+            match set.temp(&format!("{FULL_TRACE_STEM}.json.gz")) {
                 Ok((file, tmp)) => {
                     temps.push(tmp);
                     let file = BufWriter::with_capacity(1 << 20, file);
@@ -108,16 +114,12 @@ pub(crate) fn export(source: &Path, dir: &Path, chunk_events: u64) -> Result<Wri
         },
     })?;
     let chunks = temps.len() as u32;
-    let staged = temps
-        .into_iter()
-        .enumerate()
-        .map(|(index, tmp)| Staged {
-            tmp,
-            target: dir.join(chunk_name(index as u32, chunks)),
-        })
-        .collect();
+    let mut files = Vec::with_capacity(temps.len());
+    for (index, tmp) in temps.into_iter().enumerate() {
+        files.push(set.stage(tmp, &chunk_name(index as u32, chunks))?);
+    }
     Ok(Written {
-        staged,
+        files,
         events: summary.events,
     })
 }

@@ -9,17 +9,18 @@
 //! This crate is the file-reading edge of the trace crates; rendering itself
 //! is `session_report`'s pure functions. It spawns no process, does no
 //! network IO, prints nothing (notes come back in [`Outcome`]) and knows no
-//! command-line types. Outputs are written to unique temporary files created
-//! exclusively and published together under a lock on the output folder, so
-//! a failure leaves the previous pair (or nothing) and concurrent writers
-//! never mix their files.
+//! command-line types. Outputs are published as one set ([`outputs`]): they
+//! appear together or not at all, across crashes too, never replace an
+//! input or a file sglprof did not write, and concurrent writers never mix
+//! their files.
 
 mod analyse;
 mod discover;
 pub mod full_trace;
 mod hosts;
-mod publish;
+pub mod outputs;
 mod pyspy;
+mod serving;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,13 +29,16 @@ use session_report::{FullTrace, ReportInput, RunMetadata, TraceFileInfo, Truncat
 
 pub use analyse::{Chosen, analyse_json, analyse_xplane, choose, choose_with_cap};
 pub use discover::list_files;
-pub use publish::publish;
+pub use outputs::{Destination, OutputSet, publish, settle};
 
 /// Why a report could not be made. Each message is one lowercase line; the
 /// cause, when there is one, is the error's source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A run's per-request records could not be read.
+    #[error("{}: {detail}", .path.display())]
+    Records { path: PathBuf, detail: String },
     #[error("{}: no such file or folder", .0.display())]
     NotFound(PathBuf),
     #[error("cannot read {}", .path.display())]
@@ -72,6 +76,27 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: trace_pyspy::Error,
+    },
+    /// An output path that would replace an input, a file sglprof did not
+    /// write, or something among a JAX profile run's own files.
+    #[error("{}: {why}", .path.display())]
+    Refused {
+        path: PathBuf,
+        why: outputs::Refusal,
+    },
+    /// The folder's record of its outputs cannot be used.
+    #[error("{}: not a record of sglprof's outputs ({detail}); remove it", .path.display())]
+    Ledger { path: PathBuf, detail: String },
+    /// The set was committed but a rename failed; the next command that
+    /// writes or reads outputs in the folder completes it.
+    #[error(
+        "cannot move {} into place (the outputs of this folder are completed by the next sglprof command on it)",
+        .path.display()
+    )]
+    Incomplete {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{}: not UTF-8 text", .0.display())]
     NotUtf8(PathBuf),
@@ -160,16 +185,11 @@ impl Request {
     }
 
     /// The folder the outputs go to when the caller has no preference: the
-    /// input folder, or the folder of an input file.
+    /// input folder, or the folder of an input file; for an input inside a
+    /// JAX profile run, the folder that holds its `plugins/` (see
+    /// [`outputs::default_dir`]).
     pub fn default_out_dir(input: &Path) -> PathBuf {
-        if input.is_file() {
-            match input.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            }
-        } else {
-            input.to_path_buf()
-        }
+        outputs::default_dir(input)
     }
 }
 
@@ -222,8 +242,9 @@ impl fmt::Display for Note {
 /// What [`generate`] did.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The step plots, `report.md`, `summary.json`, the flamegraph and the
-    /// full trace's files, each when written, in that order.
+    /// The full trace's files, the step plots, `summary.json`,
+    /// `report.html`, the flamegraph and `report.md`, each when written,
+    /// in that order.
     pub written: Vec<PathBuf>,
     pub notes: Vec<Note>,
 }
@@ -243,6 +264,12 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     };
     let runs = trace_model::locate(&files);
     let mut notes = Vec::new();
+    let serving = serving::load(input, &metadata)?;
+    if runs.is_empty()
+        && let Some(report) = serving.as_ref().filter(|it| !it.load.traced)
+    {
+        return untraced(request, &metadata, report);
+    }
     let (run, host) = discover::pick(
         &runs,
         request.run.as_deref(),
@@ -255,18 +282,35 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     }
 
     let chosen = choose_with_cap(host, request.prefer_xplane, request.json_event_cap)?;
-    let (pyspy, flamegraph) = match pyspy::load(input, &metadata, request.top_n)? {
-        Some((section, svg)) => (Some(section), svg),
-        None => (None, None),
+    let (pyspy, flamegraph, flames) = match pyspy::load(input, &metadata, request.top_n)? {
+        Some(loaded) => (Some(loaded.section), loaded.flamegraph, loaded.flames),
+        None => (None, None, Vec::new()),
     };
+    let latencies = load_latencies(input)?;
 
     let out_dir = &request.out_dir;
     let mut files: Vec<TraceFileInfo> = Vec::new();
+    let mut read: Vec<PathBuf> = Vec::new();
     for path in [&host.trace_json, &host.xplane].into_iter().flatten() {
         files.push(file_info(path, out_dir)?);
+        read.push(path.clone());
     }
     for path in pyspy::named_files(input, &metadata)? {
         files.push(file_info(&path, out_dir)?);
+        read.push(path);
+    }
+    read.push(input.join("inputs/run_metadata.json"));
+    if input.is_file() {
+        read.push(input.clone());
+    }
+    let mut set = OutputSet::begin(Destination {
+        dir: out_dir,
+        inputs: &read,
+        files_named: false,
+    })?;
+    // The fixed names are checked before the long work.
+    for name in ["report.md", "summary.json"] {
+        set.claim(name)?;
     }
     let logdir = discover::logdir(run);
     let perfetto = host
@@ -277,11 +321,10 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     // JAX's JSON cut short (the XPlane was analysed instead) or absent.
     let json_short =
         host.trace_json.is_none() || matches!(chosen.truncation, Truncation::XPlaneInstead { .. });
-    publish::create_dir(out_dir)?;
     let full = match &host.xplane {
         Some(xplane) if request.full_trace && json_short => Some((
             xplane,
-            full_trace::export(xplane, out_dir, request.full_trace_chunk_events)?,
+            full_trace::export(xplane, &mut set, request.full_trace_chunk_events)?,
         )),
         _ => None,
     };
@@ -294,6 +337,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
             Some((session_report::plot_file_name(&plane.plane), svg))
         })
         .collect();
+    let serving_svg = serving.as_ref().and_then(session_report::serving_plot);
     let report_input = ReportInput {
         metadata: &metadata,
         analysis: &chosen.analysis,
@@ -306,11 +350,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         perfetto_file: shown(perfetto, out_dir),
         full_trace: full.as_ref().map(|(source, written)| FullTrace {
             source: shown(source, out_dir),
-            files: written
-                .staged
-                .iter()
-                .map(|it| shown(&it.target, out_dir))
-                .collect(),
+            files: written.files.iter().map(|it| shown(it, out_dir)).collect(),
             events: written.events,
             chunk_events: request.full_trace_chunk_events,
         }),
@@ -318,6 +358,10 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         pyspy,
         devices: &chosen.devices,
         step_plots: plots.iter().map(|(name, _)| name.clone()).collect(),
+        serving_plot: serving_svg
+            .as_ref()
+            .map(|_| session_report::SERVING_PLOT.to_owned()),
+        serving,
     };
     let mut markdown = session_report::render_markdown(&report_input);
     let hosts = hosts::summarise(
@@ -330,35 +374,105 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
         markdown = hosts::insert(&markdown, &hosts::render(&hosts));
     }
     let summary = session_report::render_summary_json(&report_input);
+    let page = report_html::render_report(&report_html::ReportPage {
+        report: &report_input,
+        latencies: latencies.as_ref(),
+        serving: None,
+        flamegraphs: &flames,
+    });
     if let Truncation::Unrecoverable { json_events } = chosen.truncation {
         notes.push(Note::Truncated {
             source: chosen.source.clone(),
             json_events,
         });
     }
-    let mut outputs: Vec<(&str, &[u8])> = plots
-        .iter()
-        .map(|(name, svg)| (name.as_str(), svg.as_bytes()))
-        .collect();
-    outputs.push(("report.md", markdown.as_bytes()));
-    outputs.push(("summary.json", summary.as_bytes()));
+    // report.md last: a report.md a person can open is never older than
+    // the files it describes.
+    for (name, svg) in &plots {
+        set.add(name, svg.as_bytes())?;
+    }
+    if let Some(svg) = &serving_svg {
+        set.add(session_report::SERVING_PLOT, svg.as_bytes())?;
+    }
+    set.add("summary.json", summary.as_bytes())?;
+    set.add("report.html", page.as_bytes())?;
     if let Some(svg) = &flamegraph {
-        outputs.push((pyspy::FLAMEGRAPH, svg.as_bytes()));
+        set.add(pyspy::FLAMEGRAPH, svg.as_bytes())?;
     }
-    let mut staged = Vec::with_capacity(outputs.len());
-    for (name, bytes) in &outputs {
-        staged.push(publish::stage_bytes(out_dir, name, bytes)?);
-    }
-    let mut written: Vec<PathBuf> = staged.iter().map(|it| it.target.clone()).collect();
-    let replaces_full_trace = full.is_some();
-    if let Some((_, full)) = full {
-        written.extend(full.staged.iter().map(|it| it.target.clone()));
-        staged.extend(full.staged);
-    }
+    set.add("report.md", markdown.as_bytes())?;
     // A new full trace replaces every chunk of an older one.
+    let replaces_full_trace = full.is_some();
     let stale = |name: &str| replaces_full_trace && full_trace::is_full_trace_name(name);
-    publish::commit(out_dir, staged, &stale)?;
+    let written = set.publish(&stale)?;
     Ok(Outcome { written, notes })
+}
+
+/// The report of a session run without the JAX profiler: the serving
+/// metrics and what the run metadata says, no trace sections.
+fn untraced(
+    request: &Request,
+    metadata: &RunMetadata,
+    serving: &session_report::ServingReport,
+) -> Result<Outcome, Error> {
+    let out_dir = &request.out_dir;
+    let inputs = [request.input.join("inputs/run_metadata.json")];
+    let mut set = OutputSet::begin(Destination {
+        dir: out_dir,
+        inputs: &inputs,
+        files_named: false,
+    })?;
+    let analysis = trace_analysis::Analyzer::new().finish();
+    let svg = session_report::serving_plot(serving);
+    let report_input = ReportInput {
+        metadata,
+        analysis: &analysis,
+        source: String::new(),
+        format: session_report::TraceFormat::ChromeJson,
+        truncation: Truncation::None,
+        planes: Vec::new(),
+        files: Vec::new(),
+        logdir: String::new(),
+        perfetto_file: String::new(),
+        full_trace: None,
+        top_n: request.top_n,
+        pyspy: None,
+        devices: &[],
+        step_plots: Vec::new(),
+        serving: Some(serving.clone()),
+        serving_plot: svg
+            .as_ref()
+            .map(|_| session_report::SERVING_PLOT.to_owned()),
+    };
+    let markdown = session_report::render_markdown(&report_input);
+    let summary = session_report::render_summary_json(&report_input);
+    if let Some(svg) = &svg {
+        set.add(session_report::SERVING_PLOT, svg.as_bytes())?;
+    }
+    set.add("summary.json", summary.as_bytes())?;
+    set.add("report.md", markdown.as_bytes())?;
+    let written = set.publish(&|_| false)?;
+    Ok(Outcome {
+        written,
+        notes: Vec::new(),
+    })
+}
+
+/// The per-request latencies of a run folder (`inputs/latencies.json`),
+/// when it has them.
+fn load_latencies(input: &Path) -> Result<Option<profile_compare::Latencies>, Error> {
+    let path = input.join("inputs/latencies.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Read {
+        path: path.clone(),
+        source: source.into(),
+    })?;
+    Ok(profile_compare::Latencies::from_json(&doc))
 }
 
 fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {

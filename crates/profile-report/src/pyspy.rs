@@ -3,6 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use report_html::ProcessFlame;
 use session_report::{PySpyProcess, PySpySection, RunMetadata};
 
 use crate::Error;
@@ -62,14 +63,46 @@ pub(crate) fn named_files(run: &Path, meta: &RunMetadata) -> Result<Vec<PathBuf>
 /// The flamegraph's file name, beside `report.md`.
 pub(crate) const FLAMEGRAPH: &str = "pyspy-flamegraph.svg";
 
+/// What the report takes from a py-spy profile.
+pub(crate) struct Loaded {
+    pub section: PySpySection,
+    /// The flamegraph SVG file, drawn from the raw output.
+    pub flamegraph: Option<String>,
+    /// One flamegraph per process for report.html.
+    pub flames: Vec<ProcessFlame>,
+}
+
+/// The stacks of each sampled process, the process's own frame dropped;
+/// the process with the most samples first.
+fn process_flames(profile: &trace_pyspy::Profile) -> Vec<ProcessFlame> {
+    let mut res: Vec<ProcessFlame> = Vec::new();
+    for line in trace_pyspy::collapsed_lines(profile) {
+        let Some((stack, samples)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(samples) = samples.parse::<u64>() else {
+            continue;
+        };
+        let mut frames = stack.split(';');
+        let process = frames.next().unwrap_or_default();
+        let frames: Vec<String> = frames.map(str::to_owned).collect();
+        match res.iter_mut().find(|it| it.label == process) {
+            Some(flame) => flame.stacks.push((frames, samples)),
+            None => res.push(ProcessFlame {
+                label: process.to_owned(),
+                stacks: vec![(frames, samples)],
+            }),
+        }
+    }
+    let samples = |flame: &ProcessFlame| flame.stacks.iter().map(|it| it.1).sum::<u64>();
+    res.sort_by_key(|it| std::cmp::Reverse(samples(it)));
+    res
+}
+
 /// The report's py-spy section from the raw output if the metadata names
 /// one, else from the speedscope file; with the raw output, also the
 /// flamegraph SVG rendered from its collapsed stacks.
-pub(crate) fn load(
-    run: &Path,
-    meta: &RunMetadata,
-    top_n: usize,
-) -> Result<Option<(PySpySection, Option<String>)>, Error> {
+pub(crate) fn load(run: &Path, meta: &RunMetadata, top_n: usize) -> Result<Option<Loaded>, Error> {
     let (name, raw) = match (&meta.pyspy_raw, &meta.pyspy_speedscope) {
         (Some(name), _) => (name, true),
         (None, Some(name)) => (name, false),
@@ -124,6 +157,7 @@ pub(crate) fn load(
     } else {
         None
     };
+    let flames = process_flames(&profile);
     let summary = trace_pyspy::summarize(&profile, top_n.min(10));
     let processes = summary
         .processes
@@ -155,12 +189,13 @@ pub(crate) fn load(
             }
         })
         .collect();
-    Ok(Some((
-        PySpySection {
+    Ok(Some(Loaded {
+        section: PySpySection {
             source: name.clone(),
             flamegraph: flamegraph.as_ref().map(|_| FLAMEGRAPH.to_owned()),
             processes,
         },
         flamegraph,
-    )))
+        flames,
+    }))
 }

@@ -56,7 +56,7 @@ fn a_run_folder_gets_its_outputs_with_its_pyspy_section() {
     let outcome = generate(&Request::for_run_folder(dir.path())).unwrap();
     // The raw py-spy output also gives the flamegraph, published with the
     // report and the summary.
-    assert_eq!(outcome.written.len(), 3);
+    assert_eq!(outcome.written.len(), 4);
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("artifacts/pyspy/raw.txt"), "{report}");
     assert!(report.contains("pyspy-flamegraph.svg"), "{report}");
@@ -66,13 +66,18 @@ fn a_run_folder_gets_its_outputs_with_its_pyspy_section() {
     assert_eq!(
         names(dir.path()),
         [
+            ".sglprof-outputs.json",
             "artifacts",
             "inputs",
             "pyspy-flamegraph.svg",
+            "report.html",
             "report.md",
             "summary.json"
         ]
     );
+    // The page draws one flamegraph per sampled process.
+    let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(page.matches(r#"class="plot flamegraph""#).count() >= 2);
 }
 
 #[test]
@@ -103,35 +108,107 @@ fn pyspy_inputs_outside_the_run_folder_are_refused() {
 }
 
 #[test]
-fn planted_symlinks_are_replaced_not_followed() {
-    let dir = run_folder("artifacts/pyspy/raw.txt");
+fn planted_symlinks_are_refused_not_followed() {
     let victim = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(victim.path(), "precious").unwrap();
-    // The fixed temporary names the old writer used, and the targets.
-    for name in [
-        ".summary.json.tmp",
-        ".report.md.tmp",
-        "report.md",
-        "summary.json",
-    ] {
-        std::os::unix::fs::symlink(victim.path(), dir.path().join(name)).unwrap();
-    }
-    generate(&Request::for_run_folder(dir.path())).unwrap();
-    assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
+    // A link at a target is not an earlier output: refused, and nothing is
+    // written through it. A link with a temporary file's name is stray and
+    // removed.
     for name in ["report.md", "summary.json"] {
+        let dir = run_folder("artifacts/pyspy/raw.txt");
+        std::os::unix::fs::symlink(victim.path(), dir.path().join(name)).unwrap();
+        std::os::unix::fs::symlink(victim.path(), dir.path().join(".sglprof.report.md.x.tmp"))
+            .unwrap();
+        let err = generate(&Request::for_run_folder(dir.path())).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Refused {
+                    why: crate::outputs::Refusal::NotOurs,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
+        assert!(!dir.path().join(".sglprof.report.md.x.tmp").exists());
         let meta = std::fs::symlink_metadata(dir.path().join(name)).unwrap();
-        assert!(meta.file_type().is_file(), "{name}");
+        assert!(meta.file_type().is_symlink(), "{name}");
     }
 }
 
 #[test]
-fn a_report_that_cannot_be_published_leaves_nothing_behind() {
+fn only_earlier_outputs_are_replaced() {
     let dir = run_folder("artifacts/pyspy/raw.txt");
-    // summary.json cannot be replaced: report.md must not appear alone.
-    std::fs::create_dir(dir.path().join("summary.json")).unwrap();
+    generate(&Request::for_run_folder(dir.path())).unwrap();
+    // Ours, unchanged: replaced.
+    generate(&Request::for_run_folder(dir.path())).unwrap();
+    // Someone else's file under the name: refused, left as it is.
+    std::fs::write(dir.path().join("summary.json"), "{}").unwrap();
     let err = generate(&Request::for_run_folder(dir.path())).unwrap_err();
-    assert!(err.to_string().contains("summary.json"), "{err}");
-    assert_eq!(names(dir.path()), ["artifacts", "inputs", "summary.json"]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: {}",
+            dir.path().join("summary.json").display(),
+            crate::outputs::Refusal::NotOurs
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
+        "{}"
+    );
+}
+
+#[test]
+fn an_input_is_never_an_output() {
+    // An input under an output's name (or a hard link to one) is refused,
+    // even when it is an earlier output.
+    let dir = tempfile::tempdir().unwrap();
+    publish(dir.path(), &[("a.json", b"1")]).unwrap();
+    std::fs::hard_link(dir.path().join("a.json"), dir.path().join("b.json")).unwrap();
+    for input in ["a.json", "b.json"] {
+        let inputs = [dir.path().join(input)];
+        let set = crate::OutputSet::begin(crate::Destination {
+            dir: dir.path(),
+            inputs: &inputs,
+            files_named: true,
+        })
+        .unwrap();
+        let err = set.claim("a.json").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Refused {
+                    why: crate::outputs::Refusal::Input,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    // Written into a JAX run folder: refused before anything is written.
+    let src = fixture().join("jax-cpu-small/plugins/profile").join(RUN);
+    let traces = dir.path().join("plugins/profile").join(RUN);
+    std::fs::create_dir_all(&traces).unwrap();
+    std::fs::copy(
+        src.join("vm.trace.json.gz"),
+        traces.join("vm.trace.json.gz"),
+    )
+    .unwrap();
+    let mut request = Request::for_run_folder(&traces);
+    let err = generate(&request).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("beside the profiler's own files; choose another --out"),
+        "{err}"
+    );
+    assert_eq!(names(&traces), ["vm.trace.json.gz"]);
+    // The default folder for such an input is the profile's logdir.
+    request.out_dir = Request::default_out_dir(&traces);
+    assert_eq!(request.out_dir, dir.path());
+    generate(&request).unwrap();
+    assert_eq!(names(&traces), ["vm.trace.json.gz"]);
 }
 
 #[test]
@@ -150,7 +227,7 @@ fn concurrent_writers_publish_whole_pairs() {
         let b = std::fs::read(dir.path().join("b")).unwrap();
         assert_eq!(a, b);
     }
-    assert_eq!(names(dir.path()), ["a", "b"]);
+    assert_eq!(names(dir.path()), [".sglprof-outputs.json", "a", "b"]);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! drivers for each host do, through `sglang-server` and `tpu-cloud`.
 
 pub mod collect;
+pub mod load;
 pub mod machine;
 pub mod manual;
 pub mod plan;
@@ -22,5 +23,6 @@ pub mod run_folder;
 pub mod session;
 pub mod sweep;
 
+pub use load::LoadSpec;
 pub use plan::{Endpoint, Plan, PlanError};
 pub use run_folder::{RunFolder, RunFolderError};

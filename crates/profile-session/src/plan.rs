@@ -310,6 +310,9 @@ pub struct Plan {
     pub sglang_jax_version: String,
     pub model_path: Option<String>,
     pub py_spy: bool,
+    /// The serving load: dataset, arrivals, cap, metrics settings.
+    #[serde(default)]
+    pub load: crate::LoadSpec,
     /// The server's port on this machine; a free one when `None`.
     pub port: Option<u16>,
     /// Seconds to wait for the server to answer.
@@ -380,6 +383,7 @@ impl Plan {
             sglang_jax_version: defaults::SGLANG_JAX_VERSION.to_owned(),
             model_path: None,
             py_spy: false,
+            load: crate::LoadSpec::default(),
             port: None,
             ready_timeout_s: defaults::READY_TIMEOUT_S,
             quiet_wait_s: defaults::QUIET_WAIT_S,
@@ -502,8 +506,14 @@ impl Plan {
         args.flag("--sglang-jax-version", &self.sglang_jax_version);
         args.opt("--model-path", self.model_path.as_deref());
         args.flag("--endpoint", self.endpoint.slug());
-        args.flag("--requests", self.requests);
-        args.flag("--concurrency", self.concurrency);
+        // `--num-prompts` and `--max-concurrency` (in the load's flags) are
+        // the newer names of these two, and exclude them.
+        if self.load.num_prompts.is_none() {
+            args.flag("--requests", self.requests);
+        }
+        if self.load.max_concurrency.is_none() {
+            args.flag("--concurrency", self.concurrency);
+        }
         args.opt("--warmup", self.warmup);
         args.flag("--max-new-tokens", self.max_new_tokens);
         args.flag("--prompt", &self.prompt);
@@ -514,6 +524,7 @@ impl Plan {
         args.opt("--start-step", self.start_step);
         args.switch("--profile-by-stage", self.profile_by_stage);
         args.switch("--py-spy", self.py_spy);
+        args.0.extend(self.load.to_args());
         args.opt("--port", self.port);
         args.flag("--ready-timeout", self.ready_timeout_s);
         args.flag("--quiet-wait", self.quiet_wait_s);
@@ -683,6 +694,7 @@ pub(crate) mod tests {
             sglang_jax_version: "0.0.2".into(),
             model_path: None,
             py_spy: false,
+            load: crate::LoadSpec::default(),
             port: None,
             ready_timeout_s: 300,
             quiet_wait_s: 20,

@@ -1,26 +1,21 @@
 //! Secrets kept out of everything sglprof renders: command lines, copied
-//! server arguments and logs.
+//! server arguments and logs. URLs follow `tpu_cloud::redact`, the one
+//! rule for every host.
 
 use std::path::Path;
 
 use crate::run_folder::{RunFolderError, files_if_any, write_atomic};
 
 /// What stands in for a secret.
-pub const REDACTED: &str = "<redacted>";
+pub const REDACTED: &str = tpu_cloud::redact::MASK;
 
-/// `url` without the user name and password of its authority:
-/// `https://user:TOKEN@host/x` becomes `https://<redacted>@host/x`. Other
-/// text is returned unchanged.
+/// `url` without its user information (whatever its characters) and with
+/// every query and fragment value masked: `https://user:TOKEN@host/x`
+/// becomes `https://<redacted>@host/x`, `?access_token=T` becomes
+/// `?access_token=<redacted>`. Other text is returned unchanged. This is
+/// `tpu_cloud::redact::url`, the one rule.
 pub fn url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{REDACTED}{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_owned(),
-    }
+    tpu_cloud::redact::url(url)
 }
 
 /// `/get_server_info` echoes every launch argument, API keys included; the
@@ -67,6 +62,10 @@ mod tests {
         assert_eq!(url("https://TOKEN@h/x@y"), "https://<redacted>@h/x@y");
         assert_eq!(url("https://github.com/a/b"), "https://github.com/a/b");
         assert_eq!(url("not a url"), "not a url");
+        assert_eq!(
+            url("https://h/o/r.git?access_token=T#t"),
+            "https://h/o/r.git?access_token=<redacted>#<redacted>"
+        );
     }
 
     #[test]

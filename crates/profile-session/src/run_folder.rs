@@ -173,15 +173,20 @@ pub fn files_if_any(dir: &Path) -> Result<Vec<PathBuf>, RunFolderError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    profile_report::list_files(dir).map_err(|err| RunFolderError::Read {
-        path: dir.to_path_buf(),
-        source: std::io::Error::other(err.to_string()),
+    profile_report::list_files(dir).map_err(|err| match err {
+        // The folder that could not be read, and why, once.
+        profile_report::Error::Read { path, source } => RunFolderError::Read { path, source },
+        other => RunFolderError::Read {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(other),
+        },
     })
 }
 
 /// Writes `bytes` to `path` through a temporary file created exclusively
-/// beside it and renamed into place: readers see the old file or the new
-/// one, and a planted symlink is replaced, not followed.
+/// beside it (with the permissions the umask gives a new file), flushed to
+/// disk and renamed into place: readers see the old file or the new one,
+/// and a planted symlink is replaced, not followed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunFolderError> {
     let write = |source| RunFolderError::Write {
         path: path.to_path_buf(),
@@ -195,9 +200,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunFolderError> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".sglprof-")
         .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(parent)
         .map_err(write)?;
     tmp.write_all(bytes).map_err(write)?;
+    tmp.as_file().sync_all().map_err(write)?;
     tmp.persist(path).map_err(|err| write(err.error))?;
     Ok(())
 }
@@ -237,6 +244,23 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
         RunFolder::create(&empty).unwrap();
+    }
+
+    /// The umask of this process, from `/proc/self/status`.
+    fn umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn files_follow_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checksums.txt");
+        write_atomic(&path, b"x").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask());
     }
 
     #[test]

@@ -8,12 +8,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sglang_server::workload::{self, GenerateWorkload, ScoreMix, WorkloadResult};
-use sglang_server::{Client, Liveness, StartProfile, StopOutcome, TraceRun};
+use serving_workload::RequestRecord;
+use serving_workload::dataset::Tokenizer;
+use sglang_server::workload::WorkloadResult;
+use sglang_server::{
+    Client, Clock, Liveness, LoadOptions, LoadRequest, Sent, StartProfile, StopOutcome, TraceRun,
+};
 
+pub use crate::load::WarmupPhase;
+use crate::load::{self, HfTokenizer, Load, LoadContext, LoadError, LoadSpec, RowInfo};
 use crate::machine;
-use crate::plan::{Endpoint, Plan};
-use crate::run_folder::{RunFolderError, write_json};
+use crate::plan::Plan;
+use crate::run_folder::{RunFolderError, write_atomic, write_json};
 
 /// Why a session failed. One line each; the cause is the source.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,8 @@ pub enum SessionError {
     },
     #[error(transparent)]
     RunFolder(#[from] RunFolderError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error("every {phase} request to {endpoint} failed: {first_error}")]
     AllFailed {
         phase: &'static str,
@@ -56,57 +64,121 @@ fn server(what: &'static str) -> impl FnOnce(sglang_server::Error) -> SessionErr
     move |source| SessionError::Server { what, source }
 }
 
-/// The profiled workload.
+/// The profiled workload: the measured phase's load and the warmup that
+/// precedes it, both made before any server starts.
 #[derive(Clone, Debug)]
-pub enum Workload {
-    Generate(GenerateWorkload),
-    Score(ScoreMix),
+pub struct Workload {
+    pub spec: LoadSpec,
+    pub load: Load,
+    /// The warmup, phase by phase (each sent after the one before ends).
+    pub warmup: Vec<WarmupPhase>,
+    /// The measured rows in ShareGPT's layout, for `--save-dataset`.
+    pub sharegpt: Option<String>,
+    /// The most prompt tokens one prefill batch of the measured phase can
+    /// hold: the sum of its `cap` (8 without one) longest prompts, as the
+    /// server counts them.
+    pub longest_prefill: u32,
 }
 
 impl Workload {
-    /// The plan's workload; `score` needs the model (as the server names
-    /// it) and the token ids of the labels " yes" and " no".
-    pub fn from_plan(plan: &Plan, model: &str, label_token_ids: Vec<u32>) -> Workload {
-        match plan.endpoint {
-            Endpoint::Generate => Workload::Generate(GenerateWorkload {
-                count: plan.requests.max(1),
-                concurrency: plan.concurrency.max(1),
-                prompt: plan.prompt.clone(),
-                max_new_tokens: plan.max_new_tokens,
-                stream: plan.stream,
-            }),
-            Endpoint::Score => Workload::Score(ScoreMix {
-                model: model.to_owned(),
-                label_token_ids,
-                rounds: plan.requests.max(1).div_ceil(3),
-                concurrency: plan.concurrency.max(1),
-            }),
-        }
+    /// The plan's workload. `model` is the model as the server names it
+    /// (the score mix sends it); when it is a local folder holding a
+    /// `tokenizer.json`, that tokenizer counts and draws the prompts
+    /// unless `--tokenizer` names another. `score` needs the token ids of
+    /// the labels " yes" and " no".
+    pub fn from_plan(
+        plan: &Plan,
+        model: &str,
+        label_token_ids: Vec<u32>,
+    ) -> Result<Workload, LoadError> {
+        let spec = plan.load.clone();
+        spec.check()?;
+        let tokenizer_path = spec.tokenizer.clone().or_else(|| {
+            let dir = Path::new(model);
+            dir.join("tokenizer.json")
+                .is_file()
+                .then(|| dir.to_path_buf())
+        });
+        let tokenizer = match &tokenizer_path {
+            Some(path) => Some(HfTokenizer::open(path)?),
+            None => None,
+        };
+        let tokenizer_ref = tokenizer.as_ref().map(|t| t as &dyn Tokenizer);
+        let ctx = LoadContext {
+            endpoint: plan.endpoint,
+            plan_requests: plan.requests,
+            plan_concurrency: plan.concurrency,
+            prompt: &plan.prompt,
+            max_new_tokens: plan.max_new_tokens,
+            stream: plan.stream,
+            model,
+            label_token_ids,
+            tokenizer: tokenizer_ref,
+        };
+        let load = load::prepare(&spec, &ctx)?;
+        let warmup = load::warmup(&load, &spec, plan.warmup_requests(), tokenizer_ref);
+        let sharegpt = match (&spec.save_dataset, tokenizer_ref) {
+            (None, _) => None,
+            (Some(_), Some(tok)) if !load.dataset.is_empty() => Some(
+                serving_workload::dataset::to_sharegpt(&load.dataset, tok).map_err(|source| {
+                    LoadError::Generated {
+                        kind: "saved",
+                        source,
+                    }
+                })?,
+            ),
+            (Some(_), _) => {
+                return Err(LoadError::Invalid(
+                    "--save-dataset needs a /generate dataset and the model's tokenizer".to_owned(),
+                ));
+            }
+        };
+        let mut lens: Vec<u32> = load
+            .dataset
+            .iter()
+            .map(|row| match (&row.prompt, tokenizer_ref) {
+                (serving_workload::dataset::Prompt::Text(text), Some(tok)) => tok
+                    .encode(text)
+                    .map_or(row.input_len, |ids| ids.len() as u32),
+                _ => row.input_len,
+            })
+            .collect();
+        lens.sort_unstable_by(|a, b| b.cmp(a));
+        let longest_prefill = lens.iter().take(load.cap.unwrap_or(8)).sum::<u32>().max(1);
+        Ok(Workload {
+            spec,
+            load,
+            warmup,
+            sharegpt,
+            longest_prefill,
+        })
     }
 
     pub fn endpoint(&self) -> &'static str {
-        match self {
-            Workload::Generate(_) => "/generate",
-            Workload::Score(_) => "/v1/score",
-        }
+        self.load.endpoint
     }
 
-    /// Warmup in the shape of the workload and at its concurrency:
-    /// `/generate` with the same body, or the score mix cycled so every
-    /// batch size is compiled. Sent one at a time, the warmup would leave
-    /// the batch shapes of concurrent requests to be compiled inside the
-    /// profile.
-    pub fn warmup(&self, n: usize) -> Workload {
-        match self {
-            Workload::Generate(generate) => Workload::Generate(GenerateWorkload {
-                count: n,
-                ..generate.clone()
-            }),
-            Workload::Score(mix) => Workload::Score(ScoreMix {
-                rounds: n.div_ceil(3),
-                ..mix.clone()
-            }),
-        }
+    /// Warmup requests over every phase.
+    pub fn warmup_requests(&self) -> usize {
+        self.warmup.iter().map(|p| p.requests.len()).sum()
+    }
+
+    /// The measured phase in words.
+    pub fn description(&self) -> String {
+        let rate = match self.spec.request_rate {
+            None => "inf".to_owned(),
+            Some(rate) => format!("{rate}"),
+        };
+        format!(
+            "{} x {} from {}, request rate {rate}/s, max concurrency {}{}",
+            self.load.requests.len(),
+            self.load.endpoint,
+            self.load.description,
+            self.load
+                .cap
+                .map_or_else(|| "not set".to_owned(), |c| c.to_string()),
+            if self.load.stream { ", streamed" } else { "" },
+        )
     }
 }
 
@@ -159,8 +231,12 @@ pub struct SessionOutcome {
     pub server_info: serde_json::Value,
     pub model_path: String,
     pub warmup: Option<WorkloadResult>,
+    /// The measured phase, summed up as the run metadata's `workload`.
     pub workload: WorkloadResult,
-    pub stop: StopOutcome,
+    /// The load and where its records are, for the run metadata.
+    pub serving: session_report::ServingMetadata,
+    /// `None` for an untraced session.
+    pub stop: Option<StopOutcome>,
     /// Complete trace runs under the local output folder (empty when the
     /// folder is not visible from here).
     pub traces: Vec<TraceRun>,
@@ -173,6 +249,8 @@ pub async fn run_session(
     config: &SessionConfig,
     hooks: &mut dyn WorkloadHooks,
 ) -> Result<SessionOutcome, SessionError> {
+    let workload = &config.workload;
+    let traced = !workload.spec.no_trace;
     let model_info = client
         .model_info()
         .await
@@ -185,39 +263,96 @@ pub async fn run_session(
         &config.inputs_dir.join("server_args.json"),
         &crate::redact::server_args(server_info.clone()),
     )?;
-    write_json(
-        &config.inputs_dir.join("profile_config.json"),
-        &config.profile,
-    )?;
-    write_request_bodies(
-        &config.inputs_dir.join("requests"),
-        &config.workload,
-        config.warmup,
-    )?;
+    if traced {
+        write_json(
+            &config.inputs_dir.join("profile_config.json"),
+            &config.profile,
+        )?;
+    }
+    // A prompt the server cannot take is refused before anything is sent.
+    if let Some(context) = server_context(&server_info) {
+        load::check_context(&workload.load, context, None)?;
+    }
+    write_request_bodies(&config.inputs_dir, workload)?;
 
-    let warmup = if config.warmup == 0 {
+    let clock = Clock::new();
+    let mut warmup_sent: Vec<(RowInfo, Sent)> = Vec::new();
+    let mut phases = Vec::new();
+    if !workload.warmup.is_empty()
+        && workload.endpoint() == "/generate"
+        && let Some(budget) = prefill_budget(&server_info)
+    {
+        let longest = budget.min(workload.longest_prefill);
+        phases.push(load::every_prefill_length(longest, workload.load.stream));
+    }
+    phases.extend(workload.warmup.iter().cloned());
+    if !phases.is_empty() {
+        eprintln!(
+            "[session] {} warmup request(s) in {} phase(s), not measured",
+            phases.iter().map(|p| p.requests.len()).sum::<usize>(),
+            phases.len()
+        );
+    }
+    for phase in &phases {
+        eprintln!(
+            "[session] warmup: {} ({} requests)",
+            phase.what,
+            phase.requests.len()
+        );
+        let sent = sglang_server::send_load(
+            client,
+            &clock,
+            phase.requests.clone(),
+            LoadOptions {
+                max_concurrency: phase.cap,
+            },
+            liveness,
+            "the warmup",
+            &|_, _| {},
+        )
+        .await
+        .map_err(server("the warmup failed"))?;
+        warmup_sent.extend(sent.into_iter().map(|s| {
+            (
+                RowInfo {
+                    row: 0,
+                    kind: None,
+                    input_len: None,
+                    output_len: 0,
+                },
+                s,
+            )
+        }));
+    }
+    let warmup = if warmup_sent.is_empty() {
         None
     } else {
-        eprintln!(
-            "[session] {} warmup request(s), not profiled",
-            config.warmup
-        );
-        let warm = config.workload.warmup(config.warmup);
-        Some(
-            send(client, liveness, &warm, false)
-                .await
-                .map_err(server("the warmup failed"))?,
-        )
+        let records = records(&clock, &warmup_sent);
+        write_atomic(
+            &config.inputs_dir.join(WARMUP_RECORDS_FILE),
+            serving_workload::record::to_jsonl(&records).as_bytes(),
+        )?;
+        let result = summary(workload, &records, "warmup");
+        if result.errors == result.requests {
+            return Err(SessionError::AllFailed {
+                phase: "warmup",
+                endpoint: workload.endpoint(),
+                first_error: result.first_error.clone().unwrap_or_default(),
+            });
+        }
+        // The measured phase starts with the prefix cache as cold as the
+        // warmup found it: none of the warmup's prompts stay cached.
+        if let Err(err) = client.flush_cache().await {
+            // sglang-jax 0.0.1.post1's /flush_cache fails (HTTP 500) on
+            // every call; the first line says so, the log tail is noise.
+            let err = err.to_string();
+            eprintln!(
+                "[session] the prefix cache keeps the warmup's prompts: {}",
+                err.lines().next().unwrap_or_default()
+            );
+        }
+        Some(result)
     };
-    if let Some(warmup) = &warmup
-        && warmup.errors == warmup.requests
-    {
-        return Err(SessionError::AllFailed {
-            phase: "warmup",
-            endpoint: config.workload.endpoint(),
-            first_error: warmup.first_error.clone().unwrap_or_default(),
-        });
-    }
 
     // A local server shares this machine: wait (bounded) for other
     // processes to calm down, and record what the machine did during the
@@ -226,45 +361,112 @@ pub async fn run_session(
         Some(_) => quiet_then_snapshot(config.quiet_wait).await,
         None => None,
     };
-    eprintln!(
-        "[session] POST /start_profile {}",
-        serde_json::to_string(&config.profile).unwrap_or_default()
-    );
-    client
-        .start_profile(&config.profile)
-        .await
-        .map_err(server("cannot start the profiler"))?;
+    let mut window_start = None;
+    if traced {
+        eprintln!(
+            "[session] POST /start_profile {}",
+            serde_json::to_string(&config.profile).unwrap_or_default()
+        );
+        client
+            .start_profile(&config.profile)
+            .await
+            .map_err(server("cannot start the profiler"))?;
+        window_start = Some(clock.now());
+    }
     if let Err(err) = hooks.before_workload().await {
-        let _ = client.stop_profile().await;
+        if traced {
+            let _ = client.stop_profile().await;
+        }
         return Err(err);
     }
-    let workload = send(client, liveness, &config.workload, config.progress).await;
+    eprintln!("[session] measured: {}", workload.description());
+    let total = workload.load.requests.len();
+    let step = (total / 10).max(1);
+    let progress = |done: usize, n: usize| {
+        if config.progress && (done.is_multiple_of(step) || done == n) {
+            eprintln!("[session] {done}/{n} answered");
+        }
+    };
+    let sent = sglang_server::send_load(
+        client,
+        &clock,
+        workload.load.requests.clone(),
+        LoadOptions {
+            max_concurrency: workload.load.cap,
+        },
+        liveness,
+        &format!("the measured {} load", workload.endpoint()),
+        &progress,
+    )
+    .await;
+    let window_end = clock.now();
     let machine_after = machine_before
         .as_ref()
         .and_then(|_| machine::Snapshot::take());
     hooks.after_workload().await;
-    let workload = match workload {
-        Ok(workload) => workload,
+    let sent = match sent {
+        Ok(sent) => sent,
         Err(err) => {
             // Leave the server without a dangling trace if it still runs.
-            let _ = client.stop_profile().await;
+            if traced {
+                let _ = client.stop_profile().await;
+            }
             return Err(server("the profiled workload failed")(err));
         }
     };
-    let stats = workload.latency();
-    eprintln!(
-        "[session] {}: {} ok, {} failed in {:.2} s; p50 {:.0} ms, p99 {:.0} ms",
-        workload.description,
-        stats.count,
-        workload.errors,
-        workload.wall.as_secs_f64(),
-        stats.p50,
-        stats.p99
-    );
+    let rows: Vec<(RowInfo, Sent)> = workload.load.rows.iter().cloned().zip(sent).collect();
+    let records = records(&clock, &rows);
+    write_atomic(
+        &config.inputs_dir.join(RECORDS_FILE),
+        serving_workload::record::to_jsonl(&records).as_bytes(),
+    )?;
+    let result = summary(workload, &records, "measured");
     write_json(
         &config.inputs_dir.join(LATENCIES_FILE),
-        &latency_record(&workload),
+        &latency_record(&result, &records),
     )?;
+    let trace_window = window_start.map(|start| session_report::Window {
+        start_ns: clock.epoch_ns(start),
+        end_ns: clock.epoch_ns(window_end),
+    });
+    let serving = session_report::ServingMetadata {
+        endpoint: workload.endpoint().to_owned(),
+        dataset: workload.load.description.clone(),
+        seed: workload.spec.seed,
+        request_rate: workload.spec.request_rate,
+        burstiness: workload.spec.burstiness,
+        max_concurrency: workload.load.cap.map(|c| c as u64),
+        stream: workload.load.stream,
+        percentiles: workload.spec.percentiles.clone(),
+        slo: workload.spec.slo,
+        traced,
+        trace_window,
+        warmup_requests: warmup_sent.len() as u64,
+        records: format!("inputs/{RECORDS_FILE}"),
+    };
+    let metrics = serving_workload::metrics::serving_report(&records, &serving);
+    let median = |d: &Option<session_report::Distribution>| {
+        d.as_ref()
+            .map_or_else(|| "n/a".to_owned(), |d| format!("{:.1} ms", d.median))
+    };
+    eprintln!(
+        "[session] {} ok, {} failed in {:.2} s; {:.2} req/s, {:.1} output tok/s; median TTFT {}, ITL {}, E2E {}",
+        metrics.completed,
+        metrics.failed,
+        metrics.duration_s,
+        metrics.request_throughput,
+        metrics.output_throughput,
+        median(&metrics.ttft_ms),
+        median(&metrics.itl_ms),
+        median(&metrics.e2e_ms),
+    );
+    if let (Some(path), Some(text)) = (&workload.spec.save_dataset, &workload.sharegpt) {
+        write_atomic(path, text.as_bytes())?;
+        eprintln!(
+            "[session] the measured requests in ShareGPT layout: {}",
+            path.display()
+        );
+    }
     if let (Some((wait, quiet, before, start)), Some(end)) = (machine_before, machine_after) {
         let profiled = start.window_to(&end, std::process::id());
         let cores = start.cores();
@@ -291,12 +493,25 @@ pub async fn run_session(
             },
         )?;
     }
-    if workload.errors == workload.requests {
-        let _ = client.stop_profile().await;
+    if result.errors == result.requests {
+        if traced {
+            let _ = client.stop_profile().await;
+        }
         return Err(SessionError::AllFailed {
             phase: "profiled",
-            endpoint: config.workload.endpoint(),
-            first_error: workload.first_error.clone().unwrap_or_default(),
+            endpoint: workload.endpoint(),
+            first_error: result.first_error.clone().unwrap_or_default(),
+        });
+    }
+    if !traced {
+        return Ok(SessionOutcome {
+            server_info,
+            model_path: model_info.model_path,
+            warmup,
+            workload: result,
+            serving,
+            stop: None,
+            traces: Vec::new(),
         });
     }
 
@@ -334,15 +549,130 @@ pub async fn run_session(
         server_info,
         model_path: model_info.model_path,
         warmup,
-        workload,
-        stop,
+        workload: result,
+        serving,
+        stop: Some(stop),
         traces,
     })
+}
+
+/// The longest sequence (prompt and output) the server takes, from its
+/// server info: `context_length` when set, else the model's.
+fn server_context(info: &serde_json::Value) -> Option<u64> {
+    ["max_req_input_len", "context_length"]
+        .iter()
+        .find_map(|key| info.get(*key).and_then(serde_json::Value::as_u64))
+}
+
+/// The most tokens one prefill takes on the server: its chunked prefill
+/// size when chunking is on, else its prefill token limit.
+fn prefill_budget(info: &serde_json::Value) -> Option<u32> {
+    let get = |key: &str| {
+        info.get(key)
+            .and_then(serde_json::Value::as_i64)
+            .filter(|v| *v > 0)
+    };
+    let budget = match (get("chunked_prefill_size"), get("max_prefill_tokens")) {
+        (Some(chunk), Some(max)) => chunk.min(max),
+        (one, other) => one.or(other)?,
+    };
+    Some(budget.min(8192) as u32)
+}
+
+/// Records from the sender's outcomes, times on the wall clock.
+fn records(clock: &Clock, sent: &[(RowInfo, Sent)]) -> Vec<RequestRecord> {
+    sent.iter()
+        .enumerate()
+        .map(|(id, (row, s))| RequestRecord {
+            schema: serving_workload::REQUEST_SCHEMA.to_owned(),
+            id: id as u64,
+            row: row.row,
+            kind: row.kind.map(str::to_owned),
+            slot: s.slot,
+            due_ns: clock.epoch_ns(s.due),
+            start_ns: clock.epoch_ns(s.start),
+            first_token_ns: s.first_token.map(|t| clock.epoch_ns(t)),
+            end_ns: clock.epoch_ns(s.end),
+            input_len: row.input_len,
+            output_len: row.output_len,
+            prompt_tokens: s.meta.prompt_tokens,
+            completion_tokens: s.meta.completion_tokens,
+            cached_tokens: s.meta.cached_tokens,
+            server_e2e_ns: s
+                .meta
+                .e2e_latency
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(|v| (v * 1e9).round() as u64),
+            rid: s.meta.id.clone(),
+            chunks: s.chunks.clone(),
+            error: s.error.clone(),
+        })
+        .collect()
+}
+
+/// The legacy summary of a phase (run metadata's `workload`): E2E of the
+/// completed requests in send order, per part of a mix too.
+fn summary(workload: &Workload, records: &[RequestRecord], phase: &str) -> WorkloadResult {
+    let part = |name: String, records: Vec<&RequestRecord>| {
+        let done: Vec<&&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
+        let start = records.iter().map(|r| r.start_ns).min().unwrap_or(0);
+        let end = records.iter().map(|r| r.end_ns).max().unwrap_or(0);
+        let tokens: u64 = done
+            .iter()
+            .filter_map(|r| r.completion_tokens)
+            .map(u64::from)
+            .sum();
+        WorkloadResult {
+            endpoint: workload.endpoint().to_owned(),
+            description: name,
+            requests: records.len() as u64,
+            concurrency: workload.load.cap.unwrap_or(0) as u64,
+            errors: (records.len() - done.len()) as u64,
+            first_error: records.iter().find_map(|r| r.error.clone()),
+            wall: Duration::from_nanos(end.saturating_sub(start)),
+            latencies_ms: done.iter().map(|r| r.e2e_ms()).collect(),
+            output_tokens: (workload.endpoint() == "/generate").then_some(tokens),
+            parts: Vec::new(),
+        }
+    };
+    let description = if phase == "measured" {
+        workload.description()
+    } else {
+        format!("{} warmup requests", records.len())
+    };
+    let mut res = part(description, records.iter().collect());
+    let mut kinds: Vec<&str> = Vec::new();
+    for r in records {
+        if let Some(kind) = r.kind.as_deref()
+            && !kinds.contains(&kind)
+        {
+            kinds.push(kind);
+        }
+    }
+    for kind in kinds {
+        let of_kind: Vec<&RequestRecord> = records
+            .iter()
+            .filter(|r| r.kind.as_deref() == Some(kind))
+            .collect();
+        let name = sglang_server::workload::ScoreKind::ALL
+            .iter()
+            .find(|k| k.slug() == kind)
+            .map_or(kind, |k| k.name());
+        res.parts
+            .push(part(format!("{} x {name}", of_kind.len()), of_kind));
+    }
+    res
 }
 
 /// The run folder's per-request latencies of the profiled workload
 /// (`inputs/latencies.json`), which `compare` tests like operations.
 pub const LATENCIES_FILE: &str = "latencies.json";
+/// One record per request of the measured phase (`inputs/requests.jsonl`).
+pub const RECORDS_FILE: &str = "requests.jsonl";
+/// The warmup's records (`inputs/warmup-requests.jsonl`).
+pub const WARMUP_RECORDS_FILE: &str = "warmup-requests.jsonl";
+/// The measured phase's bodies as sent (`inputs/bodies.jsonl`).
+pub const BODIES_FILE: &str = "bodies.jsonl";
 /// The machine's state around the profiled window (`inputs/machine.json`),
 /// written when the server runs on this machine.
 pub const MACHINE_FILE: &str = "machine.json";
@@ -376,9 +706,9 @@ async fn quiet_then_snapshot(
     Some((wait, quiet, before, machine::Snapshot::take()?))
 }
 
-/// `inputs/latencies.json`: the latencies of the successful requests in
-/// send order, and per part of a mix (named without its count).
-fn latency_record(result: &WorkloadResult) -> serde_json::Value {
+/// `inputs/latencies.json`: the E2E latencies of the successful requests
+/// in send order, and per part of a mix (named without its count).
+fn latency_record(result: &WorkloadResult, _records: &[RequestRecord]) -> serde_json::Value {
     let part = |p: &WorkloadResult| {
         let name = p
             .description
@@ -408,44 +738,35 @@ pub fn check_capture(runs: &[TraceRun]) -> Result<(), SessionError> {
     Ok(())
 }
 
-async fn send(
-    client: &Client,
-    liveness: &dyn Liveness,
-    workload: &Workload,
-    progress: bool,
-) -> Result<WorkloadResult, sglang_server::Error> {
-    match workload {
-        Workload::Generate(generate) => {
-            workload::run_generate(client, generate, liveness, progress).await
+/// The bodies as sent, one JSON per line (`inputs/bodies.jsonl`, and
+/// `inputs/warmup-bodies.jsonl`), and the measured phase's dataset rows
+/// (`inputs/dataset.jsonl`): the same seed gives the same bytes.
+fn write_request_bodies(inputs: &Path, workload: &Workload) -> Result<(), RunFolderError> {
+    let lines = |requests: &mut dyn Iterator<Item = &LoadRequest>| {
+        let mut out = Vec::new();
+        for request in requests {
+            out.extend_from_slice(&request.body);
+            out.push(b'\n');
         }
-        Workload::Score(mix) => workload::run_score_mix(client, mix, liveness, progress).await,
+        out
+    };
+    write_atomic(
+        &inputs.join(BODIES_FILE),
+        &lines(&mut workload.load.requests.iter()),
+    )?;
+    if !workload.warmup.is_empty() {
+        write_atomic(
+            &inputs.join("warmup-bodies.jsonl"),
+            &lines(&mut workload.warmup.iter().flat_map(|p| p.requests.iter())),
+        )?;
     }
-}
-
-fn write_request_bodies(
-    dir: &Path,
-    workload: &Workload,
-    warmup: usize,
-) -> Result<(), RunFolderError> {
-    let phases = [
-        ("warmup", workload.warmup(warmup)),
-        ("profiled", workload.clone()),
-    ];
-    for (phase, workload) in phases {
-        match workload {
-            Workload::Generate(generate) => {
-                for (idx, body) in generate.requests().iter().enumerate() {
-                    let name = format!("{phase}-{:03}-generate.json", idx + 1);
-                    write_json(&dir.join(name), body)?;
-                }
-            }
-            Workload::Score(mix) => {
-                for (idx, (kind, body)) in mix.requests().iter().enumerate() {
-                    let name = format!("{phase}-{:03}-score-{}.json", idx + 1, kind.slug());
-                    write_json(&dir.join(name), body)?;
-                }
-            }
+    if !workload.load.dataset.is_empty() {
+        let mut out = String::new();
+        for row in &workload.load.dataset {
+            out.push_str(&serde_json::to_string(row).expect("plain data serialises"));
+            out.push('\n');
         }
+        write_atomic(&inputs.join("dataset.jsonl"), out.as_bytes())?;
     }
     Ok(())
 }
@@ -498,24 +819,6 @@ pub fn workload_summary(result: &WorkloadResult) -> session_report::WorkloadSumm
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sglang_server::workload::ScoreKind;
-
-    #[test]
-    fn warmup_of_score_covers_every_kind() {
-        let mix = ScoreMix {
-            model: "m".into(),
-            label_token_ids: vec![1, 2],
-            rounds: 5,
-            concurrency: 4,
-        };
-        let Workload::Score(warm) = Workload::Score(mix).warmup(3) else {
-            unreachable!()
-        };
-        let kinds: Vec<ScoreKind> = warm.requests().iter().map(|(k, _)| *k).collect();
-        assert_eq!(kinds, ScoreKind::ALL.to_vec());
-        // Same concurrency as the workload, so its batch shapes get compiled.
-        assert_eq!(warm.concurrency, 4);
-    }
 
     #[test]
     fn an_empty_xplane_is_a_failed_capture() {

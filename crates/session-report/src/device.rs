@@ -6,8 +6,7 @@ use trace_analysis::OpKind;
 use trace_device::{COMPONENT_RULES, DeviceOp, DevicePlane, step_stats};
 use trace_model::{Ps, ps_to_ms};
 
-use crate::format::{Table, cell, code, count, fixed, ms};
-use crate::plot;
+use crate::format::{Table, cell, code, count, fixed, ms, percent};
 use crate::render::ReportInput;
 
 fn ms_of(ps: Ps) -> f64 {
@@ -16,14 +15,6 @@ fn ms_of(ps: Ps) -> f64 {
 
 fn ms_cell(ps: Ps) -> String {
     ms(i128::from(ps))
-}
-
-fn percent(part: Ps, whole: Ps) -> String {
-    if whole > 0 {
-        format!("{}%", fixed(part as f64 * 100.0 / whole as f64, 1))
-    } else {
-        "n/a".to_owned()
-    }
 }
 
 fn opt(value: Option<f64>, decimals: usize) -> String {
@@ -312,17 +303,20 @@ fn plane_section(
     }
 }
 
+/// The definitions under the section, in inline Markdown (`**`, backticks).
+pub const DEVICE_DEFINITIONS: [&str; 7] = [
+    "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead). **Busy**: Σ op self time.",
+    "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, xprof's IDLE row.",
+    "**Duty cycle in modules**: Σ durations of top-level ops ÷ Σ durations of XLA module executions.",
+    "**Step**: an event of the `Steps` line; its compute is the self time of the ops of its group, its idle the rest. Percentiles are nearest-rank; the standard deviation is the population one.",
+    "**GFLOP/s, GB/s**: Σ `flops` and Σ `bytes_accessed` over an op's executions ÷ its self time. **FLOP/byte**: their ratio. **Bound**: `compute` at or above the plane's ridge point (peak FLOP/s ÷ peak HBM bytes/s), else `memory`.",
+    "**Why was the device idle**: gaps are the times between one module execution's end and the next one's start (host clock); each host thread's innermost event is charged its overlap with the gaps.",
+    "Unlike xprof, ops are counted per HLO op and program: xprof's framework-op view counts a framework op's occurrences as the maximum over its HLO ops, and its host rows (host IDLE) are not reported here.",
+];
+
 fn definitions(out: &mut String) {
     out.push_str("### Device Definitions\n\n");
-    for line in [
-        "**Self time** of a device op: its duration minus its direct children's on the same `XLA Ops` line (a `while` op keeps only its loop overhead). **Busy**: Σ op self time.",
-        "**Window**: first start to last end over the `Steps` and `XLA Ops` lines. **Idle** = window − busy, xprof's IDLE row.",
-        "**Duty cycle in modules**: Σ durations of top-level ops ÷ Σ durations of XLA module executions.",
-        "**Step**: an event of the `Steps` line; its compute is the self time of the ops of its group, its idle the rest. Percentiles are nearest-rank; the standard deviation is the population one.",
-        "**GFLOP/s, GB/s**: Σ `flops` and Σ `bytes_accessed` over an op's executions ÷ its self time. **FLOP/byte**: their ratio. **Bound**: `compute` at or above the plane's ridge point (peak FLOP/s ÷ peak HBM bytes/s), else `memory`.",
-        "**Why was the device idle**: gaps are the times between one module execution's end and the next one's start (host clock); each host thread's innermost event is charged its overlap with the gaps.",
-        "Unlike xprof, ops are counted per HLO op and program: xprof's framework-op view counts a framework op's occurrences as the maximum over its HLO ops, and its host rows (host IDLE) are not reported here.",
-    ] {
+    for line in DEVICE_DEFINITIONS {
         out.push_str(&format!("- {line}\n"));
     }
     out.push_str("\nComponents are assigned by the first rule whose words appear in the op's framework op path, name or category:\n\n");
@@ -539,5 +533,5 @@ pub fn plot_file_name(plane: &str) -> String {
 
 /// The SVG step plot of a plane, or `None` without steps.
 pub fn step_plot(plane: &DevicePlane) -> Option<String> {
-    plot::steps_svg(plane)
+    report_plot::steps_svg(plane)
 }

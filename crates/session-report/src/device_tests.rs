@@ -61,6 +61,8 @@ fn input<'a>(
         pyspy: None,
         devices,
         step_plots: vec![plot_file_name(&devices[0].plane)],
+        serving: None,
+        serving_plot: None,
     }
 }
 

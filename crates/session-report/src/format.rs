@@ -43,6 +43,32 @@ pub fn fixed(value: f64, decimals: usize) -> String {
     }
 }
 
+/// `part` as a share of `whole` with one decimal and a `%` (`38.1%`),
+/// `n/a` when `whole` is not positive.
+pub fn percent(part: i64, whole: i64) -> String {
+    if whole > 0 {
+        format!("{}%", fixed(part as f64 * 100.0 / whole as f64, 1))
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+/// A workload's row of the Workload Latency table: requests, concurrency,
+/// errors, mean, p50, p90, p99 and max latency (ms), throughput (req/s).
+pub fn workload_cells(part: &crate::WorkloadSummary) -> [String; 9] {
+    [
+        count(part.requests),
+        count(part.concurrency),
+        count(part.errors),
+        fixed(part.latency_ms.mean, 2),
+        fixed(part.latency_ms.p50, 2),
+        fixed(part.latency_ms.p90, 2),
+        fixed(part.latency_ms.p99, 2),
+        fixed(part.latency_ms.max, 2),
+        fixed(part.throughput_rps, 2),
+    ]
+}
+
 fn group(int: &str) -> String {
     let mut res = String::with_capacity(int.len() + int.len() / 3);
     for (idx, ch) in int.chars().enumerate() {

@@ -7,21 +7,26 @@
 //! its reader; the session drivers in the xtask write it.
 
 mod device;
-mod format;
+pub mod format;
 mod metadata;
-mod plot;
 mod render;
+mod serving;
 mod summary;
 
-pub use device::{plot_file_name, step_plot};
+pub use device::{DEVICE_DEFINITIONS, plot_file_name, step_plot};
 pub use metadata::{
     CostRow, LatencyStats, MetadataError, ProfileConfig, RUN_METADATA_SCHEMA, RunMetadata,
     TraceFileInfo, WorkloadSummary,
 };
 pub use render::{
-    FullTrace, PySpyProcess, PySpySection, ReportInput, TraceFormat, Truncation, render_markdown,
+    FullTrace, METRIC_DEFINITIONS, PySpyProcess, PySpySection, ReportInput, Span, TraceFormat,
+    Truncation, file_purpose, observation_spans, render_markdown, spans_markdown, summary_spans,
 };
-pub use summary::{SUMMARY_SCHEMA, render_summary_json};
+pub use serving::{
+    Distribution, Goodput, Overlap, RequestPoint, SERVING_PLOT, ServingMetadata, ServingReport,
+    Slo, Window, render_serving, serving_plot,
+};
+pub use summary::{Compilation, SUMMARY_SCHEMA, compilation, render_summary_json};
 
 #[cfg(test)]
 mod device_tests;

@@ -46,6 +46,10 @@ pub struct RunMetadata {
     pub profile: Option<ProfileConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadSummary>,
+    /// The serving load and where its per-request records are; the
+    /// report computes the serving metrics from those records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<crate::ServingMetadata>,
     /// Shell commands that reproduce the session, one per entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reproduction: Vec<String>,

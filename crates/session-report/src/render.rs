@@ -89,17 +89,33 @@ pub struct ReportInput<'a> {
     /// The step plot file of each device plane, as linked from the report
     /// (same order as `devices`; may be shorter).
     pub step_plots: Vec<String>,
+    /// The serving metrics of the measured phase, when the run folder has
+    /// per-request records.
+    pub serving: Option<crate::ServingReport>,
+    /// The latency distribution plot, as linked from the report.
+    pub serving_plot: Option<String>,
 }
 
 /// Renders `report.md`.
 pub fn render_markdown(input: &ReportInput<'_>) -> String {
     let mut out = String::new();
     header(input, &mut out);
+    if let Some(serving) = input.serving.as_ref().filter(|it| !it.load.traced) {
+        // A session without the profiler has no trace to describe.
+        crate::serving::render_serving(serving, input.serving_plot.as_deref(), &mut out);
+        reproduction(input.metadata, &mut out);
+        cost(input.metadata, &mut out);
+        return out;
+    }
     executive_summary(input, &mut out);
+    if let Some(serving) = &input.serving {
+        crate::serving::render_serving(serving, input.serving_plot.as_deref(), &mut out);
+    }
     trace_files(input, &mut out);
     analysis_results(input, &mut out);
     crate::device::section(input, &mut out);
-    if let Some(workload) = &input.metadata.workload {
+    // The serving section covers the workload when there is one.
+    if let (None, Some(workload)) = (&input.serving, &input.metadata.workload) {
         workload_section(workload, &mut out);
     }
     if let Some(pyspy) = &input.pyspy {
@@ -174,84 +190,134 @@ fn model_op(analysis: &Analysis) -> Option<&OpStats> {
     analysis.ops.iter().find(|it| it.name.contains("run_model"))
 }
 
-fn executive_summary(input: &ReportInput<'_>, out: &mut String) {
-    let analysis = input.analysis;
-    out.push_str("## Executive Summary\n\n");
-    let processes: Vec<&str> = analysis
-        .processes
+/// A piece of running text: plain words, a name shown as code, or a
+/// strong lead-in. The Markdown and the HTML report render the same spans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Span {
+    Text(String),
+    Code(String),
+    Strong(String),
+}
+
+/// Builds a list of [`Span`]s.
+#[derive(Default)]
+struct Spans(Vec<Span>);
+
+impl Spans {
+    fn text(&mut self, text: impl Into<String>) -> &mut Self {
+        self.0.push(Span::Text(text.into()));
+        self
+    }
+
+    fn code(&mut self, text: impl Into<String>) -> &mut Self {
+        self.0.push(Span::Code(text.into()));
+        self
+    }
+
+    fn strong(&mut self, text: impl Into<String>) -> &mut Self {
+        self.0.push(Span::Strong(text.into()));
+        self
+    }
+}
+
+/// Spans as Markdown: code through [`code`], strong text in `**`.
+pub fn spans_markdown(spans: &[Span]) -> String {
+    spans
         .iter()
-        .map(|(_, name)| name.as_str())
-        .collect();
-    let mut text = format!(
+        .map(|it| match it {
+            Span::Text(text) => text.clone(),
+            Span::Code(text) => code(text),
+            Span::Strong(text) => format!("**{text}**"),
+        })
+        .collect()
+}
+
+/// The Executive Summary paragraph.
+pub fn summary_spans(input: &ReportInput<'_>) -> Vec<Span> {
+    let analysis = input.analysis;
+    let mut text = Spans::default();
+    text.text(format!(
         "sglprof analysed {} events covering {} ms of traced time",
         count(analysis.total_events),
         ms(analysis.traced_time_ps() as i128)
-    );
-    if !processes.is_empty() {
-        text.push_str(&format!(
-            " in {}",
-            processes
-                .iter()
-                .map(|it| code(it))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+    ));
+    for (idx, (_, name)) in analysis.processes.iter().enumerate() {
+        text.text(if idx == 0 { " in " } else { ", " }).code(name);
     }
-    text.push_str(&format!(" from {}.", code(&input.source)));
+    text.text(" from ").code(&input.source).text(".");
     if let Some(top) = analysis.ops.first() {
-        text.push_str(&format!(
-            " The heaviest operation by total time is {} ({} ms over {} calls).",
-            code(top.display_name()),
-            ms(top.total_ps),
-            count(top.count)
-        ));
+        text.text(" The heaviest operation by total time is ")
+            .code(top.display_name())
+            .text(format!(
+                " ({} ms over {} calls).",
+                ms(top.total_ps),
+                count(top.count)
+            ));
     }
     let xla = xla_ops(analysis);
     if let Some(dominant) = xla.first() {
         let xla_self: i128 = xla.iter().map(|it| it.self_ps).sum();
-        text.push_str(&format!(
-            " XLA operations account for {} ms of self time; the dominant one is {} ({} ms self).",
-            ms(xla_self),
-            code(dominant.display_name()),
-            ms(dominant.self_ps)
-        ));
+        text.text(format!(
+            " XLA operations account for {} ms of self time; the dominant one is ",
+            ms(xla_self)
+        ))
+        .code(dominant.display_name())
+        .text(format!(" ({} ms self).", ms(dominant.self_ps)));
     } else {
-        text.push_str(" The trace holds no XLA operations.");
+        text.text(" The trace holds no XLA operations.");
     }
     let waits: i128 = wait_ops(analysis).iter().map(|it| it.self_ps).sum();
     if waits > 0 {
-        text.push_str(&format!(
+        text.text(format!(
             " Threads spent {} ms blocked in queues, waits and locks.",
             ms(waits)
         ));
     }
     if let Some(workload) = &input.metadata.workload {
-        text.push_str(&format!(
-            " The workload sent {} {} requests at concurrency {}: p50 {} ms, p99 {} ms, {} requests/s, {} errors.",
-            count(workload.requests),
-            code(&workload.endpoint),
-            workload.concurrency,
-            fixed(workload.latency_ms.p50, 2),
-            fixed(workload.latency_ms.p99, 2),
-            fixed(workload.throughput_rps, 2),
-            count(workload.errors)
-        ));
+        text.text(format!(" The workload sent {} ", count(workload.requests)))
+            .code(&workload.endpoint)
+            .text(format!(
+                " requests at concurrency {}: p50 {} ms, p99 {} ms, {} requests/s, {} errors.",
+                workload.concurrency,
+                fixed(workload.latency_ms.p50, 2),
+                fixed(workload.latency_ms.p99, 2),
+                fixed(workload.throughput_rps, 2),
+                count(workload.errors)
+            ));
     }
     match &input.truncation {
         Truncation::None => {}
-        Truncation::XPlaneInstead { json_share, .. } => text.push_str(&format!(
-            " The `trace.json.gz` hit JAX's 1,000,000-event cap and covers only {}% of the session, so these numbers come from the `xplane.pb`.",
-            fixed(json_share * 100.0, 1)
-        )),
-        Truncation::Unrecoverable { .. } => text.push_str(
-            " **Warning:** the `trace.json.gz` hit JAX's 1,000,000-event cap and no `xplane.pb` was found, so these numbers cover only the start of the session.",
-        ),
+        Truncation::XPlaneInstead { json_share, .. } => {
+            text.text(" The ")
+                .code("trace.json.gz")
+                .text(format!(
+                    " hit JAX's 1,000,000-event cap and covers only {}% of the session, so these numbers come from the ",
+                    fixed(json_share * 100.0, 1)
+                ))
+                .code("xplane.pb")
+                .text(".");
+        }
+        Truncation::Unrecoverable { .. } => {
+            text.text(" ")
+                .strong("Warning:")
+                .text(" the ")
+                .code("trace.json.gz")
+                .text(" hit JAX's 1,000,000-event cap and no ")
+                .code("xplane.pb")
+                .text(" was found, so these numbers cover only the start of the session.");
+        }
     }
-    out.push_str(&text);
+    text.0
+}
+
+fn executive_summary(input: &ReportInput<'_>, out: &mut String) {
+    out.push_str("## Executive Summary\n\n");
+    out.push_str(&spans_markdown(&summary_spans(input)));
     out.push_str("\n\n");
 }
 
-fn purpose(path: &str) -> &'static str {
+/// What a trace file is for, as the Trace Files table says.
+pub fn file_purpose(path: &str) -> &'static str {
     if path.ends_with(".trace.json.gz") {
         "Perfetto trace (compressed)"
     } else if path.ends_with(".trace.json") {
@@ -280,7 +346,7 @@ fn trace_files(input: &ReportInput<'_>, out: &mut String) {
         table.row(vec![
             code_cell(&file.path),
             bytes(file.size_bytes),
-            purpose(&file.path).to_owned(),
+            file_purpose(&file.path).to_owned(),
         ]);
     }
     table.render(out);
@@ -483,17 +549,7 @@ fn workload_section(workload: &WorkloadSummary, out: &mut String) {
         if let Some(label) = label {
             cells.push(cell(label));
         }
-        cells.extend([
-            count(part.requests),
-            count(part.concurrency),
-            count(part.errors),
-            fixed(part.latency_ms.mean, 2),
-            fixed(part.latency_ms.p50, 2),
-            fixed(part.latency_ms.p90, 2),
-            fixed(part.latency_ms.p99, 2),
-            fixed(part.latency_ms.max, 2),
-            fixed(part.throughput_rps, 2),
-        ]);
+        cells.extend(crate::format::workload_cells(part));
         cells
     };
     if workload.parts.is_empty() {
@@ -605,38 +661,48 @@ pub(crate) fn pyspy_section(pyspy: &PySpySection, out: &mut String) {
     }
 }
 
-fn observations(input: &ReportInput<'_>, out: &mut String) {
+/// The numbered Observations, one list of spans each.
+pub fn observation_spans(input: &ReportInput<'_>) -> Vec<Vec<Span>> {
     let analysis = input.analysis;
-    out.push_str("### Observations\n\n");
-    let mut items: Vec<String> = Vec::new();
+    let mut items: Vec<Vec<Span>> = Vec::new();
 
     let waits = wait_ops(analysis);
     let wait_self: i128 = waits.iter().map(|it| it.self_ps).sum();
     if wait_self > 0 {
-        let top: Vec<String> = waits
-            .iter()
-            .take(3)
-            .map(|it| format!("{} {} ms", code(it.display_name()), ms(it.self_ps)))
-            .collect();
         let calls: u64 = waits.iter().map(|it| it.count).sum();
-        items.push(format!(
-            "**Waiting in queues and locks**: {} ms of self time in {} blocking calls, summed over all threads (the traced window is {} ms). Largest: {}. Self time is used so that nested waits (a queue `get` inside which a lock is acquired) are counted once.",
+        let mut item = Spans::default();
+        item.strong("Waiting in queues and locks").text(format!(
+            ": {} ms of self time in {} blocking calls, summed over all threads (the traced window is {} ms). Largest: ",
             ms(wait_self),
             count(calls),
             ms(analysis.traced_time_ps() as i128),
-            top.join(", ")
         ));
+        for (idx, it) in waits.iter().take(3).enumerate() {
+            if idx > 0 {
+                item.text(", ");
+            }
+            item.code(it.display_name())
+                .text(format!(" {} ms", ms(it.self_ps)));
+        }
+        item.text(". Self time is used so that nested waits (a queue ")
+            .code("get")
+            .text(" inside which a lock is acquired) are counted once.");
+        items.push(item.0);
     }
 
     if let Some(model) = model_op(analysis) {
-        items.push(format!(
-            "**Model execution**: {} ran {} times for {} ms in total, {} ms per call on average (max {} ms).",
-            code(model.display_name()),
-            count(model.count),
-            ms(model.total_ps),
-            fixed(model.avg_ps() / 1e9, 2),
-            ms(model.max_ps as i128)
-        ));
+        let mut item = Spans::default();
+        item.strong("Model execution")
+            .text(": ")
+            .code(model.display_name())
+            .text(format!(
+                " ran {} times for {} ms in total, {} ms per call on average (max {} ms).",
+                count(model.count),
+                ms(model.total_ps),
+                fixed(model.avg_ps() / 1e9, 2),
+                ms(model.max_ps as i128)
+            ));
+        items.push(item.0);
     }
 
     let xla = xla_ops(analysis);
@@ -647,15 +713,19 @@ fn observations(input: &ReportInput<'_>, out: &mut String) {
         } else {
             0.0
         };
-        items.push(format!(
-            "**Dominant XLA operation**: {} ({}) took {} ms of self time over {} calls, {}% of the self time of all {} XLA operations.",
-            code(dominant.display_name()),
-            note_for(&dominant.name, dominant.kind).unwrap_or("XLA operation"),
-            ms(dominant.self_ps),
-            count(dominant.count),
-            fixed(share * 100.0, 1),
-            count(xla.len() as u64)
-        ));
+        let mut item = Spans::default();
+        item.strong("Dominant XLA operation")
+            .text(": ")
+            .code(dominant.display_name())
+            .text(format!(
+                " ({}) took {} ms of self time over {} calls, {}% of the self time of all {} XLA operations.",
+                note_for(&dominant.name, dominant.kind).unwrap_or("XLA operation"),
+                ms(dominant.self_ps),
+                count(dominant.count),
+                fixed(share * 100.0, 1),
+                count(xla.len() as u64)
+            ));
+        items.push(item.0);
     }
 
     let allocs: Vec<&OpStats> = analysis
@@ -663,18 +733,21 @@ fn observations(input: &ReportInput<'_>, out: &mut String) {
         .iter()
         .filter(|it| note_for(&it.name, it.kind) == Some("memory allocation"))
         .collect();
+    let mut item = Spans::default();
+    item.strong("Memory allocation");
     if allocs.is_empty() {
-        items.push("**Memory allocation**: no allocator events were traced.".to_owned());
+        item.text(": no allocator events were traced.");
     } else {
         let n: u64 = allocs.iter().map(|it| it.count).sum();
         let total: i128 = allocs.iter().map(|it| it.total_ps).sum();
-        items.push(format!(
-            "**Memory allocation**: {} allocation events took {} ms in total, {} µs each on average.",
+        item.text(format!(
+            ": {} allocation events took {} ms in total, {} µs each on average.",
             count(n),
             ms(total),
             fixed(total as f64 / n as f64 / PS_PER_US as f64, 2)
         ));
     }
+    items.push(item.0);
 
     let compiles: Vec<&OpStats> = analysis
         .ops
@@ -682,35 +755,53 @@ fn observations(input: &ReportInput<'_>, out: &mut String) {
         .filter(|it| note_for(&it.name, it.kind) == Some("compilation"))
         .collect();
     if let Some(top) = compiles.first() {
-        items.push(format!(
-            "**Compilation during the profile**: {} ran {} times ({} ms). XLA compiled new shapes inside the traced window; warm up with the same request shapes before profiling to keep compilation out of the numbers.",
-            code(top.display_name()),
-            count(top.count),
-            ms(top.total_ps)
-        ));
+        let mut item = Spans::default();
+        item.strong("Compilation during the profile")
+            .text(": ")
+            .code(top.display_name())
+            .text(format!(
+                " ran {} times ({} ms). XLA compiled new shapes inside the traced window; warm up with the same request shapes before profiling to keep compilation out of the numbers.",
+                count(top.count),
+                ms(top.total_ps)
+            ));
+        items.push(item.0);
     }
 
     if let Truncation::Unrecoverable { .. } = input.truncation {
-        items.push("**Truncated trace**: the numbers cover only the start of the session; keep the `xplane.pb` next to the `trace.json.gz` to analyse all of it.".to_owned());
+        let mut item = Spans::default();
+        item.strong("Truncated trace")
+            .text(": the numbers cover only the start of the session; keep the ")
+            .code("xplane.pb")
+            .text(" next to the ")
+            .code("trace.json.gz")
+            .text(" to analyse all of it.");
+        items.push(item.0);
     }
+    items
+}
 
-    for (idx, item) in items.iter().enumerate() {
-        out.push_str(&format!("{}. {item}\n\n", idx + 1));
+fn observations(input: &ReportInput<'_>, out: &mut String) {
+    out.push_str("### Observations\n\n");
+    for (idx, item) in observation_spans(input).iter().enumerate() {
+        out.push_str(&format!("{}. {}\n\n", idx + 1, spans_markdown(item)));
     }
 }
 
+/// The definitions under the section, in inline Markdown (`**`, backticks).
+pub const METRIC_DEFINITIONS: [&str; 8] = [
+    "**Total events**: every entry of the trace, whatever its phase, including entries without a phase (JAX writes an empty `{}` last). For an `xplane.pb`: one event per XEvent plus one metadata event per plane and per line.",
+    "**Operation**: a complete event (`X`), or a `B`/`E` pair matched on the same thread; operations are grouped by exact name. Display names drop the Python tracer's leading `$`.",
+    "**Unique operations**: the number of distinct operation names.",
+    "**Total traced time**: the latest end minus the earliest start over all events that have a timestamp (metadata events have none).",
+    "**Total / Count / Avg / Max**: the sum, number, mean (total over count) and largest of an operation's durations.",
+    "**Self**: the sum over an operation's events of its duration minus the durations of its direct children, the operations on the same thread that lie entirely within it.",
+    "**XLA operation**: an operation whose events carry an `hlo_op` or `hlo_module` argument, or run on a `/device:` plane other than its `XLA Modules` and `Steps` lines. **XLA module**: an event of a device's `XLA Modules` line, one whole program execution; modules are listed but never count as the heaviest or dominant XLA operation. **Runtime event**: a `Class::method` name whose class contains Tpu, PjRt, Thunk, Compiler, Allocator, Executable or Client.",
+    "**Blocked time**: the self time of Python functions named `wait`, `acquire`, `sleep` or `join`, of `queue.py` `get`, and of `select`/`poll` in the `select` and `selectors` modules.",
+];
+
 fn definitions(out: &mut String) {
     out.push_str("### Metric Definitions\n\n");
-    for line in [
-        "**Total events**: every entry of the trace, whatever its phase, including entries without a phase (JAX writes an empty `{}` last). For an `xplane.pb`: one event per XEvent plus one metadata event per plane and per line.",
-        "**Operation**: a complete event (`X`), or a `B`/`E` pair matched on the same thread; operations are grouped by exact name. Display names drop the Python tracer's leading `$`.",
-        "**Unique operations**: the number of distinct operation names.",
-        "**Total traced time**: the latest end minus the earliest start over all events that have a timestamp (metadata events have none).",
-        "**Total / Count / Avg / Max**: the sum, number, mean (total over count) and largest of an operation's durations.",
-        "**Self**: the sum over an operation's events of its duration minus the durations of its direct children, the operations on the same thread that lie entirely within it.",
-        "**XLA operation**: an operation whose events carry an `hlo_op` or `hlo_module` argument, or run on a `/device:` plane other than its `XLA Modules` and `Steps` lines. **XLA module**: an event of a device's `XLA Modules` line, one whole program execution; modules are listed but never count as the heaviest or dominant XLA operation. **Runtime event**: a `Class::method` name whose class contains Tpu, PjRt, Thunk, Compiler, Allocator, Executable or Client.",
-        "**Blocked time**: the self time of Python functions named `wait`, `acquire`, `sleep` or `join`, of `queue.py` `get`, and of `select`/`poll` in the `select` and `selectors` modules.",
-    ] {
+    for line in METRIC_DEFINITIONS {
         out.push_str(&format!("- {line}\n"));
     }
     out.push('\n');

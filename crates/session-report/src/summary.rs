@@ -1,8 +1,9 @@
 //! `summary.json`: the report's numbers for machines. The field names are a
 //! contract (`schema` says which version); add fields, never rename them.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use trace_analysis::{OpKind, OpStats, note_for};
+use trace_analysis::{Analysis, OpKind, OpStats, is_compilation, note_for};
 use trace_model::ps_to_ms;
 
 use crate::render::{ReportInput, TraceFormat, Truncation, traced_ms};
@@ -20,6 +21,34 @@ fn op_json(op: &OpStats, self_exact: bool) -> Value {
         "max_ms": ps_to_ms(op.max_ps as i128),
         "self_ms": self_exact.then(|| ps_to_ms(op.self_ps)),
     })
+}
+
+/// Compilation inside the traced window: the heaviest compiler entry point
+/// of the runtime ([`trace_analysis::is_compilation`], the rule `compare`
+/// uses), with its count of programs and their time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Compilation {
+    pub operation: String,
+    pub count: u64,
+    pub total_ms: f64,
+}
+
+/// The compilation of an analysed trace; `None` when nothing compiled.
+pub fn compilation(analysis: &Analysis) -> Option<Compilation> {
+    analysis
+        .ops
+        .iter()
+        .filter(|op| is_compilation(&op.name))
+        .max_by(|a, b| {
+            a.total_ps
+                .cmp(&b.total_ps)
+                .then_with(|| b.name.cmp(&a.name))
+        })
+        .map(|op| Compilation {
+            operation: op.name.clone(),
+            count: op.count,
+            total_ms: ps_to_ms(op.total_ps),
+        })
 }
 
 /// Renders `summary.json`, pretty-printed with a final newline.
@@ -86,6 +115,17 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
             "events": full.events,
             "chunk_events": full.chunk_events,
         });
+    }
+    // Only a traced session knows what compiled; `null` then means nothing.
+    if input.metadata.serving.as_ref().is_none_or(|s| s.traced) {
+        res["compilation"] = json!(compilation(analysis).unwrap_or(Compilation {
+            operation: String::new(),
+            count: 0,
+            total_ms: 0.0,
+        }));
+    }
+    if let Some(serving) = &input.serving {
+        res["serving"] = serde_json::to_value(serving).expect("plain data serialises");
     }
     if let Some(workload) = &input.metadata.workload {
         res["workload"] = serde_json::to_value(workload).expect("plain data serialises");

@@ -196,6 +196,8 @@ fn input<'a>(
         pyspy: None,
         devices: &[],
         step_plots: Vec::new(),
+        serving: None,
+        serving_plot: None,
     }
 }
 

@@ -278,6 +278,40 @@ impl Client {
             .await
     }
 
+    /// `POST` of a ready JSON body; the answer is the caller's to read
+    /// (a load streams it). A non-2xx answer is an error.
+    pub(crate) async fn post_bytes(
+        &self,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::Response, Error> {
+        let url = self.url(path);
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = &self.config.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport("POST", &url, err, None))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(Error::Status {
+            method: "POST",
+            url,
+            status: status.as_u16(),
+            body: snippet(&body),
+            log_tail: None,
+        })
+    }
+
     /// `POST /flush_cache`; plain-text answer.
     pub async fn flush_cache(&self) -> Result<String, Error> {
         self.call(Method::POST, "/flush_cache", None, None).await

@@ -20,6 +20,7 @@
 mod client;
 mod error;
 mod launch;
+mod load;
 mod logtail;
 mod profile;
 mod readiness;
@@ -34,6 +35,7 @@ pub use client::{
 };
 pub use error::Error;
 pub use launch::{LaunchSpec, MultiNode, Precompile, PrecompileFlags};
+pub use load::{AnswerMeta, Clock, LoadOptions, LoadRequest, Sent, send_load};
 pub use logtail::log_tail;
 pub use profile::{
     ProfilerFeatures, StartProfile, StopOutcome, TraceRun, check_capture, find_trace_runs,

@@ -125,6 +125,15 @@ pub enum Error {
     #[error("cancelled: the node is deleted unless --keep was given")]
     Cancelled,
 
+    #[error(
+        "no runtime version is known for accelerator type `{accelerator_type}` (known families: \
+         {known}): give one with --runtime-version (see `gcloud compute tpus tpu-vm versions list`)"
+    )]
+    UnknownAccelerator {
+        accelerator_type: String,
+        known: String,
+    },
+
     #[error("{action} `{}`", .path.display())]
     Io {
         action: &'static str,

@@ -156,6 +156,7 @@ impl Gcloud {
         }
     }
 
+    #[allow(clippy::disallowed_methods)] // The gcloud spawn site.
     fn command(&self, argv: &[String]) -> Result<tokio::process::Command, Error> {
         let sh = xshell::Shell::new().map_err(|err| self.error(argv, err.to_string()))?;
         let program = &self.program;

@@ -694,14 +694,19 @@ impl<E: std::fmt::Display> std::fmt::Display for Failure<E> {
 }
 
 /// The result of [`with_node`]: the session's outcome and, separately,
-/// whether the node was deleted (`None` when kept).
+/// whether the node was deleted (`None` when kept), and whether the run
+/// state file is behind.
 pub struct Leased<T, E> {
     pub outcome: Result<T, Failure<E>>,
     pub release: Option<Result<(), Error>>,
+    /// [`Ledger::unsaved_note`] after the release: a clause for the run's
+    /// closing line when the state file could not be saved.
+    pub state_note: Option<String>,
 }
 
 /// Creates the node, runs `session` on it, and deletes the node afterwards
-/// on every path (success, error, `cancel` firing), unless `keep`.
+/// on every path (success, error, `cancel` firing, a panic in `session`,
+/// which is resumed once the node is deleted), unless `keep`.
 ///
 /// The ledger must be fresh from [`NodeRequest::planned_state`]; it is
 /// saved before anything is created.
@@ -718,20 +723,28 @@ where
     Fut: Future<Output = Result<T, E>>,
     C: Future<Output = ()>,
 {
+    use futures_util::FutureExt as _;
     let inflight = InFlight::default();
+    // A panic inside the session is caught, the node released as on any
+    // other exit, and the panic resumed afterwards.
+    let mut panicked = None;
     let outcome = {
-        let work = async {
+        let work = std::panic::AssertUnwindSafe(async {
             let node = acquire_tracked(client, req, ledger, &inflight)
                 .await
                 .map_err(Failure::Provision)?;
             session(node).await.map_err(Failure::Session)
-        };
+        })
+        .catch_unwind();
         // The cancel future first: a signal that came before the lease
         // started stops it before anything is created.
         tokio::select! {
             biased;
             () = cancel => Err(Failure::Cancelled),
-            res = work => res,
+            res = work => res.unwrap_or_else(|payload| {
+                panicked = Some(payload);
+                Err(Failure::Cancelled)
+            }),
         }
     };
     let release = if keep && ledger.state.phase != Phase::Planned {
@@ -740,7 +753,14 @@ where
     } else {
         Some(release_tracked(client, ledger, req.deadlines.delete, &inflight).await)
     };
-    Leased { outcome, release }
+    if let Some(payload) = panicked {
+        std::panic::resume_unwind(payload);
+    }
+    Leased {
+        outcome,
+        release,
+        state_note: ledger.unsaved_note(),
+    }
 }
 
 /// What [`cleanup`] did.

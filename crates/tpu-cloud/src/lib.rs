@@ -25,7 +25,8 @@
 //! the caller stops waiting.
 //! [`script`] renders the remote install, launch and wait scripts (secrets
 //! are read from files on the VM, see [`redact`] for what is shown), and
-//! [`cost`] turns billed time into dollars.
+//! [`cost`] turns billed time into dollars, and [`runtime`] gives the VM
+//! image (runtime version) of each accelerator family.
 //! With the `fake` feature, `fake` is a faithful fake of the API on
 //! loopback (tests and rehearsals): `FakeTpu::start_with(FakeConfig {
 //! project, log: Some(path), .. })`, then `TpuClient::new` with its URL and
@@ -59,6 +60,7 @@ pub mod lease;
 mod process;
 pub mod redact;
 pub mod remote;
+pub mod runtime;
 pub mod script;
 pub mod state;
 pub mod time;

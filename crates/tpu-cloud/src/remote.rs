@@ -46,7 +46,8 @@ impl Slice {
     }
 
     /// Copies each secret to its file on every worker (mode 0600 here,
-    /// kept by the copy).
+    /// kept by the copy: the one kind of file sglprof makes unreadable to
+    /// others).
     pub async fn push_secrets(&self, secrets: &[SecretFile]) -> Result<(), Error> {
         for secret in secrets {
             let mut file = tempfile::NamedTempFile::new().map_err(|source| Error::Io {
@@ -205,7 +206,11 @@ pub fn redact_file(path: &Path, secrets: &[String]) -> Result<(), Error> {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
+    // The redacted copy holds no secret: readable as the umask says.
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(io("creating a file in", dir))?;
     {
         use std::io::Write;
         tmp.write_all(clean.as_bytes())

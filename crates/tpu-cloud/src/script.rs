@@ -21,7 +21,7 @@ pub const REMOTE_PID: &str = "sglprof/server.pid";
 /// The API key on the VM, pushed as a file so that it is never in a
 /// local argv (visible in `ps`) nor in a rendered script.
 pub const REMOTE_API_KEY: &str = "sglprof/secret-api-key";
-/// A git URL with credentials in it, for the same reason.
+/// A git URL that carries a secret, for the same reason.
 pub const REMOTE_GIT_URL: &str = "sglprof/secret-git-url";
 
 /// A value that must reach the VM as a file: where it goes and what it is.
@@ -80,13 +80,13 @@ pub enum PackageSource {
 }
 
 impl PackageSource {
-    /// `sglang-jax 0.0.2 (PyPI)`, `https://...@a18802ac`. Credentials in a
-    /// git URL are redacted.
+    /// `sglang-jax 0.0.2 (PyPI)`, `https://...@a18802ac`. Whatever a git
+    /// URL may carry as a secret is masked ([`crate::redact::url`]).
     pub fn describe(&self) -> String {
         match self {
             PackageSource::PyPi { version: Some(v) } => format!("sglang-jax {v} (PyPI)"),
             PackageSource::PyPi { version: None } => "sglang-jax, newest (PyPI)".to_owned(),
-            PackageSource::Git { url, commit } => crate::redact::redact(&format!("{url}@{commit}")),
+            PackageSource::Git { url, commit } => format!("{}@{commit}", crate::redact::url(url)),
         }
     }
 }
@@ -116,11 +116,11 @@ pub struct CpuInstall {
 }
 
 impl InstallSpec {
-    /// The secrets this install needs on the VM: a git URL with
-    /// credentials.
+    /// The secrets this install needs on the VM: a git URL that carries
+    /// one (user information, a token in its query or fragment).
     pub fn secrets(&self) -> Vec<SecretFile> {
         match &self.source {
-            PackageSource::Git { url, .. } if crate::redact::url_has_credentials(url) => {
+            PackageSource::Git { url, .. } if crate::redact::url_has_secret(url) => {
                 vec![SecretFile {
                     remote: REMOTE_GIT_URL,
                     value: url.clone(),
@@ -167,7 +167,7 @@ pub fn install_script(spec: &InstallSpec) -> String {
             ));
         }
         PackageSource::Git { url, commit } => {
-            let url = if crate::redact::url_has_credentials(url) {
+            let url = if crate::redact::url_has_secret(url) {
                 secret_word(REMOTE_GIT_URL)
             } else {
                 sh_quote(url)
@@ -405,14 +405,17 @@ pub fn helper_log_file(name: &str) -> String {
     format!("{REMOTE_DIR}/{name}.log")
 }
 
-/// The shell lines that set `SUDO` to `sudo -n` when attaching to another
-/// process needs it: not root, and Yama restricts ptrace to descendants
-/// (the default on Ubuntu, so on TPU VMs).
-const PTRACE_SUDO: &str = r#"SUDO=
+/// The shell lines that set the array `SUDO` to `sudo -n` when attaching
+/// to another process needs it: not root, and Yama restricts ptrace to
+/// descendants (the default on Ubuntu, so on TPU VMs).
+const PTRACE_SUDO: &str = r#"SUDO=()
 if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)" != 0 ]; then
-  SUDO="sudo -n"
+  SUDO=(sudo -n)
 fi
-running() {
+"#;
+
+/// `running PID`: whether the process lives and is not a zombie.
+const RUNNING: &str = r#"running() {
   state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)
   [ -n "$state" ] && [ "$state" != Z ]
 }
@@ -425,13 +428,17 @@ running() {
 /// a second fails the script with its log tail.
 pub fn helper_start_script(name: &str, program: &str, args: &[String], ptrace: bool) -> String {
     let (pid, log) = (helper_pid_file(name), helper_log_file(name));
-    let sudo = if ptrace { "$SUDO " } else { "" };
+    let (sudo_lines, sudo) = if ptrace {
+        (PTRACE_SUDO, "\"${SUDO[@]}\" ")
+    } else {
+        ("", "")
+    };
     format!(
         r#"# sglprof: start {name} beside the server.
 set -euo pipefail
 cd "$HOME"
 mkdir -p {REMOTE_DIR}
-{PTRACE_SUDO}setsid nohup {sudo}{REMOTE_VENV}/bin/{program} {args} >{log} 2>&1 </dev/null &
+{sudo_lines}{RUNNING}setsid nohup {sudo}{REMOTE_VENV}/bin/{program} {args} >{log} 2>&1 </dev/null &
 echo $! >{pid}
 sleep 1
 if ! running "$(cat {pid})"; then
@@ -456,13 +463,13 @@ pub fn helper_stop_script(name: &str, timeout_s: u64) -> String {
 set -euo pipefail
 cd "$HOME"
 [ -f {pid} ] || exit 0
-{PTRACE_SUDO}pid=$(cat {pid})
-$SUDO kill -INT "$pid" 2>/dev/null || true
+{PTRACE_SUDO}{RUNNING}pid=$(cat {pid})
+"${{SUDO[@]}}" kill -INT "$pid" 2>/dev/null || true
 deadline=$((SECONDS + {timeout_s}))
 while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.5; done
 rm -f {pid}
 if running "$pid"; then
-  $SUDO kill -KILL "$pid" 2>/dev/null || true
+  "${{SUDO[@]}}" kill -KILL "$pid" 2>/dev/null || true
   echo "{name} did not stop within {timeout_s} s; killed it. Last lines of {log}:" >&2
   tail -n 20 {log} >&2 || true
   exit 1
@@ -511,6 +518,49 @@ mod tests {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote("$HOME"), "'$HOME'");
         assert_eq!(sh_quote(r#"{"a": "b"}"#), r#"'{"a": "b"}'"#);
+    }
+
+    /// Whatever a git URL carries as a secret goes to the VM as a file:
+    /// never inline in the script, which travels in gcloud's argv.
+    #[test]
+    fn secret_git_urls_reach_the_vm_as_a_file() {
+        for url in [
+            "https://host/o/r.git?access_token=TOK",
+            "https://bob:TOK'\"$x@host/o/r.git",
+            "https://host/o/r.git#TOK",
+        ] {
+            let spec = InstallSpec {
+                source: PackageSource::Git {
+                    url: url.to_owned(),
+                    commit: "a18802ac".to_owned(),
+                },
+                extra_packages: Vec::new(),
+                cpu: None,
+            };
+            let script = install_script(&spec);
+            assert!(!script.contains("TOK"), "{url}: {script}");
+            assert!(script.contains(&format!("git clone --quiet \"$(cat {REMOTE_GIT_URL})\"")));
+            assert_eq!(
+                spec.secrets(),
+                [SecretFile {
+                    remote: REMOTE_GIT_URL,
+                    value: url.to_owned()
+                }]
+            );
+            assert!(!spec.source.describe().contains("TOK"), "{url}");
+            assert!(spec.source.describe().ends_with("@a18802ac"));
+        }
+        // A plain URL stays inline.
+        let spec = InstallSpec {
+            source: PackageSource::Git {
+                url: "https://github.com/sgl-project/sglang-jax".to_owned(),
+                commit: "a18802ac".to_owned(),
+            },
+            extra_packages: Vec::new(),
+            cpu: None,
+        };
+        assert!(spec.secrets().is_empty());
+        assert!(install_script(&spec).contains("git clone --quiet https://github.com/"));
     }
 
     #[test]

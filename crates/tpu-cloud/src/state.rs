@@ -92,6 +92,14 @@ impl RunState {
     }
 }
 
+/// How a phase is written in the file.
+fn phase_name(phase: Phase) -> String {
+    serde_json::to_value(phase)
+        .ok()
+        .and_then(|it| it.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A [`RunState`] and where it is kept. Every change is saved at once,
 /// atomically (a fresh sibling file created exclusively, then renamed).
 pub struct Ledger {
@@ -102,6 +110,8 @@ pub struct Ledger {
     fault: Option<Arc<AtomicBool>>,
     /// The last save that failed, if the state on disk is behind.
     unsaved: Option<String>,
+    /// The phase the file on disk holds, as far as this ledger knows.
+    on_disk: Option<Phase>,
     /// Told what the lease is doing, one line per step ([`Ledger::with_progress`]).
     progress: Option<Progress>,
 }
@@ -118,6 +128,7 @@ impl Ledger {
             state,
             fault: None,
             unsaved: None,
+            on_disk: None,
             progress: None,
         };
         res.save()?;
@@ -131,6 +142,7 @@ impl Ledger {
             state,
             fault: None,
             unsaved: None,
+            on_disk: None,
             progress: None,
         }
     }
@@ -161,6 +173,29 @@ impl Ledger {
         self.unsaved.as_deref()
     }
 
+    /// When the file on disk is behind, one clause for the end of a run's
+    /// closing line that says so: which file, why, and what it still says
+    /// (`the run state file runs/x/tpu-state.json could not be saved (...:
+    /// No space left on device): it still says `ready`, not `deleted``).
+    pub fn unsaved_note(&self) -> Option<String> {
+        let why = self.unsaved.as_deref()?;
+        let path = self
+            .path
+            .as_deref()
+            .map_or_else(|| STATE_FILE.to_owned(), |it| it.display().to_string());
+        let now = phase_name(self.state.phase);
+        let says = match self.on_disk {
+            Some(phase) if phase != self.state.phase => {
+                format!("it still says `{}`, not `{now}`", phase_name(phase))
+            }
+            Some(_) => format!("it says `{now}` but misses later details"),
+            None => "it was never written".to_owned(),
+        };
+        Some(format!(
+            "the run state file {path} could not be saved ({why}): {says}"
+        ))
+    }
+
     pub fn open(path: &Path) -> Result<Ledger, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             action: "reading",
@@ -179,11 +214,13 @@ impl Ledger {
                 state.schema
             )));
         }
+        let on_disk = Some(state.phase);
         Ok(Ledger {
             path: Some(path.to_path_buf()),
             state,
             fault: None,
             unsaved: None,
+            on_disk,
             progress: None,
         })
     }
@@ -196,6 +233,9 @@ impl Ledger {
     pub fn save(&mut self) -> Result<(), Error> {
         let res = self.write();
         self.unsaved = res.as_ref().err().map(Error::chain);
+        if res.is_ok() && self.path.is_some() {
+            self.on_disk = Some(self.state.phase);
+        }
         res
     }
 
@@ -226,9 +266,12 @@ impl Ledger {
         };
         // A fresh, exclusively created name: a planted file or symlink is
         // never followed.
+        // It holds no secret: readable as the umask says, like every file
+        // of the run folder.
         let mut tmp = tempfile::Builder::new()
             .prefix(".tpu-state.")
             .suffix(".tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(io("creating a file in", dir))?;
         {

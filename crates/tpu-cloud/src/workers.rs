@@ -277,6 +277,7 @@ impl LocalWorkers {
         }
     }
 
+    #[allow(clippy::disallowed_methods)] // The local workers' spawn site.
     async fn run_one(&self, worker: u32, script: &str) -> Result<String, Error> {
         let home = self.home(worker);
         let mut cmd = tokio::process::Command::new("bash");

@@ -109,6 +109,15 @@ fn runtime_note(name: &str) -> &'static str {
     }
 }
 
+/// True for the runtime's compiler entry points (`PjRtCpuClient::Compile`,
+/// `TpuCompiler::Compile`, ...): an operation name that says `Compile` and
+/// is not a Python tracer event (those start with `$`). The runtime nests
+/// several such operations inside one compilation, so callers count the
+/// heaviest of them rather than adding them up.
+pub fn is_compilation(name: &str) -> bool {
+    !name.starts_with('$') && name.contains("Compile")
+}
+
 /// True for operations that block a thread: Python tracer events of any
 /// function named `wait`, `acquire`, `sleep` or `join`, of `queue.py` `get`,
 /// and of `select`/`poll` in the `select` and `selectors` modules (the

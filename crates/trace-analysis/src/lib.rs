@@ -24,7 +24,7 @@ mod analyzer;
 mod classify;
 
 pub use analyzer::{Analysis, Analyzer, OpStats, PhaseCount};
-pub use classify::{OpKind, is_wait, note_for, runtime_event};
+pub use classify::{OpKind, is_compilation, is_wait, note_for, runtime_event};
 
 /// JAX writes at most this many events into `trace.json.gz`; a file with
 /// exactly this many complete events has almost certainly been cut short.

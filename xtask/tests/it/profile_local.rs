@@ -42,23 +42,22 @@ pub(crate) fn check_run_folder(run: &Path) -> session_report::RunMetadata {
     ] {
         non_empty(&run.join(file));
     }
-    let requests = files_under(&run.join("inputs/requests"));
-    assert!(
-        requests
-            .iter()
-            .any(|p| p.to_string_lossy().contains("warmup-")),
-        "{requests:?}"
-    );
-    assert!(
-        requests
-            .iter()
-            .any(|p| p.to_string_lossy().contains("profiled-")),
-        "{requests:?}"
-    );
-    for request in &requests {
-        let text = std::fs::read_to_string(request).unwrap();
-        serde_json::from_str::<serde_json::Value>(&text).expect("request bodies are JSON");
+    // The bodies as sent, one JSON per line, and a record per request.
+    for file in ["inputs/bodies.jsonl", "inputs/warmup-bodies.jsonl"] {
+        let text = std::fs::read_to_string(run.join(file)).unwrap();
+        assert!(text.lines().count() > 0, "{file} is empty");
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line).expect("request bodies are JSON");
+        }
     }
+    let records = std::fs::read_to_string(run.join("inputs/requests.jsonl")).unwrap();
+    let records = serving_workload::record::parse_records(&records).unwrap();
+    assert!(!records.is_empty());
+    assert!(
+        records
+            .iter()
+            .all(|r| r.end_ns >= r.start_ns && r.start_ns >= r.due_ns)
+    );
 
     // The JAX profile as the server wrote it.
     let traces = files_under(&run.join("artifacts/jax-profile"));
@@ -182,6 +181,7 @@ fn generate_session_with_num_steps() {
     let workload = metadata.workload.unwrap();
     assert_eq!((workload.requests, workload.concurrency), (4, 2));
     assert!(workload.output_tokens_per_s.is_some());
+    crate::html::check_session_page(&run);
 }
 
 /// The example program of `profile-driver` (a session through the crates
@@ -345,16 +345,9 @@ fn the_pods_session_from_a_copied_binary_and_its_reproduction() {
             .iter()
             .all(|p| p.requests == 1 && p.errors == 0)
     );
-    let bodies = files_under(&run.join("inputs/requests"));
-    let large = bodies
-        .iter()
-        .find(|p| {
-            p.to_string_lossy()
-                .contains("profiled-003-score-large-batch")
-        })
-        .unwrap();
-    let large: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(large).unwrap()).unwrap();
+    let bodies = std::fs::read_to_string(run.join("inputs/bodies.jsonl")).unwrap();
+    // The mix in send order: single, small batch, large batch.
+    let large: serde_json::Value = serde_json::from_str(bodies.lines().nth(2).unwrap()).unwrap();
     assert_eq!(large["items"].as_array().unwrap().len(), 32);
     assert_eq!(large["label_token_ids"].as_array().unwrap().len(), 2);
     // py-spy: both formats, named in the metadata.

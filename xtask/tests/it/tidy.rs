@@ -140,6 +140,46 @@ fn no_machine_paths() {
     assert!(offenders.is_empty(), "machine paths in {offenders:#?}");
 }
 
+/// Every file sglprof writes gets the permissions the umask gives, and only
+/// files holding a secret are private: a temporary file created outside the
+/// tests (tempfile makes them 0600) sets its permissions within the few
+/// lines before its creation, or says that it holds a secret.
+#[test]
+fn temporary_files_follow_the_umask_unless_they_hold_a_secret() {
+    let mut offenders = Vec::new();
+    for path in rust_files() {
+        let rel = path.strip_prefix(repo()).unwrap();
+        if rel.components().any(|c| c.as_os_str() == "tests")
+            || rel.to_string_lossy().ends_with("tests.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Unit tests at the end of a file are tests too.
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let creates = line.contains(".tempfile_in(")
+                || line.contains(".tempfile()")
+                || line.contains("NamedTempFile::new");
+            if !creates {
+                continue;
+            }
+            let before = &lines[i.saturating_sub(8)..=i];
+            let ok = before
+                .iter()
+                .any(|l| l.contains(".permissions(") || l.to_lowercase().contains("secret"));
+            if !ok {
+                offenders.push(format!("{}:{}", rel.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "temporary files created 0600 without a secret: {offenders:#?}"
+    );
+}
+
 /// docs/ARCHITECTURE.md says the xtask's modules import one another in
 /// one direction only: a module reaches the modules it declares and those
 /// it names through `crate::...` paths, and none reaches one that reaches

@@ -1,4 +1,5 @@
 //! The Job manifest and the Dockerfile: snapshots and the elements GKE needs.
+#![allow(clippy::disallowed_methods)] // Runs the pod's script with sh.
 
 use k8s_job::{ImageConfig, build_job, render_dockerfile, to_yaml};
 use serde_json::Value;

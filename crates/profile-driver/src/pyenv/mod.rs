@@ -11,8 +11,9 @@
 //! folder counts only once its completion file is written, which happens
 //! last, so an interrupted install is redone from nothing.
 //!
-//! This module and [`assets`] are where the driver runs Python (through
+//! This module is where the driver runs Python (pip and scripts, through
 //! xshell); the server itself is spawned by `sglang-server`'s supervisor.
+#![allow(clippy::disallowed_methods)] // A designated spawn site.
 
 pub mod assets;
 pub mod device;
@@ -119,11 +120,11 @@ pub fn cache_root() -> Result<PathBuf, EnvError> {
 /// Returns the environment for `version` on `device`, installing it first
 /// if needed. Installing needs no TPU: the image build does it.
 pub fn ensure(
-    sh: &Shell,
     version: &str,
     device: Device,
     progress: &dyn Progress,
 ) -> Result<LocalEnv, EnvError> {
+    let sh = &shell()?;
     let flavor = flavor(version)?;
     let root = cache_root()?;
     let name = match device {
@@ -155,6 +156,10 @@ pub fn ensure(
         compile_cache: root.join("jax-compilation-cache").join(&name),
         versions,
     })
+}
+
+fn shell() -> Result<Shell, EnvError> {
+    Shell::new().map_err(command("cannot start a shell"))
 }
 
 fn read_complete(venv: &Path) -> Option<EnvVersions> {
@@ -337,11 +342,11 @@ fn ensure_model(
 
 /// Label token ids for `words`, from the model's own tokenizer.
 pub fn label_token_ids(
-    sh: &Shell,
     env: &LocalEnv,
     model_dir: &Path,
     words: &[&str],
 ) -> Result<Vec<u32>, EnvError> {
+    let sh = &shell()?;
     let python = &env.python;
     let script = assets::ensure(&cache_root()?)?.label_lookup();
     let _offline = sh.push_env("HF_HUB_OFFLINE", "1");

@@ -224,6 +224,9 @@ impl Host for TpuHost {
                 lease::with_node(&client, &req, &mut ledger, tpu.keep, cancelled, work).await;
             (leased.outcome, leased.release)
         };
+        // A state file behind the facts is said in the closing line, so
+        // that `cleanup` is not trusted blindly.
+        let state_note = ledger.unsaved_note();
         let finished_at = SystemTime::now();
         if let Some(rehearsal) = &rehearsal {
             // The DELETE ended the workers' servers; this catches a run
@@ -232,7 +235,7 @@ impl Host for TpuHost {
         }
 
         // What became of the VM: a leaked VM matters more than a failed run.
-        let vm = match &release {
+        let mut vm = match &release {
             Some(Ok(())) if ledger.state.ready_at.is_none() => {
                 format!("no VM left ({} never became READY)", run.node_id)
             }
@@ -249,6 +252,9 @@ impl Host for TpuHost {
                 run_dir.display()
             ),
         };
+        if let Some(note) = &state_note {
+            vm.push_str(&format!("; {note}"));
+        }
         // A failed run ends with one line: what happened, the VM, what is kept.
         let failed = |what: String| {
             let kept = if dry_run {

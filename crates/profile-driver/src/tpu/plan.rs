@@ -20,8 +20,6 @@ use crate::DriveError;
 pub const DEFAULT_MODEL: &str = "TinyLlama/TinyLlama-1.1B-Chat-v1.0";
 /// Where the server writes the trace on the VM.
 const REMOTE_PROFILE_ROOT: &str = "/tmp/sglprof-profile";
-/// The VM image when the accelerator's family has no entry.
-const DEFAULT_RUNTIME: &str = "v2-alpha-tpuv6e";
 
 /// Everything a TPU run decided before it started.
 pub struct TpuRun {
@@ -96,10 +94,11 @@ impl TpuRun {
                 .model_path
                 .clone()
                 .unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
-            runtime_version: tpu
-                .runtime_version
-                .clone()
-                .unwrap_or_else(|| DEFAULT_RUNTIME.to_owned()),
+            runtime_version: tpu_cloud::runtime::runtime_version(
+                &tpu.accelerator_type,
+                tpu.runtime_version.as_deref(),
+            )
+            .map_err(|err| DriveError::Failed(err.to_string()))?,
             remote_profile_dir: format!("{REMOTE_PROFILE_ROOT}/{run_id}"),
             source,
             prices,
@@ -324,7 +323,7 @@ mod tests {
             source: PackageSource::PyPi {
                 version: Some("0.0.2".to_owned()),
             },
-            runtime_version: DEFAULT_RUNTIME.to_owned(),
+            runtime_version: "v2-alpha-tpuv6e".to_owned(),
             remote_profile_dir: "/tmp/x".to_owned(),
             prices: PriceTable::runbook_defaults(),
         }

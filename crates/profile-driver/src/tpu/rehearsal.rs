@@ -69,10 +69,7 @@ impl Rehearsal {
         faults: &[RehearseFault],
         progress: &dyn Progress,
     ) -> Result<Rehearsal, DriveError> {
-        let sh = xshell::Shell::new().map_err(|err| {
-            DriveError::Failed(format!("cannot start a shell for the rehearsal: {err}"))
-        })?;
-        let env = pyenv::ensure(&sh, version, Device::Cpu, progress)?;
+        let env = pyenv::ensure(version, Device::Cpu, progress)?;
         let logs = run_dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|source| DriveError::Io {
             what: "cannot create",

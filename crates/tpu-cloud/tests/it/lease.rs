@@ -78,6 +78,7 @@ async fn success_deletes_and_bills_create_to_delete() {
     .await;
     assert_eq!(leased.outcome.unwrap(), 42);
     leased.release.unwrap().unwrap();
+    assert_eq!(leased.state_note, None);
     assert_eq!(fake.world().deleted, [node_name()]);
 
     let saved = Ledger::open(&dir.path().join(STATE_FILE)).unwrap();
@@ -431,6 +432,42 @@ async fn spot_through_a_queued_resource() {
     );
 }
 
+/// A session that panics: the node is deleted before the panic goes on.
+#[tokio::test]
+async fn a_panicking_session_still_deletes_the_node() {
+    use futures_util::FutureExt as _;
+    let fake = FakeTpu::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, _) = client(&fake.url(), VirtualClock::new());
+    let req = request(false);
+    let mut ledger = ledger(dir.path(), &req);
+    let res = std::panic::AssertUnwindSafe(lease::with_node(
+        &client,
+        &req,
+        &mut ledger,
+        false,
+        never(),
+        |_| async move {
+            if true {
+                panic!("a bug in the session");
+            }
+            Ok::<(), String>(())
+        },
+    ))
+    .catch_unwind()
+    .await;
+    let payload = res.err().expect("the panic goes on");
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"a bug in the session")
+    );
+    assert_eq!(fake.world().deleted, [node_name()]);
+    assert!(fake.world().nodes.is_empty());
+    assert_eq!(ledger.state.phase, Phase::Deleted);
+    let on_disk = Ledger::open(&dir.path().join(STATE_FILE)).unwrap();
+    assert_eq!(on_disk.state.phase, Phase::Deleted);
+}
+
 /// A full disk after the node is READY: the state file cannot be written,
 /// and the DELETE still goes out (issue 13, item 5).
 #[tokio::test]
@@ -462,6 +499,20 @@ async fn a_state_file_that_cannot_be_written_does_not_stop_the_delete() {
     // the node may be alive, so a later cleanup looks again.
     let unsaved = ledger.unsaved().expect("the failed save is reported");
     assert!(unsaved.contains("No space left on device"), "{unsaved}");
+    // ... in a clause the driver puts in its closing line.
+    let path = dir.path().join(STATE_FILE);
+    assert_eq!(
+        leased.state_note.as_deref(),
+        Some(
+            format!(
+                "the run state file {} could not be saved (writing `{}`: No space left on device (os error 28)): \
+                 it still says `ready`, not `deleted`",
+                path.display(),
+                path.display()
+            )
+            .as_str()
+        )
+    );
     let on_disk = Ledger::open(&dir.path().join(STATE_FILE)).unwrap();
     assert_eq!(on_disk.state.phase, Phase::Ready);
     // Cleanup with a writable disk finds nothing alive and says so.

@@ -1,11 +1,11 @@
 //! The step-time plot: one stacked bar per step (device compute coloured by
-//! program, idle in grey on top), as a small hand-written SVG.
+//! program, idle in grey on top).
 
 use std::fmt::Write as _;
 
 use trace_device::DevicePlane;
 
-use crate::format::fixed;
+use crate::svg::{self, escape, label, tick_step};
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 380.0;
@@ -20,26 +20,8 @@ const PROGRAM_COLOURS: [&str; 6] = [
 ];
 const IDLE_COLOUR: &str = "#c7c7c7";
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A round tick step giving about five ticks up to `max`.
-fn tick_step(max: f64) -> f64 {
-    let raw = max / 5.0;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|it| it * magnitude)
-        .find(|it| *it >= raw)
-        .unwrap_or(10.0 * magnitude)
-}
-
-/// The SVG, or `None` when the plane has no steps.
-pub(crate) fn steps_svg(plane: &DevicePlane) -> Option<String> {
+/// The step plot of a device plane, or `None` when the plane has no steps.
+pub fn steps_svg(plane: &DevicePlane) -> Option<String> {
     let steps = &plane.steps;
     if steps.is_empty() {
         return None;
@@ -82,14 +64,7 @@ pub(crate) fn steps_svg(plane: &DevicePlane) -> Option<String> {
     let y = |ms: f64| TOP + plot_h - ms / top * plot_h;
 
     let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
-    );
+    svg::open(&mut svg, "steps", WIDTH, HEIGHT);
     let title = if per_bar > 1 {
         format!(
             "{}: step time per step (each bar: mean of {per_bar} steps)",
@@ -112,7 +87,7 @@ pub(crate) fn steps_svg(plane: &DevicePlane) -> Option<String> {
             WIDTH - RIGHT,
             LEFT - 6.0,
             py + 4.0,
-            fixed(value, if tick < 1.0 { 2 } else { 0 })
+            label(value)
         );
         value += tick;
     }
@@ -171,6 +146,6 @@ pub(crate) fn steps_svg(plane: &DevicePlane) -> Option<String> {
         );
         lx += 24.0 + 7.0 * label.chars().count() as f64;
     }
-    svg.push_str("</svg>\n");
+    svg::close(&mut svg);
     Some(svg)
 }

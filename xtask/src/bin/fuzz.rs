@@ -1,37 +1,56 @@
-//! `cargo xtask fuzz`: mutation fuzzing of every reader over the fixtures,
-//! in this process and on every core (see the `trace-fuzz` crate).
+//! `cargo xtask fuzz` (which runs this binary): mutation fuzzing of every
+//! reader over the fixtures, in this process and on every core (see the
+//! `trace-fuzz` crate). A binary of its own, so that its counting allocator
+//! is registered here and nowhere else.
 //!
 //! Prints inputs per second per reader; on the first failure writes the
 //! input to `target/fuzz-failures/` and names the seed and index that
 //! reproduce it (`--reader R --seed S --index I`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use trace_fuzz::{Budget, Config, Reader, Seeds};
 
-#[derive(clap::Args)]
-pub struct Args {
+/// Counts each thread's live bytes, for the memory bound of every input.
+#[global_allocator]
+static ALLOC: trace_fuzz::CountingAlloc = trace_fuzz::CountingAlloc;
+
+/// Mutation-fuzz every reader over the fixtures.
+#[derive(Parser)]
+#[command(name = "cargo xtask fuzz")]
+struct Args {
     /// Inputs per reader.
     #[arg(long, default_value_t = 10_000)]
-    pub inputs: u64,
+    inputs: u64,
     /// Seed of the run: the same seed gives the same inputs.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    seed: u64,
     /// Only these readers (repeatable): chrome-json, chrome-gzip, xplane,
     /// pyspy-raw, speedscope, manifest, run-metadata.
     #[arg(long = "reader")]
-    pub readers: Vec<String>,
+    readers: Vec<String>,
     /// Threads [default: one per core].
     #[arg(long)]
-    pub threads: Option<usize>,
+    threads: Option<usize>,
     /// Run the single input with this index (with --reader and --seed) and
     /// write it to target/fuzz-failures/.
     #[arg(long, requires = "readers")]
-    pub index: Option<u64>,
+    index: Option<u64>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", trace_fuzz::one_line(&format!("{err:#}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let readers = args
         .readers
         .iter()
@@ -42,15 +61,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         readers
     };
-    let fixtures = crate::util::project_root().join("fixtures");
+    // A dev tool: the checkout it was built from has the fixtures.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the checkout")?
+        .to_path_buf();
+    let fixtures = root.join("fixtures");
     let seeds = Seeds::build(&mut |rel| {
         std::fs::read(fixtures.join(rel)).map_err(|e| format!("cannot read: {e}"))
     })
     .map_err(anyhow::Error::msg)?;
     let budget = Budget::default();
-    let out_dir = crate::util::project_root()
-        .join("target")
-        .join("fuzz-failures");
+    let out_dir = root.join("target").join("fuzz-failures");
 
     if let Some(index) = args.index {
         for reader in readers {

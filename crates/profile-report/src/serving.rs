@@ -1,0 +1,37 @@
+//! The serving metrics of a run folder: the per-request records the run
+//! metadata names, read and summed up by `serving-workload`.
+
+use std::path::{Component, Path};
+
+use session_report::{RunMetadata, ServingReport};
+
+use crate::Error;
+
+/// The serving report of the run at `input`, when its metadata describes a
+/// serving load. The records file must be a plain relative path inside the
+/// run folder.
+pub(crate) fn load(input: &Path, metadata: &RunMetadata) -> Result<Option<ServingReport>, Error> {
+    let Some(serving) = &metadata.serving else {
+        return Ok(None);
+    };
+    let name = Path::new(&serving.records);
+    let plain = name.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain || input.is_file() {
+        return Err(Error::Records {
+            path: input.join(name),
+            detail: "the run metadata names records outside the run folder".to_owned(),
+        });
+    }
+    let path = input.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let records = serving_workload::record::parse_records(&text).map_err(|err| Error::Records {
+        path: path.clone(),
+        detail: err.to_string(),
+    })?;
+    Ok(Some(serving_workload::metrics::serving_report(
+        &records, serving,
+    )))
+}

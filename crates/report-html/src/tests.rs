@@ -1,0 +1,50 @@
+//! The sweep index page, built from plain data: the table, the links to
+//! each variant's report and the load-latency curve; and names from a
+//! trace never become markup.
+
+use crate::{SweepVariant, VariantWorkload, render_index};
+
+fn variant(folder: &str, concurrency: u64, p50: f64, p99: f64, rps: f64) -> SweepVariant {
+    SweepVariant {
+        folder: folder.to_owned(),
+        workload: Some(VariantWorkload {
+            requests: 12,
+            concurrency,
+            errors: 0,
+            p50_ms: p50,
+            p99_ms: p99,
+            throughput_rps: rps,
+        }),
+        top_operation: Some("<script>alert(1)</script>".to_owned()),
+    }
+}
+
+#[test]
+fn index_has_a_row_and_a_curve_point_per_variant() {
+    let page = render_index(&[
+        variant("variant-1", 4, 30.0, 55.5, 120.25),
+        variant("variant-0", 1, 10.0, 12.0, 90.5),
+    ]);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains(r#"<a href="variant-0/report.html">variant-0</a>"#));
+    assert!(page.contains("<tr><td>variant-1<td>12<td>4<td>0<td>30.0<td>55.5<td>120.25<td>"));
+    assert!(page.contains(r#"class="plot load-latency""#));
+    // Two series (p50, p99) of two points each, in order of concurrency.
+    assert_eq!(page.matches("<circle").count(), 4);
+    assert!(
+        page.find("variant-0: concurrency 1").unwrap()
+            < page.find("variant-1: concurrency 4").unwrap()
+    );
+    assert!(!page.contains("<script>alert"));
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}
+
+#[test]
+fn one_measured_variant_has_no_curve() {
+    let mut lone = variant("variant-0", 1, 10.0, 12.0, 90.5);
+    let page = render_index(std::slice::from_ref(&lone));
+    assert!(!page.contains("load-latency"));
+    lone.workload = None;
+    let page = render_index(&[lone]);
+    assert!(page.contains("<tr><td>variant-0<td><td><td><td><td><td><td>"));
+}

@@ -1,0 +1,227 @@
+//! The serving metrics of a measured phase, computed from its records with
+//! `bench_serving`'s definitions (`calculate_metrics` in
+//! `sgl_jax/bench_serving.py`; `docs/metrics.md` quotes each one):
+//!
+//! - TTFT: from the send to the first chunk with generated text.
+//! - ITL: for each later chunk that added tokens, the time since the
+//!   previous such chunk divided evenly over the tokens it added (Δ of
+//!   `meta_info.completion_tokens`), once per token.
+//! - TPOT: `(E2E - TTFT) / (output tokens - 1)`, for requests with more
+//!   than one output token.
+//! - E2E: from the send to the end of the answer.
+//! - Throughputs: completed requests and tokens over the duration; the
+//!   mean concurrency is Σ E2E over the duration.
+//!
+//! Only completed requests count in the latencies, tokens and
+//! throughputs, as there.
+
+use session_report::{
+    Distribution, Goodput, Overlap, RequestPoint, ServingMetadata, ServingReport, Slo,
+};
+
+use crate::record::RequestRecord;
+
+/// `p`-th percentile of sorted values, interpolated linearly between the
+/// two nearest ranks (NumPy's default method).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        1 => sorted[0],
+        n => {
+            let rank = p / 100.0 * (n - 1) as f64;
+            let lo = rank.floor() as usize;
+            let hi = rank.ceil() as usize;
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+        }
+    }
+}
+
+/// The distribution of `values` (any order), or `None` when empty.
+pub fn distribution(mut values: Vec<f64>, percentiles: &[f64]) -> Option<Distribution> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    Some(Distribution {
+        count: values.len() as u64,
+        mean,
+        std: var.sqrt(),
+        median: percentile(&values, 50.0),
+        min: values[0],
+        max: values[values.len() - 1],
+        percentiles: percentiles
+            .iter()
+            .map(|p| (*p, percentile(&values, *p)))
+            .collect(),
+    })
+}
+
+/// The ITL values of one request, in milliseconds.
+pub fn itls_ms(record: &RequestRecord) -> Vec<f64> {
+    let mut res = Vec::new();
+    for pair in record.chunks.windows(2) {
+        let [t0, n0] = pair[0];
+        let [t1, n1] = pair[1];
+        let added = n1.saturating_sub(n0);
+        if added == 0 {
+            continue;
+        }
+        let gap_ms = t1.saturating_sub(t0) as f64 / 1000.0 / added as f64;
+        res.extend(std::iter::repeat_n(gap_ms, added as usize));
+    }
+    res
+}
+
+/// TPOT of one request in milliseconds, when it has more than one token
+/// and a first token.
+pub fn tpot_ms(record: &RequestRecord) -> Option<f64> {
+    let tokens = record.completion_tokens?;
+    let ttft = record.ttft_ms()?;
+    (tokens > 1).then(|| (record.e2e_ms() - ttft) / (tokens - 1) as f64)
+}
+
+/// Whether a completed request met every objective given. A request with
+/// one output token has no TPOT and meets a TPOT objective, as in vLLM's
+/// goodput; a TTFT objective needs a streamed answer.
+pub fn meets(record: &RequestRecord, slo: &Slo) -> bool {
+    if !record.ok() {
+        return false;
+    }
+    let ttft_ok = slo
+        .ttft_ms
+        .is_none_or(|max| record.ttft_ms().is_some_and(|t| t <= max));
+    let tpot_ok = slo
+        .tpot_ms
+        .is_none_or(|max| tpot_ms(record).is_none_or(|t| t <= max));
+    let e2e_ok = slo.e2e_ms.is_none_or(|max| record.e2e_ms() <= max);
+    ttft_ok && tpot_ok && e2e_ok
+}
+
+/// The most requests in flight at one instant (a request is in flight
+/// from `start_ns` to `end_ns`; one that ends as another starts does not
+/// overlap it).
+pub fn peak_concurrency(records: &[RequestRecord]) -> u64 {
+    let mut edges: Vec<(u64, i64)> = Vec::with_capacity(records.len() * 2);
+    for r in records {
+        edges.push((r.start_ns, 1));
+        edges.push((r.end_ns.max(r.start_ns), -1));
+    }
+    // Ends sort before starts at the same instant.
+    edges.sort_unstable();
+    let (mut now, mut peak) = (0i64, 0i64);
+    for (_, delta) in edges {
+        now += delta;
+        peak = peak.max(now);
+    }
+    peak as u64
+}
+
+/// Inclusive runs of consecutive ids.
+fn ranges(ids: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
+    let mut res: Vec<(u64, u64)> = Vec::new();
+    for id in ids {
+        match res.last_mut() {
+            Some((_, end)) if *end + 1 == id => *end = id,
+            _ => res.push((id, id)),
+        }
+    }
+    res
+}
+
+/// The serving report of the measured phase's `records` (in id order).
+pub fn serving_report(records: &[RequestRecord], load: &ServingMetadata) -> ServingReport {
+    let phase_start = records.iter().map(|r| r.due_ns).min().unwrap_or(0);
+    let phase_end = records.iter().map(|r| r.end_ns).max().unwrap_or(0);
+    let duration_s = phase_end.saturating_sub(phase_start) as f64 / 1e9;
+    let done: Vec<&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
+    let sum = |f: fn(&RequestRecord) -> Option<u32>| -> u64 {
+        done.iter().filter_map(|r| f(r)).map(u64::from).sum()
+    };
+    let total_input_tokens = done
+        .iter()
+        .filter_map(|r| r.input_len.or(r.prompt_tokens))
+        .map(u64::from)
+        .sum();
+    let total_output_tokens = sum(|r| r.completion_tokens);
+    let server_prompt_tokens = sum(|r| r.prompt_tokens);
+    let cached_tokens = sum(|r| r.cached_tokens);
+    let per_s = |n: f64| {
+        if duration_s > 0.0 {
+            n / duration_s
+        } else {
+            0.0
+        }
+    };
+    let p = &load.percentiles;
+    let e2e: Vec<f64> = done.iter().map(|r| r.e2e_ms()).collect();
+    let good = load.slo.map(|slo| {
+        let good = done.iter().filter(|r| meets(r, &slo)).count() as u64;
+        Goodput {
+            slo,
+            good,
+            share: if records.is_empty() {
+                0.0
+            } else {
+                good as f64 / records.len() as f64
+            },
+            requests_per_s: per_s(good as f64),
+        }
+    });
+    let overlap = load.trace_window.map(|window| {
+        let inside = records
+            .iter()
+            .filter(|r| r.start_ns < window.end_ns && r.end_ns > window.start_ns);
+        let ids: Vec<u64> = inside.map(|r| r.id).collect();
+        Overlap {
+            count: ids.len() as u64,
+            ranges: ranges(ids.into_iter()),
+        }
+    });
+    ServingReport {
+        load: load.clone(),
+        requests: records.len() as u64,
+        completed: done.len() as u64,
+        failed: (records.len() - done.len()) as u64,
+        first_error: records.iter().find_map(|r| r.error.clone()),
+        duration_s,
+        total_input_tokens,
+        total_output_tokens,
+        server_prompt_tokens,
+        cached_tokens,
+        cache_hit_rate: (server_prompt_tokens > 0)
+            .then(|| cached_tokens as f64 / server_prompt_tokens as f64),
+        request_throughput: per_s(done.len() as f64),
+        input_throughput: per_s(total_input_tokens as f64),
+        output_throughput: per_s(total_output_tokens as f64),
+        total_throughput: per_s((total_input_tokens + total_output_tokens) as f64),
+        mean_concurrency: per_s(e2e.iter().sum::<f64>() / 1000.0),
+        peak_concurrency: peak_concurrency(records),
+        ttft_ms: distribution(done.iter().filter_map(|r| r.ttft_ms()).collect(), p),
+        itl_ms: distribution(done.iter().flat_map(|r| itls_ms(r)).collect(), p),
+        tpot_ms: distribution(done.iter().filter_map(|r| tpot_ms(r)).collect(), p),
+        e2e_ms: distribution(e2e, p),
+        server_e2e_ms: distribution(
+            done.iter()
+                .filter_map(|r| r.server_e2e_ns)
+                .map(|ns| ns as f64 / 1e6)
+                .collect(),
+            p,
+        ),
+        goodput: good,
+        overlap,
+        points: records
+            .iter()
+            .map(|r| RequestPoint {
+                id: r.id,
+                start_s: r.start_ns.saturating_sub(phase_start) as f64 / 1e9,
+                ttft_ms: r.ttft_ms(),
+                e2e_ms: r.ok().then(|| r.e2e_ms()),
+                ok: r.ok(),
+            })
+            .collect(),
+    }
+}
