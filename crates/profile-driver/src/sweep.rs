@@ -1,5 +1,5 @@
-//! Sweeps: one session per variant of a plan, and the `index.md` that sets
-//! the variants side by side.
+//! Sweeps: one session per variant of a plan, and the `index.md` and
+//! `index.html` that set the variants side by side.
 //!
 //! [`run_local`] runs the variants one after another on one server started
 //! on this machine, each into its own run folder under the sweep's folder
@@ -120,6 +120,35 @@ pub struct VariantRun {
 }
 
 impl VariantRun {
+    /// The row of `index.html`.
+    fn html(&self) -> report_html::SweepVariant {
+        report_html::SweepVariant {
+            folder: self.folder.clone(),
+            workload: self
+                .metadata
+                .workload
+                .as_ref()
+                .map(|w| report_html::VariantWorkload {
+                    requests: w.requests,
+                    concurrency: w.concurrency,
+                    errors: w.errors,
+                    p50_ms: w.latency_ms.p50,
+                    p99_ms: w.latency_ms.p99,
+                    throughput_rps: w.throughput_rps,
+                }),
+            top_operation: self.top_operation(),
+        }
+    }
+
+    /// The heaviest operation of its report, when it has one.
+    fn top_operation(&self) -> Option<String> {
+        self.summary
+            .as_ref()
+            .and_then(|it| it["top_operations"].get(0))
+            .and_then(|it| it["name"].as_str())
+            .map(str::to_owned)
+    }
+
     pub fn load(dir: &Path) -> Result<VariantRun, DriveError> {
         let meta_path = dir.join("inputs/run_metadata.json");
         let text = std::fs::read_to_string(&meta_path).map_err(|source| DriveError::Io {
@@ -143,12 +172,15 @@ impl VariantRun {
     }
 }
 
-/// Writes `index.md` for the run folders `runs` into `root`.
+/// Writes `index.md` and `index.html` for the run folders `runs` into
+/// `root`, from the same rows.
 pub fn write_index(root: &Path, runs: &[PathBuf]) -> Result<PathBuf, DriveError> {
     let rows = runs
         .iter()
         .map(|dir| VariantRun::load(dir))
         .collect::<Result<Vec<_>, _>>()?;
+    let page = report_html::render_index(&rows.iter().map(VariantRun::html).collect::<Vec<_>>());
+    profile_session::run_folder::write_atomic(&root.join("index.html"), page.as_bytes())?;
     let path = root.join("index.md");
     profile_session::run_folder::write_atomic(&path, index_report(&rows).as_bytes())?;
     Ok(path)
@@ -160,13 +192,7 @@ pub fn index_report(runs: &[VariantRun]) -> String {
     out.push_str("| Variant | Requests | Concurrency | Errors | p50 ms | p99 ms | Throughput req/s | Top operation | Report |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---|---|\n");
     for run in runs {
-        let top = run
-            .summary
-            .as_ref()
-            .and_then(|it| it["top_operations"].get(0))
-            .and_then(|it| it["name"].as_str())
-            .unwrap_or("")
-            .replace('|', "\\|");
+        let top = run.top_operation().unwrap_or_default().replace('|', "\\|");
         match &run.metadata.workload {
             Some(w) => {
                 let _ = writeln!(

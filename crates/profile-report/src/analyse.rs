@@ -83,6 +83,19 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
     unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(wrap)
 }
 
+/// Maps a file read-only, its pages read as the reader reaches them (an
+/// export walks the file once, front to back; pages it has passed can be
+/// dropped by the kernel).
+pub(crate) fn map_lazily(path: &Path) -> Result<memmap2::Mmap, Error> {
+    let wrap = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(wrap)?;
+    // SAFETY: as for `map_file`.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(wrap)
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),

@@ -9,17 +9,13 @@
 //! session fits one chunk, else `trace-full.000.json.gz`, `...001...`, each
 //! with every process and thread name.
 
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use std::path::PathBuf;
-
-use trace_export::{Exporter, Selection};
+use trace_export::Selection;
 
 use crate::Error;
-use crate::outputs::{OutputSet, Temp};
+use crate::export::{Naming, Numbered, TraceInput, export_into};
+use crate::outputs::OutputSet;
 
 /// The stem of the full trace's file names.
 pub const FULL_TRACE_STEM: &str = "trace-full";
@@ -28,27 +24,22 @@ pub const FULL_TRACE_STEM: &str = "trace-full";
 /// and no more than JAX itself puts in one JSON.
 pub const FULL_TRACE_CHUNK_EVENTS: u64 = 1_000_000;
 
+fn naming() -> Naming {
+    Naming {
+        stem: FULL_TRACE_STEM.to_owned(),
+        ext: ".json.gz".to_owned(),
+        numbered: Numbered::WhenSplit,
+    }
+}
+
 /// The name of chunk `index` of `chunks`.
 pub fn chunk_name(index: u32, chunks: u32) -> String {
-    if chunks == 1 {
-        format!("{FULL_TRACE_STEM}.json.gz")
-    } else {
-        format!("{FULL_TRACE_STEM}.{index:03}.json.gz")
-    }
+    naming().name(index, chunks)
 }
 
 /// Whether `name` is one of the names a full trace is published under.
 pub(crate) fn is_full_trace_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(FULL_TRACE_STEM) else {
-        return false;
-    };
-    let Some(middle) = rest.strip_suffix(".json.gz") else {
-        return false;
-    };
-    middle.is_empty()
-        || middle
-            .strip_prefix('.')
-            .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+    naming().is_mine(name)
 }
 
 /// The staged chunks' final paths and the number of events written.
@@ -64,63 +55,15 @@ pub(crate) fn export(
     set: &mut OutputSet,
     chunk_events: u64,
 ) -> Result<Written, Error> {
-    let bytes = std::fs::read(source).map_err(|err| Error::Read {
-        path: source.to_path_buf(),
-        source: err,
-    })?;
-    let target = set.dir().join(chunk_name(0, 1));
-    let mut temps: Vec<Temp> = Vec::new();
-    let mut open_err: Option<Error> = None;
-    let summary = {
-        let set = &*set;
-        let open = |_chunk: u32| -> std::io::Result<GzEncoder<BufWriter<std::fs::File>>> {
-            match set.temp(&format!("{FULL_TRACE_STEM}.json.gz")) {
-                Ok((file, tmp)) => {
-                    temps.push(tmp);
-                    let file = BufWriter::with_capacity(1 << 20, file);
-                    Ok(GzEncoder::new(file, Compression::fast()))
-                }
-                Err(err) => {
-                    open_err = Some(err);
-                    Err(std::io::Error::other("cannot create a temporary file"))
-                }
-            }
-        };
-        let close = |gz: GzEncoder<BufWriter<std::fs::File>>| -> std::io::Result<()> {
-            let mut file = gz.finish()?;
-            file.flush()?;
-            file.into_inner()
-                .map_err(|err| err.into_error())?
-                .sync_all()
-        };
-        let selection = Selection {
-            split_events: Some(chunk_events.max(1)),
-            ..Selection::default()
-        };
-        let mut exporter = Exporter::new(selection, open, close);
-        trace_xplane::read(&bytes, &mut exporter).map_err(|err| Error::XPlane {
-            path: source.to_path_buf(),
-            source: err,
-        })?;
-        exporter.finish()
+    let input = TraceInput::open(source)?;
+    let selection = Selection {
+        split_events: Some(chunk_events.max(1)),
+        ..Selection::default()
     };
-    if let Some(err) = open_err {
-        return Err(err);
-    }
-    let summary = summary.map_err(|err| match err {
-        trace_export::Error::Write { source, .. } => Error::Write {
-            path: target.clone(),
-            source,
-        },
-    })?;
-    let chunks = temps.len() as u32;
-    let mut files = Vec::with_capacity(temps.len());
-    for (index, tmp) in temps.into_iter().enumerate() {
-        files.push(set.stage(tmp, &chunk_name(index as u32, chunks))?);
-    }
+    let exported = export_into(&input, selection, set, &naming())?;
     Ok(Written {
-        files,
-        events: summary.events,
+        files: exported.files,
+        events: exported.summary.events,
     })
 }
 

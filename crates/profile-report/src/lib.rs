@@ -16,6 +16,7 @@
 
 mod analyse;
 mod discover;
+pub mod export;
 pub mod full_trace;
 mod hosts;
 pub mod outputs;
@@ -41,6 +42,9 @@ pub enum Error {
     Records { path: PathBuf, detail: String },
     #[error("{}: no such file or folder", .0.display())]
     NotFound(PathBuf),
+    /// A request that cannot be carried out, in one line.
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot read {}", .path.display())]
     Read {
         path: PathBuf,
@@ -377,7 +381,7 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     let page = report_html::render_report(&report_html::ReportPage {
         report: &report_input,
         latencies: latencies.as_ref(),
-        serving: None,
+        serving_plot: serving_svg.as_deref(),
         flamegraphs: &flames,
     });
     if let Truncation::Unrecoverable { json_events } = chosen.truncation {
@@ -445,10 +449,17 @@ fn untraced(
     };
     let markdown = session_report::render_markdown(&report_input);
     let summary = session_report::render_summary_json(&report_input);
+    let page = report_html::render_report(&report_html::ReportPage {
+        report: &report_input,
+        latencies: None,
+        serving_plot: svg.as_deref(),
+        flamegraphs: &[],
+    });
     if let Some(svg) = &svg {
         set.add(session_report::SERVING_PLOT, svg.as_bytes())?;
     }
     set.add("summary.json", summary.as_bytes())?;
+    set.add("report.html", page.as_bytes())?;
     set.add("report.md", markdown.as_bytes())?;
     let written = set.publish(&|_| false)?;
     Ok(Outcome {

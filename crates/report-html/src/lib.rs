@@ -26,7 +26,6 @@ pub use compare::render_compare;
 pub use index::{SweepVariant, VariantWorkload, render_index};
 pub use page::{FIRST_ROWS, content_security_policy};
 pub use report::{ProcessFlame, ReportPage, render_report};
-pub use serving::{ServedRequest, Serving};
 
 #[cfg(test)]
 mod tests;

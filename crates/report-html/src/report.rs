@@ -13,7 +13,7 @@ use trace_device::{DevicePlane, step_stats};
 use trace_model::Ps;
 
 use crate::page::{Align, DataTable, card, copy_block, document, facts, figure, inline_md};
-use crate::serving::{Serving, latency_figures, serving_section};
+use crate::serving::{latency_figures, serving_section};
 
 /// The flamegraph of one sampled process.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,8 +30,9 @@ pub struct ReportPage<'a> {
     /// The per-request latencies of the profiled workload
     /// (`inputs/latencies.json`), when the run has them.
     pub latencies: Option<&'a Latencies>,
-    /// Per-request serving records, when the workload measured them.
-    pub serving: Option<&'a Serving>,
+    /// The serving CDF's SVG (`session_report::serving_plot`), when the
+    /// report has serving metrics.
+    pub serving_plot: Option<&'a str>,
     /// One flamegraph per sampled process, when py-spy ran.
     pub flamegraphs: &'a [ProcessFlame],
 }
@@ -102,7 +103,7 @@ pub fn render_report(page: &ReportPage<'_>) -> String {
         ]))
     };
     let mut toc = vec![("summary", "Summary")];
-    if page.serving.is_some() {
+    if input.serving.is_some() {
         toc.push(("serving", "Serving"));
     } else if meta.workload.is_some() {
         toc.push(("workload", "Workload"));
@@ -121,8 +122,8 @@ pub fn render_report(page: &ReportPage<'_>) -> String {
     toc.push(("definitions", "Definitions"));
     let content = html! {
         (summary(input))
-        @if let Some(serving) = page.serving {
-            (serving_section(serving))
+        @if let Some(serving) = &input.serving {
+            (serving_section(serving, page.serving_plot))
         } @else if let Some(workload) = &meta.workload {
             (workload_section(workload, page.latencies))
         }

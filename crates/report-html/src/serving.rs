@@ -1,37 +1,15 @@
 //! Latency pictures: the distribution of request latency and the latency
 //! of each request in the order sent, and the Serving Metrics section
-//! (time to first token, inter-token latency, end-to-end latency, and
-//! latency over the session's time) when the workload recorded them.
+//! (the numbers of `report.md`'s section, the TTFT and E2E distributions
+//! and latency over the session's time) when the workload recorded them.
 
 use maud::{Markup, html};
 use profile_compare::Latencies;
 use report_plot::{Axis, Chart, Mark, Point, Scale, Series, histogram, xy_chart};
-use session_report::WorkloadSummary;
-use session_report::format::{count, fixed};
+use session_report::format::fixed;
+use session_report::{Distribution, ServingReport, WorkloadSummary};
 
 use crate::page::{Align, DataTable, figure};
-
-/// One served request, as the serving workload records it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ServedRequest {
-    /// When the request was sent, seconds after the first one.
-    pub start_s: f64,
-    /// Time to the first token, ms (`None` when no token came).
-    pub ttft_ms: Option<f64>,
-    /// Gaps between consecutive tokens, ms.
-    pub itl_ms: Vec<f64>,
-    /// From sending to the last byte of the answer, ms.
-    pub e2e_ms: f64,
-    pub output_tokens: u64,
-    /// Whether the request failed.
-    pub error: bool,
-}
-
-/// The requests of a serving workload.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Serving {
-    pub requests: Vec<ServedRequest>,
-}
 
 /// The nearest-rank percentile `p` (0..=100) of sorted values.
 fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
@@ -139,37 +117,34 @@ pub(crate) fn latency_figures(latencies: &Latencies, workload: &WorkloadSummary)
     }
 }
 
-/// `## Serving Metrics`: TTFT, ITL and end-to-end latency distributions and
-/// latency over the session's time.
-pub fn serving_section(serving: &Serving) -> Markup {
-    let ok: Vec<&ServedRequest> = serving.requests.iter().filter(|it| !it.error).collect();
+/// The p50 and p99 of a distribution as marks, as the tables give them.
+fn dist_marks(dist: &Distribution) -> Vec<Mark> {
+    let mut res = vec![Mark {
+        x: dist.median,
+        label: format!("p50 {} ms", fixed(dist.median, 1)),
+    }];
+    if let Some((_, v)) = dist.percentiles.iter().find(|(p, _)| *p == 99.0) {
+        res.push(Mark {
+            x: *v,
+            label: format!("p99 {} ms", fixed(*v, 1)),
+        });
+    }
+    res
+}
+
+/// `## Serving Metrics`: the same text and cells as `report.md`'s section
+/// (`session_report::serving_section`), the TTFT and end-to-end latency
+/// histograms, the cumulative distribution and latency over the session.
+pub fn serving_section(report: &ServingReport, cdf: Option<&str>) -> Markup {
+    let section = session_report::serving_section(report);
+    let ok: Vec<_> = report.points.iter().filter(|it| it.ok).collect();
     let ttft = sorted(ok.iter().filter_map(|it| it.ttft_ms));
-    let itl = sorted(ok.iter().flat_map(|it| it.itl_ms.iter().copied()));
-    let e2e = sorted(ok.iter().map(|it| it.e2e_ms));
-    let stat_row = |name: &str, values: &[f64]| {
-        let pct = |p| nearest_rank(values, p).map_or_else(|| "n/a".to_owned(), |v| fixed(v, 2));
-        let mean = if values.is_empty() {
-            "n/a".to_owned()
-        } else {
-            fixed(values.iter().sum::<f64>() / values.len() as f64, 2)
-        };
-        vec![
-            name.to_owned(),
-            count(values.len() as u64),
-            mean,
-            pct(50.0),
-            pct(90.0),
-            pct(99.0),
-            values
-                .last()
-                .map_or_else(|| "n/a".to_owned(), |v| fixed(*v, 2)),
-        ]
-    };
+    let e2e = sorted(ok.iter().filter_map(|it| it.e2e_ms));
     let over_time = xy_chart(
         &Chart {
             title: "Latency over the session".to_owned(),
             x: Axis {
-                label: "request sent (s after the first)".to_owned(),
+                label: "request sent (s into the measured phase)".to_owned(),
                 scale: Scale::Linear,
             },
             y: Axis {
@@ -182,10 +157,12 @@ pub fn serving_section(serving: &Serving) -> Markup {
                     colour: "#4e79a7",
                     points: ok
                         .iter()
-                        .map(|it| Point {
-                            x: it.start_s,
-                            y: it.e2e_ms,
-                            title: None,
+                        .filter_map(|it| {
+                            Some(Point {
+                                x: it.start_s,
+                                y: it.e2e_ms?,
+                                title: Some(format!("request {}", it.id)),
+                            })
                         })
                         .collect(),
                     line: false,
@@ -200,7 +177,7 @@ pub fn serving_section(serving: &Serving) -> Markup {
                             Some(Point {
                                 x: it.start_s,
                                 y: it.ttft_ms?,
-                                title: None,
+                                title: Some(format!("request {}", it.id)),
                             })
                         })
                         .collect(),
@@ -212,27 +189,41 @@ pub fn serving_section(serving: &Serving) -> Markup {
         },
         "latency",
     );
-    let errors = serving.requests.len() - ok.len();
+    let headers: Vec<(&str, Align)> = section
+        .latency_headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), if i == 0 { Align::Left } else { Align::Right }))
+        .collect();
+    let histograms = [
+        ("Time to first token", &ttft, &report.ttft_ms),
+        ("End-to-end latency", &e2e, &report.e2e_ms),
+    ];
     html! {
         section #serving {
             h2 { "Serving Metrics" }
-            p { (count(serving.requests.len() as u64)) " requests, " (count(errors as u64)) " failed." }
+            p { @for line in &section.intro { (line) " " } }
+            (DataTable {
+                id: "serving-metrics",
+                columns: &[("Metric", Align::Left), ("Value", Align::Right)],
+                rows: section.metrics.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect(),
+            })
             (DataTable {
                 id: "serving-table",
-                columns: &[("Metric", Align::Left), ("Samples", Align::Right), ("Mean (ms)", Align::Right), ("p50 (ms)", Align::Right), ("p90 (ms)", Align::Right), ("p99 (ms)", Align::Right), ("Max (ms)", Align::Right)],
-                rows: vec![
-                    stat_row("Time to first token (TTFT)", &ttft),
-                    stat_row("Inter-token latency (ITL)", &itl),
-                    stat_row("End-to-end latency (E2E)", &e2e),
-                ],
+                columns: &headers,
+                rows: section.latency_rows.clone(),
             })
-            @for (name, values) in [("Time to first token", &ttft), ("Inter-token latency", &itl), ("End-to-end latency", &e2e)] {
-                @if let Some(svg) = histogram(&format!("{name} ({} samples)", values.len()), "ms", values, &marks(values)) {
-                    (figure(&svg, None))
+            @for note in &section.notes { p.note { (note) } }
+            @if let Some(svg) = cdf { (figure(svg, Some("The share of completed requests at or under each latency; the dashed lines are the medians."))) }
+            @for (name, values, dist) in histograms {
+                @if let Some(dist) = dist {
+                    @if let Some(svg) = histogram(&format!("{name} ({} requests)", values.len()), "ms", values, &dist_marks(dist)) {
+                        (figure(&svg, None))
+                    }
                 }
             }
-            @if let Some(svg) = over_time { (figure(&svg, Some("Each request at the time it was sent."))) }
-            p.note { "Percentiles use the nearest-rank method over the successful requests; ITL pools the gaps between consecutive tokens of every request." }
+            @if let Some(svg) = over_time { (figure(&svg, Some("Each completed request at the time it was sent."))) }
+            p.note { "The numbers are bench_serving's (see Definitions): percentiles interpolate between the two nearest ranks, ITL pools every gap between chunks, each split evenly over the tokens its chunk added." }
         }
     }
 }

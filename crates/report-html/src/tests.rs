@@ -48,3 +48,51 @@ fn one_measured_variant_has_no_curve() {
     let page = render_index(&[lone]);
     assert!(page.contains("<tr><td>variant-0<td><td><td><td><td><td><td>"));
 }
+
+/// The page's Serving Metrics show the cells `report.md` shows, from the
+/// same `ServingReport`, and its pictures from the report's points.
+#[test]
+fn serving_section_shows_the_markdowns_cells() {
+    let dist = |median: f64| session_report::Distribution {
+        count: 2,
+        mean: median,
+        std: 0.5,
+        median,
+        min: median - 1.0,
+        max: median + 1.0,
+        percentiles: vec![(90.0, median + 0.4), (99.0, median + 0.49)],
+    };
+    let point = |id: u64, ttft: f64, e2e: f64| session_report::RequestPoint {
+        id,
+        start_s: id as f64 * 0.1,
+        ttft_ms: Some(ttft),
+        e2e_ms: Some(e2e),
+        ok: true,
+    };
+    let report = session_report::ServingReport {
+        load: session_report::ServingMetadata {
+            percentiles: vec![90.0, 99.0],
+            stream: true,
+            ..session_report::ServingMetadata::default()
+        },
+        requests: 2,
+        completed: 2,
+        ttft_ms: Some(dist(120.0)),
+        e2e_ms: Some(dist(450.0)),
+        cache_hit_rate: Some(0.25),
+        points: vec![point(0, 119.5, 449.0), point(1, 120.5, 451.0)],
+        ..session_report::ServingReport::default()
+    };
+    let markdown = {
+        let mut out = String::new();
+        session_report::render_serving(&report, None, &mut out);
+        out
+    };
+    let html = maud::Markup::into_string(crate::serving::serving_section(&report, None));
+    for cell in ["120.49", "450.49", "25.0 %", "Successful requests"] {
+        assert!(markdown.contains(cell), "{cell} not in the Markdown");
+        assert!(html.contains(cell), "{cell} not in the page");
+    }
+    assert!(html.contains(r#"class="plot latency""#), "{html}");
+    assert!(html.contains("histogram"), "{html}");
+}

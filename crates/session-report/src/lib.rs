@@ -24,7 +24,7 @@ pub use render::{
 };
 pub use serving::{
     Distribution, Goodput, Overlap, RequestPoint, SERVING_PLOT, ServingMetadata, ServingReport,
-    Slo, Window, render_serving, serving_plot,
+    ServingSection, Slo, Window, render_serving, serving_plot, serving_section,
 };
 pub use summary::{Compilation, SUMMARY_SCHEMA, compilation, render_summary_json};
 

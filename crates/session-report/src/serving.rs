@@ -218,45 +218,59 @@ fn rate_text(rate: Option<f64>) -> String {
     }
 }
 
-/// Renders the "Serving Metrics" section: the load, then a table in the
-/// order of `bench_serving`'s result block, then the latency table.
-pub fn render_serving(report: &ServingReport, plot: Option<&str>, out: &mut String) {
+/// The "Serving Metrics" section as text and cells, the same for every
+/// renderer (`report.md` here, `report.html` in `report-html`): the load in
+/// a sentence, the throughput table in the order of `bench_serving`'s result
+/// block, the latency table, and the notes under them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServingSection {
+    /// The paragraph above the tables.
+    pub intro: Vec<String>,
+    /// `(metric, value)` rows.
+    pub metrics: Vec<(String, String)>,
+    pub latency_headers: Vec<String>,
+    pub latency_rows: Vec<Vec<String>>,
+    /// Sentences under the tables.
+    pub notes: Vec<String>,
+}
+
+/// The section's content for `report`.
+pub fn serving_section(report: &ServingReport) -> ServingSection {
     let load = &report.load;
-    out.push_str("## Serving Metrics\n\n");
-    let _ = writeln!(
-        out,
-        "{} requests to `{}` from the dataset {} (seed {}), request rate {} per second{}, max concurrency {}; {}, {}.",
-        count(report.requests),
-        load.endpoint,
-        cell(&load.dataset),
-        load.seed,
-        rate_text(load.request_rate),
-        if load.request_rate.is_some() && load.burstiness != 1.0 {
-            format!(" (burstiness {})", fixed(load.burstiness, 2))
-        } else {
-            String::new()
-        },
-        load.max_concurrency
-            .map_or_else(|| "not set".to_owned(), |c| c.to_string()),
-        if load.stream {
-            "streamed"
-        } else {
-            "not streamed"
-        },
-        if load.traced {
-            "traced by the JAX profiler"
-        } else {
-            "without the JAX profiler (`--no-trace`)"
-        },
-    );
-    let _ = writeln!(
-        out,
-        "{} warmup request(s) ran before, outside the measured phase; every request is recorded in `{}`.\n",
-        count(load.warmup_requests),
-        load.records
-    );
-    let mut table = Table::new(&["Metric", "Value"]);
-    let mut row = |name: &str, value: String| table.row(vec![name.to_owned(), value]);
+    let intro = vec![
+        format!(
+            "{} requests to `{}` from the dataset {} (seed {}), request rate {} per second{}, max concurrency {}; {}, {}.",
+            count(report.requests),
+            load.endpoint,
+            cell(&load.dataset),
+            load.seed,
+            rate_text(load.request_rate),
+            if load.request_rate.is_some() && load.burstiness != 1.0 {
+                format!(" (burstiness {})", fixed(load.burstiness, 2))
+            } else {
+                String::new()
+            },
+            load.max_concurrency
+                .map_or_else(|| "not set".to_owned(), |c| c.to_string()),
+            if load.stream {
+                "streamed"
+            } else {
+                "not streamed"
+            },
+            if load.traced {
+                "traced by the JAX profiler"
+            } else {
+                "without the JAX profiler (`--no-trace`)"
+            },
+        ),
+        format!(
+            "{} warmup request(s) ran before, outside the measured phase; every request is recorded in `{}`.",
+            count(load.warmup_requests),
+            load.records
+        ),
+    ];
+    let mut metrics = Vec::new();
+    let mut row = |name: &str, value: String| metrics.push((name.to_owned(), value));
     row("Successful requests", count(report.completed));
     row("Failed requests", count(report.failed));
     row("Benchmark duration (s)", fixed(report.duration_s, 2));
@@ -300,17 +314,13 @@ pub fn render_serving(report: &ServingReport, plot: Option<&str>, out: &mut Stri
             ),
         );
     }
-    table.render(out);
-    out.push('\n');
-
-    let mut headers: Vec<String> = ["Latency (ms)", "Count", "Mean", "Std", "Median"]
+    let mut latency_headers: Vec<String> = ["Latency (ms)", "Count", "Mean", "Std", "Median"]
         .iter()
         .map(|it| (*it).to_owned())
         .collect();
-    headers.extend(load.percentiles.iter().map(|p| percentile_label(*p)));
-    headers.push("Max".to_owned());
-    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let mut table = Table::new(&header_refs);
+    latency_headers.extend(load.percentiles.iter().map(|p| percentile_label(*p)));
+    latency_headers.push("Max".to_owned());
+    let mut latency_rows = Vec::new();
     let rows = [
         ("TTFT", &report.ttft_ms),
         ("ITL", &report.itl_ms),
@@ -336,35 +346,64 @@ pub fn render_serving(report: &ServingReport, plot: Option<&str>, out: &mut Stri
             cells.push(value);
         }
         cells.push(ms_cell(dist.max));
-        table.row(cells);
+        latency_rows.push(cells);
     }
-    table.render(out);
+    let mut notes = Vec::new();
     if report.ttft_ms.is_none() {
-        out.push_str(
-            "\nTTFT, ITL and TPOT need streamed answers (`--stream`); this load was not streamed.\n",
+        notes.push(
+            "TTFT, ITL and TPOT need streamed answers (`--stream`); this load was not streamed."
+                .to_owned(),
         );
     }
     if let Some(first) = &report.first_error {
-        let _ = writeln!(out, "\nFirst error: {}", cell(first));
+        notes.push(format!("First error: {}", cell(first)));
     }
     match (&report.overlap, load.traced) {
-        (Some(overlap), _) => {
-            let _ = writeln!(
-                out,
-                "\nRequests that overlapped the traced window: {} of {} ({}).",
-                count(overlap.count),
-                count(report.requests),
-                if overlap.ranges.is_empty() {
-                    "none".to_owned()
-                } else {
-                    format!("ids {}", ranges_text(&overlap.ranges))
-                }
-            );
-        }
-        (None, true) => {
-            out.push_str("\nThe traced window was not recorded.\n");
-        }
+        (Some(overlap), _) => notes.push(format!(
+            "Requests that overlapped the traced window: {} of {} ({}).",
+            count(overlap.count),
+            count(report.requests),
+            if overlap.ranges.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("ids {}", ranges_text(&overlap.ranges))
+            }
+        )),
+        (None, true) => notes.push("The traced window was not recorded.".to_owned()),
         (None, false) => {}
+    }
+    ServingSection {
+        intro,
+        metrics,
+        latency_headers,
+        latency_rows,
+        notes,
+    }
+}
+
+/// Renders the "Serving Metrics" section of `report.md`.
+pub fn render_serving(report: &ServingReport, plot: Option<&str>, out: &mut String) {
+    let section = serving_section(report);
+    out.push_str("## Serving Metrics\n\n");
+    for line in &section.intro {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    let mut table = Table::new(&["Metric", "Value"]);
+    for (name, value) in section.metrics {
+        table.row(vec![name, value]);
+    }
+    table.render(out);
+    out.push('\n');
+    let headers: Vec<&str> = section.latency_headers.iter().map(String::as_str).collect();
+    let mut table = Table::new(&headers);
+    for row in section.latency_rows {
+        table.row(row);
+    }
+    table.render(out);
+    for note in &section.notes {
+        let _ = writeln!(out, "\n{note}");
     }
     if let Some(plot) = plot {
         let _ = writeln!(

@@ -380,3 +380,80 @@ fn hostile_names_stay_inert() {
     assert_eq!(summary["phases"]["X"], 2, "{summary}");
     assert_eq!(summary["phases"]["X*"], 1, "{summary}");
 }
+
+/// A serving report by hand: two completed streamed requests and a failed
+/// one, with goodput and the traced window.
+pub(crate) fn serving_report() -> crate::ServingReport {
+    let dist = |median: f64| crate::Distribution {
+        count: 2,
+        mean: median,
+        std: 0.5,
+        median,
+        min: median - 0.5,
+        max: median + 0.5,
+        percentiles: vec![(90.0, median + 0.4), (99.0, median + 0.49)],
+    };
+    crate::ServingReport {
+        load: crate::ServingMetadata {
+            endpoint: "/generate".into(),
+            dataset: "random (input 128, output 32, range ratio 0.5)".into(),
+            seed: 7,
+            request_rate: Some(16.0),
+            burstiness: 1.0,
+            max_concurrency: None,
+            stream: true,
+            percentiles: vec![90.0, 99.0],
+            slo: None,
+            traced: true,
+            trace_window: Some(crate::Window {
+                start_ns: 1,
+                end_ns: 2,
+            }),
+            warmup_requests: 8,
+            records: "inputs/requests.jsonl".into(),
+        },
+        requests: 3,
+        completed: 2,
+        failed: 1,
+        first_error: Some("HTTP 500 | boom".into()),
+        duration_s: 1.5,
+        total_input_tokens: 200,
+        total_output_tokens: 64,
+        server_prompt_tokens: 210,
+        cached_tokens: 21,
+        cache_hit_rate: Some(0.1),
+        request_throughput: 1.3333,
+        input_throughput: 133.33,
+        output_throughput: 42.67,
+        total_throughput: 176.0,
+        mean_concurrency: 1.25,
+        peak_concurrency: 2,
+        ttft_ms: Some(dist(120.0)),
+        itl_ms: Some(dist(10.0)),
+        tpot_ms: Some(dist(11.0)),
+        e2e_ms: Some(dist(450.0)),
+        server_e2e_ms: Some(dist(440.0)),
+        goodput: Some(crate::Goodput {
+            slo: crate::Slo {
+                ttft_ms: Some(200.0),
+                tpot_ms: None,
+                e2e_ms: Some(500.0),
+            },
+            good: 2,
+            share: 2.0 / 3.0,
+            requests_per_s: 1.3333,
+        }),
+        overlap: Some(crate::Overlap {
+            count: 2,
+            ranges: vec![(0, 1)],
+        }),
+        points: Vec::new(),
+    }
+}
+
+#[test]
+fn serving_metrics_section() {
+    let mut out = String::new();
+    crate::render_serving(&serving_report(), Some("serving-latency.svg"), &mut out);
+    insta::assert_snapshot!(out);
+}

@@ -462,7 +462,7 @@ fn big_page(n: usize) -> String {
     report_html::render_report(&report_html::ReportPage {
         report: &input,
         latencies: None,
-        serving: None,
+        serving_plot: None,
         flamegraphs: &[],
     })
 }
