@@ -118,6 +118,9 @@ pub struct ScoreResponse {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        // reqwest has no TLS provider of its own in this workspace; one
+        // already installed stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(10))
