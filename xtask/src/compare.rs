@@ -2,27 +2,24 @@
 //! folders (local or archived), against a named baseline, or against the
 //! last N archived runs.
 //!
-//! This module finds and reads the traces, gathers the session numbers from
-//! `summary.json` and the run metadata, fetches `gs://` inputs verified, and
-//! writes `compare.md`, `compare.json`, `compare.svg` and `compare.html`. The statistics and
-//! the verdict rules are in the `profile-compare` crate. Exit codes: 0 no
-//! regression (including an inconclusive verdict, said on stderr), 1
-//! regression, 2 error.
+//! This module is the command line: which sides to fetch and read, and what
+//! to print. Reading a side and writing the outputs are
+//! `profile_report::compare_side`'s, fetching archived runs
+//! `profile_driver::archive`'s, the statistics and verdict rules
+//! `profile-compare`'s. Exit codes: 0 no regression (including an
+//! inconclusive verdict, said on stderr), 1 regression, 2 error.
 
-use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail, format_err};
-use gcs_artifacts::{BaselineAddress, GsUrl, RunFilter, RunKind};
-use profile_compare::{Collector, Comparison, Profile, Settings, Verdict};
-use trace_analysis::{Analyzer, JSON_EVENT_CAP};
-use trace_model::{Phase, locate};
+use gcs_artifacts::{BaselineAddress, RunFilter, RunKind};
+use profile_compare::{Profile, Settings, Verdict};
+use profile_driver::archive::{self, HistoryQuery, connect};
+use profile_report::Note;
+use profile_report::compare_side::{load_side, run_metadata, write_comparison};
 
 use crate::archive::{ConnFlags, block_on};
-use profile_driver::archive::connect;
-use profile_report::list_files;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -141,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
         }
         None => PathBuf::from("."),
     };
-    for path in write_outputs(&comparison, &out, &read)? {
+    for path in write_comparison(&comparison, &out, &read)? {
         println!("wrote {}", path.display());
     }
     println!(
@@ -162,33 +159,22 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
     Ok(comparison.verdict)
 }
 
-/// Publishes compare.json, compare.svg (when there is a chart),
-/// compare.html and compare.md as one output set, after everything has
-/// been computed; none of them replaces a file in `read`.
-pub fn write_outputs(
-    cmp: &Comparison,
-    out: &Path,
-    read: &[PathBuf],
-) -> anyhow::Result<Vec<PathBuf>> {
-    let chart = profile_compare::render_chart(cmp);
-    let markdown = profile_compare::render_markdown(cmp, chart.as_ref().map(|_| "compare.svg"));
-    let page = report_html::render_compare(cmp);
-    let json = cmp.to_json();
-    let mut set = profile_report::OutputSet::begin(profile_report::Destination {
-        dir: out,
-        inputs: read,
-        files_named: false,
-    })?;
-    set.add("compare.json", json.as_bytes())?;
-    if let Some(svg) = &chart {
-        set.add("compare.svg", svg.as_bytes())?;
+/// One side, read; a choice among several runs or hosts is said on stderr.
+pub fn load(dir: &Path, label: &str, read: &mut Vec<PathBuf>) -> anyhow::Result<Profile> {
+    let mut notes = Vec::new();
+    let profile = load_side(dir, label, read, &mut notes)?;
+    for note in notes {
+        match note {
+            Note::SeveralRuns { count, chosen } => eprintln!(
+                "note: {label}: {count} profiler runs found, comparing the latest, {chosen}"
+            ),
+            Note::SeveralHosts { run, count, chosen } => {
+                eprintln!("note: {label}: run {run} has {count} hosts, comparing {chosen}")
+            }
+            other => eprintln!("note: {label}: {other}"),
+        }
     }
-    set.add("compare.html", page.as_bytes())?;
-    // compare.md last: the file a person opens is never older than the rest.
-    set.add("compare.md", markdown.as_bytes())?;
-    // A comparison without a chart leaves no older chart behind.
-    let stale = |name: &str| chart.is_none() && name == "compare.svg";
-    Ok(set.publish(&stale)?)
+    Ok(profile)
 }
 
 /// A local path as it is; a `gs://` run downloaded (verified) into `dest`.
@@ -196,19 +182,10 @@ fn fetch_input(input: &str, dest: &Path, args: &Args) -> anyhow::Result<PathBuf>
     if !input.starts_with("gs://") {
         return Ok(PathBuf::from(input));
     }
-    let url = GsUrl::parse(input)?;
-    let conn = args.conn.clone();
-    let dest_owned = dest.to_path_buf();
-    block_on(async move {
-        let client = connect(&conn.connection()).await?;
-        gcs_artifacts::download_run(
-            &client,
-            &url,
-            &dest_owned,
-            gcs_artifacts::DownloadOptions { overwrite: false },
-        )
-        .await
-        .with_context(|| format!("cannot fetch {url}"))?;
+    let conn = args.conn.connection();
+    block_on(async {
+        let client = connect(&conn).await?;
+        archive::fetch_run(&client, input, dest).await?;
         Ok(())
     })?;
     Ok(dest.to_path_buf())
@@ -220,6 +197,15 @@ fn bucket_of(args: &Args, what: &str) -> anyhow::Result<String> {
         .ok_or_else(|| format_err!("{what} needs a bucket: pass --bucket or set SGLPROF_BUCKET"))
 }
 
+/// A field of the candidate's run metadata.
+fn candidate_field(candidate_dir: &Path) -> anyhow::Result<impl Fn(&str) -> Option<String>> {
+    let meta = run_metadata(candidate_dir)?;
+    Ok(move |key: &str| {
+        meta.as_ref()
+            .and_then(|m| m.get(key)?.as_str().map(str::to_owned))
+    })
+}
+
 /// Fetches the named baseline of the candidate's model and accelerator.
 fn fetch_named(
     args: &Args,
@@ -228,11 +214,7 @@ fn fetch_named(
     scratch: &Path,
 ) -> anyhow::Result<(PathBuf, String)> {
     let bucket = bucket_of(args, "--baseline")?;
-    let meta = run_metadata(candidate_dir)?;
-    let field = |key: &str| {
-        meta.as_ref()
-            .and_then(|m| m.get(key)?.as_str().map(str::to_owned))
-    };
+    let field = candidate_field(candidate_dir)?;
     let model = args
         .model
         .clone()
@@ -249,19 +231,13 @@ fn fetch_named(
     })?;
     let addr = BaselineAddress::new(&bucket, &args.prefix, &model, &accelerator, name)?;
     let dest = scratch.join("baseline");
-    let conn = args.conn.clone();
-    let label = addr.url().to_string();
-    block_on({
-        let dest = dest.clone();
-        async move {
-            let client = connect(&conn.connection()).await?;
-            gcs_artifacts::fetch_baseline(&client, &addr, &dest)
-                .await
-                .with_context(|| format!("cannot fetch baseline {}", addr.url()))?;
-            Ok(())
-        }
+    let conn = args.conn.connection();
+    block_on(async {
+        let client = connect(&conn).await?;
+        archive::fetch_baseline(&client, &addr, &dest).await?;
+        Ok(())
     })?;
-    Ok((dest, label))
+    Ok((dest, addr.url().to_string()))
 }
 
 /// Downloads and reads the last `n` archived runs like the candidate.
@@ -273,234 +249,31 @@ fn fetch_history(
     scratch: &Path,
 ) -> anyhow::Result<Vec<Profile>> {
     let bucket = bucket_of(args, "--history")?;
-    let meta = run_metadata(candidate_dir)?;
-    let field = |key: &str| {
-        meta.as_ref()
-            .and_then(|m| m.get(key)?.as_str().map(str::to_owned))
-    };
+    let field = candidate_field(candidate_dir)?;
     let filter = RunFilter {
         model: args.model.clone().or_else(|| field("model")),
         hardware: args.accelerator.clone().or_else(|| field("hardware")),
         endpoint: field("endpoint"),
     };
-    let kind = RunKind::parse(&args.kind)?;
     let exclude = candidate_input
         .starts_with("gs://")
         .then(|| candidate_input.to_owned())
         .or_else(|| field("archive_url"));
-    let conn = args.conn.clone();
-    let prefix = args.prefix.clone();
-    let dirs = block_on({
-        let scratch = scratch.to_path_buf();
-        async move {
-            let client = connect(&conn.connection()).await?;
-            let runs = gcs_artifacts::last_runs(
-                &client,
-                &bucket,
-                &prefix,
-                kind,
-                &filter,
-                exclude.as_deref(),
-                n as usize,
-            )
-            .await?;
-            if runs.is_empty() {
-                bail!(
-                    "--history {n}: no archived {kind} runs of the same model, hardware and endpoint in gs://{bucket}/{prefix}/"
-                );
-            }
-            let mut dirs = Vec::new();
-            for (i, run) in runs.iter().enumerate() {
-                let dest = scratch.join(format!("history-{i}"));
-                let url = GsUrl::parse(&run.url)?;
-                gcs_artifacts::download_run(
-                    &client,
-                    &url,
-                    &dest,
-                    gcs_artifacts::DownloadOptions { overwrite: false },
-                )
-                .await
-                .with_context(|| format!("cannot fetch {}", run.url))?;
-                dirs.push((dest, run.url.clone()));
-            }
-            Ok(dirs)
-        }
+    let query = HistoryQuery {
+        bucket: &bucket,
+        prefix: &args.prefix,
+        kind: RunKind::parse(&args.kind)?,
+        filter: &filter,
+        exclude: exclude.as_deref(),
+        count: n as usize,
+    };
+    let conn = args.conn.connection();
+    let dirs = block_on(async {
+        let client = connect(&conn).await?;
+        Ok(archive::fetch_history(&client, &query, scratch).await?)
     })?;
     let mut read = Vec::new();
     dirs.iter()
         .map(|(dir, url)| load(dir, url, &mut read))
         .collect()
-}
-
-fn run_metadata(dir: &Path) -> anyhow::Result<Option<serde_json::Value>> {
-    read_json(&dir.join("inputs/run_metadata.json"))
-}
-
-fn read_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value = serde_json::from_slice(&text)
-        .map_err(|err| format_err!("{}: invalid JSON: {err}", path.display()))?;
-    Ok(Some(value))
-}
-
-/// Reads one side: the latest profiler run's first host, its JSON trace
-/// unless that hit JAX's event cap and an `xplane.pb` exists; plus the
-/// session numbers of `summary.json` and the run metadata. Every file it
-/// reads is added to `read`.
-pub fn load(dir: &Path, label: &str, read: &mut Vec<PathBuf>) -> anyhow::Result<Profile> {
-    if !dir.exists() {
-        bail!("{}: no such file or folder", dir.display());
-    }
-    let files = if dir.is_file() {
-        vec![dir.to_path_buf()]
-    } else {
-        // A report set that a crash left half-published is completed
-        // before its summary.json is read.
-        profile_report::settle(dir)
-            .with_context(|| format!("cannot complete the outputs in {}", dir.display()))?;
-        list_files(dir)?
-    };
-    let runs = locate(&files);
-    let Some(run) = runs.iter().max_by(|a, b| a.run.cmp(&b.run)) else {
-        bail!(
-            "{}: no JAX traces found (expected plugins/profile/<run>/<host>.trace.json.gz or <host>.xplane.pb)",
-            dir.display()
-        );
-    };
-    if runs.len() > 1 {
-        eprintln!(
-            "note: {label}: {} profiler runs found, comparing the latest, {}",
-            runs.len(),
-            run.run
-        );
-    }
-    let host = &run.hosts[0];
-    if run.hosts.len() > 1 {
-        eprintln!(
-            "note: {label}: run {} has {} hosts, comparing {}",
-            run.run,
-            run.hosts.len(),
-            host.host
-        );
-    }
-    let (ops, analysis) = match (&host.trace_json, &host.xplane) {
-        (Some(json), xplane) => {
-            read.push(json.clone());
-            let (ops, analysis) = read_json_trace(json)?;
-            match xplane {
-                Some(xplane) if analysis.phase_count(Phase::Complete) == JSON_EVENT_CAP => {
-                    read.push(xplane.clone());
-                    read_xplane(xplane)?
-                }
-                _ => (ops, analysis),
-            }
-        }
-        (None, Some(xplane)) => {
-            read.push(xplane.clone());
-            read_xplane(xplane)?
-        }
-        (None, None) => unreachable!("locate returns hosts with a file"),
-    };
-    let host_name = host.host.clone();
-
-    let mut session = BTreeMap::new();
-    let mut missing = Vec::new();
-    let folder = if dir.is_file() { None } else { Some(dir) };
-    if let Some(dir) = folder {
-        read.extend(
-            ["summary.json", "inputs/run_metadata.json"]
-                .into_iter()
-                .chain(["inputs/machine.json", "inputs/latencies.json"])
-                .map(|name| dir.join(name)),
-        );
-    }
-    let summary = match folder {
-        Some(dir) => read_json(&dir.join("summary.json"))?,
-        None => None,
-    };
-    match summary
-        .as_ref()
-        .and_then(|it| it.get("devices")?.as_array())
-    {
-        Some(devices) if !devices.is_empty() => {
-            profile_compare::device_numbers(devices, &mut session)
-        }
-        _ => missing.push(
-            "no device section in summary.json: device step time and categories not compared"
-                .to_owned(),
-        ),
-    }
-    let meta = match folder {
-        Some(dir) => run_metadata(dir)?,
-        None => None,
-    };
-    match meta.as_ref().and_then(|it| it.get("workload")) {
-        Some(workload) => profile_compare::workload_numbers(workload, &mut session),
-        None => missing.push(
-            "no workload in the run metadata: request latency and throughput not compared"
-                .to_owned(),
-        ),
-    }
-    let input = |name: &str| match folder {
-        Some(dir) => read_json(&dir.join("inputs").join(name)),
-        None => Ok(None),
-    };
-    let machine = input("machine.json")?
-        .as_ref()
-        .and_then(profile_compare::MachineState::from_record);
-    let latencies = input("latencies.json")?
-        .as_ref()
-        .and_then(profile_compare::Latencies::from_json);
-    let hardware = meta
-        .as_ref()
-        .and_then(|m| m.get("hardware")?.as_str().map(str::to_owned));
-    Ok(Profile {
-        host: Some(host_label(&host_name, hardware.as_deref())),
-        source: label.to_owned(),
-        ops,
-        traced_ps: analysis.traced_time_ps(),
-        session,
-        missing,
-        machine,
-        latencies,
-    })
-}
-
-/// The machine a side ran on, as far as two sessions can be told apart:
-/// the JAX host name (a TPU VM's generated name, `t1v-n-<id>-w-<i>`, stands
-/// for its worker index, since every VM gets a new one) and the hardware of
-/// the run metadata.
-fn host_label(host: &str, hardware: Option<&str>) -> String {
-    let tpu_worker = host.strip_prefix("t1v-n-").and_then(|rest| {
-        let (id, worker) = rest.split_once("-w-")?;
-        (id.bytes().all(|b| b.is_ascii_hexdigit()) && worker.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| format!("TPU VM worker {worker}"))
-    });
-    let host = tpu_worker.unwrap_or_else(|| host.to_owned());
-    match hardware {
-        Some(hardware) => format!("{host} ({hardware})"),
-        None => host,
-    }
-}
-
-fn read_json_trace(
-    path: &Path,
-) -> anyhow::Result<(Vec<profile_compare::OpSamples>, trace_analysis::Analysis)> {
-    let mut file =
-        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut sink = Collector::new(Analyzer::new());
-    trace_chrome::read(&mut file, &mut sink).with_context(|| path.display().to_string())?;
-    Ok(sink.finish())
-}
-
-fn read_xplane(
-    path: &Path,
-) -> anyhow::Result<(Vec<profile_compare::OpSamples>, trace_analysis::Analysis)> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut sink = Collector::new(Analyzer::new());
-    trace_xplane::read(&bytes, &mut sink).with_context(|| path.display().to_string())?;
-    Ok(sink.finish())
 }

@@ -233,6 +233,84 @@ pub async fn download(
     Ok(dir)
 }
 
+/// Downloads the archived run at `url` into `dest` (a scratch folder),
+/// verified against its manifest.
+pub async fn fetch_run(client: &Client, url: &str, dest: &Path) -> Result<(), DriveError> {
+    let parsed = GsUrl::parse(url).map_err(DriveError::archive(format!("bad address {url}")))?;
+    gcs_artifacts::download_run(
+        client,
+        &parsed,
+        dest,
+        gcs_artifacts::DownloadOptions { overwrite: false },
+    )
+    .await
+    .map_err(DriveError::archive(format!("cannot fetch {url}")))?;
+    Ok(())
+}
+
+/// Downloads the named baseline at `addr` into `dest`, verified.
+pub async fn fetch_baseline(
+    client: &Client,
+    addr: &gcs_artifacts::BaselineAddress,
+    dest: &Path,
+) -> Result<(), DriveError> {
+    gcs_artifacts::fetch_baseline(client, addr, dest)
+        .await
+        .map_err(DriveError::archive(format!(
+            "cannot fetch baseline {}",
+            addr.url()
+        )))?;
+    Ok(())
+}
+
+/// Where [`fetch_history`] looks: the archive's runs of one kind that match
+/// `filter`, without `exclude` (the candidate itself, when archived).
+pub struct HistoryQuery<'a> {
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub kind: RunKind,
+    pub filter: &'a gcs_artifacts::RunFilter,
+    pub exclude: Option<&'a str>,
+    pub count: usize,
+}
+
+/// Downloads the last `query.count` archived runs that match `query`, the
+/// newest first, into `scratch/history-<i>`, verified; returns each
+/// folder with the run's address. No matching run is an error.
+pub async fn fetch_history(
+    client: &Client,
+    query: &HistoryQuery<'_>,
+    scratch: &Path,
+) -> Result<Vec<(PathBuf, String)>, DriveError> {
+    let runs = gcs_artifacts::last_runs(
+        client,
+        query.bucket,
+        query.prefix,
+        query.kind,
+        query.filter,
+        query.exclude,
+        query.count,
+    )
+    .await
+    .map_err(DriveError::archive(format!(
+        "cannot list the archived runs in gs://{}/{}/",
+        query.bucket, query.prefix
+    )))?;
+    if runs.is_empty() {
+        return Err(DriveError::Failed(format!(
+            "--history {}: no archived {} runs of the same model, hardware and endpoint in gs://{}/{}/",
+            query.count, query.kind, query.bucket, query.prefix
+        )));
+    }
+    let mut dirs = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let dest = scratch.join(format!("history-{i}"));
+        fetch_run(client, &run.url, &dest).await?;
+        dirs.push((dest, run.url.clone()));
+    }
+    Ok(dirs)
+}
+
 /// A client for `conn`.
 pub async fn connect(conn: &Connection) -> Result<Client, DriveError> {
     let config = ClientConfig {

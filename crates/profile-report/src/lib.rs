@@ -15,6 +15,7 @@
 //! their files.
 
 mod analyse;
+pub mod compare_side;
 mod discover;
 pub mod export;
 pub mod full_trace;

@@ -140,6 +140,51 @@ fn rehearsal_runs_the_tpu_session_with_py_spy_and_deletes_the_node() {
         "{:?}",
         metadata.reproduction
     );
+    check_rehearsal_reproduction(&metadata.reproduction);
+}
+
+/// A rehearsal's Reproduction: its command line rehearses again, and its
+/// Setup Commands are what a real `--tpu` run sends (the TPU install, the
+/// server on the VM's port 30000 that the printed tunnel reaches), with the
+/// CPU stand-in only in a comment marked "rehearsal only".
+fn check_rehearsal_reproduction(lines: &[String]) {
+    let all = lines.join("\n");
+    assert!(lines[0].contains(" --rehearsal"), "{all}");
+    let commands: Vec<&String> = lines.iter().filter(|it| !it.starts_with('#')).collect();
+    let launch = commands
+        .iter()
+        .find(|it| it.contains("sgl_jax.launch_server"))
+        .unwrap_or_else(|| panic!("no launch in\n{all}"));
+    for stand_in in [
+        "JAX_PLATFORMS=cpu",
+        "cpu_shim",
+        "--device cpu",
+        ".cache/sglprof/venv",
+    ] {
+        assert!(!launch.contains(stand_in), "{stand_in} in {launch}");
+    }
+    assert!(
+        launch.contains("venv/bin/python -m sgl_jax.launch_server"),
+        "{launch}"
+    );
+    assert!(launch.contains("--port 30000"), "{launch}");
+    assert!(
+        commands
+            .iter()
+            .any(|it| it.contains("sglang-jax[tpu]") && it.contains("pip install")),
+        "{all}"
+    );
+    let tunnel = commands
+        .iter()
+        .find(|it| it.contains(" -N -L "))
+        .unwrap_or_else(|| panic!("no tunnel in\n{all}"));
+    assert!(tunnel.contains(":127.0.0.1:30000"), "{tunnel}");
+    assert!(
+        lines
+            .iter()
+            .any(|it| it.starts_with("# rehearsal only:") && it.contains("JAX_PLATFORMS=cpu")),
+        "{all}"
+    );
 }
 
 /// A slice of two hosts (v5p-16): a server per simulated worker, the

@@ -345,6 +345,7 @@ fn facts(
             tpu,
             run,
             &remote.server_line,
+            remote.stand_in.as_deref(),
             remote.local_port,
             remote.remote_port,
             run_dir,

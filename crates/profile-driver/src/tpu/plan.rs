@@ -202,11 +202,14 @@ pub fn cost_rows(
 }
 
 /// The TPU run as gcloud commands, from the values it used: create,
-/// install, launch, tunnel; copy the traces home; delete.
+/// install, launch, tunnel; copy the traces home; delete. `server_line` is
+/// what a real VM is sent; a rehearsal's `stand_in` (what its local
+/// workers ran instead) follows as a comment marked "rehearsal only".
 pub fn manual_steps(
     tpu: &TpuOptions,
     run: &TpuRun,
     server_line: &str,
+    stand_in: Option<&str>,
     local_port: u16,
     remote_port: u16,
     run_dir: &Path,
@@ -262,6 +265,11 @@ pub fn manual_steps(
     setup.push(format!(
         "gcloud compute tpus tpu-vm ssh {node} {loc} -- -N -L {local_port}:127.0.0.1:{remote_port} &"
     ));
+    if let Some(stand_in) = stand_in {
+        setup.push(format!(
+            "# rehearsal only: the simulated VM installed the CPU variant and ran, on this machine, {stand_in}"
+        ));
+    }
     let cleanup = if tpu.vm.is_none() && !tpu.keep {
         vec![format!(
             "gcloud compute tpus tpu-vm delete {node} {loc} --quiet"
@@ -402,6 +410,7 @@ mod tests {
             &options(),
             &run(),
             "HF_HOME=/tmp/hf python -m sgl_jax.launch_server --port 30000",
+            None,
             8123,
             30000,
             Path::new("runs/r"),

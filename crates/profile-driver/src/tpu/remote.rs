@@ -41,16 +41,19 @@ struct Served {
     worker: u32,
     base_url: String,
     local_port: u16,
-    remote_port: u16,
     tunnel: Background,
 }
 
 /// What the VM's part of a run brings home besides the session.
 pub struct RemoteFacts {
     pub versions: BTreeMap<String, String>,
-    /// The server's command line on the VM, the API key as a variable.
+    /// The server's command line on worker 0 of a real VM, the API key as
+    /// a variable: what a `--tpu` run sends, rehearsed or not.
     pub server_line: String,
-    /// The local end of the ssh tunnel, and the port it reaches.
+    /// In a rehearsal, what worker 0 ran instead (the CPU stand-in).
+    pub stand_in: Option<String>,
+    /// The local end of the ssh tunnel, and the port it reaches on a real
+    /// VM.
     pub local_port: u16,
     pub remote_port: u16,
     /// Worker 0's py-spy files, with `--py-spy`.
@@ -110,7 +113,19 @@ pub async fn remote_session(
         plan.check_server(version)?;
     }
     let launches = launch_specs(plan, tpu, run, remote, env.cpu)?;
-    let server_line = format!("HF_HOME=/tmp/hf {}", launches[0].1.shell_line());
+    // What a real VM is sent, in a rehearsal too: the report's Setup
+    // Commands show it, and the stand-in apart.
+    let first_tpu_node = {
+        let dist = format!("{}:{DIST_INIT_PORT}", remote.workers().address(0));
+        tpu_launch(plan, tpu, run, hosts)
+            .per_node(hosts, &dist)
+            .swap_remove(0)
+    };
+    let server_line = format!("HF_HOME=/tmp/hf {}", first_tpu_node.shell_line());
+    let stand_in = env
+        .cpu
+        .is_some()
+        .then(|| format!("HF_HOME=/tmp/hf {}", launches[0].1.shell_line()));
     progress.line(
         "tpu",
         &format!("starting sglang-jax ({}) on {}", run.model, run.node_id),
@@ -152,7 +167,6 @@ pub async fn remote_session(
             worker,
             base_url,
             local_port: reach.port,
-            remote_port,
             tunnel: reach.guard,
         });
     }
@@ -224,7 +238,6 @@ pub async fn remote_session(
     );
     collect(ctx, run, remote).await?;
     let local_port = served[0].local_port;
-    let remote_port = served[0].remote_port;
     for server in &mut served {
         server.tunnel.kill().await;
     }
@@ -238,8 +251,9 @@ pub async fn remote_session(
         RemoteFacts {
             versions,
             server_line,
+            stand_in,
             local_port,
-            remote_port,
+            remote_port: first_tpu_node.port,
             py_spy,
         },
     )))

@@ -154,6 +154,17 @@ async fn a_stopped_group_ends_on_sigterm() {
         .trim()
         .parse()
         .unwrap();
+    // The child must be `sleep` already: between its fork and its exec it
+    // still runs the shell's TERM handler, which would swallow the signal.
+    let comm = format!("/proc/{child}/comm");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{child} never became sleep"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // SAFETY: pauses the group this test started.
     unsafe { libc::killpg(server.pid() as i32, libc::SIGSTOP) };
     let report = server.stop(Duration::from_secs(5)).await;
