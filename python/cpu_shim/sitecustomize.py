@@ -175,6 +175,9 @@ def _host_radix_values(module):
         return module.MatchResult(device_indices=indices, last_device_node=last,
                                   last_host_node=last, host_hit_length=0)
 
+    # A chunked request's cached slots are copied to the device only to be
+    # sliced and written back to the (NumPy) table: they stay on the host.
+    module.device_array = lambda _mesh, data, *args, **kwargs: np.asarray(data)
     cache._create_tokens_data = _create_tokens_data
     cache._get_node_size = _get_node_size
     cache.match_prefix = match_prefix
@@ -182,9 +185,9 @@ def _host_radix_values(module):
 
 
 class _HostBuiltArrays:
-    """jax.numpy for one module, except that `array` of a Python list and
-    `concat` build the result with NumPy and then place it where JAX
-    would: the same values, without an XLA program per length."""
+    """jax.numpy for one module, except that `array` of a Python list or a
+    NumPy array and `concat` build the result with NumPy and then place it
+    where JAX would: the same values, without an XLA program per length."""
 
     def __init__(self, jnp):
         self._jnp = jnp
@@ -193,10 +196,16 @@ class _HostBuiltArrays:
         return getattr(self._jnp, name)
 
     def array(self, obj, dtype=None, *args, **kwargs):
-        if isinstance(obj, list) and dtype is not None and not args and not kwargs:
-            import numpy as np
+        import jax
+        import numpy as np
 
-            return self._jnp.asarray(np.asarray(obj, dtype=dtype))
+        if isinstance(obj, (list, np.ndarray)) and not args and not kwargs:
+            host = np.asarray(obj, dtype=dtype)
+            if dtype is None:
+                # The dtype jnp.array would give (64-bit types narrowed).
+                host = host.astype(jax.dtypes.canonicalize_dtype(host.dtype), copy=False)
+            # jnp.asarray would still convert on the device, once per length.
+            return jax.device_put(host)
         return self._jnp.array(obj, dtype, *args, **kwargs)
 
     def concat(self, arrays, axis=0):
