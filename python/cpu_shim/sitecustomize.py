@@ -13,6 +13,20 @@ SGLJAX_CPU_SHIM=1 (sglang-jax 0.0.1.post1 and 0.0.2)
     cannot run it either. The function is swapped for an XLA scatter that
     honours the same arguments.
 
+SGLJAX_HOST_TABLES=1 (sglang-jax 0.0.1.post1 on CPU)
+    The scheduler keeps its bookkeeping of token slots (the request-to-token
+    table, the slots the KV allocator hands out, the radix cache's values) in
+    JAX arrays and edits them with eager JAX operations: slices, scatters and
+    gathers whose shapes are the exact token counts of each prefill batch and
+    request. Each new count compiles a small XLA program inside the serving
+    loop, so a profile of a varied workload is full of compilations that no
+    warmup can exhaust. With this switch the same tables are NumPy arrays,
+    edited copy-on-write so that every earlier reader keeps the values it
+    read, as with JAX's immutable arrays. The integers are the same; on a
+    CPU the JAX arrays lived in host memory anyway. The model's inputs are
+    still built and padded by the server as shipped. Never set on a TPU,
+    where these tables live in device memory.
+
 SGLJAX_PY311_BACKPORT=1 (0.0.2 on Python 3.11)
     tokenizer_manager.py declares `class _Communicator[T]:` (PEP 695 syntax,
     Python 3.12+), the only such construct in the package. The module source
@@ -34,6 +48,10 @@ import os
 import sys
 
 KV_POOL = "sgl_jax.srt.mem_cache.memory_pool"
+KV_ALLOCATOR = "sgl_jax.srt.mem_cache.allocator"
+RADIX_CACHE = "sgl_jax.srt.mem_cache.radix_cache"
+SCHEDULE_BATCH = "sgl_jax.srt.managers.schedule_batch"
+SAMPLING_INFO = "sgl_jax.srt.sampling.sampling_batch_info"
 TOKENIZER_MANAGER = "sgl_jax.srt.managers.tokenizer_manager"
 NATIVE_BACKEND = "sgl_jax.srt.layers.attention.native_backend"
 SAMPLER = "sgl_jax.srt.layers.sampler"
@@ -70,6 +88,183 @@ def _patch_kv_pool(module):
     if hasattr(module, "kv_cache_update"):
         module.kv_cache_update = scatter_kv_cache_update
         _note("KV-cache write uses an XLA scatter")
+
+
+def _host_req_to_token(module):
+    import numpy as np
+
+    pool = module.ReqToTokenPool
+    plain_init, plain_clear = pool.__init__, pool.clear
+
+    def to_host(self):
+        self.req_to_token = np.array(self.req_to_token)
+
+    def host_index(indices):
+        parts = indices if isinstance(indices, tuple) else (indices,)
+        return tuple(p if isinstance(p, (slice, int)) else np.asarray(p) for p in parts)
+
+    def __init__(self, *args, **kwargs):
+        plain_init(self, *args, **kwargs)
+        to_host(self)
+
+    def clear(self):
+        plain_clear(self)
+        to_host(self)
+
+    def write(self, indices, values):
+        # A fresh table for each edit: views taken before stay as they were.
+        table = self.req_to_token.copy()
+        table[host_index(indices)] = np.asarray(values)
+        self.req_to_token = table
+
+    def free(self, free_index):
+        if isinstance(free_index, int):
+            self.free_slots.append(free_index)
+            rows = [free_index]
+        else:
+            self.free_slots.extend(free_index)
+            rows = list(free_index)
+        table = self.req_to_token.copy()
+        table[rows] = 0
+        self.req_to_token = table
+
+    pool.__init__, pool.clear, pool.write, pool.free = __init__, clear, write, free
+    _note("request-to-token table kept in NumPy")
+
+
+def _host_kv_slots(module):
+    import numpy as np
+
+    allocator = module.TokenToKVPoolAllocator
+
+    def alloc(self, need_size):
+        if need_size > self.available_size():
+            return None
+        select_index = np.array(self.free_slots[:need_size])
+        self.free_slots = self.free_slots[need_size:]
+        return select_index
+
+    allocator.alloc = alloc
+    _note("KV slot allocator hands out NumPy indices")
+
+
+def _host_radix_values(module):
+    import numpy as np
+
+    cache = module.RadixCache
+
+    def empty():
+        return np.empty((0,), dtype=np.int32)
+
+    def _create_tokens_data(self, tokens):
+        return np.asarray(tokens, dtype=np.int32)
+
+    def _get_node_size(self, node):
+        return 0 if node.value is None else len(node.value)
+
+    def match_prefix(self, key, **kwargs):
+        last = self.root_node
+        indices = empty()
+        if not self.disable and len(key) > 0:
+            if self.page_size != 1:
+                key = key[: len(key) // self.page_size * self.page_size]
+            values, last = self._match_prefix_helper(self.root_node, key)
+            parts = [np.asarray(v, dtype=np.int32) for v in values if v is not None and len(v) > 0]
+            if parts:
+                indices = np.concatenate(parts)
+        return module.MatchResult(device_indices=indices, last_device_node=last,
+                                  last_host_node=last, host_hit_length=0)
+
+    # A chunked request's cached slots are copied to the device only to be
+    # sliced and written back to the (NumPy) table: they stay on the host.
+    module.device_array = lambda _mesh, data, *args, **kwargs: np.asarray(data)
+    cache._create_tokens_data = _create_tokens_data
+    cache._get_node_size = _get_node_size
+    cache.match_prefix = match_prefix
+    _note("radix cache keeps NumPy slot indices")
+
+
+class _HostBuiltArrays:
+    """jax.numpy for one module, except that `array` of a Python list or a
+    NumPy array and `concat` build the result with NumPy and then place it
+    where JAX would: the same values, without an XLA program per length."""
+
+    def __init__(self, jnp):
+        self._jnp = jnp
+
+    def __getattr__(self, name):
+        return getattr(self._jnp, name)
+
+    def array(self, obj, dtype=None, *args, **kwargs):
+        import jax
+        import numpy as np
+
+        if isinstance(obj, (list, np.ndarray)) and not args and not kwargs:
+            host = np.asarray(obj, dtype=dtype)
+            if dtype is None:
+                # The dtype jnp.array would give (64-bit types narrowed).
+                host = host.astype(jax.dtypes.canonicalize_dtype(host.dtype), copy=False)
+            # jnp.asarray would still convert on the device, once per length.
+            return jax.device_put(host)
+        return self._jnp.array(obj, dtype, *args, **kwargs)
+
+    def concat(self, arrays, axis=0):
+        import jax
+        import numpy as np
+
+        joined = np.concatenate([np.asarray(a) for a in arrays], axis=axis)
+        placed = [a for a in arrays if isinstance(a, jax.Array)]
+        return jax.device_put(joined, placed[0].sharding if placed else None)
+
+
+_BATCH_ARRAYS = ("req_pool_indices", "seq_lens", "output_ids")
+_SAMPLING_ARRAYS = ("temperatures", "top_ps", "top_ks", "min_ps")
+
+
+def _host_batch_arrays(module):
+    import jax
+    import numpy as np
+
+    module.jnp = _HostBuiltArrays(module.jnp)
+    batch = module.ScheduleBatch
+    plain_worker_batch, plain_filter = batch.get_model_worker_batch, batch.filter_batch
+
+    def get_model_worker_batch(self, *args, **kwargs):
+        # The ids are flattened and copied to the host there; NumPy does
+        # both without compiling a program per prefill length.
+        if self.input_ids is not None:
+            self.input_ids = np.asarray(self.input_ids)
+        return plain_worker_batch(self, *args, **kwargs)
+
+    def filter_batch(self, *args, **kwargs):
+        # The batch's per-request arrays are indexed on the host and put
+        # back where they were, instead of a gather per pair of sizes.
+        owners = [(self, _BATCH_ARRAYS), (self.sampling_info, _SAMPLING_ARRAYS)]
+        places = {}
+        for owner, names in owners:
+            for name in names:
+                value = getattr(owner, name, None)
+                if isinstance(value, jax.Array):
+                    places[(id(owner), name)] = value.sharding
+                    setattr(owner, name, np.asarray(value))
+        try:
+            return plain_filter(self, *args, **kwargs)
+        finally:
+            for owner, names in owners:
+                for name in names:
+                    value = getattr(owner, name, None)
+                    sharding = places.get((id(owner), name))
+                    if sharding is not None and isinstance(value, np.ndarray):
+                        setattr(owner, name, jax.device_put(value, sharding))
+
+    batch.get_model_worker_batch = get_model_worker_batch
+    batch.filter_batch = filter_batch
+    _note("scheduler batches built, filtered and merged in NumPy")
+
+
+def _host_sampling_merge(module):
+    module.jnp = _HostBuiltArrays(module.jnp)
+    _note("sampling parameters merged in NumPy")
 
 
 def _backport_generic_class(source):
@@ -118,8 +313,25 @@ def _patch_sampler(module):
 
 def _hooks_from_environment():
     hooks = {}
+
+    def after(module, *actions):
+        previous = hooks.get(module, ("after", lambda _m: None))[1]
+
+        def run(loaded):
+            previous(loaded)
+            for action in actions:
+                action(loaded)
+
+        hooks[module] = ("after", run)
+
     if os.environ.get("SGLJAX_CPU_SHIM") == "1":
-        hooks[KV_POOL] = ("after", _patch_kv_pool)
+        after(KV_POOL, _patch_kv_pool)
+    if os.environ.get("SGLJAX_HOST_TABLES") == "1":
+        after(KV_POOL, _host_req_to_token)
+        after(KV_ALLOCATOR, _host_kv_slots)
+        after(RADIX_CACHE, _host_radix_values)
+        after(SCHEDULE_BATCH, _host_batch_arrays)
+        after(SAMPLING_INFO, _host_sampling_merge)
     if os.environ.get("SGLJAX_PY311_BACKPORT") == "1" and sys.version_info < (3, 12):
         hooks[TOKENIZER_MANAGER] = ("source", _backport_generic_class)
     if os.environ.get("SGLJAX_NATIVE_PYTREE_FIX") == "1":

@@ -230,7 +230,8 @@ impl LoadSpec {
     /// Refuses, in one line, settings that cannot make a load: a rate of 0
     /// or below, a burstiness of 0 or below, a range ratio outside
     /// `[0, 1]`, a seed NumPy cannot take, a percentile outside `(0, 100)`,
-    /// a dataset file that cannot be read.
+    /// a dataset file that cannot be read or whose JSON (each line of a
+    /// `jsonl` file) does not have the dataset's layout.
     pub fn check(&self) -> Result<(), LoadError> {
         let bad = |text: String| Err(LoadError::Invalid(text));
         if let Some(rate) = self.request_rate
@@ -278,7 +279,17 @@ impl LoadSpec {
             ));
         }
         if let Some(path) = self.dataset.file() {
-            std::fs::File::open(path).map_err(|source| LoadError::ReadDataset {
+            // The whole file is read and its layout checked here, before
+            // a run folder or a server exists; tokens are counted later.
+            let text = std::fs::read_to_string(path).map_err(|source| LoadError::ReadDataset {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let layout = match &self.dataset {
+                DatasetSpec::Sharegpt(_) => dataset::check_sharegpt(&text),
+                _ => dataset::check_jsonl(&text),
+            };
+            layout.map_err(|source| LoadError::Dataset {
                 path: path.to_path_buf(),
                 source,
             })?;
@@ -667,34 +678,27 @@ pub fn check_context(
     Ok(())
 }
 
-/// The warmup phase that sends one prompt of every length from 1 to
-/// `longest` tokens, one at a time, each asking for one token: sglang-jax
-/// compiles some of its host-side array operations once per exact number
-/// of prompt tokens in a prefill batch (not per padding bucket), so every
-/// such number the measured phase can form must have been met before the
-/// profiler starts. The ids are ordinary vocabulary (100 to 355), a
-/// different sequence per length, sent as `input_ids`.
-pub fn every_prefill_length(longest: u32, stream: bool) -> WarmupPhase {
-    let requests = (1..=longest)
-        .map(|len| {
-            let ids: Vec<u32> = (0..len).map(|j| 100 + ((len * 31 + j * 7) % 256)).collect();
-            let row = DatasetRow {
-                prompt: Prompt::Ids(ids),
-                input_len: len,
-                output_len: 1,
-            };
-            LoadRequest {
-                path: "/generate",
-                body: generate_body(&row, stream).into(),
-                stream,
-                due: Duration::ZERO,
-            }
-        })
+/// The prompt length of the warmup's bursts on `/generate`: short enough
+/// that the largest burst (64 requests) fits in one prefill of 512 tokens.
+pub const BURST_PROMPT_TOKENS: u32 = 8;
+
+/// Burst request `i` of the warmup: [`BURST_PROMPT_TOKENS`] ids of the
+/// vocabulary (100 to 355, a different sequence per request, so the prefix
+/// cache shares at most their first token), asking for `output_len` tokens.
+fn short_prompt(i: u32, output_len: u32, stream: bool) -> LoadRequest {
+    let ids: Vec<u32> = (0..BURST_PROMPT_TOKENS)
+        .map(|j| 100 + ((i * 37 + j * 11 + i * j) % 256))
         .collect();
-    WarmupPhase {
-        what: format!("every prefill length from 1 to {longest} tokens, alone"),
-        requests: Arc::new(requests),
-        cap: Some(1),
+    let row = DatasetRow {
+        input_len: ids.len() as u32,
+        prompt: Prompt::Ids(ids),
+        output_len,
+    };
+    LoadRequest {
+        path: "/generate",
+        body: generate_body(&row, stream).into(),
+        stream,
+        due: Duration::ZERO,
     }
 }
 
@@ -718,11 +722,18 @@ pub struct WarmupPhase {
 ///
 /// 1. one prompt per length class alone (the longest of each power-of-two
 ///    class of lengths), for the prefill paddings a lone request meets;
-/// 2. bursts of `k` requests at once for `k` from 1 to the concurrency
-///    cap (8 without one), for every batch size of prefill and decode;
+/// 2. twice, bursts of `k` requests at once for `k` from 1 to the
+///    concurrency cap (8 without one), for every batch size of prefill
+///    and decode: on `/generate` the burst's prompts are
+///    [`BURST_PROMPT_TOKENS`] long, so that a whole burst fits in one
+///    prefill batch and the server meets each size as one batch;
 /// 3. `mix` requests with the measured phase's own arrivals and cap.
 ///
-/// `mix == 0` means no warmup at all.
+/// The server compiles per batch size and padding bucket, never per exact
+/// prompt length, only with the CPU shim's `SGLJAX_HOST_TABLES` (sglang-jax
+/// 0.0.1.post1 edits its slot tables with eager JAX operations shaped by
+/// the exact token counts; `python/cpu_shim/sitecustomize.py` says how the
+/// switch changes that). `mix == 0` means no warmup at all.
 pub fn warmup(
     load: &Load,
     spec: &LoadSpec,
@@ -801,24 +812,28 @@ pub fn warmup(
         ),
         cap: Some(1),
     });
-    // 2. Bursts of every batch size.
+    // 2. Bursts of every batch size, each size twice.
     let top = load.cap.unwrap_or(8).clamp(1, 64);
-    let mut burst = Vec::new();
     let mut next = 0;
-    for k in 1..=top {
-        let mut group = Vec::with_capacity(k);
-        for _ in 0..k {
-            group.push(at(&substitutes[next % n].1, Duration::ZERO));
-            next += 1;
+    let output_len = load.dataset.iter().map(|r| r.output_len).min().unwrap_or(8);
+    for round in 0..2u32 {
+        for k in 1..=top {
+            let mut group = Vec::with_capacity(k);
+            for _ in 0..k {
+                let request = if load.endpoint == "/generate" {
+                    short_prompt(next as u32, output_len.clamp(2, 8), load.stream)
+                } else {
+                    at(&substitutes[next % n].1, Duration::ZERO)
+                };
+                group.push(request);
+                next += 1;
+            }
+            phases.push(WarmupPhase {
+                what: format!("a burst of {k} requests at once (round {})", round + 1),
+                cap: Some(k),
+                requests: Arc::new(group),
+            });
         }
-        burst.push(group);
-    }
-    for (k, group) in burst.into_iter().enumerate() {
-        phases.push(WarmupPhase {
-            what: format!("a burst of {} requests at once", k + 1),
-            cap: Some(k + 1),
-            requests: Arc::new(group),
-        });
     }
     // 3. The measured pattern itself.
     let mix_requests: Vec<LoadRequest> = (0..mix)
@@ -902,6 +917,62 @@ mod tests {
         );
         assert!(!missing.contains('\n'));
         spec(|_| ()).unwrap();
+    }
+
+    #[test]
+    fn malformed_dataset_files_are_refused_before_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |name: &str, text: &str, sharegpt: bool| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let spec = LoadSpec {
+                dataset: if sharegpt {
+                    DatasetSpec::Sharegpt(path)
+                } else {
+                    DatasetSpec::Jsonl(path)
+                },
+                ..LoadSpec::default()
+            };
+            spec.check().map_err(|e| {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                text
+            })
+        };
+        let good = "{\"prompt\": \"hi\", \"output_len\": 4}\n\n{\"input_ids\": [1, 2], \"output_len\": 3}\n";
+        check("good.jsonl", good, false).unwrap();
+        let bad = check(
+            "bad.jsonl",
+            "{\"prompt\": \"hi\", \"output_len\": 4}\n{\"prompt\": \"hi\"\n",
+            false,
+        )
+        .unwrap_err();
+        assert!(bad.starts_with("dataset "), "{bad}");
+        assert!(bad.contains("bad.jsonl: line 2: "), "{bad}");
+        assert!(!bad.contains('\n'), "{bad}");
+        let both = check(
+            "both.jsonl",
+            "{\"prompt\": \"a\", \"input_ids\": [1], \"output_len\": 4}\n",
+            false,
+        )
+        .unwrap_err();
+        assert!(both.contains("exactly one of"), "{both}");
+        assert!(
+            check("empty.jsonl", "\n", false)
+                .unwrap_err()
+                .contains("no rows")
+        );
+        assert!(check("chat.json", "[{\"conversations\": [", true).is_err());
+        let one_turn = "[{\"conversations\": [{\"from\": \"human\", \"value\": \"hi\"}]}]";
+        assert!(
+            check("one.json", one_turn, true)
+                .unwrap_err()
+                .contains("two turns")
+        );
     }
 
     #[test]

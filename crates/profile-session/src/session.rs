@@ -74,10 +74,6 @@ pub struct Workload {
     pub warmup: Vec<WarmupPhase>,
     /// The measured rows in ShareGPT's layout, for `--save-dataset`.
     pub sharegpt: Option<String>,
-    /// The most prompt tokens one prefill batch of the measured phase can
-    /// hold: the sum of its `cap` (8 without one) longest prompts, as the
-    /// server counts them.
-    pub longest_prefill: u32,
 }
 
 impl Workload {
@@ -133,24 +129,11 @@ impl Workload {
                 ));
             }
         };
-        let mut lens: Vec<u32> = load
-            .dataset
-            .iter()
-            .map(|row| match (&row.prompt, tokenizer_ref) {
-                (serving_workload::dataset::Prompt::Text(text), Some(tok)) => tok
-                    .encode(text)
-                    .map_or(row.input_len, |ids| ids.len() as u32),
-                _ => row.input_len,
-            })
-            .collect();
-        lens.sort_unstable_by(|a, b| b.cmp(a));
-        let longest_prefill = lens.iter().take(load.cap.unwrap_or(8)).sum::<u32>().max(1);
         Ok(Workload {
             spec,
             load,
             warmup,
             sharegpt,
-            longest_prefill,
         })
     }
 
@@ -277,15 +260,7 @@ pub async fn run_session(
 
     let clock = Clock::new();
     let mut warmup_sent: Vec<(RowInfo, Sent)> = Vec::new();
-    let mut phases = Vec::new();
-    if !workload.warmup.is_empty()
-        && workload.endpoint() == "/generate"
-        && let Some(budget) = prefill_budget(&server_info)
-    {
-        let longest = budget.min(workload.longest_prefill);
-        phases.push(load::every_prefill_length(longest, workload.load.stream));
-    }
-    phases.extend(workload.warmup.iter().cloned());
+    let phases = workload.warmup.clone();
     if !phases.is_empty() {
         eprintln!(
             "[session] {} warmup request(s) in {} phase(s), not measured",
@@ -562,21 +537,6 @@ fn server_context(info: &serde_json::Value) -> Option<u64> {
     ["max_req_input_len", "context_length"]
         .iter()
         .find_map(|key| info.get(*key).and_then(serde_json::Value::as_u64))
-}
-
-/// The most tokens one prefill takes on the server: its chunked prefill
-/// size when chunking is on, else its prefill token limit.
-fn prefill_budget(info: &serde_json::Value) -> Option<u32> {
-    let get = |key: &str| {
-        info.get(key)
-            .and_then(serde_json::Value::as_i64)
-            .filter(|v| *v > 0)
-    };
-    let budget = match (get("chunked_prefill_size"), get("max_prefill_tokens")) {
-        (Some(chunk), Some(max)) => chunk.min(max),
-        (one, other) => one.or(other)?,
-    };
-    Some(budget.min(8192) as u32)
 }
 
 /// Records from the sender's outcomes, times on the wall clock.

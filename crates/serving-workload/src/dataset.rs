@@ -197,6 +197,53 @@ pub fn sharegpt(
     Ok(rows)
 }
 
+/// Checks the layout of a ShareGPT file without a tokenizer: the JSON
+/// parses, and at least one conversation has two turns. Tokens are
+/// counted later, by [`sharegpt`], once the model's tokenizer is known.
+pub fn check_sharegpt(text: &str) -> Result<(), DatasetError> {
+    if sharegpt_pairs(text)?.is_empty() {
+        return Err(DatasetError::Invalid(
+            "no conversation has two turns".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every line of a `jsonl` file without a tokenizer: each non-blank
+/// line parses and holds exactly one of `prompt` and `input_ids`, and the
+/// file holds a row. [`jsonl`] then counts the tokens.
+pub fn check_jsonl(text: &str) -> Result<(), DatasetError> {
+    let mut rows = 0usize;
+    for (idx, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |detail: String| DatasetError::Line {
+            line: idx + 1,
+            detail,
+        };
+        let row: JsonlRow = serde_json::from_str(line).map_err(|err| at(err.to_string()))?;
+        match (&row.prompt, &row.input_ids) {
+            (Some(text), None) if text.is_empty() => {
+                return Err(at("the prompt is empty".to_owned()));
+            }
+            (None, Some(ids)) if ids.is_empty() => {
+                return Err(at("the prompt is empty".to_owned()));
+            }
+            (Some(_), None) | (None, Some(_)) => rows += 1,
+            _ => {
+                return Err(at(
+                    "expected exactly one of \"prompt\" and \"input_ids\"".to_owned()
+                ));
+            }
+        }
+    }
+    if rows == 0 {
+        return Err(DatasetError::Invalid("the file holds no rows".to_owned()));
+    }
+    Ok(())
+}
+
 /// One line of a `jsonl` dataset.
 #[derive(Deserialize)]
 struct JsonlRow {

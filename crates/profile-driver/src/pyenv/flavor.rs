@@ -35,7 +35,9 @@ pub const FLAVORS: &[Flavor] = &[
         jax_cpu: "jax[cpu]==0.6.2",
         extra_pins: &[],
         ignore_requires_python: false,
-        shim_env: &[("SGLJAX_CPU_SHIM", "1")],
+        // SGLJAX_HOST_TABLES: the scheduler's slot tables in NumPy, so a
+        // varied workload does not compile a program per prompt length.
+        shim_env: &[("SGLJAX_CPU_SHIM", "1"), ("SGLJAX_HOST_TABLES", "1")],
         // Qwen3ForCausalLM is broken in this release; QWen (v1) works.
         model_args: &["--arch", "qwen1", "--heads", "2", "--ffn", "512"],
         model_name: "tiny-qwen1",
@@ -57,10 +59,15 @@ pub const FLAVORS: &[Flavor] = &[
     },
 ];
 
-/// Shim switches for what only a CPU lacks (the Pallas KV-cache write, the
+/// Shim switches for what only a CPU lacks or only a CPU may change (the
+/// Pallas KV-cache write, the scheduler's tables in host memory, the
 /// non-TPU sampling path). The others fix Python 3.11 syntax and flax
 /// registration, which a TPU server on the same Python needs as well.
-const CPU_ONLY_SWITCHES: &[&str] = &["SGLJAX_CPU_SHIM", "SGLJAX_SAMPLER_FIX"];
+const CPU_ONLY_SWITCHES: &[&str] = &[
+    "SGLJAX_CPU_SHIM",
+    "SGLJAX_HOST_TABLES",
+    "SGLJAX_SAMPLER_FIX",
+];
 
 impl Flavor {
     /// The jax requirement on `device`: the CPU pin with the `[tpu]` extra
