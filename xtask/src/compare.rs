@@ -451,9 +451,21 @@ pub fn load(dir: &Path, label: &str, read: &mut Vec<PathBuf>) -> anyhow::Result<
     let machine = input("machine.json")?
         .as_ref()
         .and_then(profile_compare::MachineState::from_record);
-    let latencies = input("latencies.json")?
+    let mut latencies = input("latencies.json")?
         .as_ref()
         .and_then(profile_compare::Latencies::from_json);
+    // TTFT, ITL, TPOT and E2E per request, from the records, and the
+    // throughputs and goodput of summary.json's `serving`.
+    if let Some(dir) = folder
+        && let Some(requests) = profile_report::export::Requests::of_run(dir)?
+    {
+        latencies.get_or_insert_default().serving =
+            serving_workload::metrics::per_request_latencies(&requests.records);
+        read.push(dir.join(&requests.serving.records));
+    }
+    if let Some(serving) = summary.as_ref().and_then(|it| it.get("serving")) {
+        profile_compare::serving_numbers(serving, &mut session);
+    }
     let hardware = meta
         .as_ref()
         .and_then(|m| m.get("hardware")?.as_str().map(str::to_owned));

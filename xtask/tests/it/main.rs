@@ -23,5 +23,6 @@ mod report;
 mod report_device;
 mod shellcheck;
 mod tidy;
+mod timeline;
 mod tpu_faults;
 mod trace;
