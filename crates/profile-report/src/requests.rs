@@ -27,7 +27,7 @@
 //! - a trace JSON without its `xplane.pb` has no stamp: its `ts == 0` is
 //!   the profiler's start, which lies inside the client's `/start_profile`
 //!   round trip, whatever the clocks: the middle of it, within half of it.
-
+//!
 //! Nothing here reads a file: the caller gives the records, the metadata
 //! and the trace's stamps, and the events go into any [`EventSink`].
 
@@ -571,7 +571,9 @@ mod tests {
                 method: Method::ProfilerCalls,
             }
         );
-        let mut seen: Vec<(Phase, String, u64, Option<Ps>, Option<Ps>)> = Vec::new();
+        // Phase, name, tid, ts and dur of each event.
+        type Seen = (Phase, String, u64, Option<Ps>, Option<Ps>);
+        let mut seen: Vec<Seen> = Vec::new();
         let mut sink = |event: &Event<'_>| {
             seen.push((
                 event.phase,
