@@ -14,6 +14,7 @@ mod k8s;
 mod load_flags;
 mod profile;
 mod report;
+mod serve;
 mod tpu;
 mod trace;
 mod util;
@@ -36,6 +37,13 @@ pub(crate) enum Command {
     Profile(Box<profile::Args>),
     /// Analyse a JAX profile folder and write report.md and summary.json.
     Report(report::Args),
+    /// Start a server on this machine, print its URL, and keep it until
+    /// standard input closes or a signal (then `profile --attach URL`).
+    Serve(serve::Args),
+    /// The stub of an sglang-jax server, for tests (`sgl_jax.launch_server`
+    /// arguments after `--`).
+    #[command(hide = true)]
+    StubServer(serve::StubArgs),
     /// Benchmark the trace readers against their baselines.
     Bench(bench::Args),
     /// Cloud TPU VMs created by sglprof.
@@ -72,6 +80,8 @@ fn main() -> std::process::ExitCode {
     let res = match cli.command {
         Command::Profile(args) => profile::run(&args),
         Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::StubServer(args) => serve::stub(args),
         Command::Bench(args) => bench::run(args),
         Command::Tpu(args) => tpu::run(args),
         Command::Cleanup(args) => tpu::cleanup(args),

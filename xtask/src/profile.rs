@@ -113,6 +113,12 @@ pub struct Args {
     /// TPU, which compiles its shapes first).
     #[arg(long, default_value_t = defaults::READY_TIMEOUT_S)]
     pub ready_timeout: u64,
+    /// Seconds to wait, at most, for other processes on this machine to
+    /// calm down before the profiled window (a server on this machine or
+    /// attached); 0 profiles at once. The machine's load is recorded in
+    /// inputs/machine.json either way.
+    #[arg(long, value_name = "SECONDS", default_value_t = defaults::QUIET_WAIT_S)]
+    pub quiet_wait: u64,
     /// A sweep axis, `flag=v1,v2,...` (e.g. concurrency=1,4,16); repeat for
     /// a grid. Locally the variants run one after another on one server;
     /// with --k8s, one Indexed Job runs one variant per index.
@@ -410,6 +416,7 @@ impl Args {
             load: self.load.spec(),
             port: self.port,
             ready_timeout_s: self.ready_timeout,
+            quiet_wait_s: self.quiet_wait,
             out: self.out.clone(),
             archive: self.archive.plan(),
             sweep: self.sweep.clone(),

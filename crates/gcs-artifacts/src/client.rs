@@ -84,6 +84,9 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 impl Client {
     pub async fn new(config: ClientConfig) -> Result<Client> {
+        // reqwest and the storage client have no TLS provider of their own
+        // in this workspace; one already installed stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let endpoint = config.endpoint.trim_end_matches('/').to_owned();
         let config = ClientConfig { endpoint, ..config };
         let (token, credentials): (Option<AccessTokenCredentials>, Credentials) = match config.auth

@@ -29,10 +29,9 @@ pub use error::Error;
 pub use job::{JobConfig, build_job, job_name, to_yaml};
 pub use runner::{JobOutcome, Progress, RunOptions, delete_job, explain_event, run_job};
 
-/// Makes ring rustls' process-wide crypto provider. In a build where rustls
-/// has both ring (kube) and aws-lc-rs (reqwest) enabled, rustls cannot choose
-/// one by itself and building a client would panic. Installing is a no-op
-/// when a provider is already installed.
+/// Makes ring rustls' process-wide crypto provider, the one the workspace
+/// builds (see the root `Cargo.toml`). Installing is a no-op when a provider
+/// is already installed.
 fn use_ring_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

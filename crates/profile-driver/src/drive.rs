@@ -183,6 +183,7 @@ impl Session for DriverSession<'_> {
                 profile: plan.start_profile(server.profile_dir.clone()),
                 local_output_dir: server.local_profile_dir.clone(),
                 trace_wait: server.trace_wait,
+                quiet_wait: std::time::Duration::from_secs(plan.quiet_wait_s),
                 inputs_dir: match server.worker {
                     0 => self.folder.inputs(),
                     i => self.folder.inputs().join(format!("worker-{i}")),
@@ -262,6 +263,7 @@ fn run_metadata(
             profile,
             plan.concurrency,
             plan.api_key.is_some(),
+            plan.warmup_requests() > 0,
         );
     }
     res.reproduction.extend(manual.render());

@@ -156,6 +156,21 @@ impl LocalServer {
         })
     }
 
+    /// Where the server answers: `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        self.client.base_url()
+    }
+
+    /// The server's process group, polled to notice that it died.
+    pub fn liveness(&self) -> &dyn Liveness {
+        &self.server
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> &Path {
+        self.server.log_path()
+    }
+
     /// A host that runs one session on this server.
     pub fn running(&self) -> Running<'_> {
         Running {
@@ -197,6 +212,7 @@ impl LocalServer {
                         self.env.flavor.jax_requirement(device)
                     ),
                     format!("{} &", self.launch_line),
+                    self.ready_wait(),
                 ],
                 workflow: Vec::new(),
                 download: Vec::new(),
@@ -205,6 +221,20 @@ impl LocalServer {
             base_url: format!("http://127.0.0.1:{}", self.port),
             ..HostFacts::default()
         }
+    }
+
+    /// The Setup line that waits until the server started above serves (as
+    /// the session waited), so that the Profiling Workflow can follow it;
+    /// it gives up when the server has exited.
+    fn ready_wait(&self) -> String {
+        let auth = match self.client.config().api_key {
+            Some(_) => " -H \"Authorization: Bearer $SGLPROF_API_KEY\"",
+            None => "",
+        };
+        format!(
+            "until curl -sf{auth} {}/health_generate >/dev/null; do kill -0 %1 2>/dev/null || break; sleep 2; done",
+            self.base_url()
+        )
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after the grace period).

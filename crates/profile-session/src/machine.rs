@@ -19,10 +19,6 @@ pub const MACHINE_SCHEMA: &str = "sglprof.machine/1";
 /// as load (0.4 of a core on a 2-core machine).
 pub const BUSY_OTHERS_SHARE: f64 = 0.2;
 
-/// How long a session waits, at most, for other processes to calm down
-/// before the profiled window.
-pub const QUIET_WAIT: Duration = Duration::from_secs(20);
-
 /// One reading of the CPU counters and of every process's CPU time.
 #[derive(Clone, Debug)]
 pub struct Snapshot {

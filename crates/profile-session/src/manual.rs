@@ -3,7 +3,7 @@
 //! Cleanup and Related Documentation. Drivers fill the host-specific
 //! setup and cleanup; the HTTP workflow is rendered here from the values
 //! the session used (the `/start_profile` body, the endpoint, the request
-//! bodies it saved under `inputs/requests/`). Secrets stay in the
+//! bodies it saved in `inputs/`, one JSON per line). Secrets stay in the
 //! environment: the API key is `$SGLPROF_API_KEY`.
 
 use sglang_server::StartProfile;
@@ -26,15 +26,18 @@ pub const RELATED: [&str; 3] = [
 ];
 
 impl ManualSteps {
-    /// The workflow against a server at `base_url`: the warmup bodies, the
-    /// profile start, the profiled bodies and the stop, one request at a
-    /// time (the session sent them `concurrency` at a time).
+    /// The workflow against a server at `base_url`, run in the run folder:
+    /// the warmup bodies (`inputs/warmup-bodies.jsonl`, when there was a
+    /// `warmup`), the profile start, the profiled bodies
+    /// (`inputs/bodies.jsonl`) and the stop, one request at a time (the
+    /// session sent them `concurrency` at a time).
     pub fn http_workflow(
         base_url: &str,
         endpoint: &str,
         profile: &StartProfile,
         concurrency: usize,
         api_key: bool,
+        warmup: bool,
     ) -> Vec<String> {
         let auth = if api_key {
             " -H \"Authorization: Bearer $SGLPROF_API_KEY\""
@@ -47,22 +50,26 @@ impl ManualSteps {
                 sh_quote(&format!("{base_url}{path}"))
             )
         };
-        let body = serde_json::to_string(profile).unwrap_or_default();
-        vec![
+        let each = |file: &str| {
             format!(
-                "for f in inputs/requests/warmup-*.json; do {} -d @\"$f\"; done",
+                "while IFS= read -r body; do {} -d \"$body\"; done < {file}",
                 post(endpoint)
-            ),
+            )
+        };
+        let body = serde_json::to_string(profile).unwrap_or_default();
+        let mut res = Vec::new();
+        if warmup {
+            res.push(each("inputs/warmup-bodies.jsonl"));
+        }
+        res.extend([
             format!("{} -d {}", post("/start_profile"), sh_quote(&body)),
             format!(
                 "# sglprof sent these {concurrency} at a time; one at a time gives other batch shapes"
             ),
-            format!(
-                "for f in inputs/requests/profiled-*.json; do {} -d @\"$f\"; done",
-                post(endpoint)
-            ),
+            each("inputs/bodies.jsonl"),
             format!("{} -d '{{}}'", post("/stop_profile")),
-        ]
+        ]);
+        res
     }
 
     /// The sections as lines of one shell block, each headed by a comment.
@@ -108,6 +115,7 @@ mod tests {
                 &profile,
                 4,
                 true,
+                true,
             ),
             download: vec![],
             cleanup: vec!["kill %1".into()],
@@ -131,7 +139,11 @@ mod tests {
             text.contains("curl -sS -X POST http://127.0.0.1:30000/start_profile -H \"Authorization: Bearer $SGLPROF_API_KEY\" -H 'Content-Type: application/json' -d '{\"output_dir\":\"/tmp/p\",\"num_steps\":5}'"),
             "{text}"
         );
-        assert!(text.contains("inputs/requests/profiled-*.json"), "{text}");
+        assert!(
+            text.contains("done < inputs/bodies.jsonl")
+                && text.contains("done < inputs/warmup-bodies.jsonl"),
+            "{text}"
+        );
         assert!(text.contains("4 at a time"), "{text}");
     }
 }

@@ -317,6 +317,12 @@ pub struct Plan {
     pub port: Option<u16>,
     /// Seconds to wait for the server to answer.
     pub ready_timeout_s: u64,
+    /// Seconds to wait, at most, for other processes on this machine to
+    /// calm down before the profiled window (servers on this machine or
+    /// attached; a VM's is its own). The machine's state is recorded
+    /// either way.
+    #[serde(default = "default_quiet_wait_s")]
+    pub quiet_wait_s: u64,
     /// The run folder; `runs/<run-id>` by default.
     pub out: Option<PathBuf>,
     pub archive: ArchivePlan,
@@ -340,10 +346,15 @@ pub mod defaults {
     /// fails on every device; `python/README.md` says where).
     pub const SGLANG_JAX_VERSION: &str = "0.0.1.post1";
     pub const READY_TIMEOUT_S: u64 = 300;
+    pub const QUIET_WAIT_S: u64 = 20;
     /// The archive's prefix and endpoint (`gcs-artifacts` has the same).
     pub const BUCKET_PREFIX: &str = "sglang-profiles";
     pub const GCS_ENDPOINT: &str = "https://storage.googleapis.com";
     pub const GCS_JOBS: usize = 8;
+}
+
+fn default_quiet_wait_s() -> u64 {
+    defaults::QUIET_WAIT_S
 }
 
 /// Flags [`Plan::reproduction`] leaves out, because they describe this
@@ -375,6 +386,7 @@ impl Plan {
             load: crate::LoadSpec::default(),
             port: None,
             ready_timeout_s: defaults::READY_TIMEOUT_S,
+            quiet_wait_s: defaults::QUIET_WAIT_S,
             out: None,
             archive: ArchivePlan {
                 upload: false,
@@ -515,6 +527,7 @@ impl Plan {
         args.0.extend(self.load.to_args());
         args.opt("--port", self.port);
         args.flag("--ready-timeout", self.ready_timeout_s);
+        args.flag("--quiet-wait", self.quiet_wait_s);
         args.opt("--out", self.out.as_ref().map(|it| it.display()));
         archive_args(&mut args, &self.archive);
         for axis in &self.sweep {
@@ -684,6 +697,7 @@ pub(crate) mod tests {
             load: crate::LoadSpec::default(),
             port: None,
             ready_timeout_s: 300,
+            quiet_wait_s: 20,
             out: Some("runs/x".into()),
             archive: ArchivePlan {
                 upload: false,

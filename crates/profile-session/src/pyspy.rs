@@ -147,6 +147,13 @@ impl WorkloadHooks for LocalRecorder {
                 .map_err(|err| hook_error("cannot start py-spy")(err.into()))?;
             self.running.push((recorder, out));
         }
+        // py-spy attaches to the server and its children before it samples;
+        // on a busy machine that takes long enough to miss a short workload.
+        for (recorder, _) in &self.running {
+            sampling(recorder)
+                .await
+                .map_err(|err| hook_error("py-spy did not start sampling")(err.into()))?;
+        }
         eprintln!(
             "[session] py-spy recording pid {} and its children",
             self.pid
@@ -159,6 +166,29 @@ impl WorkloadHooks for LocalRecorder {
             recorder.send_interrupt();
         }
     }
+}
+
+/// What py-spy logs once it samples.
+const SAMPLING_LINE: &str = "py-spy> Sampling process";
+
+/// How long py-spy gets to attach before the workload starts anyway.
+const ATTACH_WAIT: Duration = Duration::from_secs(15);
+
+/// Waits until `recorder`'s log shows that it samples (at most
+/// [`ATTACH_WAIT`]); an error when it exited first.
+async fn sampling(recorder: &Supervised) -> Result<(), sglang_server::Error> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < ATTACH_WAIT {
+        if let Some(status) = recorder.exit_status() {
+            return Err(recorder.died(status, "before it sampled"));
+        }
+        let log = std::fs::read_to_string(recorder.log_path()).unwrap_or_default();
+        if log.contains(SAMPLING_LINE) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// Where the files of `worker` go: `artifacts/py-spy/` for worker 0 (the

@@ -197,6 +197,10 @@ pub struct SessionConfig {
     /// used to confirm a `num_steps` auto-stop and to wait for the files.
     pub local_output_dir: Option<PathBuf>,
     pub trace_wait: Duration,
+    /// How long to wait, at most, for other processes to calm down before
+    /// the profiled window of a server whose output folder is visible here
+    /// (one on this machine).
+    pub quiet_wait: Duration,
     /// The run folder's `inputs/`.
     pub inputs_dir: PathBuf,
     pub progress: bool,
@@ -354,7 +358,7 @@ pub async fn run_session(
     // processes to calm down, and record what the machine did during the
     // profiled window, so that a comparison can tell load from a change.
     let machine_before = match &config.local_output_dir {
-        Some(_) => quiet_then_snapshot().await,
+        Some(_) => quiet_then_snapshot(config.quiet_wait).await,
         None => None,
     };
     let mut window_start = None;
@@ -698,17 +702,19 @@ pub const MACHINE_FILE: &str = "machine.json";
 /// The value of `schema` in `inputs/latencies.json`.
 pub const LATENCIES_SCHEMA: &str = "sglprof.latencies/1";
 
-/// Waits (at most [`machine::QUIET_WAIT`]) for other processes to calm
-/// down, says so when they do not, and takes the snapshot that opens the
-/// profiled window.
-async fn quiet_then_snapshot() -> Option<(
+/// Waits (at most `limit`, and at least the one second a first reading
+/// takes) for other processes to calm down, says so when they do not, and
+/// takes the snapshot that opens the profiled window.
+async fn quiet_then_snapshot(
+    limit: Duration,
+) -> Option<(
     Duration,
     bool,
     Option<machine::MachineWindow>,
     machine::Snapshot,
 )> {
     let me = std::process::id();
-    let (wait, quiet, before) = match machine::wait_for_quiet(me, machine::QUIET_WAIT).await {
+    let (wait, quiet, before) = match machine::wait_for_quiet(me, limit).await {
         Some((wait, quiet, window)) => (wait, quiet, Some(window)),
         None => (Duration::ZERO, false, None),
     };

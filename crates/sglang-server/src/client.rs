@@ -118,6 +118,9 @@ pub struct ScoreResponse {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        // reqwest has no TLS provider of its own in this workspace; one
+        // already installed stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -312,9 +315,19 @@ impl Client {
         })
     }
 
-    /// `POST /flush_cache`; plain-text answer.
+    /// `POST /flush_cache`; plain-text answer. Sent on a connection of its
+    /// own (`Connection: close`): sglang-jax 0.0.1.post1 answers it with a
+    /// 500 from an exception (`FlushCacheReqInput` lacks its `request_id`),
+    /// after which uvicorn closes the connection, and a pooled connection
+    /// closed under the next call resets it.
     pub async fn flush_cache(&self) -> Result<String, Error> {
-        self.call(Method::POST, "/flush_cache", None, None).await
+        let response = self
+            .send_on(Method::POST, "/flush_cache", None, None, Pooled::No)
+            .await?;
+        response
+            .text()
+            .await
+            .map_err(|err| self.transport("POST", &self.url("/flush_cache"), err, None))
     }
 
     /// Sends a request and returns the body of a 2xx answer as text.
@@ -358,9 +371,23 @@ impl Client {
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, Error> {
+        self.send_on(method, path, body, timeout, Pooled::Yes).await
+    }
+
+    async fn send_on(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+        pooled: Pooled,
+    ) -> Result<reqwest::Response, Error> {
         let method_name = method_name(&method);
         let url = self.url(path);
         let mut request = self.http.request(method, &url);
+        if pooled == Pooled::No {
+            request = request.header(reqwest::header::CONNECTION, "close");
+        }
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key);
         }
@@ -432,6 +459,13 @@ impl Client {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.base_url)
     }
+}
+
+/// Whether a call's connection goes back to the pool afterwards.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pooled {
+    Yes,
+    No,
 }
 
 fn method_name(method: &Method) -> &'static str {

@@ -8,6 +8,10 @@
 //! local process in its own process group with its output in a log file, and
 //! [`workload`] sends timed request mixes and summarises their latencies.
 //!
+//! With the `stub` cargo feature, [`stub`] serves the same HTTP API on
+//! loopback without a model, for tests that need a server but not a real
+//! one.
+//!
 //! This crate is not a session driver: it does not install Python, build
 //! models, choose run folders or write reports (the xtask does), and it knows
 //! nothing of trace formats beyond the names of the files the JAX profiler
@@ -20,6 +24,8 @@ mod load;
 mod logtail;
 mod profile;
 mod readiness;
+#[cfg(feature = "stub")]
+pub mod stub;
 mod supervisor;
 pub mod workload;
 

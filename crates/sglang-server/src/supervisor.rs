@@ -174,14 +174,18 @@ impl Supervised {
         res
     }
 
-    /// SIGTERM to the whole group, then SIGKILL to it after `grace` if the
-    /// leader or any other member is still running. Waits until the group
+    /// SIGTERM (and SIGCONT, for a stopped group) to the whole group, then
+    /// SIGKILL to it after `grace` if the leader or any other member is
+    /// still running. Waits until the group
     /// is gone (at most a few seconds after SIGKILL).
     pub async fn stop(&self, grace: Duration) -> StopReport {
         let started = Instant::now();
         let mut killed = false;
         if self.exit_status().is_none() || group_alive(self.pid) {
             signal_group(self.pid, libc::SIGTERM);
+            // A stopped group (Ctrl-Z, or a caller that paused an idle
+            // server) acts on the SIGTERM only once continued.
+            signal_group(self.pid, libc::SIGCONT);
             while (self.exit_status().is_none() || group_alive(self.pid))
                 && started.elapsed() < grace
             {

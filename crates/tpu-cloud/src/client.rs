@@ -178,6 +178,9 @@ impl TpuClient {
         clock: Arc<dyn Clock>,
         transcript: Option<Transcript>,
     ) -> Result<TpuClient, Error> {
+        // reqwest has no TLS provider of its own in this workspace; one
+        // already installed stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.timing.request_timeout)
             .user_agent(concat!("sglprof-tpu-cloud/", env!("CARGO_PKG_VERSION")))

@@ -336,7 +336,7 @@ pub fn launch_script(spec: &LaunchSpec) -> String {
 set -euo pipefail
 cd "$HOME"
 mkdir -p sglprof
-if [ -f sglprof/server.pid ] && kill -0 "$(cat sglprof/server.pid)" 2>/dev/null; then
+if [ -f sglprof/server.pid ] && ps -o stat= -p "$(cat sglprof/server.pid)" 2>/dev/null | grep -qv ^Z; then
   echo "sglang-jax is already running with pid $(cat sglprof/server.pid)"
   exit 0
 fi
@@ -356,13 +356,14 @@ fi
     out
 }
 
-/// Checks that the server process still lives; prints the log tail and
-/// fails if not.
+/// Checks that the server process still lives (a zombie does not: where
+/// nothing reaps orphans, `kill -0` still finds a dead server); prints the
+/// log tail and fails if not.
 pub fn alive_script() -> String {
     format!(
         r#"set -euo pipefail
 cd "$HOME"
-if [ -f {REMOTE_PID} ] && kill -0 "$(cat {REMOTE_PID})" 2>/dev/null; then
+if [ -f {REMOTE_PID} ] && ps -o stat= -p "$(cat {REMOTE_PID})" 2>/dev/null | grep -qv ^Z; then
   echo alive
 else
   echo "sglang-jax is not running; last lines of {REMOTE_LOG}:" >&2
@@ -381,7 +382,7 @@ cd "$HOME"
 if [ -f {REMOTE_PID} ]; then
   pid=$(cat {REMOTE_PID})
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  for _ in $(seq 1 30); do ps -o stat= -p "$pid" 2>/dev/null | grep -qv ^Z || break; sleep 1; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f {REMOTE_PID}
 fi

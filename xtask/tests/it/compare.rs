@@ -1,7 +1,7 @@
 //! `cargo xtask compare` end to end: the real binary on the real CPU
 //! profile of `fixtures/jax-cpu-small`, against itself, against a copy in
 //! which one operation was made 1.5 times slower, on bad input, and two real
-//! local sessions of the same configuration.
+//! sessions of the same configuration on this machine's shared server.
 
 #![allow(clippy::disallowed_methods)] // Runs the xtask binary.
 
@@ -194,10 +194,11 @@ fn bad_input_is_one_line_and_exit_2() {
 }
 
 /// Two real sessions of one configuration on this machine's CPU, one after
-/// the other: whatever else the machine does meanwhile (on a 2-core CI
-/// runner, other jobs), the pair must not read as a regression. Changes
-/// that a busy machine or a shift of the whole session explains come out
-/// `inconclusive` (exit 0, said on stderr), with the reason recorded.
+/// the other on the test binary's shared server: whatever else the machine
+/// does meanwhile (on a 2-core CI runner, other jobs; here, other tests),
+/// the pair must not read as a regression. Changes that a busy machine or
+/// a shift of the whole session explains come out `inconclusive` (exit 0,
+/// said on stderr), with the reason recorded.
 #[test]
 fn two_local_sessions_of_one_configuration() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,9 +213,10 @@ fn two_local_sessions_of_one_configuration() {
         "4",
     ];
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let server = crate::support::shared();
     for run in [&a, &b] {
-        let output = crate::profile_local::run_profile(run, &args);
-        assert!(output.status.success(), "profile --local failed");
+        let output = server.attach(run, &args);
+        assert!(output.status.success(), "profile --attach failed");
         // What compare needs beyond the traces: per-request latencies and
         // the machine's state during the profiled window.
         let latencies = read_json(&run.join("inputs/latencies.json"));
@@ -223,6 +225,7 @@ fn two_local_sessions_of_one_configuration() {
         assert!(machine["profiled"]["others_cores"].as_f64().unwrap() >= 0.0);
         assert!(machine["profiled"]["seconds"].as_f64().unwrap() > 0.0);
     }
+    drop(server);
     let out = tempfile::tempdir().unwrap();
     let output = compare(&[&a, &b], out.path());
     let json = read_json(&out.path().join("compare.json"));

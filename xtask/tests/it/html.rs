@@ -111,7 +111,9 @@ pub(crate) fn check_session_page(run: &Path) {
     let outline = outline(&html);
     for part in [
         "section #summary",
-        "section #workload",
+        "section #serving",
+        "table #serving-metrics",
+        "picture plot serving-latency",
         "picture plot histogram",
         "picture plot latency",
         "table #ops-table",
@@ -126,7 +128,7 @@ pub(crate) fn check_session_page(run: &Path) {
         &Expect {
             sort: Some(("ops-table", 4)),
             filter: Some(("ops-table", "jit")),
-            pictures: 2,
+            pictures: 3,
             screenshot: Some("report-cpu"),
         },
     );

@@ -9,7 +9,8 @@
 //! (`probe`: secrets in URLs, config files, VM images), every generated
 //! script and command block under shellcheck (`shellcheck`), the HTML pages
 //! in headless Chromium (`html`, `browser`), and checks on the repository
-//! itself (`tidy`).
+//! itself (`tidy`). `support` is what they share: the slots of real
+//! servers, the binary's shared real server, the stub server.
 
 mod browser;
 mod compare;
@@ -22,6 +23,7 @@ mod rehearsal;
 mod report;
 mod report_device;
 mod shellcheck;
+mod support;
 mod tidy;
 mod timeline;
 mod tpu_faults;

@@ -1,11 +1,13 @@
 //! End-to-end: `cargo xtask profile --tpu --rehearsal`, the TPU session
-//! against the simulated Cloud TPU API with each worker a local folder and
-//! the real sglang-jax server on the CPU. One run to completion (traces,
+//! against the simulated Cloud TPU API with each worker a local folder. One
+//! run to completion with the real sglang-jax server on the CPU (traces,
 //! report with its Cost Summary, the py-spy profile recorded on the worker
-//! and its report section, the node's DELETE in `logs/tpu-api.log`), one
-//! of a two-host slice (a server per worker, traces of both hosts, a report
-//! section per host), and one stopped with SIGTERM while the server is up
-//! (the node is still deleted and no server process survives).
+//! and its report section, the node's DELETE in `logs/tpu-api.log`); one of
+//! a two-host slice (a server per worker, traces of both hosts, a report
+//! section per host) and one stopped with SIGTERM while the server is up
+//! (the node is still deleted and no server process survives), both with
+//! the stub server (`support::stub_program`): what they test is the slice
+//! and the stop, around whatever server the workers run.
 
 #![allow(clippy::disallowed_methods)] // Runs the xtask binary.
 
@@ -14,12 +16,27 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::profile_local::{ONE_SERVER_AT_A_TIME, check_pyspy_report, pyspy_raw};
+use crate::profile_local::{check_pyspy_report, pyspy_raw};
+use crate::support::{real_server, stub_program, xtask};
+
+/// What the workers of a rehearsal run as their server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Server {
+    /// sglang-jax on the CPU: hold `support::real_server` while it runs.
+    Real,
+    /// The stub (`SGLPROF_REHEARSAL_STUB`), light enough to run beside
+    /// others.
+    Stub,
+}
+
+/// The variable that gives a rehearsal's workers the stub.
+const STUB_VAR: &str = "SGLPROF_REHEARSAL_STUB";
 
 /// `profile --tpu --rehearsal` into `out`, with the suite's project and
-/// zone and the real Google API address (the rehearsal's own fake serves).
-pub(crate) fn rehearsal(out: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+/// zone and the real Google API address (the rehearsal's own fake serves),
+/// its workers running `server`.
+pub(crate) fn rehearsal(out: &Path, server: Server) -> Command {
+    let mut cmd = xtask();
     cmd.args([
         "profile",
         "--tpu",
@@ -31,18 +48,19 @@ pub(crate) fn rehearsal(out: &Path) -> Command {
         "--out",
     ])
     .arg(out)
-    .env_remove("SGLPROF_TPU_API_URL")
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    .env_remove("SGLPROF_TPU_API_URL");
+    match server {
+        Server::Real => cmd.env_remove(STUB_VAR),
+        Server::Stub => cmd.env(STUB_VAR, stub_program()),
+    };
     cmd
 }
 
-/// Runs a rehearsal into `out` with `args` to its end, one server at a
-/// time.
-fn rehearse(out: &Path, args: &[&str]) -> std::process::Output {
-    let _one = ONE_SERVER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    rehearsal(out)
+/// Runs a rehearsal into `out` with `args` to its end (a real server one
+/// at a time).
+fn rehearse(out: &Path, server: Server, args: &[&str]) -> std::process::Output {
+    let _slot = (server == Server::Real).then(real_server);
+    rehearsal(out, server)
         .args(args)
         .output()
         .expect("the xtask binary runs")
@@ -77,7 +95,7 @@ fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
 fn rehearsal_runs_the_tpu_session_with_py_spy_and_deletes_the_node() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let output = rehearse(&out, &["--py-spy"]);
+    let output = rehearse(&out, Server::Real, &["--py-spy"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     eprintln!("{stderr}");
     assert!(output.status.success(), "{:?}", output.status);
@@ -126,13 +144,14 @@ fn rehearsal_runs_the_tpu_session_with_py_spy_and_deletes_the_node() {
 
 /// A slice of two hosts (v5p-16): a server per simulated worker, the
 /// profile on both, the traces of both in one JAX run, a report section
-/// per host. Few requests: two servers share this machine's cores.
+/// per host.
 #[test]
 fn rehearsal_of_a_two_host_slice_profiles_every_worker() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let output = rehearse(
         &out,
+        Server::Stub,
         &[
             "--accelerator-type",
             "v5p-16",
@@ -148,6 +167,10 @@ fn rehearsal_of_a_two_host_slice_profiles_every_worker() {
     eprintln!("{stderr}");
     assert!(output.status.success(), "{:?}", output.status);
     assert!(stderr.contains("2 local worker(s)"), "{stderr}");
+    assert!(
+        stderr.contains("(SGLPROF_REHEARSAL_STUB), not sglang-jax"),
+        "{stderr}"
+    );
 
     let xplanes = files_named(&out.join("artifacts/jax-profile"), ".xplane.pb");
     assert_eq!(xplanes.len(), 2, "{xplanes:?}");
@@ -199,10 +222,9 @@ fn alive(pid: i32) -> bool {
 fn rehearsal_stopped_with_sigterm_deletes_the_node_and_leaves_no_server() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let _one = ONE_SERVER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let mut child = rehearsal(&out)
+    // Enough requests that the session still runs when the signal comes.
+    let mut child = rehearsal(&out, Server::Stub)
+        .args(["--requests", "40"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("the xtask binary runs");
@@ -229,7 +251,7 @@ fn rehearsal_stopped_with_sigterm_deletes_the_node_and_leaves_no_server() {
         .parse()
         .unwrap();
     // The server is up (its process lives) while the session waits for it.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(1);
     while Instant::now() < deadline {
         assert!(alive(pid), "the server died on its own\n{seen}");
         std::thread::sleep(Duration::from_millis(200));

@@ -122,6 +122,7 @@ fn rendered() -> Vec<(String, String)> {
                 &profile,
                 4,
                 api_key,
+                true,
             ),
             download: Vec::new(),
             cleanup: Vec::new(),

@@ -9,8 +9,11 @@
 //!
 //! Signals are sent when the run's progress lines on stderr show the
 //! phase; faults come from `--rehearse-fault`, as a user would ask for
-//! them. Phases before the server starts need no server; the cases that
-//! need one use few requests and hold `ONE_SERVER_AT_A_TIME`.
+//! them. Phases before the server starts need no server. What a phase with
+//! a server tests is the run around it, so the workers run the stub server
+//! (`rehearsal::Server::Stub`), several rehearsals at once; one real server
+//! per kind of fault stays: a signal in the middle of a real workload, and
+//! the server that dies (a real sglang-jax killed mid-workload).
 
 #![allow(clippy::disallowed_methods)] // Runs the xtask binary.
 
@@ -20,7 +23,8 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::profile_local::ONE_SERVER_AT_A_TIME;
+use crate::rehearsal::Server;
+use crate::support::real_server;
 
 const SIGNALS: [(i32, &str); 3] = [
     (libc::SIGINT, "SIGINT"),
@@ -57,10 +61,10 @@ struct Ended {
 }
 
 impl Run {
-    fn start(extra: &[&str]) -> Run {
+    fn start(server: Server, extra: &[&str]) -> Run {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
-        let mut child = crate::rehearsal::rehearsal(&out)
+        let mut child = crate::rehearsal::rehearsal(&out, server)
             .args(["--requests", "8", "--concurrency", "2", "--warmup", "2"])
             .args(extra)
             .stdout(Stdio::null())
@@ -260,8 +264,15 @@ fn files_under(dir: &Path) -> usize {
 }
 
 /// Runs until `phase` shows, sends `signal`, and checks the clean end.
-fn signal_in_phase(extra: &[&str], phase: &str, (signal, name): (i32, &str), limit: Duration) {
-    let mut run = Run::start(extra);
+fn signal_in_phase(
+    server: Server,
+    extra: &[&str],
+    phase: &str,
+    (signal, name): (i32, &str),
+    limit: Duration,
+) {
+    let _slot = (server == Server::Real).then(real_server);
+    let mut run = Run::start(server, extra);
     run.wait_for(phase, limit);
     run.signal(signal);
     let ended = run.end(Duration::from_secs(120));
@@ -274,37 +285,59 @@ fn signal_in_phase(extra: &[&str], phase: &str, (signal, name): (i32, &str), lim
     ended.node_deleted();
 }
 
+/// Runs every case at once, each on a thread of its own; fails, once all
+/// have ended, when one did.
+fn at_once(cases: Vec<Box<dyn FnOnce() + Send + '_>>) {
+    std::thread::scope(|scope| {
+        for case in cases {
+            scope.spawn(case);
+        }
+    });
+}
+
 /// Create (the call still unanswered), READY (the create operation
-/// running) and install: every signal, no server needed.
+/// running) and install: every signal, no server needed; the nine runs
+/// at once.
 #[test]
 fn signals_before_the_server_starts_delete_the_node() {
+    let mut cases: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
     for signal in SIGNALS {
-        let slow = ["--rehearse-fault", "slow-create"];
-        signal_in_phase(&slow, CREATE, signal, Duration::from_secs(300));
-        signal_in_phase(&[], READY, signal, Duration::from_secs(300));
-        signal_in_phase(&[], INSTALL, signal, Duration::from_secs(300));
+        let slow: &[&str] = &["--rehearse-fault", "slow-create"];
+        for (extra, phase) in [(slow, CREATE), (&[][..], READY), (&[][..], INSTALL)] {
+            cases.push(Box::new(move || {
+                signal_in_phase(Server::Stub, extra, phase, signal, Duration::from_secs(300));
+            }));
+        }
     }
+    at_once(cases);
 }
 
 /// Server start, workload and collection, each with every signal: nine
-/// runs, each with a server start-up (the phases differ in what must be
-/// stopped; the signals take one path, which this shows rather than
-/// assumes).
+/// runs (the phases differ in what must be stopped; the signals take one
+/// path, which this shows rather than assumes). Eight run the stub server,
+/// at once; SIGINT in the middle of the workload runs the real one, whose
+/// whole process tree on the worker must end.
 #[test]
 fn signals_while_the_server_runs_delete_the_node_and_end_the_server() {
-    let _one = ONE_SERVER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut cases: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
     for phase in [SERVER_START, WORKLOAD, COLLECTION] {
         for signal in SIGNALS {
-            signal_in_phase(&[], phase, signal, Duration::from_secs(900));
+            let server = if phase == WORKLOAD && signal.0 == libc::SIGINT {
+                Server::Real
+            } else {
+                Server::Stub
+            };
+            cases.push(Box::new(move || {
+                signal_in_phase(server, &[], phase, signal, Duration::from_secs(900));
+            }));
         }
     }
+    at_once(cases);
 }
 
 #[test]
 fn a_failing_install_deletes_the_node() {
-    let run = Run::start(&["--rehearse-fault", "install"]);
+    let run = Run::start(Server::Stub, &["--rehearse-fault", "install"]);
     let ended = run.end(Duration::from_secs(300));
     let last = ended.failed_cleanly("ResolutionImpossible");
     assert!(last.contains("the TPU session on sglprof-"), "{last}");
@@ -313,13 +346,14 @@ fn a_failing_install_deletes_the_node() {
 
 #[test]
 fn a_server_that_dies_mid_workload_is_reported_with_its_log() {
-    let _one = ONE_SERVER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let run = Run::start(&["--rehearse-fault", "server-exit"]);
+    let _slot = real_server();
+    let run = Run::start(Server::Real, &["--rehearse-fault", "server-exit"]);
     let ended = run.end(Duration::from_secs(900));
-    // The cause is the server, named with the end of its log.
-    let last = ended.failed_cleanly("exited (the profiled workload failed)");
+    // The cause is the server, named with the end of its log. Requests
+    // that fail do not end the session (each is recorded with its error),
+    // so what fails first is the call after the workload: stopping the
+    // profiler.
+    let last = ended.failed_cleanly("exited (cannot stop the profiler)");
     assert!(last.contains("POST /generate"), "{last}");
     assert!(
         last.contains("logs/ (server.log"),
@@ -335,7 +369,7 @@ fn a_server_that_dies_mid_workload_is_reported_with_its_log() {
 /// capacity, and a Ctrl-C then deletes the queued resource.
 #[test]
 fn a_stockout_fails_plainly_or_waits_in_the_queue_until_stopped() {
-    let run = Run::start(&["--rehearse-fault", "stockout"]);
+    let run = Run::start(Server::Stub, &["--rehearse-fault", "stockout"]);
     let ended = run.end(Duration::from_secs(300));
     let last = ended.failed_cleanly("no TPU capacity in us-east5-b");
     assert!(last.contains("no VM left"), "{last}");
@@ -348,7 +382,7 @@ fn a_stockout_fails_plainly_or_waits_in_the_queue_until_stopped() {
         "{log}"
     );
 
-    let mut run = Run::start(&["--queued", "--rehearse-fault", "stockout"]);
+    let mut run = Run::start(Server::Stub, &["--queued", "--rehearse-fault", "stockout"]);
     run.wait_for("waiting for capacity", Duration::from_secs(300));
     run.signal(libc::SIGINT);
     let ended = run.end(Duration::from_secs(120));
@@ -363,10 +397,7 @@ fn a_stockout_fails_plainly_or_waits_in_the_queue_until_stopped() {
 
 #[test]
 fn an_scp_failure_while_copying_traces_deletes_the_node() {
-    let _one = ONE_SERVER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let run = Run::start(&["--rehearse-fault", "scp"]);
+    let run = Run::start(Server::Stub, &["--rehearse-fault", "scp"]);
     let ended = run.end(Duration::from_secs(900));
     let last = ended.failed_cleanly("scp from local worker 0");
     assert!(ended.stderr.contains(COLLECTION), "{}", ended.stderr);

@@ -11,6 +11,7 @@
 //!
 //! [`launch_spec`] is the server command of each device. On the CPU: the
 //! shim on `PYTHONPATH` with the flavor's switches, `JAX_PLATFORMS=cpu`,
+//! JAX's persistent compilation cache in the sglprof cache,
 //! the native attention backend and the small precompile and memory limits
 //! a CPU can afford. On a TPU: the server as a TPU VM session starts it
 //! (its own attention backend, precompile and memory defaults), without
@@ -124,6 +125,12 @@ pub fn launch_spec(
     let mut vars: Vec<(String, String)> = Vec::new();
     if env.device == Device::Cpu {
         vars.push(("JAX_PLATFORMS".into(), "cpu".into()));
+        // Compiled shapes are kept between starts; the cache key covers the
+        // program, jax and its flags, so a change compiles afresh.
+        vars.push((
+            "JAX_COMPILATION_CACHE_DIR".into(),
+            env.compile_cache.display().to_string(),
+        ));
     }
     vars.push(("HF_HUB_OFFLINE".into(), "1".into()));
     vars.push(("TRANSFORMERS_OFFLINE".into(), "1".into()));
@@ -240,6 +247,7 @@ mod tests {
                 venv,
                 model_dir: "/cache/models/tiny".into(),
                 shim_dir: "/src/python/cpu_shim".into(),
+                compile_cache: "/cache/jax-compilation-cache/venv".into(),
                 versions: Default::default(),
             };
             let spec = launch_spec(&env, "/cache/models/tiny", 30000, None);

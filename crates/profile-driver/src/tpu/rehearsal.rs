@@ -11,8 +11,16 @@
 //! create) or in the workers (pip refusing, the server killed mid-workload,
 //! copies home failing), so that a user can see what a real run does when
 //! that happens; `docs/robustness.md` has the matrix.
+//!
+//! For tests only, [`STUB_VAR`] names a program that the workers run in
+//! place of `python -m sgl_jax.launch_server` (with the same arguments):
+//! their venv is then a copy of links to the cached one whose `python`
+//! starts that program for the launcher and the real interpreter for
+//! everything else (pip, the version report, the label lookup). The fault
+//! matrix runs its phases around a stub server this way
+//! (`sglang_server::stub`, served by the xtask's hidden `stub-server`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +41,10 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// How late the fake answers the create call with `--rehearse-fault slow-create`.
 const SLOW_CREATE: Duration = Duration::from_secs(10);
+
+/// The environment variable naming the program the workers run instead of
+/// the real server (tests only; see the module documentation).
+pub const STUB_VAR: &str = "SGLPROF_REHEARSAL_STUB";
 
 /// The simulated cloud and slice of one rehearsal.
 pub struct Rehearsal {
@@ -81,7 +93,22 @@ impl Rehearsal {
             })?;
         let mut workers = LocalWorkers::create(root.path(), hosts)
             .map_err(DriveError::cloud("cannot make the simulated workers"))?;
-        workers.seed_venv(&env.venv).map_err(DriveError::cloud(
+        let venv = match std::env::var_os(STUB_VAR).filter(|v| !v.is_empty()) {
+            Some(stub) => {
+                let venv = stub_venv(root.path(), &env.venv, Path::new(&stub))?;
+                progress.line(
+                    "rehearsal",
+                    &format!(
+                        "the workers' server is {} ({STUB_VAR}), not sglang-jax; \
+                         pip and Python are the cached environment's",
+                        Path::new(&stub).display()
+                    ),
+                );
+                venv
+            }
+            None => env.venv.clone(),
+        };
+        workers.seed_venv(&venv).map_err(DriveError::cloud(
             "cannot give the workers their environment",
         ))?;
         for fault in faults {
@@ -115,9 +142,15 @@ impl Rehearsal {
 
     /// A client of the fake API, with its token provider.
     pub fn client(&self) -> Result<TpuClient, DriveError> {
+        // Google's operations take minutes and are polled every 5 to 30 s;
+        // the fake's finish after a set number of polls, so polling it as
+        // often would only make the rehearsal wait.
+        let mut timing = Timing::production();
+        timing.poll.initial = Duration::from_secs(1);
+        timing.poll.max = Duration::from_secs(4);
         let config = ClientConfig {
             base_url: self.fake.url(),
-            timing: Timing::production(),
+            timing,
         };
         TpuClient::new(config, self.fake.tokens(), Arc::new(SystemClock)).map_err(
             DriveError::cloud("cannot reach the simulated Cloud TPU API"),
@@ -141,6 +174,50 @@ impl Rehearsal {
             );
         }
     }
+}
+
+/// Makes `<root>/stub-venv`: links to every entry of `venv` but `bin`,
+/// and a `bin` of links to every entry of `venv/bin` but `python`, which is
+/// a script that runs `stub` for `-m sgl_jax.launch_server` and the real
+/// interpreter otherwise. Returns the folder.
+fn stub_venv(root: &Path, venv: &Path, stub: &Path) -> Result<PathBuf, DriveError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DriveError::Io { what, path, source }
+    };
+    let links = |from: &Path, to: &Path, skip: &str| -> Result<(), DriveError> {
+        std::fs::create_dir_all(to).map_err(io("cannot create", to))?;
+        for entry in std::fs::read_dir(from).map_err(io("cannot read", from))? {
+            let entry = entry.map_err(io("cannot read", from))?;
+            if entry.file_name() == skip {
+                continue;
+            }
+            let link = to.join(entry.file_name());
+            std::os::unix::fs::symlink(entry.path(), &link).map_err(io("cannot link", &link))?;
+        }
+        Ok(())
+    };
+    let res = root.join("stub-venv");
+    links(venv, &res, "bin")?;
+    let bin = res.join("bin");
+    links(&venv.join("bin"), &bin, "python")?;
+    let quote = |path: &Path| tpu_cloud::script::sh_quote(&path.display().to_string());
+    let script = format!(
+        "#!/bin/sh\n\
+         # sglprof rehearsal ({STUB_VAR}): the server is a stub; the rest is Python.\n\
+         if [ \"$1\" = -m ] && [ \"$2\" = sgl_jax.launch_server ]; then\n  \
+         exec {} \"$@\"\n\
+         fi\n\
+         exec {} \"$@\"\n",
+        quote(stub),
+        quote(&venv.join("bin").join("python")),
+    );
+    let python = bin.join("python");
+    std::fs::write(&python, script).map_err(io("cannot write", &python))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755))
+        .map_err(io("cannot make executable", &python))?;
+    Ok(res)
 }
 
 /// Switches `fault` on in the fake API or the workers.

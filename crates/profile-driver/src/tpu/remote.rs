@@ -207,10 +207,11 @@ pub async fn remote_session(
             // server is gone.
             keep_server_log(remote, folder).await;
             if let Err(dead) = remote.ensure_alive(0).await {
+                // What failed, in brackets; the cause is the server's exit
+                // and its log, which follow.
                 return Err(DriveError::Failed(format!(
-                    "sglang-jax on {} exited ({}): {dead}",
-                    run.node_id,
-                    crate::one_line(&err)
+                    "sglang-jax on {} exited ({err}): {dead}",
+                    run.node_id
                 )));
             }
             return Err(err.into());

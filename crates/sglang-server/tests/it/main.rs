@@ -1,9 +1,11 @@
 //! Fast tests of sglang-server against local stubs: wiremock for the HTTP
-//! client and small shell scripts for the supervisor. The real server is
+//! client, small shell scripts for the supervisor, and the crate's own
+//! stub server (`stub` feature) driven like a real one. The real server is
 //! exercised by the end-to-end tests of the xtask.
 
 mod client;
 mod later_api;
 mod launch;
 mod stats;
+mod stub;
 mod supervisor;

@@ -134,6 +134,33 @@ async fn stop_takes_down_the_whole_group() {
     assert!(!pid_alive(server.pid()) && !pid_alive(child));
 }
 
+/// A group paused with SIGSTOP (Ctrl-Z, or a test pausing an idle server)
+/// still ends on SIGTERM, within the grace period. The leader handles
+/// SIGTERM, as Python does: a stopped process acts on a handled signal only
+/// once continued (an unhandled one kills it at once).
+#[tokio::test]
+async fn a_stopped_group_ends_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn(
+        dir.path(),
+        "sh",
+        &[
+            "-c",
+            "trap 'exit 0' TERM; sleep 300 & echo $! > child.pid; wait",
+        ],
+    );
+    let child: u32 = wait_for_file(&dir.path().join("child.pid"))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: pauses the group this test started.
+    unsafe { libc::killpg(server.pid() as i32, libc::SIGSTOP) };
+    let report = server.stop(Duration::from_secs(5)).await;
+    assert!(!report.killed, "{report:?}");
+    assert!(!pid_alive(server.pid()) && !pid_alive(child));
+}
+
 #[tokio::test]
 async fn a_group_that_ignores_sigterm_gets_sigkill() {
     let dir = tempfile::tempdir().unwrap();
