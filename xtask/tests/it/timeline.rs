@@ -19,7 +19,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
 use trace_model::{ArgValue, Event, Phase};
 
@@ -80,9 +79,11 @@ fn read_trace(path: &Path) -> Trace {
 fn requests_on_the_timeline_of_a_real_session() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let output = crate::profile_local::run_profile(
-        &run,
-        &[
+    let slot = crate::support::real_server();
+    let output = crate::support::xtask()
+        .args(["profile", "--local", "--quiet-wait", "0", "--out"])
+        .arg(&run)
+        .args([
             "--dataset",
             "random",
             "--num-prompts",
@@ -98,8 +99,11 @@ fn requests_on_the_timeline_of_a_real_session() {
             "--seed",
             "7",
             "--stream",
-        ],
-    );
+        ])
+        .output()
+        .expect("the xtask binary runs");
+    drop(slot);
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "profile --local failed");
     let metadata_text = std::fs::read_to_string(run.join("inputs/run_metadata.json")).unwrap();
     let metadata = session_report::RunMetadata::from_json(&metadata_text).unwrap();
@@ -143,7 +147,7 @@ fn requests_on_the_timeline_of_a_real_session() {
     // The report's full trace holds the requests, and so does `trace`.
     let full = read_trace(&run.join("trace-full.json.gz"));
     let out = dir.path().join("t.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let status = crate::support::xtask()
         .args(["trace"])
         .arg(&run)
         .arg("--out")
