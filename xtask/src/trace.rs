@@ -45,6 +45,10 @@ pub struct Args {
     /// about 1,000,000 events).
     #[arg(long)]
     pub split_events: Option<u64>,
+    /// Leave out the "Requests" process (the client's requests of a run
+    /// folder, one track per concurrency slot).
+    #[arg(long)]
+    pub no_requests: bool,
 }
 
 fn parse_steps(text: &str) -> Result<RangeInclusive<u64>, String> {
@@ -76,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             split_events: args.split_events,
         },
         steps: args.steps,
+        requests: !args.no_requests,
     };
     let outcome = profile_report::export::export(&request)?;
     for note in &outcome.notes {
@@ -95,6 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if let Some(added) = &outcome.requests {
+        eprintln!(
+            "{} requests on the \"Requests\" process; {}",
+            added.requests,
+            added.placement.describe()
+        );
+    }
     Ok(())
 }
 

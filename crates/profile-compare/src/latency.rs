@@ -1,6 +1,8 @@
 //! Request latency compared like an operation: the per-request latencies of
-//! the profiled workload on each side (`inputs/latencies.json`), a
-//! Mann-Whitney U test, bootstrap intervals of the change in p50 and p90.
+//! the profiled workload on each side (`inputs/latencies.json`, and TTFT,
+//! ITL, TPOT and E2E from `inputs/requests.jsonl`), a Mann-Whitney U test
+//! per latency with Benjamini-Hochberg over them all, bootstrap intervals
+//! of the change in p50 and p90.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +15,9 @@ pub struct Latencies {
     pub all: Vec<f64>,
     /// Per kind of a mixed workload (the score mix), by name.
     pub parts: Vec<(String, Vec<f64>)>,
+    /// The serving latencies of each request (`TTFT`, `ITL`, `TPOT`,
+    /// `E2E`: see `serving_workload::metrics::per_request_latencies`).
+    pub serving: Vec<(String, Vec<f64>)>,
 }
 
 impl Latencies {
@@ -35,6 +40,7 @@ impl Latencies {
                 .flatten()
                 .filter_map(|p| Some((p.get("name")?.as_str()?.to_owned(), list(p)?)))
                 .collect(),
+            serving: Vec::new(),
         })
     }
 }
@@ -42,7 +48,8 @@ impl Latencies {
 /// One row of `latency` in `compare.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyComparison {
-    /// `request latency`, or `request latency: <part>` for a kind of a mix.
+    /// `request latency`, `request latency: <part>` for a kind of a mix,
+    /// or a serving latency: `TTFT`, `ITL`, `TPOT`, `E2E`.
     pub name: String,
     pub verdict: OpVerdict,
     pub baseline_count: u64,
@@ -93,6 +100,14 @@ pub fn compare_latencies(
             && !c.is_empty()
         {
             pairs.push((format!("request latency: {name}"), b, c));
+        }
+    }
+    for (name, b) in &base.serving {
+        if let Some((_, c)) = cand.serving.iter().find(|(n, _)| n == name)
+            && !b.is_empty()
+            && !c.is_empty()
+        {
+            pairs.push((name.clone(), b, c));
         }
     }
     let mut rows: Vec<LatencyComparison> = pairs

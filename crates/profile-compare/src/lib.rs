@@ -30,7 +30,7 @@ pub use compare::{
 pub use history::judge_history;
 pub use latency::{Latencies, LatencyComparison, compare_latencies};
 pub use machine::{Compilation, MachineState, SideShift, compilation, side_shifts};
-pub use numbers::{device_numbers, workload_numbers};
+pub use numbers::{device_numbers, serving_numbers, workload_numbers};
 pub use render::{CHART_ROWS, SAME_ROWS, chart_bars, render_chart, render_markdown};
 pub use samples::{Collector, OpSamples, Side};
 

@@ -55,3 +55,27 @@ pub fn workload_numbers(workload: &serde_json::Value, out: &mut BTreeMap<String,
         }
     }
 }
+
+/// The serving object of `summary.json`: throughputs and goodput, one
+/// value per side (shown, not tested: each is one number per session).
+pub fn serving_numbers(serving: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
+    let keys = [
+        ("request_throughput", "serving request throughput req/s"),
+        ("input_throughput", "serving input throughput tok/s"),
+        ("output_throughput", "serving output throughput tok/s"),
+        ("total_throughput", "serving total throughput tok/s"),
+    ];
+    for (key, name) in keys {
+        if let Some(v) = serving.get(key).and_then(|it| it.as_f64()) {
+            out.insert(name.to_owned(), v);
+        }
+    }
+    if let Some(goodput) = serving.get("goodput") {
+        if let Some(v) = goodput.get("requests_per_s").and_then(|it| it.as_f64()) {
+            out.insert("serving goodput req/s".to_owned(), v);
+        }
+        if let Some(v) = goodput.get("share").and_then(|it| it.as_f64()) {
+            out.insert("serving goodput share".to_owned(), v);
+        }
+    }
+}

@@ -566,6 +566,7 @@ fn latency_is_tested_per_request() {
     let lat = |all: &[f64]| Latencies {
         all: all.to_vec(),
         parts: vec![("single item".into(), all[..12].to_vec())],
+        serving: Vec::new(),
     };
     let rows = compare_latencies(&lat(&b), &lat(&slower), &Settings::default());
     assert_eq!(rows.len(), 2);
@@ -668,5 +669,47 @@ fn sessions_on_different_hosts_are_a_caveat() {
             "the sessions ran on different hosts (baseline `vm (cpu)`, candidate `other (cpu)`): \
           the same code runs at different speeds on different machines"
         ]
+    );
+}
+
+#[test]
+fn serving_latencies_are_tested_per_request_and_corrected_together() {
+    // TTFT is 40% slower on every request; TPOT and E2E do not move; ITL
+    // varies the same way on both sides.
+    let base: Vec<f64> = (0..30).map(|i| 50.0 + (i * 11 % 30) as f64).collect();
+    let side = |ttft_factor: f64| Latencies {
+        all: Vec::new(),
+        parts: Vec::new(),
+        serving: vec![
+            (
+                "TTFT".into(),
+                base.iter().map(|x| x * ttft_factor).collect(),
+            ),
+            ("ITL".into(), base.iter().map(|x| x / 10.0).collect()),
+            ("TPOT".into(), base.iter().map(|x| x / 8.0).collect()),
+            ("E2E".into(), base.iter().map(|x| x * 4.0).collect()),
+        ],
+    };
+    let rows = compare_latencies(&side(1.0), &side(1.4), &Settings::default());
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["TTFT", "ITL", "TPOT", "E2E"]);
+    assert_eq!(rows[0].verdict, OpVerdict::Slower, "{:?}", rows[0]);
+    assert!(rows[1..].iter().all(|r| r.verdict == OpVerdict::Same));
+    // Benjamini-Hochberg over the four p-values, recomputed here: the
+    // smallest p times 4 over its rank 1, the others at least their own.
+    let p: Vec<f64> = rows.iter().map(|r| r.p_value.unwrap()).collect();
+    let adjusted = (p[0] * 4.0).min(1.0);
+    assert!((rows[0].p_adjusted.unwrap() - adjusted).abs() < 1e-12);
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r.p_adjusted.unwrap() >= r.p_value.unwrap())
+    );
+    // A latency only one side has is not compared.
+    let mut one = side(1.0);
+    one.serving.truncate(1);
+    assert_eq!(
+        compare_latencies(&one, &side(1.0), &Settings::default()).len(),
+        1
     );
 }

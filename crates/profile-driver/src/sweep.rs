@@ -119,6 +119,11 @@ pub struct VariantRun {
     pub summary: Option<serde_json::Value>,
 }
 
+/// A number of a table cell: one decimal, or empty.
+fn ms_cell(value: Option<f64>) -> String {
+    value.map_or_else(String::new, |v| format!("{v:.1}"))
+}
+
 impl VariantRun {
     /// The row of `index.html`.
     fn html(&self) -> report_html::SweepVariant {
@@ -138,6 +143,18 @@ impl VariantRun {
                 }),
             top_operation: self.top_operation(),
         }
+    }
+
+    /// The serving metrics of its report (`summary.json`'s `serving`).
+    pub fn serving(&self) -> Option<session_report::ServingReport> {
+        let value = self.summary.as_ref()?.get("serving")?;
+        serde_json::from_value(value.clone()).ok()
+    }
+
+    /// Its point on the load-latency curve, when it has serving metrics.
+    pub fn load_point(&self) -> Option<session_report::LoadPoint> {
+        self.serving()
+            .map(|it| session_report::LoadPoint::of(&self.folder, &it))
     }
 
     /// The heaviest operation of its report, when it has one.
@@ -181,6 +198,13 @@ pub fn write_index(root: &Path, runs: &[PathBuf]) -> Result<PathBuf, DriveError>
         .collect::<Result<Vec<_>, _>>()?;
     let page = report_html::render_index(&rows.iter().map(VariantRun::html).collect::<Vec<_>>());
     profile_session::run_folder::write_atomic(&root.join("index.html"), page.as_bytes())?;
+    let points: Vec<_> = rows.iter().filter_map(VariantRun::load_point).collect();
+    if let Some(svg) = session_report::load_latency_plot(&points) {
+        profile_session::run_folder::write_atomic(
+            &root.join(session_report::LOAD_LATENCY_PLOT),
+            svg.as_bytes(),
+        )?;
+    }
     let path = root.join("index.md");
     profile_session::run_folder::write_atomic(&path, index_report(&rows).as_bytes())?;
     Ok(path)
@@ -189,10 +213,46 @@ pub fn write_index(root: &Path, runs: &[PathBuf]) -> Result<PathBuf, DriveError>
 /// `index.md` of a sweep: the variants side by side.
 pub fn index_report(runs: &[VariantRun]) -> String {
     let mut out = String::from("# Sweep\n\n");
-    out.push_str("| Variant | Requests | Concurrency | Errors | p50 ms | p99 ms | Throughput req/s | Top operation | Report |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---|---|\n");
-    for run in runs {
+    let points: Vec<Option<session_report::LoadPoint>> =
+        runs.iter().map(VariantRun::load_point).collect();
+    let serving = points.iter().any(Option::is_some);
+    if session_report::load_latency_plot(&points.iter().flatten().cloned().collect::<Vec<_>>())
+        .is_some()
+    {
+        out.push_str(&format!(
+            "![Load-latency curve: request throughput against TTFT and TPOT at p50 and p99]({})\n\n",
+            session_report::LOAD_LATENCY_PLOT
+        ));
+    }
+    out.push_str(
+        "| Variant | Requests | Concurrency | Errors | p50 ms | p99 ms | Throughput req/s |",
+    );
+    if serving {
+        out.push_str(" Serving req/s | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | TPOT p99 ms |");
+    }
+    out.push_str(" Top operation | Report |\n|---|---:|---:|---:|---:|---:|---:|");
+    if serving {
+        out.push_str("---:|---:|---:|---:|---:|");
+    }
+    out.push_str("---|---|\n");
+    for (run, point) in runs.iter().zip(&points) {
         let top = run.top_operation().unwrap_or_default().replace('|', "\\|");
+        let top = if serving {
+            let cells = match point {
+                Some(p) => format!(
+                    "{:.2} | {} | {} | {} | {}",
+                    p.request_throughput,
+                    ms_cell(p.ttft_p50_ms),
+                    ms_cell(p.ttft_p99_ms),
+                    ms_cell(p.tpot_p50_ms),
+                    ms_cell(p.tpot_p99_ms)
+                ),
+                None => " |  |  |  | ".to_owned(),
+            };
+            format!("{cells} | {top}")
+        } else {
+            top
+        };
         match &run.metadata.workload {
             Some(w) => {
                 let _ = writeln!(
@@ -219,6 +279,9 @@ pub fn index_report(runs: &[VariantRun]) -> String {
         }
     }
     out.push_str("\nLatency percentiles are nearest-rank over the successful requests of each variant; throughput is successful requests per second of workload wall time (docs/metrics.md).\n");
+    if serving {
+        out.push_str("Serving req/s, TTFT and TPOT are each variant's Serving Metrics (completed requests over the measured phase's duration; percentiles interpolated between ranks), as its report defines them.\n");
+    }
     out
 }
 
@@ -263,6 +326,39 @@ mod tests {
         assert!(text.contains("| c1 | 12 | 1 | 0 | 10.0 | 12.0 | 90.50 | jit_forward\\|x | [report](c1/report.md) |"), "{text}");
         assert!(
             text.contains("| c4 | 12 | 4 | 0 | 30.0 | 55.5 | 120.25 |"),
+            "{text}"
+        );
+        // Without serving metrics, no serving columns and no curve.
+        assert!(!text.contains("TTFT"));
+        let dist = |median: f64, p99: f64| session_report::Distribution {
+            count: 12,
+            median,
+            percentiles: vec![(90.0, median), (99.0, p99)],
+            ..session_report::Distribution::default()
+        };
+        for (run, (rps, ttft, tpot)) in runs.iter_mut().zip([
+            (1.95, (20.0, 31.5), (4.0, 4.5)),
+            (7.5, (80.0, 250.0), (9.0, 12.25)),
+        ]) {
+            let report = session_report::ServingReport {
+                request_throughput: rps,
+                ttft_ms: Some(dist(ttft.0, ttft.1)),
+                tpot_ms: Some(dist(tpot.0, tpot.1)),
+                ..session_report::ServingReport::default()
+            };
+            run.summary.as_mut().unwrap()["serving"] = serde_json::to_value(&report).unwrap();
+        }
+        let points: Vec<_> = runs.iter().filter_map(VariantRun::load_point).collect();
+        let svg = session_report::load_latency_plot(&points).expect("a curve");
+        assert!(svg.contains("TTFT p99") && svg.contains("c4: 7.50 req/s, TTFT p99 250.0 ms"));
+        let text = index_report(&runs);
+        assert!(text.contains("![Load-latency curve"), "{text}");
+        assert!(
+            text.contains("| 90.50 | 1.95 | 20.0 | 31.5 | 4.0 | 4.5 | jit_forward\\|x |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 7.50 | 80.0 | 250.0 | 9.0 | 12.2 |"),
             "{text}"
         );
     }

@@ -16,8 +16,9 @@ use crate::{Destination, Error, Note, OutputSet};
 /// Reads one side: the latest profiler run's first host, its JSON trace
 /// unless that holds exactly JAX's export cap of events and an `xplane.pb`
 /// exists (the rule the report follows); plus the session numbers of
-/// `summary.json` and the run metadata, the machine record and the
-/// per-request latencies. Every file it reads is added to `read`; a choice
+/// `summary.json` and the run metadata, the machine record, the per-request
+/// latencies and, from `inputs/requests.jsonl`, TTFT, ITL, TPOT and E2E per
+/// request. Every file it reads is added to `read`; a choice
 /// among several runs or hosts is added to `notes`. `label` names the side
 /// in the comparison.
 pub fn load_side(
@@ -101,9 +102,21 @@ pub fn load_side(
     let machine = json_in("inputs/machine.json")?
         .as_ref()
         .and_then(profile_compare::MachineState::from_record);
-    let latencies = json_in("inputs/latencies.json")?
+    let mut latencies = json_in("inputs/latencies.json")?
         .as_ref()
         .and_then(profile_compare::Latencies::from_json);
+    // TTFT, ITL, TPOT and E2E per request, from the records, and the
+    // throughputs and goodput of summary.json's `serving`.
+    if let Some(dir) = folder
+        && let Some(requests) = crate::export::Requests::of_run(dir)?
+    {
+        latencies.get_or_insert_default().serving =
+            serving_workload::metrics::per_request_latencies(&requests.records);
+        read.push(dir.join(&requests.serving.records));
+    }
+    if let Some(serving) = summary.as_ref().and_then(|it| it.get("serving")) {
+        profile_compare::serving_numbers(serving, &mut session);
+    }
     let hardware = meta
         .as_ref()
         .and_then(|m| m.get("hardware")?.as_str().map(str::to_owned));

@@ -16,10 +16,13 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use serving_workload::RequestRecord;
+use session_report::ServingMetadata;
 use trace_export::{Exporter, Selection, Summary};
 use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::outputs::{Destination, OutputSet, Temp};
+use crate::requests::{Placement, ServerStamps, place, push_requests};
 use crate::{Error, Note};
 
 /// A trace file to export: an `xplane.pb` (mapped) or trace JSON.
@@ -48,30 +51,73 @@ impl TraceInput {
         }
     }
 
-    /// Streams every event into `sink`.
-    pub fn read(&self, sink: &mut dyn EventSink) -> Result<(), Error> {
+    /// Streams every event into `sink`; returns the absolute time, in
+    /// picoseconds, of the events' `ts == 0` (see
+    /// [`trace_model::ReadSummary::origin_ps`]).
+    pub fn read(&self, sink: &mut dyn EventSink) -> Result<i128, Error> {
         match self {
-            TraceInput::XPlane { path, map } => {
-                trace_xplane::read(map, sink)
-                    .map(drop)
-                    .map_err(|source| Error::XPlane {
-                        path: path.clone(),
-                        source,
-                    })
-            }
+            TraceInput::XPlane { path, map } => trace_xplane::read(map, sink)
+                .map(|it| it.origin_ps)
+                .map_err(|source| Error::XPlane {
+                    path: path.clone(),
+                    source,
+                }),
             TraceInput::Json { path } => {
                 let mut file = File::open(path).map_err(|source| Error::Read {
                     path: path.clone(),
                     source,
                 })?;
                 trace_chrome::read(&mut file, sink)
-                    .map(drop)
+                    .map(|it| it.origin_ps)
                     .map_err(|source| Error::Json {
                         path: path.clone(),
                         source,
                     })
             }
         }
+    }
+
+    /// When the server's profiler started and stopped: the `Task
+    /// Environment` plane's stamps in an `xplane.pb`; a trace JSON has none.
+    pub fn server_stamps(&self) -> Result<ServerStamps, Error> {
+        let TraceInput::XPlane { path, map } = self else {
+            return Ok(ServerStamps::default());
+        };
+        let planes = trace_xplane::plane_stats(map).map_err(|source| Error::XPlane {
+            path: path.clone(),
+            source,
+        })?;
+        let stamp = |key: &str| {
+            planes
+                .iter()
+                .filter(|it| it.plane == "Task Environment")
+                .find_map(|it| it.number(key))
+                .filter(|it| it.is_finite() && *it > 0.0)
+                .map(|it| it as i64)
+        };
+        Ok(ServerStamps {
+            start_ns: stamp("profile_start_time"),
+            stop_ns: stamp("profile_stop_time"),
+        })
+    }
+}
+
+/// The client's requests of a session, to add to its trace as the
+/// "Requests" process (see [`crate::requests`]).
+pub struct Requests {
+    pub records: Vec<RequestRecord>,
+    pub serving: ServingMetadata,
+}
+
+impl Requests {
+    /// The requests of the run folder `input`, when its metadata names
+    /// per-request records.
+    pub fn of_run(input: &Path) -> Result<Option<Requests>, Error> {
+        if !input.is_dir() {
+            return Ok(None);
+        }
+        let metadata = crate::load_metadata(input, &crate::Overrides::default())?;
+        crate::serving::load_requests(input, &metadata)
     }
 }
 
@@ -154,7 +200,7 @@ pub fn step_window(
         window: None,
         range: steps,
     };
-    input.read(&mut sink)?;
+    input.read(&mut sink).map(drop)?;
     Ok(sink.window)
 }
 
@@ -267,18 +313,53 @@ impl Sink {
 pub struct Exported {
     pub files: Vec<PathBuf>,
     pub summary: Summary,
+    /// How the requests were placed, when they were added.
+    pub requests: Option<RequestsAdded>,
+}
+
+/// The "Requests" process an export added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestsAdded {
+    pub requests: u64,
+    pub placement: Placement,
+}
+
+/// Passes events on and remembers the highest process id, so that an
+/// added process takes an unused one.
+struct Pids<'a> {
+    inner: &'a mut dyn EventSink,
+    max: Option<u64>,
+}
+
+impl EventSink for Pids<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        self.max = Some(self.max.map_or(event.pid, |it| it.max(event.pid)));
+        self.inner.event(event);
+    }
+
+    fn stable_names(&mut self, stable: bool) {
+        self.inner.stable_names(stable);
+    }
 }
 
 /// Exports `input` with `selection` into chunks named by `naming`, staged
-/// in `set` (published by the caller, with its other outputs). A name
-/// known before the export (not [`Numbered::WhenSplit`]) is claimed as
-/// its chunk opens, so a refused name stops the export early.
+/// in `set` (published by the caller, with its other outputs), with
+/// `requests` after the trace's own events as the "Requests" process (the
+/// selection applies to them too). A name known before the export (not
+/// [`Numbered::WhenSplit`]) is claimed as its chunk opens, so a refused
+/// name stops the export early.
 pub fn export_into(
     input: &TraceInput,
     selection: Selection,
     set: &mut OutputSet,
     naming: &Naming,
+    requests: Option<&Requests>,
 ) -> Result<Exported, Error> {
+    let stamps = match requests {
+        Some(_) => input.server_stamps()?,
+        None => ServerStamps::default(),
+    };
+    let mut placement = None;
     let gzip = naming.gzip();
     let known = naming.numbered != Numbered::WhenSplit;
     let mut temps: Vec<Temp> = Vec::new();
@@ -308,7 +389,19 @@ pub fn export_into(
             })
         };
         let mut exporter = Exporter::new(selection, open, Sink::close);
-        let read = input.read(&mut exporter);
+        let mut pids = Pids {
+            inner: &mut exporter,
+            max: None,
+        };
+        let read = input.read(&mut pids);
+        let pid = pids.max.map_or(1, |it| it.saturating_add(1));
+        if let (Ok(origin_ps), Some(requests)) = (&read, requests) {
+            placement = place(&requests.serving, stamps, *origin_ps);
+            if let Some(placement) = &placement {
+                push_requests(&mut exporter, pid, &requests.records, placement);
+            }
+        }
+        let read = read.map(drop);
         let finished = exporter.finish();
         read.and_then(|()| {
             finished.map_err(|err| {
@@ -329,7 +422,16 @@ pub fn export_into(
     for (index, temp) in temps.into_iter().enumerate() {
         files.push(set.stage(temp, &naming.name(index as u32, chunks))?);
     }
-    Ok(Exported { files, summary })
+    Ok(Exported {
+        files,
+        summary,
+        requests: requests
+            .zip(placement)
+            .map(|(it, placement)| RequestsAdded {
+                requests: it.records.len() as u64,
+                placement,
+            }),
+    })
 }
 
 /// What `cargo xtask trace` exports.
@@ -343,6 +445,9 @@ pub struct TraceRequest {
     pub selection: Selection,
     /// Keep the time of these device steps too.
     pub steps: Option<RangeInclusive<u64>>,
+    /// Add the client's requests as the "Requests" process when `profile`
+    /// is a run folder with per-request records.
+    pub requests: bool,
 }
 
 /// What [`export`] wrote.
@@ -350,6 +455,8 @@ pub struct TraceOutcome {
     pub source: PathBuf,
     pub written: Vec<PathBuf>,
     pub summary: Summary,
+    /// The "Requests" process, when one was added.
+    pub requests: Option<RequestsAdded>,
     pub notes: Vec<Note>,
 }
 
@@ -413,7 +520,11 @@ pub fn export(request: &TraceRequest) -> Result<TraceOutcome, Error> {
     })?;
     // The first name is checked before the long work.
     set.claim(&naming.name(0, if split { 2 } else { 1 }))?;
-    let exported = export_into(&input, selection, &mut set, &naming)?;
+    let requests = match request.requests {
+        true => Requests::of_run(&request.profile)?,
+        false => None,
+    };
+    let exported = export_into(&input, selection, &mut set, &naming, requests.as_ref())?;
     // A new export replaces every chunk of an older one of the same name.
     let stale = |file: &str| split && naming.is_mine(file);
     let written = set.publish(&stale)?;
@@ -421,6 +532,7 @@ pub fn export(request: &TraceRequest) -> Result<TraceOutcome, Error> {
         source,
         written,
         summary: exported.summary,
+        requests: exported.requests,
         notes,
     })
 }

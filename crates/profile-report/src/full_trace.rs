@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use trace_export::Selection;
 
 use crate::Error;
-use crate::export::{Naming, Numbered, TraceInput, export_into};
+use crate::export::{Naming, Numbered, Requests, RequestsAdded, TraceInput, export_into};
 use crate::outputs::OutputSet;
 
 /// The stem of the full trace's file names.
@@ -42,28 +42,34 @@ pub(crate) fn is_full_trace_name(name: &str) -> bool {
     naming().is_mine(name)
 }
 
-/// The staged chunks' final paths and the number of events written.
+/// The staged chunks' final paths, the number of events written and the
+/// requests added.
 pub(crate) struct Written {
     pub files: Vec<PathBuf>,
     pub events: u64,
+    pub requests: Option<RequestsAdded>,
 }
 
-/// Exports every event of the `xplane.pb` at `source` into gzip chunks of
-/// at most `chunk_events` events, staged in `set`.
+/// Exports every event of the trace at `source` (an `xplane.pb`, or JAX's
+/// trace JSON when it is whole and only the requests are missing from it),
+/// with the client's `requests`, into gzip chunks of at most
+/// `chunk_events` events, staged in `set`.
 pub(crate) fn export(
     source: &Path,
     set: &mut OutputSet,
     chunk_events: u64,
+    requests: Option<&Requests>,
 ) -> Result<Written, Error> {
     let input = TraceInput::open(source)?;
     let selection = Selection {
         split_events: Some(chunk_events.max(1)),
         ..Selection::default()
     };
-    let exported = export_into(&input, selection, set, &naming())?;
+    let exported = export_into(&input, selection, set, &naming(), requests)?;
     Ok(Written {
         files: exported.files,
         events: exported.summary.events,
+        requests: exported.requests,
     })
 }
 

@@ -22,6 +22,7 @@ pub mod full_trace;
 mod hosts;
 pub mod outputs;
 mod pyspy;
+pub mod requests;
 mod serving;
 
 use std::fmt;
@@ -269,7 +270,10 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     };
     let runs = trace_model::locate(&files);
     let mut notes = Vec::new();
-    let serving = serving::load(input, &metadata)?;
+    let requests = serving::load_requests(input, &metadata)?;
+    let serving = requests
+        .as_ref()
+        .map(|it| serving_workload::metrics::serving_report(&it.records, &it.serving));
     if runs.is_empty()
         && let Some(report) = serving.as_ref().filter(|it| !it.load.traced)
     {
@@ -326,10 +330,22 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     // JAX's JSON cut short (the XPlane was analysed instead) or absent.
     let json_short =
         host.trace_json.is_none() || matches!(chosen.truncation, Truncation::XPlaneInstead { .. });
-    let full = match &host.xplane {
-        Some(xplane) if request.full_trace && json_short => Some((
-            xplane,
-            full_trace::export(xplane, &mut set, request.full_trace_chunk_events)?,
+    // The full trace is also what puts the client's requests on the
+    // server's timeline, which JAX's own JSON cannot show.
+    let source = match (&host.xplane, &host.trace_json) {
+        (Some(xplane), _) if json_short || requests.is_some() => Some(xplane),
+        (None, Some(json)) if requests.is_some() => Some(json),
+        _ => None,
+    };
+    let full = match source {
+        Some(source) if request.full_trace => Some((
+            source,
+            full_trace::export(
+                source,
+                &mut set,
+                request.full_trace_chunk_events,
+                requests.as_ref(),
+            )?,
         )),
         _ => None,
     };
@@ -358,6 +374,13 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
             files: written.files.iter().map(|it| shown(it, out_dir)).collect(),
             events: written.events,
             chunk_events: request.full_trace_chunk_events,
+            requests: written.requests.map(|it| session_report::RequestsOnTrace {
+                requests: it.requests,
+                method: it.placement.method.as_str().to_owned(),
+                offset_ns: it.placement.offset_ns,
+                uncertainty_ns: it.placement.uncertainty_ns,
+                description: it.placement.describe(),
+            }),
         }),
         top_n: request.top_n,
         pyspy,
@@ -487,7 +510,7 @@ fn load_latencies(input: &Path) -> Result<Option<profile_compare::Latencies>, Er
     Ok(profile_compare::Latencies::from_json(&doc))
 }
 
-fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {
+pub(crate) fn load_metadata(input: &Path, flags: &Overrides) -> Result<RunMetadata, Error> {
     let path = input.join("inputs/run_metadata.json");
     let mut meta = if path.is_file() {
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {

@@ -3,17 +3,31 @@
 
 use std::path::{Component, Path};
 
-use session_report::{RunMetadata, ServingReport};
+use serving_workload::RequestRecord;
+use session_report::{RunMetadata, ServingMetadata};
+
+use crate::export::Requests;
 
 use crate::Error;
 
-/// The serving report of the run at `input`, when its metadata describes a
+/// The requests of the run at `input`, when its metadata describes a
 /// serving load. The records file must be a plain relative path inside the
 /// run folder.
-pub(crate) fn load(input: &Path, metadata: &RunMetadata) -> Result<Option<ServingReport>, Error> {
+pub(crate) fn load_requests(
+    input: &Path,
+    metadata: &RunMetadata,
+) -> Result<Option<Requests>, Error> {
     let Some(serving) = &metadata.serving else {
         return Ok(None);
     };
+    Ok(Some(Requests {
+        records: read_records(input, serving)?,
+        serving: serving.clone(),
+    }))
+}
+
+/// The per-request records `serving` names in the run folder `input`.
+fn read_records(input: &Path, serving: &ServingMetadata) -> Result<Vec<RequestRecord>, Error> {
     let name = Path::new(&serving.records);
     let plain = name.components().all(|c| matches!(c, Component::Normal(_)));
     if !plain || input.is_file() {
@@ -27,11 +41,8 @@ pub(crate) fn load(input: &Path, metadata: &RunMetadata) -> Result<Option<Servin
         path: path.clone(),
         source,
     })?;
-    let records = serving_workload::record::parse_records(&text).map_err(|err| Error::Records {
+    serving_workload::record::parse_records(&text).map_err(|err| Error::Records {
         path: path.clone(),
         detail: err.to_string(),
-    })?;
-    Ok(Some(serving_workload::metrics::serving_report(
-        &records, serving,
-    )))
+    })
 }

@@ -337,16 +337,23 @@ pub async fn run_session(
         None => None,
     };
     let mut window_start = None;
+    let mut start_call = None;
     if traced {
         eprintln!(
             "[session] POST /start_profile {}",
             serde_json::to_string(&config.profile).unwrap_or_default()
         );
+        let sent = clock.now();
         client
             .start_profile(&config.profile)
             .await
             .map_err(server("cannot start the profiler"))?;
-        window_start = Some(clock.now());
+        let answered = clock.now();
+        start_call = Some(session_report::Window {
+            start_ns: clock.epoch_ns(sent),
+            end_ns: clock.epoch_ns(answered),
+        });
+        window_start = Some(answered);
     }
     if let Err(err) = hooks.before_workload().await {
         if traced {
@@ -404,7 +411,7 @@ pub async fn run_session(
         start_ns: clock.epoch_ns(start),
         end_ns: clock.epoch_ns(window_end),
     });
-    let serving = session_report::ServingMetadata {
+    let mut serving = session_report::ServingMetadata {
         endpoint: workload.endpoint().to_owned(),
         dataset: workload.load.description.clone(),
         seed: workload.spec.seed,
@@ -416,6 +423,13 @@ pub async fn run_session(
         slo: workload.spec.slo,
         traced,
         trace_window,
+        profiler_calls: start_call.map(|start| session_report::ProfilerCalls {
+            start: Some(start),
+            stop: None,
+        }),
+        // A server whose trace lands in a folder of this machine runs on
+        // it, and reads the same wall clock.
+        same_clock: Some(config.local_output_dir.is_some()),
         warmup_requests: warmup_sent.len() as u64,
         records: format!("inputs/{RECORDS_FILE}"),
     };
@@ -490,10 +504,19 @@ pub async fn run_session(
         });
     }
 
+    let sent = clock.now();
     let stop = client
         .stop_profile_checked(&config.profile, config.local_output_dir.as_deref())
         .await
         .map_err(server("cannot stop the profiler"))?;
+    // After `num_steps`, the trace stopped before this call: its window
+    // says nothing about the server's clock.
+    if let (StopOutcome::Stopped(_), Some(calls)) = (&stop, serving.profiler_calls.as_mut()) {
+        calls.stop = Some(session_report::Window {
+            start_ns: clock.epoch_ns(sent),
+            end_ns: clock.epoch_ns(clock.now()),
+        });
+    }
     match &stop {
         StopOutcome::Stopped(text) => eprintln!("[session] POST /stop_profile: {}", text.trim()),
         StopOutcome::AlreadyStopped => eprintln!(

@@ -84,6 +84,30 @@ pub fn tpot_ms(record: &RequestRecord) -> Option<f64> {
     (tokens > 1).then(|| (record.e2e_ms() - ttft) / (tokens - 1) as f64)
 }
 
+/// The per-request latencies that `compare` tests, in milliseconds, one
+/// value per completed request that has it, in id order: `TTFT`, `ITL`
+/// (the mean of the request's own ITL values, so that requests stay the
+/// independent unit), `TPOT` and `E2E`. Latencies no request has are left
+/// out.
+pub fn per_request_latencies(records: &[RequestRecord]) -> Vec<(String, Vec<f64>)> {
+    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
+    let mean_itl = |r: &RequestRecord| {
+        let itls = itls_ms(r);
+        (!itls.is_empty()).then(|| itls.iter().sum::<f64>() / itls.len() as f64)
+    };
+    let lists: [(&str, Vec<f64>); 4] = [
+        ("TTFT", ok.iter().filter_map(|r| r.ttft_ms()).collect()),
+        ("ITL", ok.iter().filter_map(|r| mean_itl(r)).collect()),
+        ("TPOT", ok.iter().filter_map(|r| tpot_ms(r)).collect()),
+        ("E2E", ok.iter().map(|r| r.e2e_ms()).collect()),
+    ];
+    lists
+        .into_iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(name, values)| (name.to_owned(), values))
+        .collect()
+}
+
 /// Whether a completed request met every objective given. A request with
 /// one output token has no TPOT and meets a TPOT objective, as in vLLM's
 /// goodput; a TTFT objective needs a streamed answer.

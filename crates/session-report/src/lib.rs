@@ -19,12 +19,14 @@ pub use metadata::{
     TraceFileInfo, WorkloadSummary,
 };
 pub use render::{
-    FullTrace, METRIC_DEFINITIONS, PySpyProcess, PySpySection, ReportInput, Span, TraceFormat,
-    Truncation, file_purpose, observation_spans, render_markdown, spans_markdown, summary_spans,
+    FullTrace, METRIC_DEFINITIONS, PySpyProcess, PySpySection, ReportInput, RequestsOnTrace, Span,
+    TraceFormat, Truncation, file_purpose, observation_spans, render_markdown, spans_markdown,
+    summary_spans,
 };
 pub use serving::{
-    Distribution, Goodput, Overlap, RequestPoint, SERVING_PLOT, ServingMetadata, ServingReport,
-    ServingSection, Slo, Window, render_serving, serving_plot, serving_section,
+    Distribution, Goodput, LOAD_LATENCY_PLOT, LoadPoint, Overlap, ProfilerCalls, RequestPoint,
+    SERVING_PLOT, ServingMetadata, ServingReport, ServingSection, Slo, Window, load_latency_plot,
+    render_serving, serving_plot, serving_section,
 };
 pub use summary::{Compilation, SUMMARY_SCHEMA, compilation, render_summary_json};
 

@@ -39,6 +39,26 @@ pub struct FullTrace {
     pub events: u64,
     /// At most this many events per file.
     pub chunk_events: u64,
+    /// The client's requests it holds as the "Requests" process, when it
+    /// holds them.
+    pub requests: Option<RequestsOnTrace>,
+}
+
+/// The client's requests on the full trace, and how their clock was
+/// placed on the trace's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestsOnTrace {
+    pub requests: u64,
+    /// `same clock`, `profiler call round trips`, `start call round trip`
+    /// or `assumed`.
+    pub method: String,
+    /// The client's clock minus the server's, in nanoseconds, when the
+    /// server's times are known.
+    pub offset_ns: Option<i64>,
+    /// The placement is right to within plus or minus this.
+    pub uncertainty_ns: u64,
+    /// The alignment in words, one sentence.
+    pub description: String,
 }
 
 /// py-spy results for the report, per sampled process.
@@ -828,6 +848,8 @@ fn how_to_view(input: &ReportInput<'_>, out: &mut String) {
         Some(full) => {
             let why = if xplane {
                 "This run has no Chrome trace JSON, only the `xplane.pb`, which Perfetto cannot open"
+            } else if matches!(input.truncation, Truncation::None) && full.requests.is_some() {
+                "JAX's `trace.json.gz` does not show the client's requests"
             } else {
                 "JAX's `trace.json.gz` stops at 1,000,000 events and holds only the start of this session"
             };
@@ -870,6 +892,17 @@ fn how_to_view(input: &ReportInput<'_>, out: &mut String) {
                 ),
             }
         }
+    }
+    if let Some(requests) = input
+        .full_trace
+        .as_ref()
+        .and_then(|it| it.requests.as_ref())
+    {
+        out.push_str(&format!(
+            "Its \"Requests\" process shows the client's {} requests on the server's timeline, one track per concurrency slot, each request split at its first token (`to first token`, then `decode`); {}.\n\n",
+            count(requests.requests),
+            requests.description
+        ));
     }
     if let Some(source) = trace_source {
         out.push_str(&format!(

@@ -46,6 +46,15 @@ pub struct ServingMetadata {
     /// call of `/stop_profile`, in nanoseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_window: Option<Window>,
+    /// The round trips of `/start_profile` and `/stop_profile` on the
+    /// client's clock, to place the server's trace on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiler_calls: Option<ProfilerCalls>,
+    /// Whether the client and the server read the same wall clock (the
+    /// server ran on the client's machine); `None` in run folders written
+    /// before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_clock: Option<bool>,
     /// Requests sent before the measured phase (not measured).
     pub warmup_requests: u64,
     /// The per-request records, relative to the run folder.
@@ -63,6 +72,18 @@ pub struct Slo {
     pub tpot_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e2e_ms: Option<f64>,
+}
+
+/// When the profiler calls were sent and when their answers arrived, on
+/// the client's clock: the server started (stopped) its trace somewhere
+/// inside each window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilerCalls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Window>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Window>,
 }
 
 /// A span of wall-clock time, nanoseconds since the Unix epoch.
@@ -521,4 +542,101 @@ fn median_of(sorted: &[f64]) -> f64 {
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
+}
+
+/// The file name of a sweep's load-latency curve, beside its `index.md`.
+pub const LOAD_LATENCY_PLOT: &str = "load-latency.svg";
+
+/// One variant of a sweep on the load-latency curve: its measured request
+/// throughput and its TTFT and TPOT medians and 99th percentiles (`None`
+/// when the variant has no such value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadPoint {
+    pub variant: String,
+    pub request_throughput: f64,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p99_ms: Option<f64>,
+    pub tpot_p50_ms: Option<f64>,
+    pub tpot_p99_ms: Option<f64>,
+}
+
+impl LoadPoint {
+    /// The point of a variant whose report has the serving metrics.
+    pub fn of(variant: &str, report: &ServingReport) -> LoadPoint {
+        let p99 = |d: &Option<Distribution>| {
+            d.as_ref().and_then(|d| {
+                d.percentiles
+                    .iter()
+                    .find(|(p, _)| (*p - 99.0).abs() < 1e-9)
+                    .map(|(_, v)| *v)
+            })
+        };
+        LoadPoint {
+            variant: variant.to_owned(),
+            request_throughput: report.request_throughput,
+            ttft_p50_ms: report.ttft_ms.as_ref().map(|d| d.median),
+            ttft_p99_ms: p99(&report.ttft_ms),
+            tpot_p50_ms: report.tpot_ms.as_ref().map(|d| d.median),
+            tpot_p99_ms: p99(&report.tpot_ms),
+        }
+    }
+}
+
+/// The load-latency curve of a sweep: request throughput (x) against
+/// TTFT and TPOT at p50 and p99 (y, logarithmic, so that both fit), one
+/// point per variant, joined in the sweep's order. `None` with fewer than
+/// two variants that have a latency.
+pub fn load_latency_plot(points: &[LoadPoint]) -> Option<String> {
+    let series = |name: &str, colour: &'static str, pick: fn(&LoadPoint) -> Option<f64>| {
+        report_plot::Series {
+            name: name.to_owned(),
+            colour,
+            points: points
+                .iter()
+                .filter_map(|p| {
+                    let y = pick(p).filter(|v| v.is_finite() && *v > 0.0)?;
+                    Some(report_plot::Point {
+                        x: p.request_throughput,
+                        y,
+                        title: Some(format!(
+                            "{}: {} req/s, {name} {} ms",
+                            p.variant,
+                            fixed(p.request_throughput, 2),
+                            fixed(y, 1)
+                        )),
+                    })
+                })
+                .collect(),
+            line: true,
+            radius: 4.0,
+        }
+    };
+    let series: Vec<report_plot::Series> = [
+        series("TTFT p50", "#1f77b4", |p| p.ttft_p50_ms),
+        series("TTFT p99", "#aec7e8", |p| p.ttft_p99_ms),
+        series("TPOT p50", "#d62728", |p| p.tpot_p50_ms),
+        series("TPOT p99", "#ff9896", |p| p.tpot_p99_ms),
+    ]
+    .into_iter()
+    .filter(|s| !s.points.is_empty())
+    .collect();
+    if series.iter().all(|s| s.points.len() < 2) {
+        return None;
+    }
+    report_plot::xy_chart(
+        &report_plot::Chart {
+            title: "Load-latency curve: one point per variant, in the sweep's order".to_owned(),
+            x: report_plot::Axis {
+                label: "request throughput (completed requests/s)".to_owned(),
+                scale: report_plot::Scale::Linear,
+            },
+            y: report_plot::Axis {
+                label: "latency (ms)".to_owned(),
+                scale: report_plot::Scale::Log,
+            },
+            series,
+            marks: Vec::new(),
+        },
+        "load-latency",
+    )
 }

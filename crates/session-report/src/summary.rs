@@ -115,6 +115,14 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
             "events": full.events,
             "chunk_events": full.chunk_events,
         });
+        if let Some(requests) = &full.requests {
+            res["full_trace"]["requests"] = json!({
+                "requests": requests.requests,
+                "clock": requests.method,
+                "client_minus_server_ns": requests.offset_ns,
+                "uncertainty_ns": requests.uncertainty_ns,
+            });
+        }
     }
     // Only a traced session knows what compiled; `null` then means nothing.
     if input.metadata.serving.as_ref().is_none_or(|s| s.traced) {

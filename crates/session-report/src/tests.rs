@@ -243,6 +243,7 @@ fn how_to_view_points_to_the_whole_session() {
             .collect(),
         events: 2_400_000,
         chunk_events: 1_000_000,
+        requests: None,
     });
     case("capped JSON, the whole session in three chunks", it);
 
@@ -253,6 +254,7 @@ fn how_to_view_points_to_the_whole_session() {
         files: vec!["trace-full.json.gz".to_owned()],
         events: 5_120,
         chunk_events: 1_000_000,
+        requests: None,
     });
     case("xplane.pb only, the whole session in one file", it);
 
@@ -409,6 +411,8 @@ pub(crate) fn serving_report() -> crate::ServingReport {
                 start_ns: 1,
                 end_ns: 2,
             }),
+            profiler_calls: None,
+            same_clock: None,
             warmup_requests: 8,
             records: "inputs/requests.jsonl".into(),
         },

@@ -267,4 +267,19 @@ fn two_local_sessions_of_one_configuration() {
         .collect();
     assert!(metrics.contains(&"workload throughput_rps"), "{metrics:?}");
     assert!(!metrics.contains(&"request latency p50 ms"), "{metrics:?}");
+    // The serving latencies of the records, tested per request too (the
+    // answers were not streamed, so there is no TTFT, ITL or TPOT), and
+    // the serving throughputs side by side.
+    let e2e = json["latency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["name"] == "E2E")
+        .expect("an E2E row");
+    assert_eq!(e2e["baseline_count"], 8);
+    assert!(e2e["p_value"].as_f64().is_some() && e2e["p_adjusted"].as_f64().is_some());
+    assert!(
+        metrics.contains(&"serving request throughput req/s"),
+        "{metrics:?}"
+    );
 }

@@ -25,5 +25,6 @@ mod report_device;
 mod shellcheck;
 mod support;
 mod tidy;
+mod timeline;
 mod tpu_faults;
 mod trace;
