@@ -217,9 +217,11 @@ fn the_example_session_runs_through_the_crates() {
 }
 
 /// The compiled example `name` of `profile-driver`, beside this test
-/// binary: `cargo test --workspace` builds it, and it is built again here
-/// (a no-op then) so that a run of this package alone never runs a stale
-/// one.
+/// binary. `cargo test --workspace` builds it; when it is missing or older
+/// than a source file of the crates (a run of this package alone after an
+/// edit), it is built here. Building it every time would cost each run a
+/// minute and a half: a `cargo build` started from a test sees another
+/// environment and rebuilds `ring` and everything above it, twice.
 fn example(name: &str) -> PathBuf {
     // target/debug/deps/it-<hash> -> target/debug/examples/<name>
     let exe = std::env::current_exe().unwrap();
@@ -229,13 +231,25 @@ fn example(name: &str) -> PathBuf {
         .unwrap()
         .join("examples")
         .join(name);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "profile-driver", "--example", name])
-        .current_dir(crate::support::repo())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cannot build the example {name}");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|it| it.modified()).ok();
+    let newest_source = files_under(&crate::support::repo().join("crates"))
+        .iter()
+        .filter(|it| it.extension().is_some_and(|ext| ext == "rs"))
+        .filter_map(|it| modified(it))
+        .max();
+    let fresh = matches!(
+        (modified(&path), newest_source),
+        (Some(built), Some(source)) if built >= source
+    );
+    if !fresh {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "profile-driver", "--example", name])
+            .current_dir(crate::support::repo())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build the example {name}");
+    }
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
