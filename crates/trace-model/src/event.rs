@@ -184,8 +184,11 @@ impl<F: FnMut(&Event<'_>)> EventSink for F {
 pub struct ReadSummary {
     /// Number of events pushed into the sink, every phase included.
     pub n_events: u64,
-    /// The absolute time, in picoseconds, of `ts == 0`: for XPlane,
-    /// nanoseconds since the Unix epoch times 1000; for Chrome traces, whatever
-    /// zero the file's `ts` values use plus any shift the reader applied.
+    /// The time, in picoseconds, of `ts == 0` on the file's own clock: for
+    /// XPlane, the lines' `timestamp_ns` times 1000; for Chrome traces,
+    /// whatever zero the file's `ts` values use plus any shift the reader
+    /// applied. Current JAX counts both from the profiler's start, not from
+    /// the Unix epoch: the start itself, in epoch nanoseconds, is only in
+    /// the XPlane's `Task Environment` plane (`profile_start_time`).
     pub origin_ps: i128,
 }

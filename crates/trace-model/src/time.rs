@@ -1,9 +1,11 @@
 //! Time in the trace model: signed 64-bit picoseconds relative to an origin
 //! chosen by the reader.
 //!
-//! XPlane stores picoseconds and absolute picoseconds since the Unix epoch do
-//! not fit in 64 bits, so every reader subtracts an origin of its own choosing
-//! and reports it in [`crate::ReadSummary::origin_ps`]. Relative 64-bit
+//! XPlane stores picoseconds on a line clock in nanoseconds (counted from the
+//! profiler's start in the JAX captures we read), and picoseconds on an
+//! absolute clock would not fit in 64 bits, so every reader
+//! subtracts an origin of its own choosing and reports it in
+//! [`crate::ReadSummary::origin_ps`]. Relative 64-bit
 //! picoseconds cover more than 100 days either side of the origin.
 
 /// Picoseconds relative to the trace origin (see the module docs).
