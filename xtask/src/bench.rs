@@ -138,6 +138,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     let xprof_rs = ensure_xprof_rs(&sh)?;
     let scratch = profile_driver::pyenv::cache_root()?.join("bench-scratch");
+    // The report folders are the bench's own: a report of an older sglprof
+    // there (one without the outputs record) would be refused, not replaced.
+    for own in ["bench-report", "bench-scale-report"] {
+        let dir = scratch.join(own);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+    }
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
 
