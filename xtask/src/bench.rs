@@ -138,13 +138,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     let xprof_rs = ensure_xprof_rs(&sh)?;
     let scratch = profile_driver::pyenv::cache_root()?.join("bench-scratch");
-    // The report folders are the bench's own: a report of an older sglprof
-    // there (one without the outputs record) would be refused, not replaced.
+    // The report folders and the trace export's files are the bench's own:
+    // those of an older sglprof (without the outputs record) would be
+    // refused, not replaced.
     for own in ["bench-report", "bench-scale-report"] {
         let dir = scratch.join(own);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&scratch) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("bench-trace") || name == ".sglprof-outputs.json" {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot clear {}", entry.path().display()))?;
+            }
         }
     }
     std::fs::create_dir_all(&scratch)
