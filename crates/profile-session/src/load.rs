@@ -883,21 +883,24 @@ mod tests {
         assert!(parse_slo("latency=5").is_err());
     }
 
+    /// An error as the command line prints it: the message, then each
+    /// cause, `: `-separated.
+    fn one_line(err: &dyn std::error::Error) -> String {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
     #[test]
     fn bad_settings_are_refused_in_one_line() {
-        // As the command line prints it: the message, then each cause.
         let spec = |f: fn(&mut LoadSpec)| {
             let mut spec = LoadSpec::default();
             f(&mut spec);
-            spec.check().map_err(|e| {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    text.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                text
-            })
+            spec.check().map_err(|e| one_line(&e))
         };
         assert!(
             spec(|s| s.request_rate = Some(0.0))
@@ -933,15 +936,7 @@ mod tests {
                 },
                 ..LoadSpec::default()
             };
-            spec.check().map_err(|e| {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    text.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                text
-            })
+            spec.check().map_err(|e| one_line(&e))
         };
         let good = "{\"prompt\": \"hi\", \"output_len\": 4}\n\n{\"input_ids\": [1, 2], \"output_len\": 3}\n";
         check("good.jsonl", good, false).unwrap();
