@@ -127,14 +127,16 @@ pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::O
 }
 
 #[derive(Clone, Copy)]
-struct Sample {
-    wall_s: f64,
-    peak_rss_mib: f64,
+pub(crate) struct Sample {
+    pub(crate) wall_s: f64,
+    /// User and system CPU time.
+    pub(crate) cpu_s: f64,
+    pub(crate) peak_rss_mib: f64,
 }
 
 /// Runs a command to completion and reports its wall time (or the time it
 /// printed) and peak RSS.
-fn measure(bench: &mut Bench) -> anyhow::Result<Sample> {
+pub(crate) fn measure(bench: &mut Bench) -> anyhow::Result<Sample> {
     let start = Instant::now();
     let mut child = bench.cmd.spawn()?;
     // Drain the pipes while the child runs: a full pipe would block it.
@@ -175,9 +177,11 @@ fn measure(bench: &mut Bench) -> anyhow::Result<Sample> {
     } else {
         wall_s
     };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // ru_maxrss is in KiB on Linux.
     Ok(Sample {
         wall_s,
+        cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
     })
 }
