@@ -23,6 +23,7 @@ use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
 
 use crate::outputs::{Destination, OutputSet, Temp};
 use crate::requests::{Placement, ServerStamps, place, push_requests};
+use crate::waits::WaitSink;
 use crate::{Error, Note};
 
 /// A trace file to export: an `xplane.pb` (mapped) or trace JSON.
@@ -74,6 +75,21 @@ impl TraceInput {
                         source,
                     })
             }
+        }
+    }
+
+    /// The absolute time of the events' `ts == 0`, when it is known before
+    /// reading them: an `xplane.pb`'s, from its line headers; a trace
+    /// JSON's is chosen at its first event.
+    pub fn origin_before_read(&self) -> Result<Option<i128>, Error> {
+        match self {
+            TraceInput::XPlane { path, map } => trace_xplane::Stream::new(map)
+                .map(|it| Some(it.origin_ps()))
+                .map_err(|source| Error::XPlane {
+                    path: path.clone(),
+                    source,
+                }),
+            TraceInput::Json { .. } => Ok(None),
         }
     }
 
@@ -314,7 +330,7 @@ pub struct Exported {
     pub files: Vec<PathBuf>,
     pub summary: Summary,
     /// How the requests were placed, when they were added.
-    pub requests: Option<RequestsAdded>,
+    pub requests: Option<RequestsOnTimeline>,
 }
 
 /// The "Requests" process an export added.
@@ -324,16 +340,29 @@ pub struct RequestsAdded {
     pub placement: Placement,
 }
 
+/// The "Requests" process an export added, with the slowest waits for a
+/// first token ([`crate::waits`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestsOnTimeline {
+    pub added: RequestsAdded,
+    pub waits: Vec<session_report::RequestWait>,
+}
+
 /// Passes events on and remembers the highest process id, so that an
 /// added process takes an unused one.
 struct Pids<'a> {
     inner: &'a mut dyn EventSink,
     max: Option<u64>,
+    /// Also takes every event: what the slowest waits overlapped.
+    waits: Option<&'a mut WaitSink>,
 }
 
 impl EventSink for Pids<'_> {
     fn event(&mut self, event: &Event<'_>) {
         self.max = Some(self.max.map_or(event.pid, |it| it.max(event.pid)));
+        if let Some(waits) = self.waits.as_deref_mut() {
+            waits.event(event);
+        }
         self.inner.event(event);
     }
 
@@ -360,6 +389,19 @@ pub fn export_into(
         None => ServerStamps::default(),
     };
     let mut placement = None;
+    // The waits need the trace's origin while it streams: an xplane.pb
+    // gives it from its line headers.
+    let mut waits = match requests {
+        Some(requests) => input.origin_before_read()?.and_then(|origin| {
+            let placement = place(&requests.serving, stamps, origin)?;
+            Some(WaitSink::new(
+                &requests.records,
+                requests.serving.trace_window,
+                &placement,
+            ))
+        }),
+        None => None,
+    };
     let gzip = naming.gzip();
     let known = naming.numbered != Numbered::WhenSplit;
     let mut temps: Vec<Temp> = Vec::new();
@@ -392,6 +434,7 @@ pub fn export_into(
         let mut pids = Pids {
             inner: &mut exporter,
             max: None,
+            waits: waits.as_mut(),
         };
         let read = input.read(&mut pids);
         let pid = pids.max.map_or(1, |it| it.saturating_add(1));
@@ -427,9 +470,12 @@ pub fn export_into(
         summary,
         requests: requests
             .zip(placement)
-            .map(|(it, placement)| RequestsAdded {
-                requests: it.records.len() as u64,
-                placement,
+            .map(|(it, placement)| RequestsOnTimeline {
+                added: RequestsAdded {
+                    requests: it.records.len() as u64,
+                    placement,
+                },
+                waits: waits.map(WaitSink::finish).unwrap_or_default(),
             }),
     })
 }
@@ -532,7 +578,7 @@ pub fn export(request: &TraceRequest) -> Result<TraceOutcome, Error> {
         source,
         written,
         summary: exported.summary,
-        requests: exported.requests,
+        requests: exported.requests.map(|it| it.added),
         notes,
     })
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use trace_export::Selection;
 
 use crate::Error;
-use crate::export::{Naming, Numbered, Requests, RequestsAdded, TraceInput, export_into};
+use crate::export::{Naming, Numbered, Requests, RequestsOnTimeline, TraceInput, export_into};
 use crate::outputs::OutputSet;
 
 /// The stem of the full trace's file names.
@@ -47,7 +47,7 @@ pub(crate) fn is_full_trace_name(name: &str) -> bool {
 pub(crate) struct Written {
     pub files: Vec<PathBuf>,
     pub events: u64,
-    pub requests: Option<RequestsAdded>,
+    pub requests: Option<RequestsOnTimeline>,
 }
 
 /// Exports every event of the trace at `source` (an `xplane.pb`, or JAX's

@@ -24,6 +24,7 @@ pub mod outputs;
 mod pyspy;
 pub mod requests;
 mod serving;
+pub mod waits;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -374,13 +375,17 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
             files: written.files.iter().map(|it| shown(it, out_dir)).collect(),
             events: written.events,
             chunk_events: request.full_trace_chunk_events,
-            requests: written.requests.map(|it| session_report::RequestsOnTrace {
-                requests: it.requests,
-                method: it.placement.method.as_str().to_owned(),
-                offset_ns: it.placement.offset_ns,
-                uncertainty_ns: it.placement.uncertainty_ns,
-                description: it.placement.describe(),
-            }),
+            requests: written
+                .requests
+                .clone()
+                .map(|it| session_report::RequestsOnTrace {
+                    requests: it.added.requests,
+                    method: it.added.placement.method.as_str().to_owned(),
+                    offset_ns: it.added.placement.offset_ns,
+                    uncertainty_ns: it.added.placement.uncertainty_ns,
+                    description: it.added.placement.describe(),
+                    waits: it.waits,
+                }),
         }),
         top_n: request.top_n,
         pyspy,

@@ -19,9 +19,9 @@ pub use metadata::{
     TraceFileInfo, WorkloadSummary,
 };
 pub use render::{
-    FullTrace, METRIC_DEFINITIONS, PySpyProcess, PySpySection, ReportInput, RequestsOnTrace, Span,
-    TraceFormat, Truncation, file_purpose, observation_spans, render_markdown, spans_markdown,
-    summary_spans,
+    FullTrace, METRIC_DEFINITIONS, PySpyProcess, PySpySection, ReportInput, RequestWait,
+    RequestsOnTrace, Span, TraceFormat, Truncation, WaitOp, file_purpose, observation_spans,
+    render_markdown, spans_markdown, summary_spans,
 };
 pub use serving::{
     Distribution, Goodput, LOAD_LATENCY_PLOT, LoadPoint, Overlap, ProfilerCalls, RequestPoint,

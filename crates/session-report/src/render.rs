@@ -29,7 +29,7 @@ pub enum Truncation {
 /// The whole session as Chrome trace JSON, written beside the report
 /// because JAX's own JSON does not hold it: capped at 1,000,000 events, or
 /// absent with only an `xplane.pb`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FullTrace {
     /// The file it was exported from, as shown in the report.
     pub source: String,
@@ -46,7 +46,7 @@ pub struct FullTrace {
 
 /// The client's requests on the full trace, and how their clock was
 /// placed on the trace's.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RequestsOnTrace {
     pub requests: u64,
     /// `same clock`, `profiler call round trips`, `start call round trip`
@@ -59,6 +59,33 @@ pub struct RequestsOnTrace {
     pub uncertainty_ns: u64,
     /// The alignment in words, one sentence.
     pub description: String,
+    /// The slowest waits for a first token inside the profiler's window,
+    /// slowest first, with what the server did during each.
+    pub waits: Vec<RequestWait>,
+}
+
+/// What the server did while one request waited for its first token: the
+/// operations with the most self time inside the wait, on the device
+/// planes and on the host (docs/metrics.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestWait {
+    /// The request's id (its place in send order).
+    pub id: u64,
+    pub slot: u32,
+    pub ttft_ms: f64,
+    pub device: Vec<WaitOp>,
+    pub host: Vec<WaitOp>,
+    /// Whether the trace has device planes at all.
+    pub device_planes: bool,
+}
+
+/// One operation's self time inside a wait.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaitOp {
+    pub name: String,
+    pub self_ms: f64,
+    /// Its events that overlap the wait.
+    pub count: u64,
 }
 
 /// py-spy results for the report, per sampled process.
@@ -134,6 +161,7 @@ pub fn render_markdown(input: &ReportInput<'_>) -> String {
     trace_files(input, &mut out);
     analysis_results(input, &mut out);
     crate::device::section(input, &mut out);
+    waits_section(input, &mut out);
     // The serving section covers the workload when there is one.
     if let (None, Some(workload)) = (&input.serving, &input.metadata.workload) {
         workload_section(workload, &mut out);
@@ -823,6 +851,58 @@ fn definitions(out: &mut String) {
     out.push_str("### Metric Definitions\n\n");
     for line in METRIC_DEFINITIONS {
         out.push_str(&format!("- {line}\n"));
+    }
+    out.push('\n');
+}
+
+/// "While the Slowest Requests Waited": the top operations by self time
+/// inside each of the slowest waits for a first token.
+fn waits_section(input: &ReportInput<'_>, out: &mut String) {
+    let Some(requests) = input
+        .full_trace
+        .as_ref()
+        .and_then(|it| it.requests.as_ref())
+        .filter(|it| !it.waits.is_empty())
+    else {
+        return;
+    };
+    let device = requests.waits.iter().any(|w| w.device_planes);
+    out.push_str(
+        "## While the Slowest Requests Waited
+
+",
+    );
+    out.push_str(&format!(
+        "The {} requests with the longest time to first token whose whole wait (from being sent to the first token) lies inside the profiler's window, and the operations with the most self time inside each wait: each event that overlaps the wait counts only its part inside it, minus the parts of the events nested in it there (docs/metrics.md). The waits are placed on the trace as its \"Requests\" process is: {}.\n\n",
+        requests.waits.len(),
+        requests.description
+    ));
+    let ops = |ops: &[crate::WaitOp]| {
+        if ops.is_empty() {
+            return "nothing traced".to_owned();
+        }
+        ops.iter()
+            .take(3)
+            .map(|op| format!("{} {:.3}", code_cell(&op.name), op.self_ms))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if device {
+        out.push_str("| Request | Slot | TTFT ms | Device: most self time (ms) | Host: most self time (ms) |\n|---:|---:|---:|---|---|\n");
+    } else {
+        out.push_str(
+            "| Request | Slot | TTFT ms | Host: most self time (ms) |\n|---:|---:|---:|---|\n",
+        );
+    }
+    for wait in &requests.waits {
+        out.push_str(&format!(
+            "| {} | {} | {:.3} |",
+            wait.id, wait.slot, wait.ttft_ms
+        ));
+        if device {
+            out.push_str(&format!(" {} |", ops(&wait.device)));
+        }
+        out.push_str(&format!(" {} |\n", ops(&wait.host)));
     }
     out.push('\n');
 }

@@ -121,6 +121,20 @@ pub fn render_summary_json(input: &ReportInput<'_>) -> String {
                 "clock": requests.method,
                 "client_minus_server_ns": requests.offset_ns,
                 "uncertainty_ns": requests.uncertainty_ns,
+                "slowest_waits": requests.waits.iter().map(|w| {
+                    let ops = |ops: &[crate::WaitOp]| ops.iter().map(|op| json!({
+                        "name": trace_model::shown_name(&op.name),
+                        "self_ms": op.self_ms,
+                        "events": op.count,
+                    })).collect::<Vec<_>>();
+                    json!({
+                        "id": w.id,
+                        "slot": w.slot,
+                        "ttft_ms": w.ttft_ms,
+                        "device": ops(&w.device),
+                        "host": ops(&w.host),
+                    })
+                }).collect::<Vec<_>>(),
             });
         }
     }

@@ -225,6 +225,12 @@ impl<'a> Stream<'a> {
         Ok(Stream { space, layout })
     }
 
+    /// The absolute time of the events' `ts == 0` ([`ReadSummary::origin_ps`]),
+    /// known before any event is read.
+    pub fn origin_ps(&self) -> i128 {
+        self.layout.origin_ps
+    }
+
     /// [`read`].
     pub fn read(&self, sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
         self.read_all(&self.layout, sink)

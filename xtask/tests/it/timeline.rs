@@ -219,6 +219,98 @@ fn requests_on_the_timeline_of_a_real_session() {
             after.iter().min().unwrap()
         );
     }
+
+    // What the server did while the slowest requests waited, computed
+    // again from the exported trace: the waits, and each listed host
+    // operation's self time inside its wait.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let listed = summary["full_trace"]["requests"]["slowest_waits"]
+        .as_array()
+        .expect("slowest_waits")
+        .clone();
+    let window = serving.trace_window.expect("the profiler's window");
+    let mut slow: Vec<_> = records
+        .iter()
+        .filter(|r| r.ok())
+        .filter_map(|r| Some((r, r.first_token_ns?)))
+        .filter(|(r, first)| r.start_ns >= window.start_ns && *first <= window.end_ns)
+        .collect();
+    slow.sort_by_key(|(r, first)| (std::cmp::Reverse(first - r.start_ns), r.id));
+    slow.truncate(5);
+    let ids: Vec<u64> = listed.iter().map(|w| w["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, slow.iter().map(|(r, _)| r.id).collect::<Vec<_>>());
+    assert!(!ids.is_empty(), "no wait inside the profiler's window");
+    let requests_pid = full
+        .processes
+        .iter()
+        .find(|it| it.1 == "Requests")
+        .unwrap()
+        .0;
+    let mut checked = 0;
+    for (wait, (record, first)) in listed.iter().zip(&slow) {
+        let (lo, hi) = (
+            i128::from(record.start_ns) * 1000,
+            i128::from(*first) * 1000,
+        );
+        let own = self_times_inside(&full, requests_pid, lo, hi);
+        for op in wait["host"].as_array().unwrap() {
+            let name = op["name"].as_str().unwrap();
+            let ours = op["self_ms"].as_f64().unwrap();
+            let theirs = own.get(name).copied().unwrap_or(0.0);
+            // The export writes times in whole nanoseconds.
+            assert!(
+                (ours - theirs).abs() < 0.002,
+                "request {}: {name} self time {ours} ms, recomputed {theirs} ms",
+                record.id
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no host operation listed for any wait");
+}
+
+/// Self time per operation name inside `[lo, hi)`, over every thread of
+/// every process but `skip`: each complete event cut to the window, nested
+/// on its thread (sorted by start, the longer first), minus its direct
+/// children, summed per name, in milliseconds.
+fn self_times_inside(
+    trace: &Trace,
+    skip: u64,
+    lo: i128,
+    hi: i128,
+) -> std::collections::HashMap<String, f64> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut threads: BTreeMap<(u64, u64), Vec<(i128, i128, &str)>> = BTreeMap::new();
+    for (pid, tid, name, start, dur) in &trace.slices {
+        let (s, e) = ((*start).max(lo), (start + dur).min(hi));
+        if *pid != skip && s < e {
+            let name = name.strip_prefix('$').unwrap_or(name);
+            threads.entry((*pid, *tid)).or_default().push((s, e, name));
+        }
+    }
+    let mut res: HashMap<String, f64> = HashMap::new();
+    for events in threads.values_mut() {
+        events.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
+        // Open events: end and self time so far, by index.
+        let mut open: Vec<(i128, usize)> = Vec::new();
+        let mut own: Vec<i128> = events.iter().map(|(s, e, _)| e - s).collect();
+        for (idx, &(s, e, _)) in events.iter().enumerate() {
+            while open.last().is_some_and(|&(end, _)| end <= s) {
+                open.pop();
+            }
+            if let Some(&(end, parent)) = open.last()
+                && e <= end
+            {
+                own[parent] -= e - s;
+            }
+            open.push((e, idx));
+        }
+        for ((_, _, name), ps) in events.iter().zip(own) {
+            *res.entry((*name).to_owned()).or_default() += ps as f64 / 1e9;
+        }
+    }
+    res
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
