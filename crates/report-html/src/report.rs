@@ -112,6 +112,14 @@ pub fn render_report(page: &ReportPage<'_>) -> String {
     if !input.devices.is_empty() {
         toc.push(("devices", "Devices"));
     }
+    let waits = input
+        .full_trace
+        .as_ref()
+        .and_then(|it| it.requests.as_ref())
+        .filter(|it| !it.waits.is_empty());
+    if waits.is_some() {
+        toc.push(("waits", "Slowest waits"));
+    }
     if input.pyspy.is_some() {
         toc.push(("pyspy", "py-spy"));
     }
@@ -135,6 +143,7 @@ pub fn render_report(page: &ReportPage<'_>) -> String {
                 @for plane in input.devices { (device(plane)) }
             }
         }
+        @if let Some(requests) = waits { (waits_section(requests)) }
         @if let Some(pyspy) = &input.pyspy { (pyspy_section(pyspy, page.flamegraphs)) }
         section #observations {
             h2 { "Observations" }
@@ -437,6 +446,54 @@ fn device(plane: &DevicePlane) -> Markup {
                 })
                 p.note { "Total is shown only where it differs from self time (ops that hold others, such as while loops). Program ids and every number unrounded are in summary.json." }
             }
+        }
+    }
+}
+
+/// The slowest waits for a first token and the operations with the most
+/// self time inside each, one row per operation (as report.md's section,
+/// with every listed operation).
+fn waits_section(requests: &session_report::RequestsOnTrace) -> Markup {
+    let rows = requests
+        .waits
+        .iter()
+        .flat_map(|wait| {
+            [("device", &wait.device), ("host", &wait.host)]
+                .into_iter()
+                .flat_map(move |(side, ops)| {
+                    ops.iter().map(move |op| {
+                        vec![
+                            wait.id.to_string(),
+                            wait.slot.to_string(),
+                            fixed(wait.ttft_ms, 3),
+                            side.to_owned(),
+                            op.name.clone(),
+                            fixed(op.self_ms, 3),
+                            count(op.count),
+                        ]
+                    })
+                })
+        })
+        .collect();
+    html! {
+        section #waits {
+            h2 { "While the Slowest Requests Waited" }
+            p {
+                "The " (requests.waits.len()) " requests with the longest time to first token whose whole wait lies inside the profiler's window, and the operations with the most self time inside each wait: each event that overlaps the wait counts only its part inside it, minus the parts of the events nested in it there. The waits are placed on the trace as its Requests process is: " (requests.description) "."
+            }
+            (DataTable {
+                id: "waits-table",
+                columns: &[
+                    ("Request", Align::Right),
+                    ("Slot", Align::Right),
+                    ("TTFT (ms)", Align::Right),
+                    ("Side", Align::Left),
+                    ("Operation", Align::Code),
+                    ("Self in the wait (ms)", Align::Right),
+                    ("Events", Align::Right),
+                ],
+                rows,
+            })
         }
     }
 }

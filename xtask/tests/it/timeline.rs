@@ -268,6 +268,25 @@ fn requests_on_the_timeline_of_a_real_session() {
         }
     }
     assert!(checked > 0, "no host operation listed for any wait");
+
+    // The page has them too, as a table that sorts in a real browser.
+    let page = run.join("report.html");
+    let outline = crate::html::outline(&std::fs::read_to_string(&page).unwrap());
+    for part in ["section #waits", "table #waits-table"] {
+        assert!(outline.contains(part), "no {part} in\n{outline}");
+    }
+    if let Some(browser) = crate::browser::browser() {
+        crate::browser::check_page(
+            &browser,
+            &page,
+            &crate::browser::Expect {
+                sort: Some(("waits-table", 6)),
+                filter: None,
+                pictures: 1,
+                screenshot: None,
+            },
+        );
+    }
 }
 
 /// Self time per operation name inside `[lo, hi)`, over every thread of
