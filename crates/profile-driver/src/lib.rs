@@ -123,6 +123,50 @@ impl DriveError {
     }
 }
 
+/// Runs `plan` on the host it names: a local sweep when `variants` (from
+/// [`profile_session::sweep::grid`]) is not empty, else one [`drive`] on a
+/// [`local::LocalHost`], a [`local::AttachHost`] or a [`tpu::TpuHost`]
+/// (whose dry run prints through `print`). Kubernetes plans are the
+/// `k8s-job` crate's, and refused here.
+pub async fn run(
+    plan: &profile_session::Plan,
+    variants: &[sweep::Variant],
+    progress: std::sync::Arc<dyn events::Progress>,
+    cancel: host::Cancel,
+    print: tpu::Print,
+) -> Result<(), DriveError> {
+    use profile_session::plan::HostPlan;
+    let mut host: Box<dyn host::Host> = match &plan.host {
+        HostPlan::Local(local) if !variants.is_empty() => {
+            sweep::run_local(plan, local.device, variants, progress, cancel).await?;
+            return Ok(());
+        }
+        _ if !variants.is_empty() => {
+            return Err(DriveError::Failed(format!(
+                "--sweep with {} is not supported",
+                plan.host.kind().flag()
+            )));
+        }
+        HostPlan::Local(local) => Box::new(local::LocalHost {
+            device: local.device,
+        }),
+        HostPlan::Attach(attach) => Box::new(local::AttachHost {
+            url: attach.url.clone(),
+        }),
+        HostPlan::Tpu(tpu) => Box::new(tpu::TpuHost {
+            options: tpu.clone(),
+            print,
+        }),
+        HostPlan::K8s(_) => {
+            return Err(DriveError::Failed(
+                "a --k8s plan runs as a Job of the k8s-job crate, not on a host here".to_owned(),
+            ));
+        }
+    };
+    drive(plan, &mut *host, progress, cancel).await?;
+    Ok(())
+}
+
 /// An error and its causes on one line, `: `-separated, as a run's last
 /// line shows them.
 pub fn one_line(err: &dyn std::error::Error) -> String {
