@@ -161,6 +161,17 @@ pub fn dry_run_text(plan: &Plan, variants: &[Variant], run_id: &str) -> Result<S
     Ok(out)
 }
 
+/// The plan the checked-in assets are generated from: the score Job with
+/// py-spy, every other setting at the command line's default, and no site
+/// value (the environment must not leak into them).
+pub fn asset_plan() -> Plan {
+    let mut plan = Plan::new(HostPlan::K8s(K8sOptions::default()));
+    plan.endpoint = profile_session::Endpoint::Score;
+    plan.py_spy = true;
+    plan.sglang_jax_version = profile_driver::pyenv::DEFAULT_VERSION.to_owned();
+    plan
+}
+
 /// The checked-in assets of `plan` (the score Job with py-spy):
 /// `(path relative to the repository, text)`.
 pub fn assets(plan: &Plan) -> Result<Vec<(PathBuf, String)>, Error> {
@@ -304,6 +315,53 @@ fn archive_url(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checked_in_assets_are_fresh() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (rel, text) in assets(&asset_plan()).unwrap() {
+            let on_disk = std::fs::read_to_string(repo.join(&rel)).unwrap_or_default();
+            assert!(
+                on_disk == text,
+                "{} is stale: run `cargo xtask k8s assets`",
+                rel.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_dry_run_needs_no_other_flag() {
+        let text = dry_run_text(&asset_plan(), &[], "20261130T210000Z-score-k8s").unwrap();
+        for needle in [
+            "cloud.google.com/gke-tpu-accelerator: tpu-v6e-slice",
+            "cloud.google.com/gke-tpu-topology: 1x1",
+            "google.com/tpu:",
+            "cloud.google.com/gke-spot:",
+            "SYS_PTRACE",
+            "medium: Memory",
+            "gcsfuse.csi.storage.gke.io",
+            "gke-gcsfuse/volumes:",
+            "serviceAccountName: K8S_SERVICE_ACCOUNT",
+            "backoffLimit: 0",
+            "activeDeadlineSeconds: 3600",
+            "ttlSecondsAfterFinished: 86400",
+            "image: IMAGE_URL",
+            "# Placeholders to replace: IMAGE_URL (--image), BUCKET_NAME (--bucket)",
+            "- --py-spy",
+            "# ENTRYPOINT",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_real_run_needs_the_site_values() {
+        let err = job_config(&asset_plan(), &[], "r", false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--k8s needs --image (or SGLPROF_K8S_IMAGE)"
+        );
+    }
 
     #[test]
     fn archive_lines() {
