@@ -8,8 +8,9 @@
 //! [`pyenv`]), [`local::Running`] (a server that already runs: `--attach`,
 //! a local sweep's variants), and [`tpu::TpuHost`] (a Cloud TPU VM, or its
 //! rehearsal here: the simulated API and local workers). [`sweep`] runs one
-//! plan per variant on one server; [`archive`] puts runs in GCS and fetches
-//! them back.
+//! plan per variant on one server; [`serve`] holds a server for sessions
+//! that attach to it; [`archive`] puts runs in GCS and fetches them back;
+//! [`tpu::admin`] lists, stops, starts and deletes VMs outside a run.
 //!
 //! The driver never prints: it reports [`events`], which a command line
 //! shows. It spawns processes only through `sglang-server`'s supervisor
@@ -24,6 +25,7 @@ pub mod events;
 pub mod host;
 pub mod local;
 pub mod pyenv;
+pub mod serve;
 pub mod sweep;
 pub mod tpu;
 
@@ -77,6 +79,9 @@ pub enum DriveError {
         #[source]
         source: profile_report::Error,
     },
+    /// A held server ended by itself.
+    #[error(transparent)]
+    Died(Box<sglang_server::Error>),
     #[error("py-spy produced no output; see {}", .0.display())]
     NoPySpy(PathBuf),
     /// A whole line already: what failed with its causes, and what became
