@@ -79,6 +79,11 @@ pub enum DriveError {
         #[source]
         source: profile_report::Error,
     },
+    /// A run folder or its metadata could not be read.
+    #[error(transparent)]
+    Read(#[from] profile_report::Error),
+    #[error(transparent)]
+    Gcs(Box<gcs_artifacts::Error>),
     /// A held server ended by itself.
     #[error(transparent)]
     Died(Box<sglang_server::Error>),
