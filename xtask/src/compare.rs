@@ -2,22 +2,22 @@
 //! folders (local or archived), against a named baseline, or against the
 //! last N archived runs.
 //!
-//! This module is the command line: which sides to fetch and read, and what
-//! to print. Reading a side and writing the outputs are
-//! `profile_report::compare_side`'s, fetching archived runs, named
-//! baselines and a candidate's history `profile_driver::archive`'s, the statistics and verdict rules
+//! This module is the command line: the flags and what to print. Fetching
+//! and reading the sides and writing the outputs are
+//! `profile_driver::compare`'s (with `profile_driver::archive` and
+//! `profile_report::compare_side`), the statistics and verdict rules
 //! `profile-compare`'s. Exit codes: 0 no regression (including an
 //! inconclusive verdict, said on stderr), 1 regression, 2 error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use gcs_artifacts::RunKind;
-use profile_compare::{Profile, Settings, Verdict};
-use profile_driver::archive::{self, Baselines};
+use profile_compare::{Settings, Verdict};
+use profile_driver::archive::Baselines;
+use profile_driver::compare::{Against, CompareRequest, compare};
 use profile_report::Note;
-use profile_report::compare_side::{load_side, write_comparison};
 
 use crate::archive::{ConnFlags, block_on};
 
@@ -99,72 +99,34 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
             args.inputs.len()
         );
     }
-    let candidate_input = args.inputs.last().expect("checked").clone();
-    let scratch = tempfile::Builder::new()
-        .prefix("sglprof-compare-")
-        .tempdir()
-        .context("cannot create a scratch folder")?;
     let conn = args.conn.connection();
-    let fetch_input = |input: &str, dest: PathBuf| {
-        block_on(async { Ok(archive::fetch_input(input, &dest, &conn).await?) })
+    let against = match (&args.baseline_name, args.history) {
+        (_, Some(n)) => Against::History {
+            kind: RunKind::parse(&args.kind)?,
+            count: n as usize,
+        },
+        (Some(name), None) => Against::Named(name.clone()),
+        (None, None) => Against::Input(args.inputs[0].clone()),
     };
-    let baselines = Baselines {
-        bucket: args.bucket.as_deref(),
-        prefix: &args.prefix,
-        model: args.model.as_deref(),
-        accelerator: args.accelerator.as_deref(),
-        conn: &conn,
+    let request = CompareRequest {
+        candidate: args.inputs.last().expect("checked"),
+        against,
+        out: args.out.clone(),
+        settings: Settings {
+            threshold: args.threshold,
+            ..Settings::default()
+        },
+        baselines: Baselines {
+            bucket: args.bucket.as_deref(),
+            prefix: &args.prefix,
+            model: args.model.as_deref(),
+            accelerator: args.accelerator.as_deref(),
+            conn: &conn,
+        },
     };
-    let candidate_dir = fetch_input(&candidate_input, scratch.path().join("candidate"))?;
-    // Every local file read, so that no output replaces one.
-    let mut read = Vec::new();
-    let candidate = load(&candidate_dir, &candidate_input, &mut read)?;
-    let settings = Settings {
-        threshold: args.threshold,
-        ..Settings::default()
-    };
-
-    let comparison = if let Some(n) = args.history {
-        let kind = RunKind::parse(&args.kind)?;
-        let dirs = block_on(async {
-            let (dir, input) = (&candidate_dir, &candidate_input);
-            Ok(baselines
-                .history(kind, n as usize, dir, input, scratch.path())
-                .await?)
-        })?;
-        let mut read = Vec::new();
-        let history = dirs
-            .iter()
-            .map(|(dir, url)| load(dir, url, &mut read))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        profile_compare::judge_history(&history, &candidate, &settings)
-    } else {
-        let (baseline_dir, baseline_label) = match &args.baseline_name {
-            Some(name) => block_on(async {
-                Ok(baselines
-                    .named(name, &candidate_dir, scratch.path())
-                    .await?)
-            })?,
-            None => {
-                let input = &args.inputs[0];
-                (
-                    fetch_input(input, scratch.path().join("baseline"))?,
-                    input.clone(),
-                )
-            }
-        };
-        let baseline = load(&baseline_dir, &baseline_label, &mut read)?;
-        profile_compare::compare(&baseline, &candidate, &settings)
-    };
-
-    let out = match &args.out {
-        Some(out) => out.clone(),
-        None if Path::new(&candidate_input).is_dir() => {
-            profile_report::outputs::default_dir(Path::new(&candidate_input))
-        }
-        None => PathBuf::from("."),
-    };
-    for path in write_comparison(&comparison, &out, &read)? {
+    let outcome = block_on(async { Ok(compare(&request, &mut print_note).await?) })?;
+    let comparison = outcome.comparison;
+    for path in &outcome.written {
         println!("wrote {}", path.display());
     }
     println!(
@@ -185,20 +147,15 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
     Ok(comparison.verdict)
 }
 
-/// One side, read; a choice among several runs or hosts is said on stderr.
-pub fn load(dir: &Path, label: &str, read: &mut Vec<PathBuf>) -> anyhow::Result<Profile> {
-    let mut notes = Vec::new();
-    let profile = load_side(dir, label, read, &mut notes)?;
-    for note in notes {
-        match note {
-            Note::SeveralRuns { count, chosen } => eprintln!(
-                "note: {label}: {count} profiler runs found, comparing the latest, {chosen}"
-            ),
-            Note::SeveralHosts { run, count, chosen } => {
-                eprintln!("note: {label}: run {run} has {count} hosts, comparing {chosen}")
-            }
-            other => eprintln!("note: {label}: {other}"),
+/// A choice among several runs or hosts of a side, said on stderr.
+fn print_note(label: &str, note: Note) {
+    match note {
+        Note::SeveralRuns { count, chosen } => {
+            eprintln!("note: {label}: {count} profiler runs found, comparing the latest, {chosen}")
         }
+        Note::SeveralHosts { run, count, chosen } => {
+            eprintln!("note: {label}: run {run} has {count} hosts, comparing {chosen}")
+        }
+        other => eprintln!("note: {label}: {other}"),
     }
-    Ok(profile)
 }

@@ -10,6 +10,7 @@
 //! rehearsal here: the simulated API and local workers). [`sweep`] runs one
 //! plan per variant on one server; [`serve`] holds a server for sessions
 //! that attach to it; [`archive`] puts runs in GCS and fetches them back;
+//! [`compare`] judges a run against a baseline or the archived history;
 //! [`tpu::admin`] lists, stops, starts and deletes VMs outside a run.
 //!
 //! The driver never prints: it reports [`events`], which a command line
@@ -20,6 +21,7 @@
 //! this crate's local host.
 
 pub mod archive;
+pub mod compare;
 mod drive;
 pub mod events;
 pub mod host;
