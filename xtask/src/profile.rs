@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args as _, FromArgMatches as _};
 use profile_driver::host::Cancel;
 use profile_driver::sweep::Variant;
@@ -351,31 +351,16 @@ impl Args {
     }
 
     fn host_plan(&self) -> anyhow::Result<HostPlan> {
-        let device = self.device.as_deref().and_then(Device::from_name);
-        if self.k8s.enabled {
-            if device.is_some_and(|it| it != Device::Tpu) {
-                bail!("--device cpu is not supported with --k8s: the Job runs on a GKE TPU node");
-            }
-            return Ok(HostPlan::K8s(self.k8s.options(self.tpu.dry_run)));
-        }
-        if self.use_tpu {
-            if device.is_some() {
-                bail!(
-                    "--device is not supported with --tpu: the VM's TPU is the device; \
-                     --device chooses for --local (and --k8s)"
-                );
-            }
-            return Ok(HostPlan::Tpu(self.tpu.options()));
-        }
-        if let Some(url) = &self.attach {
-            if device.is_some() {
-                bail!("--device is not supported with --attach: the server already runs");
-            }
-            return Ok(HostPlan::Attach(AttachOptions { url: url.clone() }));
-        }
-        Ok(HostPlan::Local(LocalOptions {
-            device: device.unwrap_or_default(),
-        }))
+        let host = if self.k8s.enabled {
+            HostPlan::K8s(self.k8s.options(self.tpu.dry_run))
+        } else if self.use_tpu {
+            HostPlan::Tpu(self.tpu.options())
+        } else if let Some(url) = &self.attach {
+            HostPlan::Attach(AttachOptions { url: url.clone() })
+        } else {
+            HostPlan::Local(LocalOptions::default())
+        };
+        Ok(host.with_device(self.device.as_deref().and_then(Device::from_name))?)
     }
 }
 

@@ -20,7 +20,7 @@ use anyhow::Context;
 use profile_driver::DriveError;
 use profile_driver::host::Cancel;
 use profile_driver::local::LocalServer;
-use profile_driver::serve::hold;
+use profile_driver::serve::{hold, read_until_eof, stdin_can_close};
 use profile_session::plan::{Device, HostPlan, LocalOptions, Plan, defaults};
 
 use crate::util::Lines;
@@ -119,31 +119,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The reader of standard input may still block; nothing waits for it.
     runtime.shutdown_background();
     res
-}
-
-/// Whether standard input is something that closes: a pipe, a socket or a
-/// terminal. `/dev/null` or a file (a script's background job, say) is at
-/// its end from the start and is not watched.
-fn stdin_can_close() -> bool {
-    use std::io::IsTerminal as _;
-    if std::io::stdin().is_terminal() {
-        return true;
-    }
-    // SAFETY: fstat writes into a zeroed stat buffer of the right type.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(0, &mut stat) } != 0 {
-        return false;
-    }
-    let kind = stat.st_mode & libc::S_IFMT;
-    kind == libc::S_IFIFO || kind == libc::S_IFSOCK
-}
-
-/// Reads and drops standard input until it ends.
-fn read_until_eof() {
-    use std::io::Read as _;
-    let mut buf = [0u8; 1024];
-    let mut stdin = std::io::stdin().lock();
-    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
 }
 
 #[derive(clap::Args, Debug)]

@@ -4,6 +4,9 @@
 //! is ready, and stopped when the caller's `closed` future fires or on a
 //! signal (the `cancel` future). It ends with an error when the server dies
 //! by itself. Sessions attach to it by its URL ([`crate::local::AttachHost`]).
+//! A caller that holds the server for its parent process can watch its
+//! standard input ([`stdin_can_close`], [`read_until_eof`]): the parent
+//! keeps the write end, and the kernel closes it however the parent ends.
 
 use std::future::Future;
 use std::path::Path;
@@ -76,4 +79,29 @@ pub async fn hold(
     progress.line("serve", &format!("{why}: stopping the server"));
     server.stop(progress).await;
     Ok(())
+}
+
+/// Whether standard input is something that closes: a pipe, a socket or a
+/// terminal. `/dev/null` or a file (a script's background job, say) is at
+/// its end from the start and is not watched.
+pub fn stdin_can_close() -> bool {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        return true;
+    }
+    // SAFETY: fstat writes into a zeroed stat buffer of the right type.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut stat) } != 0 {
+        return false;
+    }
+    let kind = stat.st_mode & libc::S_IFMT;
+    kind == libc::S_IFIFO || kind == libc::S_IFSOCK
+}
+
+/// Reads and drops standard input until it ends.
+pub fn read_until_eof() {
+    use std::io::Read as _;
+    let mut buf = [0u8; 1024];
+    let mut stdin = std::io::stdin().lock();
+    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
 }

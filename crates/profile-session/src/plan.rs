@@ -101,6 +101,30 @@ pub enum HostPlan {
 }
 
 impl HostPlan {
+    /// This host with the device a server on this machine runs on, refused
+    /// in one line where the host decides it: a TPU VM's is its TPU, a
+    /// Kubernetes pod's its node's TPU, an attached server's already chosen.
+    pub fn with_device(mut self, device: Option<Device>) -> Result<HostPlan, PlanError> {
+        let Some(device) = device else {
+            return Ok(self);
+        };
+        let host = self.kind().flag();
+        let refuse = |flag, why| Err(PlanError::Unsupported { flag, host, why });
+        match &mut self {
+            HostPlan::Local(local) => local.device = device,
+            HostPlan::K8s(_) if device == Device::Tpu => {}
+            HostPlan::K8s(_) => return refuse("--device cpu", "the Job runs on a GKE TPU node"),
+            HostPlan::Tpu(_) => {
+                return refuse(
+                    "--device",
+                    "the VM's TPU is the device; --device chooses for --local (and --k8s)",
+                );
+            }
+            HostPlan::Attach(_) => return refuse("--device", "the server already runs"),
+        }
+        Ok(self)
+    }
+
     pub fn kind(&self) -> HostKind {
         match self {
             HostPlan::Local(_) => HostKind::Local,
