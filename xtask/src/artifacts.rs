@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use profile_driver::archive::{
-    UploadOpts, connect, download, promote, upload_run, vm_upload_script,
+    UploadOpts, connect, download, promote, set_up_bucket, upload_run, vm_upload_script,
 };
 
 use crate::archive::{ConnFlags, TargetFlags, block_on, upload_opts};
@@ -279,14 +279,9 @@ fn bucket(command: BucketCommand) -> anyhow::Result<()> {
             }
             let project =
                 project.context("bucket create needs --project or GOOGLE_CLOUD_PROJECT")?;
-            block_on(async move {
-                let client = connect(&conn.connection()).await?;
-                gcs_artifacts::create_bucket(&client, &project, &bucket, &location, &prefix)
-                    .await?;
-                eprintln!(
-                    "[artifacts] created gs://{bucket} in {location} with the RFC-011 lifecycle"
-                );
-                Ok(())
+            let create = Some((project.as_str(), location.as_str()));
+            block_on(async {
+                Ok(set_up_bucket(&conn.connection(), &bucket, create, &prefix, &Lines).await?)
             })
         }
         BucketCommand::Lifecycle {
@@ -302,11 +297,8 @@ fn bucket(command: BucketCommand) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            block_on(async move {
-                let client = connect(&conn.connection()).await?;
-                gcs_artifacts::set_lifecycle(&client, &bucket, &prefix).await?;
-                eprintln!("[artifacts] set the RFC-011 lifecycle on gs://{bucket}");
-                Ok(())
+            block_on(async {
+                Ok(set_up_bucket(&conn.connection(), &bucket, None, &prefix, &Lines).await?)
             })
         }
     }

@@ -433,20 +433,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let mut signals = tpu_cloud::lease::Signals::install().context("cannot handle signals")?;
         let cancel: Cancel = Box::pin(async move { signals.recv().await });
         match &plan.host {
-            HostPlan::K8s(k8s) => {
-                let run_id = profile_driver::run_id(&plan, std::time::SystemTime::now());
-                if k8s.dry_run {
-                    print!(
-                        "{}",
-                        k8s_job::profile::dry_run_text(&plan, &variants, &run_id)?
-                    );
-                    return Ok(());
-                }
-                let out_dir = profile_driver::run_dir(&plan, &run_id)?;
-                k8s_job::profile::run(&plan, &variants, &run_id, &out_dir, progress, async {
+            HostPlan::K8s(_) => {
+                let cancel = async {
                     cancel.await;
-                })
-                .await?;
+                };
+                if let Some(text) =
+                    k8s_job::profile::run_plan(&plan, &variants, progress, cancel).await?
+                {
+                    print!("{text}");
+                }
                 Ok(())
             }
             _ => {

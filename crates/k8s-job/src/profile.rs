@@ -285,6 +285,25 @@ pub async fn run(
     Ok(folders)
 }
 
+/// `profile --k8s` with `plan`: its dry run's text when the plan asks for
+/// one (nothing is run), else the Job run as [`run`] runs it, under a new
+/// run id, into the plan's run folder.
+pub async fn run_plan(
+    plan: &Plan,
+    variants: &[Variant],
+    progress: Arc<dyn Events>,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Option<String>, Error> {
+    let run_id = profile_driver::run_id(plan, std::time::SystemTime::now());
+    if options(plan)?.dry_run {
+        return Ok(Some(dry_run_text(plan, variants, &run_id)?));
+    }
+    let out_dir = profile_driver::run_dir(plan, &run_id)
+        .map_err(|err| Error::Plan(profile_driver::one_line(&err)))?;
+    run(plan, variants, &run_id, &out_dir, progress, cancel).await?;
+    Ok(None)
+}
+
 /// Shows one event; remembers the archive address each pod logs.
 fn report(event: &Progress, progress: &dyn Events, archived: &mut BTreeMap<String, String>) {
     match event {
@@ -352,6 +371,21 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_plan_prints_and_runs_nothing() {
+        let mut plan = asset_plan();
+        if let HostPlan::K8s(k8s) = &mut plan.host {
+            k8s.dry_run = true;
+        }
+        let progress = Arc::new(profile_driver::events::Recorded::default());
+        let text = run_plan(&plan, &[], progress.clone(), std::future::pending())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.contains("- --py-spy"), "{text}");
+        assert!(progress.0.lock().unwrap().is_empty());
     }
 
     #[test]

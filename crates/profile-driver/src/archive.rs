@@ -478,6 +478,36 @@ pub async fn promote(
     Ok(summary.url)
 }
 
+/// Creates `bucket` with the RFC-011 lifecycle of `prefix` when `create`
+/// gives its project and location, else sets that lifecycle on the
+/// existing `bucket`.
+pub async fn set_up_bucket(
+    conn: &Connection,
+    bucket: &str,
+    create: Option<(&str, &str)>,
+    prefix: &str,
+    progress: &dyn Progress,
+) -> Result<(), DriveError> {
+    let gcs = |err| DriveError::Gcs(Box::new(err));
+    let client = connect(conn).await?;
+    let text = match create {
+        Some((project, location)) => {
+            gcs_artifacts::create_bucket(&client, project, bucket, location, prefix)
+                .await
+                .map_err(gcs)?;
+            format!("created gs://{bucket} in {location} with the RFC-011 lifecycle")
+        }
+        None => {
+            gcs_artifacts::set_lifecycle(&client, bucket, prefix)
+                .await
+                .map_err(gcs)?;
+            format!("set the RFC-011 lifecycle on gs://{bucket}")
+        }
+    };
+    progress.line("artifacts", &text);
+    Ok(())
+}
+
 /// A client for `conn`.
 pub async fn connect(conn: &Connection) -> Result<Client, DriveError> {
     let config = ClientConfig {
