@@ -194,3 +194,35 @@ pub fn one_line(err: &dyn std::error::Error) -> String {
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use profile_session::Plan;
+    use profile_session::plan::{AttachOptions, HostPlan, K8sOptions};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn run_refuses_what_no_host_here_runs() {
+        let silent = || Arc::new(events::Silent) as Arc<dyn events::Progress>;
+        let print: tpu::Print = Arc::new(|_: &str| {});
+        let k8s = Plan::new(HostPlan::K8s(K8sOptions::default()));
+        let err = run(&k8s, &[], silent(), host::never(), print.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("k8s-job"), "{err}");
+        let attach = Plan::new(HostPlan::Attach(AttachOptions {
+            url: "http://127.0.0.1:9".into(),
+        }));
+        let variant = sweep::Variant {
+            slug: "concurrency-1".into(),
+            plan: attach.clone(),
+        };
+        let err = run(&attach, &[variant], silent(), host::never(), print)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "--sweep with --attach is not supported");
+    }
+}

@@ -828,6 +828,50 @@ fn archive_args(args: &mut Args, archive: &ArchivePlan) {
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn only_a_local_server_lets_the_device_be_chosen() {
+        let local = HostPlan::Local(LocalOptions::default());
+        let chosen = local.clone().with_device(Some(Device::Tpu)).unwrap();
+        assert_eq!(
+            chosen,
+            HostPlan::Local(LocalOptions {
+                device: Device::Tpu
+            })
+        );
+        assert_eq!(local.clone().with_device(None).unwrap(), local);
+        let k8s = HostPlan::K8s(K8sOptions::default());
+        assert!(k8s.clone().with_device(Some(Device::Tpu)).is_ok());
+        assert_eq!(
+            k8s.with_device(Some(Device::Cpu)).unwrap_err().to_string(),
+            "--device cpu is not supported with --k8s: the Job runs on a GKE TPU node"
+        );
+        let attach = HostPlan::Attach(AttachOptions {
+            url: "http://h".into(),
+        });
+        assert_eq!(
+            attach
+                .with_device(Some(Device::Cpu))
+                .unwrap_err()
+                .to_string(),
+            "--device is not supported with --attach: the server already runs"
+        );
+    }
+
+    #[test]
+    fn host_only_flags_are_refused_elsewhere() {
+        let given = ["requests".to_owned(), "vm".to_owned()];
+        assert!(refuse_host_only(&given, HostKind::Tpu).is_ok());
+        assert_eq!(
+            refuse_host_only(&given, HostKind::Local)
+                .unwrap_err()
+                .to_string(),
+            "--vm is not supported with --local: it sets up the Cloud TPU VM of --tpu"
+        );
+        for (flags, hosts, why) in HOST_ONLY {
+            assert!(!flags.is_empty() && !hosts.is_empty() && !why.is_empty());
+        }
+    }
+
     pub(crate) fn plan(host: HostPlan) -> Plan {
         Plan {
             host,
