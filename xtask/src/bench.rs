@@ -19,6 +19,8 @@
 
 #[path = "bench_inputs.rs"]
 mod inputs;
+#[path = "bench_load.rs"]
+mod load;
 #[path = "bench_measure.rs"]
 mod measure;
 
@@ -63,6 +65,24 @@ pub struct Args {
     /// Measured runs of each size of the scale group (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub scale_runs: usize,
+    /// Run only the load generator's group: sglprof and sglang-jax's
+    /// `bench_serving` against a stub that answers at once, each client
+    /// pinned to CPU 0 and the stub to CPU 1 (so nothing else runs).
+    #[arg(long)]
+    pub load: bool,
+    /// Requests per run of the load group.
+    #[arg(long, default_value_t = 6000)]
+    pub load_requests: usize,
+    /// Requests in flight at most in the load group.
+    #[arg(long, default_value_t = 32)]
+    pub load_concurrency: usize,
+    /// Requests of the load group's one session measured for memory.
+    #[arg(long, default_value_t = 100_000)]
+    pub memory_requests: usize,
+    /// Requests per second of the load group's paced session (Poisson),
+    /// whose first-token times are checked away from saturation.
+    #[arg(long, default_value_t = 500.0)]
+    pub paced_rate: f64,
     /// Also run the plain-Python JSON baseline (last, on its own).
     #[arg(long)]
     pub python: bool,
@@ -135,9 +155,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let (json, xplane) = find_pair(&dir)?;
     let runs = args.runs.max(1);
+    let scratch = profile_driver::pyenv::cache_root()?.join("bench-scratch");
+    if args.load {
+        println!("machine: {} (at start)", machine());
+        let spec = load::LoadBench {
+            requests: args.load_requests.max(1),
+            concurrency: args.load_concurrency.max(1),
+            runs,
+            memory_requests: args.memory_requests.max(1),
+            paced_rate: args.paced_rate,
+        };
+        load::load_group(&me, &dir, &scratch, &spec)?;
+        println!("\nmachine: {} (at end)", machine());
+        return Ok(());
+    }
     let sh = Shell::new()?;
     let xprof_rs = ensure_xprof_rs(&sh)?;
-    let scratch = profile_driver::pyenv::cache_root()?.join("bench-scratch");
     // The report folders and the trace export's files are the bench's own:
     // those of an older sglprof (without the outputs record) would be
     // refused, not replaced.

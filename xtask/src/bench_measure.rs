@@ -5,7 +5,7 @@
 //! `bench-process` crate's, re-exported here for the bench's modules.
 
 pub(crate) use bench_process::{
-    Bench, SETTLE, Stats, bench, command, load, machine, measure_group,
+    Bench, SETTLE, Sample, Stats, bench, command, load, machine, measure, measure_group,
 };
 
 /// Prints a group's figures under `title`.

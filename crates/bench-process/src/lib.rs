@@ -3,7 +3,7 @@
 //! it prints itself) with its peak resident memory from `wait4`; commands
 //! are compared in groups measured A B A B ... after one warm-up run each,
 //! with a pause before every run, and summarised by the median and the
-//! range. [`machine`] and [`load`] describe the machine the figures were
+//! range; a single run ([`measure`]) also gives its CPU time. [`machine`] and [`load`] describe the machine the figures were
 //! taken on.
 //!
 //! It is not a statistics library and prints nothing: what a benchmark
@@ -139,15 +139,19 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) 
     cmd
 }
 
-#[derive(Clone, Copy)]
-struct Sample {
-    wall_s: f64,
-    peak_rss_mib: f64,
+/// One run of a command.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// Wall seconds, or the seconds the command printed.
+    pub wall_s: f64,
+    /// User and system CPU time.
+    pub cpu_s: f64,
+    pub peak_rss_mib: f64,
 }
 
 /// Runs a command to completion and reports its wall time (or the time it
-/// printed) and peak RSS.
-fn measure(bench: &mut Bench) -> Result<Sample, RunError> {
+/// printed), its CPU time and its peak RSS.
+pub fn measure(bench: &mut Bench) -> Result<Sample, RunError> {
     let start = Instant::now();
     let mut child = bench.cmd.spawn().map_err(RunError::Spawn)?;
     // Drain the pipes while the child runs: a full pipe would block it.
@@ -188,9 +192,11 @@ fn measure(bench: &mut Bench) -> Result<Sample, RunError> {
     } else {
         wall_s
     };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // ru_maxrss is in KiB on Linux.
     Ok(Sample {
         wall_s,
+        cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
     })
 }
@@ -207,6 +213,15 @@ mod tests {
         assert!(stats[1].wall.1 >= 0.2, "{stats:?}");
         assert!(stats[0].wall.0 < stats[1].wall.0, "{stats:?}");
         assert!(stats[1].rss.0 > 0.0, "{stats:?}");
+        let mut busy = bench(
+            "busy",
+            sh("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"),
+        );
+        let sample = measure(&mut busy).unwrap();
+        assert!(
+            sample.cpu_s > 0.0 && sample.cpu_s <= sample.wall_s + 0.01,
+            "{sample:?}"
+        );
         let (median, low, high) = stats[1].wall;
         assert!(low <= median && median <= high);
         let mut printed = sh("echo CONVERT_SECONDS 1.5");

@@ -10,6 +10,9 @@ use trace_model::{Event, EventSink, HostTraces, Phase, SharedArgs};
 
 use crate::Error;
 
+/// The plane whose events explain a device's idle gaps.
+const HOST_PLANE: &str = "/host:CPU";
+
 /// The analysis of the file chosen for the report.
 pub struct Chosen {
     pub analysis: Analysis,
@@ -118,35 +121,63 @@ pub fn analyse_xplane(path: &Path) -> Result<(Analysis, Vec<String>), Error> {
 }
 
 /// The device view of an `xplane.pb` alone, as the report computes it
-/// but without the host analysis: read in parts on every core, joined,
-/// and the host plane read again to explain the idle gaps.
+/// but without the host analysis: laid out once, the step boundaries read
+/// first, then the device planes' op lines read in parts on every core
+/// while the host plane is read on one more thread to explain the idle
+/// gaps (which the boundaries already place), and the parts joined.
 pub fn device_view(path: &Path) -> Result<Vec<DevicePlane>, Error> {
     let bytes = map_file(path)?;
     let wrap = |source| Error::XPlane {
         path: path.to_path_buf(),
         source,
     };
+    let stream = trace_xplane::Stream::new(&bytes).map_err(wrap)?;
     let mut device = DeviceSink::without_host_events();
     set_peaks(&bytes, &mut device).map_err(wrap)?;
-    trace_xplane::read_lines(&bytes, &boundary_lines, &mut device).map_err(wrap)?;
+    stream
+        .read_lines(&boundary_lines, &mut device)
+        .map_err(wrap)?;
+    let mut explainer = device.idle_explainer();
     let mut parts: Vec<DeviceSink> = (0..cores()).map(|_| device.for_part()).collect();
-    trace_xplane::read_parts(&bytes, &mut parts).map_err(wrap)?;
+    let op_lines =
+        |line: &trace_xplane::LineInfo<'_>| DeviceSink::part_reads_line(line.plane, line.line);
+    beside_explainer(&stream, &mut explainer, || {
+        stream.read_parts_of_lines(&op_lines, &mut parts)
+    })
+    .map_err(wrap)?;
     for part in parts {
         device.merge(part);
     }
     if !device.merged_exactly() {
         device = DeviceSink::without_host_events();
         set_peaks(&bytes, &mut device).map_err(wrap)?;
-        trace_xplane::read(&bytes, &mut device).map_err(wrap)?;
+        stream.read(&mut device).map_err(wrap)?;
     }
-    let mut planes = device.finish();
-    let mut explainer = IdleExplainer::new(&planes);
-    if explainer.has_gaps() {
-        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
-        trace_xplane::read_lines(&bytes, &host, &mut explainer).map_err(wrap)?;
+    Ok(device.finish_explained(explainer))
+}
+
+/// Runs `work` on this thread while another reads the host plane of
+/// `stream` into `explainer` (when it has gaps to explain); the first error
+/// of the two, `work`'s first.
+fn beside_explainer(
+    stream: &trace_xplane::Stream<'_>,
+    explainer: &mut IdleExplainer,
+    work: impl FnOnce() -> Result<trace_model::ReadSummary, trace_xplane::Error>,
+) -> Result<(), trace_xplane::Error> {
+    if !explainer.has_gaps() {
+        return work().map(drop);
     }
-    explainer.finish(&mut planes);
-    Ok(planes)
+    std::thread::scope(|scope| {
+        let explaining = scope.spawn(|| {
+            let host = |line: &trace_xplane::LineInfo<'_>| line.plane == HOST_PLANE;
+            stream.read_lines(&host, explainer)
+        });
+        let worked = work();
+        let explained = explaining
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        worked.and(explained).map(drop)
+    })
 }
 
 /// The lines a device view reads first, alone: its step boundaries.
@@ -195,7 +226,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Gives `device` the peaks of every plane of an XSpace (plane stats).
-fn set_peaks(bytes: &[u8], device: &mut DeviceSink) -> Result<(), trace_xplane::Error> {
+pub(crate) fn set_peaks(bytes: &[u8], device: &mut DeviceSink) -> Result<(), trace_xplane::Error> {
     for plane in trace_xplane::plane_stats(bytes)? {
         device.set_peaks(
             &plane.plane,
@@ -238,19 +269,25 @@ impl EventSink for Both {
 /// The analysis and the device view of an XSpace with device planes, read
 /// in parts on every core: the device planes' step boundaries (`Steps`,
 /// `XLA Modules`) first, alone, so that every part can place its ops; then
-/// the parts, merged in order. When the device view's parts do not join
-/// exactly, the file is read again in one pass.
-fn analyse_with_devices(bytes: &[u8]) -> Result<(Analysis, DeviceSink), trace_xplane::Error> {
+/// the parts, merged in order, while one more thread reads the host plane
+/// into the explainer of the idle gaps (which the boundaries place). When
+/// the device view's parts do not join exactly, the file is read again in
+/// one pass.
+fn analyse_with_devices(
+    stream: &trace_xplane::Stream<'_>,
+    bytes: &[u8],
+) -> Result<(Analysis, DeviceSink, IdleExplainer), trace_xplane::Error> {
     let mut device = DeviceSink::without_host_events();
     set_peaks(bytes, &mut device)?;
-    trace_xplane::read_lines(bytes, &boundary_lines, &mut device)?;
+    stream.read_lines(&boundary_lines, &mut device)?;
+    let mut explainer = device.idle_explainer();
     let mut parts: Vec<Both> = (0..cores())
         .map(|_| Both {
             analyzer: Analyzer::new(),
             device: device.for_part(),
         })
         .collect();
-    trace_xplane::read_parts(bytes, &mut parts)?;
+    beside_explainer(stream, &mut explainer, || stream.read_parts(&mut parts))?;
     let mut parts = parts.into_iter();
     let first = parts.next().expect("at least one part");
     let mut analyzer = first.analyzer;
@@ -260,23 +297,20 @@ fn analyse_with_devices(bytes: &[u8]) -> Result<(Analysis, DeviceSink), trace_xp
         device.merge(part.device);
     }
     if device.merged_exactly() {
-        return Ok((analyzer.finish(), device));
+        return Ok((analyzer.finish(), device, explainer));
     }
     let mut device = DeviceSink::without_host_events();
     set_peaks(bytes, &mut device)?;
     let mut analyzer = Analyzer::new();
-    trace_xplane::read(
-        bytes,
-        &mut Tee {
-            first: &mut analyzer,
-            second: &mut device,
-        },
-    )?;
-    Ok((analyzer.finish(), device))
+    stream.read(&mut Tee {
+        first: &mut analyzer,
+        second: &mut device,
+    })?;
+    Ok((analyzer.finish(), device, explainer))
 }
 
 /// [`analyse_xplane`], and the device view from the same pass when `devices`.
-fn analyse_xplane_with_devices(
+pub(crate) fn analyse_xplane_with_devices(
     path: &Path,
     devices: bool,
 ) -> Result<(Analysis, Vec<String>, Vec<DevicePlane>), Error> {
@@ -288,27 +322,28 @@ fn analyse_xplane_with_devices(
     let planes = trace_xplane::plane_names(&bytes).map_err(wrap)?;
     // Without a device plane the device view is empty: skip the sink.
     let devices = devices && planes.iter().any(|it| it.starts_with("/device:"));
+    // The stream is laid out once for every pass below.
+    let stream = trace_xplane::Stream::new(&bytes).map_err(wrap)?;
     // The host plane comes first in the stream, before the device planes
     // whose idle gaps its events explain: the device sink keeps none of
-    // them, and the host plane is read again once the gaps are known.
-    let (mut analysis, device) = if devices {
-        analyse_with_devices(&bytes).map_err(wrap)?
+    // them, and the host plane is read again, beside the parts, into the
+    // explainer of the gaps.
+    let (mut analysis, device, explainer) = if devices {
+        analyse_with_devices(&stream, &bytes).map_err(wrap)?
     } else {
         // The analysis alone is split over the cores and merged.
         let mut parts: Vec<Analyzer> = (0..cores()).map(|_| Analyzer::new()).collect();
-        trace_xplane::read_parts(&bytes, &mut parts).map_err(wrap)?;
+        stream.read_parts(&mut parts).map_err(wrap)?;
         let mut parts = parts.into_iter();
         let mut analyzer = parts.next().expect("at least one part");
         parts.for_each(|it| analyzer.merge(it));
-        (analyzer.finish(), DeviceSink::without_host_events())
+        let device = DeviceSink::without_host_events();
+        let explainer = device.idle_explainer();
+        (analyzer.finish(), device, explainer)
     };
-    // One more pass over some lines, when needed: the host plane, to
-    // explain the device's idle gaps, and the threads that came out of
-    // order, to make their self time exact (put in order within a window,
-    // or, if that is not enough, whole, in a pass of their own).
-    let mut device_planes = device.finish();
-    let mut explainer = IdleExplainer::new(&device_planes);
-    let explain = explainer.has_gaps();
+    // One more pass over some lines, when needed: the threads that came
+    // out of order, to make their self time exact (put in order within a
+    // window, or, if that is not enough, whole, in a pass of their own).
     let threads = if analysis.self_time_exact {
         Vec::new()
     } else {
@@ -316,44 +351,21 @@ fn analyse_xplane_with_devices(
     };
     let unordered =
         |line: &trace_xplane::LineInfo<'_>| threads.binary_search(&(line.pid, line.tid)).is_ok();
-    let keep =
-        |line: &trace_xplane::LineInfo<'_>| explain && line.plane == "/host:CPU" || unordered(line);
-    if explain || !threads.is_empty() {
+    if !threads.is_empty() {
         let mut fix = SelfTimeFix::new(&analysis);
-        let host = |line: &trace_xplane::LineInfo<'_>| line.plane == "/host:CPU";
-        // Both at once on two cores, each reading its own lines (they
-        // share the host plane's busiest thread, when that is the one out
-        // of order), or in one pass when only one of them has work.
-        let res = if explain && !threads.is_empty() && cores() > 1 {
-            std::thread::scope(|scope| {
-                let fixing = scope.spawn(|| trace_xplane::read_lines(&bytes, &unordered, &mut fix));
-                let explained = trace_xplane::read_lines(&bytes, &host, &mut explainer);
-                let fixed = fixing
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                explained.and(fixed)
-            })
-        } else {
-            let mut both = Tee {
-                first: &mut fix,
-                second: &mut explainer,
-            };
-            trace_xplane::read_lines(&bytes, &keep, &mut both)
-        };
-        res.map_err(wrap)?;
-        if !threads.is_empty() && !fix.apply(&mut analysis) {
+        stream.read_lines(&unordered, &mut fix).map_err(wrap)?;
+        if !fix.apply(&mut analysis) {
             let mut fix = SelfTimeFix::buffered(&analysis);
-            trace_xplane::read_lines(&bytes, &unordered, &mut fix).map_err(wrap)?;
+            stream.read_lines(&unordered, &mut fix).map_err(wrap)?;
             fix.apply(&mut analysis);
         }
     }
     if !analysis.self_time_exact {
         let mut analyzer = Analyzer::buffered();
-        trace_xplane::read(&bytes, &mut analyzer).map_err(wrap)?;
+        stream.read(&mut analyzer).map_err(wrap)?;
         analysis = analyzer.finish();
     }
-    explainer.finish(&mut device_planes);
-    Ok((analysis, planes, device_planes))
+    Ok((analysis, planes, device.finish_explained(explainer)))
 }
 
 /// The analysis and device view of a Chrome trace, with the peaks from the

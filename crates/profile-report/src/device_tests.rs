@@ -1,7 +1,8 @@
 //! The report of the real four-chip TPU v6e capture against xprof 2.24.2's
 //! outputs for it (`fixtures/real-device/tpu-v6e-4-host-offload`): what
-//! `summary.json` says per chip and summed, and that the shared args the
-//! XPlane reader splits off change nothing.
+//! `summary.json` says per chip and summed, that the shared args the
+//! XPlane reader splits off change nothing, and that the device view read
+//! in parts is the one read in one pass.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -195,4 +196,23 @@ fn split_args_give_what_merged_args_give() {
     trace_xplane::read(&bytes, &mut split).unwrap();
     trace_xplane::read(&bytes, &mut Merged(&mut merged)).unwrap();
     assert_eq!(split.finish(), merged.finish());
+}
+
+/// The device view as the bench and the report read it (the step
+/// boundaries first, then the lines in parts while another thread explains
+/// the idle gaps with the host plane) is the view of one pass that keeps
+/// the host events and explains the gaps at the end.
+#[test]
+fn device_views_read_in_parts_are_the_one_pass_view() {
+    let path = capture();
+    let bytes = std::fs::read(&path).unwrap();
+    let mut one_pass = DeviceSink::new();
+    crate::analyse::set_peaks(&bytes, &mut one_pass).unwrap();
+    trace_xplane::read(&bytes, &mut one_pass).unwrap();
+    let one_pass = one_pass.finish();
+    assert_eq!(one_pass.len(), 4);
+    assert!(one_pass.iter().all(|it| !it.idle.rows.is_empty()));
+    assert_eq!(crate::device_view(&path).unwrap(), one_pass);
+    let (_, _, in_report) = crate::analyse::analyse_xplane_with_devices(&path, true).unwrap();
+    assert_eq!(in_report, one_pass);
 }

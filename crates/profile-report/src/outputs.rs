@@ -11,14 +11,16 @@
 //!    that an earlier process left half-published (see below) and removes
 //!    the temporary files that a killed writer left behind.
 //! 2. Each output is written in full to a fresh temporary file in the
-//!    folder (created exclusively, with the permissions the umask gives)
-//!    and flushed to disk. Its name is checked first: a name that is one of
+//!    folder (created exclusively, with the permissions the umask gives).
+//!    Its name is checked first: a name that is one of
 //!    the command's inputs is refused, and so is an existing file that the
 //!    folder's record ([`LEDGER`]) does not list as written by sglprof with
 //!    the same contents.
-//! 3. [`OutputSet::publish`] commits the set: the record is rewritten, with
-//!    the list of renames still to do, through one rename. That rename is
-//!    the commit point. The temporary files are then renamed over their
+//! 3. [`OutputSet::publish`] commits the set: the temporary files and the
+//!    new record, with the list of renames still to do, are flushed to disk
+//!    (all at once, each on a thread of its own, so that the file system
+//!    can join them into one journal commit), then the record is put in
+//!    place through one rename. That rename is the commit point. The temporary files are then renamed over their
 //!    targets (in the order they were added: the file a person opens, such
 //!    as `report.md`, last), the record is rewritten without the list, and
 //!    the lock is released.
@@ -217,7 +219,8 @@ impl OutputSet {
     }
 
     /// Gives a written temporary file its name in the set: the name is
-    /// claimed ([`OutputSet::claim`]) and the file flushed to disk.
+    /// claimed ([`OutputSet::claim`]); [`OutputSet::publish`] flushes the
+    /// file to disk before the commit.
     pub fn stage(&mut self, temp: Temp, name: &str) -> Result<PathBuf, Error> {
         let target = self.claim(name)?;
         if self.staged.iter().any(|it| it.name == name) {
@@ -226,8 +229,6 @@ impl OutputSet {
                 why: Refusal::BadName,
             });
         }
-        let file = File::open(&temp.path).map_err(write_err(&target))?;
-        file.sync_all().map_err(write_err(&target))?;
         let print = Fingerprint::of_file(&temp.path).map_err(write_err(&target))?;
         self.staged.push(Staged {
             tmp: temp.path,
@@ -287,7 +288,11 @@ impl OutputSet {
         ledger.pending = Some(Pending { renames, remove });
         // The commit point: from here on the set is completed, by this
         // process or by the next `settle`.
-        write_ledger(&dir, &ledger)?;
+        let staged_files: Vec<(&Path, PathBuf)> = staged
+            .iter()
+            .map(|it| (&*it.tmp, dir.join(&it.name)))
+            .collect();
+        write_ledger(&dir, &ledger, &staged_files)?;
         for it in staged {
             // Published: the rename below or a later settle owns the file.
             let _ = it.tmp.keep();
@@ -549,14 +554,35 @@ fn is_temp_name(name: &str) -> bool {
 }
 
 /// Writes the record through a temporary file and one rename, then syncs
-/// the folder.
-fn write_ledger(dir: &Path, ledger: &Ledger) -> Result<(), Error> {
+/// the folder. The files (or folders) `first` are flushed to disk before
+/// the rename, together with the record's temporary file; each comes with
+/// the path its errors name.
+fn write_ledger(dir: &Path, ledger: &Ledger, first: &[(&Path, PathBuf)]) -> Result<(), Error> {
     let path = dir.join(LEDGER);
     let mut text = serde_json::to_string_pretty(ledger).expect("plain data serialises");
     text.push('\n');
     let (mut file, tmp) = temp_in(dir, "outputs")?;
     file.write_all(text.as_bytes()).map_err(write_err(&path))?;
-    file.sync_all().map_err(write_err(&path))?;
+    let sync_first = |(file, target): &(&Path, PathBuf)| {
+        File::open(file)
+            .and_then(|it| it.sync_all())
+            .map_err(write_err(target))
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = first
+            .iter()
+            .map(|it| scope.spawn(move || sync_first(it)))
+            .collect();
+        let mine = file.sync_all().map_err(write_err(&path));
+        let mut res = Ok(());
+        for other in others {
+            let synced = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            res = res.and(synced);
+        }
+        res.and(mine)
+    })?;
     drop(file);
     tmp.persist(&path)
         .map_err(|err| write_err(&path)(err.error))?;
@@ -592,8 +618,8 @@ fn apply(dir: &Path, ledger: &mut Ledger) -> Result<(), Error> {
             Err(source) => return Err(Error::Incomplete { path, source }),
         }
     }
-    sync_dir(dir)?;
-    write_ledger(dir, ledger)
+    // The renames reach the disk before the record that says they are done.
+    write_ledger(dir, ledger, &[(dir, dir.to_path_buf())])
 }
 
 /// Completes a pending set; the caller holds the lock. Returns the record

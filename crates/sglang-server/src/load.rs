@@ -134,6 +134,12 @@ pub async fn send_load(
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> Result<Vec<Sent>, Error> {
     let n = requests.len();
+    let mut urls: Vec<(&'static str, reqwest::Url)> = Vec::new();
+    for request in requests.iter() {
+        if !urls.iter().any(|(path, _)| *path == request.path) {
+            urls.push((request.path, client.endpoint(request.path)?));
+        }
+    }
     let start = clock.now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Sent)>();
     let dispatcher = tokio::spawn(dispatch(
@@ -141,6 +147,7 @@ pub async fn send_load(
         *clock,
         start,
         requests,
+        Arc::new(urls),
         options,
         tx,
     ));
@@ -209,6 +216,7 @@ async fn dispatch(
     clock: Clock,
     start: Duration,
     requests: Arc<Vec<LoadRequest>>,
+    urls: Arc<Vec<(&'static str, reqwest::Url)>>,
     options: LoadOptions,
     tx: tokio::sync::mpsc::UnboundedSender<(usize, Sent)>,
 ) {
@@ -227,11 +235,22 @@ async fn dispatch(
             },
             None => None,
         };
-        let (client, requests, slots, tx) =
-            (client.clone(), requests.clone(), slots.clone(), tx.clone());
+        let (client, requests, urls, slots, tx) = (
+            client.clone(),
+            requests.clone(),
+            urls.clone(),
+            slots.clone(),
+            tx.clone(),
+        );
         tasks.spawn(async move {
             let slot = slots.lock().map_or(0, |mut it| it.take());
-            let mut sent = send_one(&client, &clock, &requests[idx]).await;
+            let request = &requests[idx];
+            let url = urls
+                .iter()
+                .find(|(path, _)| *path == request.path)
+                .map(|(_, url)| url)
+                .expect("send_load parsed every path");
+            let mut sent = send_one(&client, &clock, request, url).await;
             if let Ok(mut it) = slots.lock() {
                 it.give_back(slot);
             }
@@ -252,8 +271,38 @@ async fn dispatch(
 struct Event<'a> {
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    meta_info: Option<EventMeta<'a>>,
+}
+
+/// An event's `meta_info`, its id borrowed: a stream repeats it in every
+/// chunk, and only the last one is kept.
+#[derive(Deserialize)]
+struct EventMeta<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
     #[serde(default)]
-    meta_info: Option<AnswerMeta>,
+    prompt_tokens: Option<u32>,
+    #[serde(default)]
+    completion_tokens: Option<u32>,
+    #[serde(default)]
+    cached_tokens: Option<u32>,
+    #[serde(default)]
+    e2e_latency: Option<f64>,
+}
+
+impl EventMeta<'_> {
+    /// Updates `meta` to this event's, reusing its id's allocation.
+    fn store(self, meta: &mut AnswerMeta) {
+        match (&mut meta.id, self.id) {
+            (Some(kept), Some(id)) if *kept == id => {}
+            (kept, id) => *kept = id.map(Cow::into_owned),
+        }
+        meta.prompt_tokens = self.prompt_tokens;
+        meta.completion_tokens = self.completion_tokens;
+        meta.cached_tokens = self.cached_tokens;
+        meta.e2e_latency = self.e2e_latency;
+    }
 }
 
 /// The first line of an error's message.
@@ -262,13 +311,18 @@ fn one_line(err: &dyn std::fmt::Display) -> String {
     text.lines().next().unwrap_or_default().to_owned()
 }
 
-async fn send_one(client: &Client, clock: &Clock, request: &LoadRequest) -> Sent {
+async fn send_one(
+    client: &Client,
+    clock: &Clock,
+    request: &LoadRequest,
+    url: &reqwest::Url,
+) -> Sent {
     let start = clock.now();
     let mut sent = Sent {
         start,
         ..Sent::default()
     };
-    let response = client.post_bytes(request.path, request.body.clone()).await;
+    let response = client.post_bytes(url, request.body.clone()).await;
     let mut response = match response {
         Ok(response) => response,
         Err(err) => {
@@ -282,7 +336,11 @@ async fn send_one(client: &Client, clock: &Clock, request: &LoadRequest) -> Sent
         sent.end = clock.now();
         match body {
             Ok(body) => match serde_json::from_slice::<Event<'_>>(&body) {
-                Ok(event) => sent.meta = event.meta_info.unwrap_or_default(),
+                Ok(event) => {
+                    if let Some(meta) = event.meta_info {
+                        meta.store(&mut sent.meta);
+                    }
+                }
                 Err(err) => {
                     sent.error = Some(format!(
                         "POST {} answered with unexpected content: {err}",
@@ -345,7 +403,7 @@ async fn send_one(client: &Client, clock: &Clock, request: &LoadRequest) -> Sent
             };
             let has_text = event.text.as_deref().is_some_and(|t| !t.is_empty());
             if let Some(meta) = event.meta_info {
-                sent.meta = meta;
+                meta.store(&mut sent.meta);
             }
             if !has_text {
                 continue;

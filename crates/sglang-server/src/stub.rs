@@ -12,6 +12,11 @@
 //! `POST /flush_cache`, `POST /start_profile` and `POST /stop_profile`;
 //! `GET /profile_status` is a 404, as on every 0.0.x release. With
 //! `--api-key`, every request needs `Authorization: Bearer <key>` (401).
+//! Each `/generate` gets an id of its own (`meta_info.id`, the same in
+//! every chunk), and the stub remembers when it handed each answer to the
+//! HTTP layer: `GET /stub/sends` (the stub's own, not sglang-jax's) lists
+//! `<id> <nanoseconds since the Unix epoch>` lines, so that a client's
+//! first-token times can be checked against the server's send times.
 //!
 //! The profiler leaves real files: on stop (or once `num_steps` forward
 //! passes have run, after which `/stop_profile` answers 500 as the real
@@ -35,6 +40,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -112,6 +118,16 @@ impl Stub {
         ));
         let mut server_args = args.clone();
         server_args.insert("version".to_owned(), json!(options.version));
+        // What the scheduler adds (`get_internal_state`); bench_serving
+        // reads the first one's `avg_spec_accept_length` after its run.
+        let capacity = server_args.get("max_total_tokens").cloned();
+        server_args.insert(
+            "internal_states".to_owned(),
+            json!([{
+                "last_gen_throughput": 0.0,
+                "memory_usage": {"kvcache": 0.0, "token_capacity": capacity.unwrap_or(json!(4096))},
+            }]),
+        );
         let handler = Handler {
             api_key: args
                 .get("api_key")
@@ -123,6 +139,8 @@ impl Stub {
             source,
             log: log.clone(),
             profile: Arc::new(Mutex::new(None)),
+            next_id: AtomicU64::new(0),
+            sends: Mutex::new(Vec::new()),
         };
         let server = MockServer::builder()
             .listener(listener)
@@ -148,6 +166,21 @@ impl Stub {
     pub fn url(&self) -> String {
         self.server.uri()
     }
+}
+
+/// `GET /stub/sends` of a stub: for each `/generate` so far, its id and
+/// when the stub handed its answer over, in ns since the Unix epoch.
+pub async fn sends(client: &crate::Client) -> Result<BTreeMap<String, u64>, Error> {
+    let text = client
+        .call(reqwest::Method::GET, "/stub/sends", None, None)
+        .await?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (id, ns) = line.split_once(' ')?;
+            Some((id.to_owned(), ns.parse().ok()?))
+        })
+        .collect())
 }
 
 /// The launch arguments as `/get_server_info` reports them: `--max-total-tokens
@@ -269,6 +302,11 @@ struct Handler {
     source: TraceSource,
     log: Log,
     profile: Arc<Mutex<Option<Active>>>,
+    /// The number of the next `/generate`, part of its id.
+    next_id: AtomicU64,
+    /// For each `/generate`: its number and when its answer left the
+    /// handler (after the answer's delay), in ns since the Unix epoch.
+    sends: Mutex<Vec<(u64, u64)>>,
 }
 
 /// An answer: status, body, and how long the server takes to give it.
@@ -324,7 +362,12 @@ impl Respond for Handler {
             answer.status,
             reason(answer.status)
         ));
-        let res = ResponseTemplate::new(answer.status).set_delay(answer.delay);
+        let mut res = ResponseTemplate::new(answer.status);
+        // A zero delay is still a timer, which fires on the next
+        // millisecond tick: only a real one is set.
+        if !answer.delay.is_zero() {
+            res = res.set_delay(answer.delay);
+        }
         match answer.body {
             Body::Json(value) => res.set_body_json(value),
             Body::Text(text) => res.set_body_raw(text, "text/plain; charset=utf-8"),
@@ -360,6 +403,7 @@ impl Handler {
                 }),
             ),
             ("GET", "/get_server_info") => Answer::json(200, self.server_info.clone()),
+            ("GET", "/stub/sends") => Answer::text(200, &self.sends_text()),
             ("POST", "/generate") => self.generate(request),
             ("POST", "/v1/score") => self.score(request),
             ("POST", "/flush_cache") => Answer::text(
@@ -380,13 +424,15 @@ impl Handler {
         };
         let tokens = body.sampling_params.max_new_tokens.max(1);
         let started = Instant::now();
+        let number = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = request_id(number);
         // A forward pass per generated token: the prefill gives the first.
         self.forward_passes(tokens);
         let delay = self.token_time * tokens;
         let prompt_tokens = body.text.split_whitespace().count().max(1);
         let meta = |done: u32| {
             json!({
-                "id": format!("{:032x}", fnv(body.text.as_bytes()) ^ u64::from(done)),
+                "id": id,
                 "finish_reason": if done == tokens {
                     json!({"type": "length", "length": tokens})
                 } else {
@@ -400,6 +446,7 @@ impl Handler {
         };
         let text = |done: u32| " stub".repeat(done as usize);
         if !body.stream {
+            self.record_send(number, delay);
             return Answer {
                 delay,
                 ..Answer::json(
@@ -414,11 +461,36 @@ impl Handler {
             events.push_str(&format!("data: {event}\n\n"));
         }
         events.push_str("data: [DONE]\n\n");
+        self.record_send(number, delay);
         Answer {
             status: 200,
             body: Body::Events(events),
             delay,
         }
+    }
+
+    /// Remembers that answer `number` leaves the handler now, or after
+    /// `delay` (wiremock waits for it before writing).
+    fn record_send(&self, number: u64, delay: Duration) {
+        let at = SystemTime::now() + delay;
+        let ns = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.sends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((number, ns));
+    }
+
+    /// `GET /stub/sends`: one `<id> <ns>` line per `/generate` so far.
+    fn sends_text(&self) -> String {
+        use std::fmt::Write as _;
+        let sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::with_capacity(sends.len() * 52);
+        for (number, ns) in sends.iter() {
+            let _ = writeln!(text, "{} {ns}", request_id(*number));
+        }
+        text
     }
 
     fn score(&self, request: &Request) -> Answer {
@@ -560,6 +632,11 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         _ => "Internal Server Error",
     }
+}
+
+/// The id of the `number`th `/generate`, 32 hex digits as sglang-jax's.
+fn request_id(number: u64) -> String {
+    format!("{:032x}", u128::from(number) | (0x5354_5542 << 96))
 }
 
 /// FNV-1a, for made-up answers that are the same for the same request.

@@ -95,6 +95,9 @@ struct Track {
     charge_gap: usize,
     /// The first gap that an event starting now may touch.
     skip_gap: usize,
+    /// Per name id: (overlap, gaps touched, last gap counted); a name that
+    /// touched no gap has no gap counted.
+    acc: Vec<(Ps, u64, usize)>,
 }
 
 /// One host thread.
@@ -123,8 +126,6 @@ pub struct IdleExplainer {
     last_thread: Option<(u64, usize)>,
     names: Vec<Box<str>>,
     name_ids: HashMap<Box<str>, u32>,
-    /// (plane, thread, name) -> (overlap, gaps touched, last gap counted).
-    acc: HashMap<(usize, usize, u32), (Ps, u64, usize)>,
     /// Host events that started before an earlier one of their thread:
     /// the attribution is exact only when this is 0.
     out_of_order: u64,
@@ -133,8 +134,13 @@ pub struct IdleExplainer {
 impl IdleExplainer {
     /// An explainer for the gaps of `planes` (their `idle.spans`).
     pub fn new(planes: &[DevicePlane]) -> IdleExplainer {
+        IdleExplainer::of_gaps(planes.iter().map(|it| it.idle.spans.clone()).collect())
+    }
+
+    /// An explainer of each plane's gaps, sorted and disjoint.
+    pub(crate) fn of_gaps(gaps: Vec<Vec<(Ps, Ps)>>) -> IdleExplainer {
         IdleExplainer {
-            gaps: planes.iter().map(|it| it.idle.spans.clone()).collect(),
+            gaps,
             host_pid: None,
             thread_names: HashMap::default(),
             threads: Vec::new(),
@@ -142,7 +148,6 @@ impl IdleExplainer {
             last_thread: None,
             names: Vec::new(),
             name_ids: HashMap::default(),
-            acc: HashMap::default(),
             out_of_order: 0,
         }
     }
@@ -248,10 +253,11 @@ impl IdleExplainer {
         while idx < gaps.len() && gaps[idx].0 < b {
             let overlap = b.min(gaps[idx].1) - a.max(gaps[idx].0);
             if overlap > 0 {
-                let entry = self
-                    .acc
-                    .entry((plane, thread, name))
-                    .or_insert((0, 0, usize::MAX));
+                let name = name as usize;
+                if track.acc.len() <= name {
+                    track.acc.resize(name + 1, (0, 0, usize::MAX));
+                }
+                let entry = &mut track.acc[name];
                 entry.0 += overlap;
                 if entry.2 != idx {
                     entry.1 += 1;
@@ -303,18 +309,25 @@ impl IdleExplainer {
             }
         }
         let mut rows: Vec<Vec<HostIdleRow>> = planes.iter().map(|_| Vec::new()).collect();
-        for ((plane, thread, name), (overlap, n, _)) in self.acc {
-            let tid = self.threads[thread].tid;
-            rows[plane].push(HostIdleRow {
-                thread: self
-                    .thread_names
-                    .get(&tid)
-                    .map_or_else(|| format!("thread {tid}"), |it| it.to_string()),
-                tid,
-                function: self.names[name as usize].to_string(),
-                overlap_ps: overlap,
-                gaps: n,
-            });
+        for thread in &self.threads {
+            let tid = thread.tid;
+            for (plane, track) in thread.tracks.iter().enumerate() {
+                for (name, &(overlap, n, _)) in track.acc.iter().enumerate() {
+                    if n == 0 {
+                        continue;
+                    }
+                    rows[plane].push(HostIdleRow {
+                        thread: self
+                            .thread_names
+                            .get(&tid)
+                            .map_or_else(|| format!("thread {tid}"), |it| it.to_string()),
+                        tid,
+                        function: self.names[name].to_string(),
+                        overlap_ps: overlap,
+                        gaps: n,
+                    });
+                }
+            }
         }
         for (plane, mut rows) in planes.iter_mut().zip(rows) {
             rows.sort_by(|a, b| {

@@ -51,6 +51,22 @@ enum Line {
     Other,
 }
 
+impl Line {
+    /// The line named `name`, on a GPU plane or not.
+    fn of(gpu: bool, name: &str) -> Line {
+        match name {
+            OPS_LINE => Line::XlaOps,
+            STEPS_LINE => Line::Steps,
+            MODULES_LINE => Line::Modules,
+            // A GPU plane has no `XLA Ops` line from the profiler: its
+            // kernels and copies run on one line per stream, which xprof
+            // reads as ops (each stream nests on its own).
+            _ if gpu && name.starts_with(STREAM_LINE_PREFIX) => Line::Stream,
+            _ => Line::Other,
+        }
+    }
+}
+
 /// What an op execution is to xprof's duty cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Duty {
@@ -886,6 +902,31 @@ impl PlaneAcc {
         self.t.has_modules_line &= !self.runs.is_empty();
     }
 
+    /// The gaps between the plane's module runs (host clock), sorted and
+    /// disjoint: they depend on the `XLA Modules` line alone.
+    fn idle_gaps(&self) -> Vec<(Ps, Ps)> {
+        let mut host_runs: Vec<(Ps, Ps)> = self
+            .runs
+            .iter()
+            .map(|it| (it.host_start, it.host_end))
+            .collect();
+        host_runs.sort_unstable();
+        let mut gaps = Vec::new();
+        let mut reach = Ps::MIN;
+        for (start, end) in host_runs {
+            if reach != Ps::MIN && start > reach {
+                gaps.push((reach, start));
+            }
+            reach = reach.max(end);
+        }
+        gaps
+    }
+
+    /// Whether [`DeviceSink::finish`] gives a plane for this one.
+    fn has_activity(&self) -> bool {
+        !(self.t.ops.is_empty() && self.steps.is_empty() && self.runs.is_empty())
+    }
+
     /// An empty plane for a part: the same name and step boundaries.
     fn for_part(&self) -> PlaneAcc {
         let mut part = PlaneAcc {
@@ -1072,20 +1113,7 @@ impl PlaneAcc {
             });
         }
 
-        let mut host_runs: Vec<(Ps, Ps)> = self
-            .runs
-            .iter()
-            .map(|it| (it.host_start, it.host_end))
-            .collect();
-        host_runs.sort_unstable();
-        let mut gaps = Vec::new();
-        let mut reach = Ps::MIN;
-        for (start, end) in host_runs {
-            if reach != Ps::MIN && start > reach {
-                gaps.push((reach, start));
-            }
-            reach = reach.max(end);
-        }
+        let gaps = self.idle_gaps();
         let idle = IdleAttribution {
             gaps: gaps.len() as u64,
             gap_ps: gaps.iter().map(|(s, e)| e - s).sum(),
@@ -1221,6 +1249,20 @@ impl DeviceSink {
         }
     }
 
+    /// Whether a part made by [`DeviceSink::for_part`] uses the events of
+    /// the line `line` of the plane `plane`: the op lines of the device
+    /// planes. It passes every other line's events over (the host plane's,
+    /// the step boundaries it already has, lines it does not read), so a
+    /// reader may leave them out of the parts
+    /// (`trace_xplane::Stream::read_parts_of_lines`).
+    pub fn part_reads_line(plane: &str, line: &str) -> bool {
+        plane.starts_with(DEVICE_PREFIX)
+            && matches!(
+                Line::of(plane.starts_with(GPU_PREFIX), line),
+                Line::XlaOps | Line::Stream
+            )
+    }
+
     /// Adds what `later`, made by [`DeviceSink::for_part`], collected from
     /// its part, as if its events had come to this sink after its own
     /// (merge the parts in stream order). Self times stay exact unless an
@@ -1262,7 +1304,7 @@ impl DeviceSink {
         let mut planes: Vec<DevicePlane> = self
             .planes
             .into_iter()
-            .filter(|it| !(it.t.ops.is_empty() && it.steps.is_empty() && it.runs.is_empty()))
+            .filter(PlaneAcc::has_activity)
             .map(|plane| {
                 let p = peaks.remove(&plane.name).unwrap_or_default();
                 plane.finish(p)
@@ -1274,6 +1316,37 @@ impl DeviceSink {
             explainer.finish(&mut planes);
         }
         planes
+    }
+
+    /// An explainer of the idle gaps that [`DeviceSink::finish`] finds,
+    /// made before the op lines are read: the gaps lie between module runs,
+    /// so they are known once the `XLA Modules` lines were read (as
+    /// [`DeviceSink::for_part`] asks). Feed it the host plane's events, on
+    /// another core while the parts read the op lines, and give it to
+    /// [`DeviceSink::finish_explained`] of this sink, without host events.
+    pub fn idle_explainer(&self) -> IdleExplainer {
+        IdleExplainer::of_gaps(self.planes.iter().map(PlaneAcc::idle_gaps).collect())
+    }
+
+    /// [`DeviceSink::finish`], with the idle gaps explained by `explainer`
+    /// (from [`DeviceSink::idle_explainer`] of this sink).
+    pub fn finish_explained(self, explainer: IdleExplainer) -> Vec<DevicePlane> {
+        let mut peaks = self.peaks;
+        let keep: Vec<bool> = self.planes.iter().map(PlaneAcc::has_activity).collect();
+        let mut planes: Vec<DevicePlane> = self
+            .planes
+            .into_iter()
+            .map(|plane| {
+                let p = peaks.remove(&plane.name).unwrap_or_default();
+                plane.finish(p)
+            })
+            .collect();
+        explainer.finish(&mut planes);
+        planes
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(plane, keep)| keep.then_some(plane))
+            .collect()
     }
 
     fn metadata(&mut self, event: &Event<'_>) {
@@ -1303,16 +1376,7 @@ impl DeviceSink {
                     _ => None,
                 };
                 let gpu = plane.is_some_and(|idx| self.planes[idx].name.starts_with(GPU_PREFIX));
-                let line = match name {
-                    OPS_LINE => Line::XlaOps,
-                    STEPS_LINE => Line::Steps,
-                    MODULES_LINE => Line::Modules,
-                    // A GPU plane has no `XLA Ops` line from the profiler:
-                    // its kernels and copies run on one line per stream,
-                    // which xprof reads as ops (each stream nests on its own).
-                    _ if gpu && name.starts_with(STREAM_LINE_PREFIX) => Line::Stream,
-                    _ => Line::Other,
-                };
+                let line = Line::of(gpu, name);
                 if let Some(idx) = plane {
                     let acc = &mut self.planes[idx];
                     acc.t.has_steps_line |= line == Line::Steps;

@@ -15,11 +15,13 @@ use crate::space::{self, PlaneIndex, Selection};
 use crate::wire::Cursor;
 
 /// A streamed plane.
+#[derive(Clone)]
 struct PlaneRef<'a> {
     index: PlaneIndex<'a>,
     pid: u64,
 }
 
+#[derive(Clone, Copy)]
 enum Segment<'a> {
     /// The plane's `process_name` and `thread_name` events.
     Header { plane: usize },
@@ -30,6 +32,10 @@ enum Segment<'a> {
         timestamp_ns: i64,
         range: (usize, usize),
         shown_name: &'a str,
+        /// Whether its events are in the stream: a layout of some lines
+        /// ([`Layout::only_lines`]) keeps the others' segments for their
+        /// names, which the plane's metadata events give.
+        kept: bool,
     },
 }
 
@@ -74,6 +80,7 @@ impl<'a> Layout<'a> {
                         timestamp_ns: line.timestamp_ns,
                         range: line.range,
                         shown_name: line.shown_name(),
+                        kept: true,
                     });
                 }
             }
@@ -88,23 +95,41 @@ impl<'a> Layout<'a> {
     /// The same layout with the events of the lines `keep` accepts only;
     /// every plane's metadata events stay. The origin stays that of the
     /// whole stream.
-    pub(crate) fn only_lines(mut self, keep: &dyn Fn(&crate::LineInfo<'_>) -> bool) -> Layout<'a> {
+    pub(crate) fn only_lines(&self, keep: &dyn Fn(&crate::LineInfo<'_>) -> bool) -> Layout<'a> {
         let planes = &self.planes;
-        self.segments.retain(|it| match *it {
-            Segment::Header { .. } => true,
-            Segment::Events {
-                plane,
-                line_id,
-                shown_name,
-                ..
-            } => keep(&crate::LineInfo {
-                pid: planes[plane].pid,
-                plane: planes[plane].index.name,
-                tid: line_id as u64,
-                line: shown_name,
-            }),
-        });
-        self
+        let segments = self
+            .segments
+            .iter()
+            .map(|it| match *it {
+                Segment::Events {
+                    plane,
+                    line_id,
+                    timestamp_ns,
+                    range,
+                    shown_name,
+                    kept,
+                } => Segment::Events {
+                    plane,
+                    line_id,
+                    timestamp_ns,
+                    range,
+                    shown_name,
+                    kept: kept
+                        && keep(&crate::LineInfo {
+                            pid: planes[plane].pid,
+                            plane: planes[plane].index.name,
+                            tid: line_id as u64,
+                            line: shown_name,
+                        }),
+                },
+                header => header,
+            })
+            .collect();
+        Layout {
+            planes: self.planes.clone(),
+            segments,
+            origin_ps: self.origin_ps,
+        }
     }
 
     /// The start of the stream.
@@ -127,7 +152,10 @@ impl<'a> Layout<'a> {
     /// stay in one part.
     pub(crate) fn cuts(&self, space: &Cursor<'a>, n: usize) -> Result<Vec<Cut>, Error> {
         let size = |segment: &Segment| match segment {
-            Segment::Events { range, .. } => range.1 - range.0,
+            Segment::Events {
+                range, kept: true, ..
+            } => range.1 - range.0,
+            Segment::Events { kept: false, .. } => 0,
             Segment::Header { .. } => 0,
         };
         let total: usize = self.segments.iter().map(size).sum();
@@ -140,7 +168,10 @@ impl<'a> Layout<'a> {
                 before += size(&self.segments[segment]);
                 segment += 1;
             }
-            let Some(Segment::Events { range, .. }) = self.segments.get(segment) else {
+            let Some(Segment::Events {
+                range, kept: true, ..
+            }) = self.segments.get(segment)
+            else {
                 break;
             };
             let at = cut_line(space, *range, range.0 + (target - before))?;
@@ -178,7 +209,11 @@ impl<'a> Layout<'a> {
                     timestamp_ns,
                     range,
                     shown_name: _,
+                    kept,
                 } => {
+                    if !kept {
+                        continue;
+                    }
                     let start = if idx == from.segment {
                         from.at.max(range.0)
                     } else {

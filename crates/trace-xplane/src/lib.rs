@@ -162,13 +162,7 @@ pub fn planes(bytes: &[u8]) -> Result<Vec<PlaneInfo>, Error> {
 /// streamed plane and per line that holds events, then the events are
 /// decoded line by line.
 pub fn read(bytes: &[u8], sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
-    let space = space::index_space(bytes)?;
-    let layout = Layout::of(&space, Selection::of(&space)?)?;
-    let n_events = emit_part(&layout, &space, layout.start(), layout.end(), sink)?;
-    Ok(ReadSummary {
-        n_events,
-        origin_ps: layout.origin_ps,
-    })
+    Stream::new(bytes)?.read(sink)
 }
 
 /// A streamed line, as [`read_lines`] asks about it: the pid and tid its
@@ -192,13 +186,126 @@ pub fn read_lines(
     keep: &dyn Fn(&LineInfo<'_>) -> bool,
     sink: &mut dyn EventSink,
 ) -> Result<ReadSummary, Error> {
-    let space = space::index_space(bytes)?;
-    let layout = Layout::of(&space, Selection::of(&space)?)?.only_lines(keep);
-    let n_events = emit_part(&layout, &space, layout.start(), layout.end(), sink)?;
-    Ok(ReadSummary {
-        n_events,
-        origin_ps: layout.origin_ps,
-    })
+    Stream::new(bytes)?.read_lines(keep, sink)
+}
+
+/// [`read`] on several cores: the stream is cut into `sinks.len()`
+/// consecutive parts of about equal size, and sink `k` receives part `k`,
+/// on a thread of its own (the caller's thread takes the first part).
+/// Pushing the parts into one sink in order would give exactly what
+/// [`read`] gives; a sink that can join the analyses of consecutive parts
+/// (such as `trace_analysis::Analyzer::merge`) gets the whole result.
+///
+/// Cuts fall between events, never between two events of one line that
+/// have the same start. A part may be empty (a small file, or one long
+/// event), so fewer than `sinks.len()` threads may be busy. The summary
+/// counts every part's events; on error, the first part's error in stream
+/// order is returned and the sinks may already have received events.
+pub fn read_parts<S: EventSink + Send>(
+    bytes: &[u8],
+    sinks: &mut [S],
+) -> Result<ReadSummary, Error> {
+    Stream::new(bytes)?.read_parts(sinks)
+}
+
+/// An XSpace laid out once for several reads: the walk over every streamed
+/// line's event headers that each of [`read`], [`read_lines`] and
+/// [`read_parts`] starts with is done by [`Stream::new`] alone, and each
+/// read here gives what the function of the same name gives.
+pub struct Stream<'a> {
+    space: wire::Cursor<'a>,
+    layout: Layout<'a>,
+}
+
+impl<'a> Stream<'a> {
+    /// Checks the XSpace's planes and walks its streamed lines' headers.
+    pub fn new(bytes: &'a [u8]) -> Result<Stream<'a>, Error> {
+        let space = space::index_space(bytes)?;
+        let layout = Layout::of(&space, Selection::of(&space)?)?;
+        Ok(Stream { space, layout })
+    }
+
+    /// [`read`].
+    pub fn read(&self, sink: &mut dyn EventSink) -> Result<ReadSummary, Error> {
+        self.read_all(&self.layout, sink)
+    }
+
+    /// [`read_lines`].
+    pub fn read_lines(
+        &self,
+        keep: &dyn Fn(&LineInfo<'_>) -> bool,
+        sink: &mut dyn EventSink,
+    ) -> Result<ReadSummary, Error> {
+        self.read_all(&self.layout.only_lines(keep), sink)
+    }
+
+    /// [`read_parts`].
+    pub fn read_parts<S: EventSink + Send>(&self, sinks: &mut [S]) -> Result<ReadSummary, Error> {
+        self.parts(&self.layout, sinks)
+    }
+
+    /// [`read_parts`] of what [`read_lines`] gives: every plane's metadata
+    /// events and the events of the lines `keep` accepts, cut into parts.
+    pub fn read_parts_of_lines<S: EventSink + Send>(
+        &self,
+        keep: &dyn Fn(&LineInfo<'_>) -> bool,
+        sinks: &mut [S],
+    ) -> Result<ReadSummary, Error> {
+        self.parts(&self.layout.only_lines(keep), sinks)
+    }
+
+    fn read_all(
+        &self,
+        layout: &Layout<'a>,
+        sink: &mut dyn EventSink,
+    ) -> Result<ReadSummary, Error> {
+        let n_events = emit_part(layout, &self.space, layout.start(), layout.end(), sink)?;
+        Ok(ReadSummary {
+            n_events,
+            origin_ps: layout.origin_ps,
+        })
+    }
+
+    fn parts<S: EventSink + Send>(
+        &self,
+        layout: &Layout<'a>,
+        sinks: &mut [S],
+    ) -> Result<ReadSummary, Error> {
+        let space = &self.space;
+        let mut cuts = layout.cuts(space, sinks.len().max(1))?;
+        // Empty parts at the end when the stream cannot be cut that finely.
+        while cuts.len() <= sinks.len() {
+            cuts.push(layout.end());
+        }
+        let run = |sink: &mut S, from, to| emit_part(layout, space, from, to, sink);
+        let results: Vec<Result<u64, Error>> = std::thread::scope(|scope| {
+            let mut sinks = sinks.iter_mut().zip(cuts.windows(2));
+            let first = sinks.next();
+            let handles: Vec<_> = sinks
+                .map(|(sink, cut)| scope.spawn(|| run(sink, cut[0], cut[1])))
+                .collect();
+            let mut results = Vec::new();
+            if let Some((sink, cut)) = first {
+                results.push(run(sink, cut[0], cut[1]));
+            }
+            for handle in handles {
+                results.push(
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
+            results
+        });
+        let mut n_events = 0;
+        for result in results {
+            n_events += result?;
+        }
+        Ok(ReadSummary {
+            n_events,
+            origin_ps: layout.origin_ps,
+        })
+    }
 }
 
 /// Pushes the events between two cuts into `sink` and counts them.
@@ -222,57 +329,4 @@ fn emit_part<S: EventSink + ?Sized>(
     let res = layout.emit(space, from, to, &mut out);
     out.sink.stable_names(false);
     res.map(|()| out.n_events)
-}
-
-/// [`read`] on several cores: the stream is cut into `sinks.len()`
-/// consecutive parts of about equal size, and sink `k` receives part `k`,
-/// on a thread of its own (the caller's thread takes the first part).
-/// Pushing the parts into one sink in order would give exactly what
-/// [`read`] gives; a sink that can join the analyses of consecutive parts
-/// (such as `trace_analysis::Analyzer::merge`) gets the whole result.
-///
-/// Cuts fall between events, never between two events of one line that
-/// have the same start. A part may be empty (a small file, or one long
-/// event), so fewer than `sinks.len()` threads may be busy. The summary
-/// counts every part's events; on error, the first part's error in stream
-/// order is returned and the sinks may already have received events.
-pub fn read_parts<S: EventSink + Send>(
-    bytes: &[u8],
-    sinks: &mut [S],
-) -> Result<ReadSummary, Error> {
-    let space = space::index_space(bytes)?;
-    let layout = Layout::of(&space, Selection::of(&space)?)?;
-    let mut cuts = layout.cuts(&space, sinks.len().max(1))?;
-    // Empty parts at the end when the stream cannot be cut that finely.
-    while cuts.len() <= sinks.len() {
-        cuts.push(layout.end());
-    }
-    let run = |sink: &mut S, from, to| emit_part(&layout, &space, from, to, sink);
-    let results: Vec<Result<u64, Error>> = std::thread::scope(|scope| {
-        let mut sinks = sinks.iter_mut().zip(cuts.windows(2));
-        let first = sinks.next();
-        let handles: Vec<_> = sinks
-            .map(|(sink, cut)| scope.spawn(|| run(sink, cut[0], cut[1])))
-            .collect();
-        let mut results = Vec::new();
-        if let Some((sink, cut)) = first {
-            results.push(run(sink, cut[0], cut[1]));
-        }
-        for handle in handles {
-            results.push(
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            );
-        }
-        results
-    });
-    let mut n_events = 0;
-    for result in results {
-        n_events += result?;
-    }
-    Ok(ReadSummary {
-        n_events,
-        origin_ps: layout.origin_ps,
-    })
 }

@@ -95,6 +95,7 @@ impl Iterator for Repeated<'_> {
 }
 
 /// One plane's scalar fields; its repeated ones are walked from `range`.
+#[derive(Clone)]
 pub(crate) struct PlaneIndex<'a> {
     pub(crate) id: i64,
     pub(crate) name: &'a str,

@@ -299,3 +299,50 @@ async fn bad_options_are_one_line() {
         assert!(text.contains(expect) && !text.contains('\n'), "{text}");
     }
 }
+
+/// Every `/generate` has an id of its own, the same in each of its chunks,
+/// and `GET /stub/sends` says when each answer left the stub: after the
+/// client sent the request and before its first chunk arrived.
+#[tokio::test]
+async fn send_times_are_listed_by_request_id() {
+    use sglang_server::{Clock, LoadOptions, LoadRequest, send_load};
+    let (stub, _log) = start(&[]).await;
+    let client = client(&stub, None);
+    let requests: Vec<LoadRequest> = (0..6)
+        .map(|i| LoadRequest {
+            path: "/generate",
+            body: format!(
+                r#"{{"text": "same prompt", "sampling_params": {{"max_new_tokens": {}}}, "stream": true}}"#,
+                2 + i % 3
+            )
+            .into(),
+            stream: true,
+            due: Duration::ZERO,
+        })
+        .collect();
+    let clock = Clock::new();
+    let sent = send_load(
+        &client,
+        &clock,
+        Arc::new(requests),
+        LoadOptions {
+            max_concurrency: Some(2),
+        },
+        &NoLiveness,
+        "load",
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let sends = sglang_server::stub::sends(&client).await.unwrap();
+    assert_eq!(sends.len(), 6, "{sends:?}");
+    for s in &sent {
+        assert_eq!(s.error, None);
+        let id = s.meta.id.as_deref().unwrap();
+        assert_eq!(id.len(), 32);
+        let at = sends[id];
+        // The prefill's token time, then the rest of the answer's.
+        assert!(clock.epoch_ns(s.start) < at, "{s:?} {at}");
+        assert!(at <= clock.epoch_ns(s.first_token.unwrap()), "{s:?} {at}");
+    }
+}

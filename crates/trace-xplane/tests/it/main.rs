@@ -90,6 +90,53 @@ fn check_parts(
             (whole, parts) => panic!("{n} parts: read gave {whole:?}, read_parts {parts:?}"),
         }
     }
+    check_stream(bytes, whole, events);
+}
+
+/// A [`trace_xplane::Stream`] laid out once reads what the functions read:
+/// `read`'s stream, and for some lines (odd tids) `read_lines`'s, which
+/// `read_parts_of_lines` into 1 to 4 sinks gives too, joined.
+#[track_caller]
+fn check_stream(
+    bytes: &[u8],
+    whole: &Result<trace_model::ReadSummary, trace_xplane::Error>,
+    events: &str,
+) {
+    let shown = |res: &Result<trace_model::ReadSummary, trace_xplane::Error>| match res {
+        Ok(summary) => format!("{summary:?}"),
+        Err(err) => err.to_string(),
+    };
+    let stream = match trace_xplane::Stream::new(bytes) {
+        Ok(stream) => stream,
+        Err(err) => {
+            assert_eq!(err.to_string(), shown(whole));
+            return;
+        }
+    };
+    let mut again = Lines::default();
+    let res = stream.read(&mut again);
+    assert_eq!(shown(&res), shown(whole));
+    if res.is_ok() {
+        assert_eq!(again.0, events);
+    }
+    let keep = |line: &trace_xplane::LineInfo<'_>| line.tid % 2 == 1;
+    let mut some = Lines::default();
+    let lines = trace_xplane::read_lines(bytes, &keep, &mut some);
+    let mut from_stream = Lines::default();
+    assert_eq!(
+        shown(&stream.read_lines(&keep, &mut from_stream)),
+        shown(&lines)
+    );
+    assert_eq!(from_stream.0, some.0);
+    for n in 1..=4 {
+        let mut sinks: Vec<Lines> = (0..n).map(|_| Lines::default()).collect();
+        let parts = stream.read_parts_of_lines(&keep, &mut sinks);
+        assert_eq!(shown(&parts), shown(&lines), "{n} parts of some lines");
+        if parts.is_ok() {
+            let joined: String = sinks.iter().map(|it| it.0.as_str()).collect();
+            assert_eq!(joined, some.0, "{n} parts of some lines");
+        }
+    }
 }
 
 fn show_event(event: &Event<'_>) -> String {

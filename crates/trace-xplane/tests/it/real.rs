@@ -63,6 +63,7 @@ fn real_head_in_parts_is_the_whole_stream() {
     let bytes = fixture();
     let mut whole = crate::Lines::default();
     let summary = trace_xplane::read(&bytes, &mut whole).unwrap();
+    crate::check_stream(&bytes, &Ok(summary), &whole.0);
     for n in 2..=7 {
         let mut sinks: Vec<crate::Lines> = (0..n).map(|_| crate::Lines::default()).collect();
         assert_eq!(

@@ -1,0 +1,395 @@
+//! The load generator's group of `cargo xtask bench` (`--load`): sglprof's
+//! open-loop sender and sglang-jax's own `bench_serving` against one stub
+//! that streams every answer at once, so the clients are what is measured.
+//!
+//! The stub (`xtask stub-server --token-ms 0`) runs on CPU 1 and each
+//! client on CPU 0 (`taskset`), interleaved after a warm-up of each. The
+//! rates compared are the ones each tool prints for its measured phase
+//! (`summary.json`'s `serving.request_throughput`, bench_serving's
+//! `request_throughput`). sglprof's first-token times are checked against
+//! the stub's own send times (`GET /stub/sends`, matched by request id),
+//! and one session of `--memory-requests` requests gives the peak memory.
+#![allow(clippy::disallowed_methods)] // The benchmark runs the commands it measures.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail, format_err};
+
+use super::measure::{Bench, Sample, command, load, measure};
+
+/// What the load group sends.
+pub(crate) struct LoadBench {
+    pub(crate) requests: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) runs: usize,
+    /// Requests of the one session whose peak memory is reported.
+    pub(crate) memory_requests: usize,
+    /// The rate of the paced session whose first-token times are checked
+    /// away from saturation.
+    pub(crate) paced_rate: f64,
+}
+
+/// The dataset both tools draw, as each spells it.
+const INPUT_LEN: &str = "128";
+const OUTPUT_LEN: &str = "32";
+const RANGE_RATIO: &str = "0.5";
+const SEED: &str = "7";
+
+/// The stub server, stopped when dropped.
+struct StubProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for StubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_stub(me: &Path, traces: &Path, model: &Path) -> anyhow::Result<StubProcess> {
+    let mut child = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(me)
+        .args(["stub-server", "--token-ms", "0", "--traces"])
+        .arg(traces)
+        .args(["--", "--port", "0", "--model-path"])
+        .arg(model)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot run `taskset` (util-linux) for the stub server")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut stub = StubProcess {
+        child,
+        url: String::new(),
+    };
+    for line in lines.by_ref() {
+        let line = line.context("cannot read the stub's output")?;
+        if let Some(at) = line.find("http://") {
+            stub.url = line[at..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            break;
+        }
+    }
+    if stub.url.is_empty() {
+        bail!("the stub server stopped before it listened");
+    }
+    // One access line per request: drained, or the stub would block.
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(stub)
+}
+
+/// `program args...` on CPU 0, as the bench runs its commands.
+fn on_cpu0(program: &Path, args: Vec<OsString>) -> Command {
+    let mut cmd = command(
+        "taskset",
+        &["-c".as_ref(), "0".as_ref(), program.as_os_str()],
+    );
+    cmd.args(args);
+    cmd
+}
+
+fn words(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+fn sglprof(me: &Path, url: &str, n: usize, cap: Option<usize>, rate: &str, out: &Path) -> Bench {
+    let mut args = words(&[
+        "profile",
+        "--attach",
+        url,
+        "--dataset",
+        "random",
+        "--num-prompts",
+        &n.to_string(),
+        "--input-len",
+        INPUT_LEN,
+        "--output-len",
+        OUTPUT_LEN,
+        "--range-ratio",
+        RANGE_RATIO,
+        "--seed",
+        SEED,
+        "--request-rate",
+        rate,
+        "--stream",
+        "--no-trace",
+        "--warmup",
+        "0",
+        "--quiet-wait",
+        "0",
+    ]);
+    args.extend(["--out".into(), out.into()]);
+    if let Some(cap) = cap {
+        args.extend(words(&["--max-concurrency", &cap.to_string()]));
+    }
+    super::measure::bench("sglprof profile --attach", on_cpu0(me, args))
+}
+
+fn bench_serving(
+    python: &Path,
+    model: &Path,
+    url: &str,
+    n: usize,
+    cap: usize,
+    out: &Path,
+) -> Bench {
+    let mut args = words(&[
+        "-m",
+        "sgl_jax.bench_serving",
+        "--backend",
+        "sgl-jax",
+        "--base-url",
+        url,
+        "--dataset-name",
+        "random-ids",
+        "--num-prompts",
+        &n.to_string(),
+        "--random-input-len",
+        INPUT_LEN,
+        "--random-output-len",
+        OUTPUT_LEN,
+        "--random-range-ratio",
+        RANGE_RATIO,
+        "--seed",
+        SEED,
+        "--request-rate",
+        "inf",
+        "--max-concurrency",
+        &cap.to_string(),
+        "--disable-tqdm",
+    ]);
+    for (flag, path) in [
+        ("--model", model),
+        ("--tokenizer", model),
+        ("--output-file", out),
+    ] {
+        args.extend([flag.into(), path.into()]);
+    }
+    super::measure::bench("sglang-jax bench_serving", on_cpu0(python, args))
+}
+
+/// What one client run reported about its measured phase.
+#[derive(Clone, Copy, Debug)]
+struct Reported {
+    rate: f64,
+    completed: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+fn field(value: &serde_json::Value, key: &str) -> anyhow::Result<f64> {
+    value[key]
+        .as_f64()
+        .ok_or_else(|| format_err!("no number `{key}` in the tool's results"))
+}
+
+fn reported(value: &serde_json::Value) -> anyhow::Result<Reported> {
+    Ok(Reported {
+        rate: field(value, "request_throughput")?,
+        completed: field(value, "completed")? as u64,
+        input_tokens: field(value, "total_input_tokens")? as u64,
+        output_tokens: field(value, "total_output_tokens")? as u64,
+    })
+}
+
+/// A JSON file, or the last line of a JSON-lines file (bench_serving
+/// appends one line per run to its `--output-file`).
+fn read_json(path: &Path, last_line: bool) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = match last_line {
+        true => text.lines().rfind(|it| !it.trim().is_empty()).unwrap_or(""),
+        false => &text,
+    };
+    // Python's json writes an infinite request rate as `Infinity`.
+    let text = text
+        .replace(": Infinity", ": null")
+        .replace(": NaN", ": null");
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// First-token time minus the stub's send time, in ms, for each streamed
+/// request of a session that has both.
+fn ttft_errors(run: &Path, sends: &BTreeMap<String, u64>) -> anyhow::Result<Vec<f64>> {
+    let path = run.join("inputs/requests.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let records = serving_workload::record::parse_records(&text)
+        .map_err(|err| format_err!("{}: {err}", path.display()))?;
+    Ok(records
+        .iter()
+        .filter_map(|r| {
+            let sent = *sends.get(r.rid.as_deref()?)?;
+            Some((r.first_token_ns? as f64 - sent as f64) / 1e6)
+        })
+        .collect())
+}
+
+fn fetch_sends(url: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let client = sglang_server::Client::new(sglang_server::ClientConfig {
+        base_url: url.to_owned(),
+        api_key: None,
+        request_timeout: std::time::Duration::from_secs(60),
+        server_log: None,
+    })?;
+    let runtime = crate::util::runtime()?;
+    Ok(runtime.block_on(sglang_server::stub::sends(&client))?)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn print_errors(what: &str, mut errors: Vec<f64>) {
+    if errors.is_empty() {
+        println!("{what}: no request matched a send");
+        return;
+    }
+    errors.sort_by(f64::total_cmp);
+    let within = errors.iter().filter(|e| e.abs() <= 0.1).count();
+    println!(
+        "{what}: {} requests; first token - stub send: median {:.3} ms, p99 {:.3} ms, max {:.3} ms, min {:.3} ms; within 0.1 ms: {:.1} % (target: 0.1 ms)",
+        errors.len(),
+        quantile(&errors, 0.5),
+        quantile(&errors, 0.99),
+        errors[errors.len() - 1],
+        errors[0],
+        within as f64 / errors.len() as f64 * 100.0
+    );
+}
+
+fn median(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+pub(crate) fn load_group(
+    me: &Path,
+    traces: &Path,
+    scratch: &Path,
+    spec: &LoadBench,
+) -> anyhow::Result<()> {
+    let env = profile_driver::pyenv::ensure(
+        profile_session::plan::defaults::SGLANG_JAX_VERSION,
+        profile_session::plan::Device::Cpu,
+        &crate::util::Lines,
+    )?;
+    let dir = scratch.join("bench-load");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stub = start_stub(me, traces, &env.model_dir)?;
+    let (n, cap) = (spec.requests, spec.concurrency);
+    println!(
+        "\nload: {n} streamed /generate (random, input {INPUT_LEN}, output {OUTPUT_LEN}, range ratio {RANGE_RATIO}, seed {SEED}), request rate inf, max concurrency {cap}; stub on CPU 1 answering at once, each client on CPU 0"
+    );
+    let run_dir = |tool: &str, i: usize| dir.join(format!("{tool}-{i}"));
+    let mut rates = [Vec::new(), Vec::new()];
+    let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+    let mut counts: [Option<Reported>; 2] = [None, None];
+    let mut errors = Vec::new();
+    for round in 0..=spec.runs {
+        for tool in 0..2 {
+            let out = run_dir(["sglprof", "bench-serving"][tool], round);
+            let mut bench = match tool {
+                0 => sglprof(me, &stub.url, n, Some(cap), "inf", &out),
+                _ => bench_serving(&env.python, &env.model_dir, &stub.url, n, cap, &out),
+            };
+            std::thread::sleep(super::measure::SETTLE);
+            let sample = measure(&mut bench)
+                .with_context(|| format!("benchmark command `{}` failed", bench.name))?;
+            let results = match tool {
+                0 => read_json(&out.join("summary.json"), false)?,
+                _ => read_json(&out, true)?,
+            };
+            let got = reported(if tool == 0 {
+                &results["serving"]
+            } else {
+                &results
+            })?;
+            // Round 0 is the warm-up of each tool.
+            if round > 0 {
+                rates[tool].push(got.rate);
+                samples[tool].push(sample);
+                counts[tool] = Some(got);
+                if tool == 0 {
+                    errors.extend(ttft_errors(&out, &fetch_sends(&stub.url)?)?);
+                }
+            }
+        }
+    }
+    println!("\nLoad generator  [load average after: {}]", load());
+    println!(
+        "{:<28} {:>26} {:>22} {:>16}",
+        "client", "req/s: median (min-max)", "CPU ms per request", "peak RSS MiB"
+    );
+    let mut medians = [0.0; 2];
+    for (tool, name) in ["sglprof profile --attach", "sglang-jax bench_serving"]
+        .iter()
+        .enumerate()
+    {
+        let (m, lo, hi) = median(&mut rates[tool]);
+        medians[tool] = m;
+        let mut cpu: Vec<f64> = samples[tool]
+            .iter()
+            .map(|s| s.cpu_s * 1e3 / n as f64)
+            .collect();
+        let mut rss: Vec<f64> = samples[tool].iter().map(|s| s.peak_rss_mib).collect();
+        println!(
+            "{name:<28} {m:>9.0} ({lo:.0}-{hi:.0}) {:>22.3} {:>16.1}",
+            median(&mut cpu).0,
+            median(&mut rss).0
+        );
+        if let Some(c) = counts[tool] {
+            println!(
+                "{:<28} {} completed, {} input tokens, {} output tokens",
+                "", c.completed, c.input_tokens, c.output_tokens
+            );
+        }
+    }
+    let (ours, theirs) = (&rates[0], &rates[1]);
+    println!(
+        "load: sglprof / bench_serving            {:>6.2}x requests/s (spread {:.2}-{:.2}; target >= 10x)",
+        medians[0] / medians[1],
+        ours[0] / theirs[theirs.len() - 1],
+        ours[ours.len() - 1] / theirs[0]
+    );
+    print_errors("TTFT timestamps, saturated", errors);
+
+    // Away from saturation: a paced session.
+    let out = dir.join("sglprof-paced");
+    let rate = spec.paced_rate.to_string();
+    let mut bench = sglprof(me, &stub.url, n.min(4000), None, &rate, &out);
+    measure(&mut bench).context("the paced sglprof session failed")?;
+    print_errors(
+        &format!("TTFT timestamps, Poisson {rate} req/s"),
+        ttft_errors(&out, &fetch_sends(&stub.url)?)?,
+    );
+
+    // Memory: one long session.
+    let out: PathBuf = dir.join("sglprof-memory");
+    let mut bench = sglprof(me, &stub.url, spec.memory_requests, Some(cap), "inf", &out);
+    let sample = measure(&mut bench).context("the long sglprof session failed")?;
+    let got = reported(&read_json(&out.join("summary.json"), false)?["serving"])?;
+    println!(
+        "memory: {} requests recorded, peak RSS {:.1} MiB (target < 64 MiB), {:.0} req/s",
+        got.completed, sample.peak_rss_mib, got.rate
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
