@@ -10,9 +10,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use gcs_artifacts::GsUrl;
 
-use profile_driver::archive::{UploadOpts, connect, download, upload_run, vm_upload_script};
+use profile_driver::archive::{
+    UploadOpts, connect, download, promote, set_up_bucket, upload_run, vm_upload_script,
+};
 
 use crate::archive::{ConnFlags, TargetFlags, block_on, upload_opts};
 use crate::util::Lines;
@@ -231,15 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } => block_on(async move {
             let client = connect(&conn.connection()).await?;
             let mut listing = gcs_artifacts::list_runs(&client, &bucket, &prefix).await?;
-            listing.runs.retain(|r| {
-                kind.as_ref().is_none_or(|k| &r.kind == k)
-                    && model
-                        .as_ref()
-                        .is_none_or(|m| r.model.as_deref().is_some_and(|x| x.contains(m.as_str())))
-                    && endpoint
-                        .as_ref()
-                        .is_none_or(|e| r.endpoint.as_deref() == Some(e.as_str()))
-            });
+            listing.retain_matching(kind.as_deref(), model.as_deref(), endpoint.as_deref());
             print!("{}", gcs_artifacts::render_listing(&listing));
             Ok(())
         }),
@@ -250,51 +243,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             accelerator,
             prefix,
             conn,
-        } => block_on(promote(run, name, model, accelerator, prefix, conn)),
+        } => {
+            let url = block_on(async {
+                let conn = conn.connection();
+                Ok(promote(&conn, &run, &name, model, accelerator, &prefix, &Lines).await?)
+            })?;
+            println!("{url}");
+            Ok(())
+        }
         Command::Bucket { command } => bucket(command),
     }
-}
-
-async fn promote(
-    run: String,
-    name: String,
-    model: Option<String>,
-    accelerator: Option<String>,
-    prefix: String,
-    conn: ConnFlags,
-) -> anyhow::Result<()> {
-    let url = GsUrl::parse(&run)?;
-    let client = connect(&conn.connection()).await?;
-    let (_, manifest) = gcs_artifacts::read_manifest(&client, &url).await?;
-    let field = |key: &str| manifest.metadata_field(key).map(str::to_owned);
-    let model = model
-        .or_else(|| field("model"))
-        .with_context(|| format!("{run}: the run metadata names no model; pass --model"))?;
-    let accelerator = accelerator.or_else(|| field("hardware")).with_context(|| {
-        format!("{run}: the run metadata names no hardware; pass --accelerator")
-    })?;
-    let addr =
-        gcs_artifacts::BaselineAddress::new(&url.bucket, &prefix, &model, &accelerator, &name)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("sglprof-promote-")
-        .tempdir()
-        .context("cannot create a scratch folder")?;
-    let summary = gcs_artifacts::promote(
-        &client,
-        &url,
-        &addr,
-        scratch.path(),
-        &gcs_artifacts::utc_now().1,
-    )
-    .await
-    .with_context(|| format!("cannot promote {run}"))?;
-    eprintln!(
-        "[artifacts] {run} is baseline `{name}`: {} objects ({}) verified and copied",
-        summary.objects,
-        gcs_artifacts::human_bytes(summary.bytes)
-    );
-    println!("{}", summary.url);
-    Ok(())
 }
 
 fn bucket(command: BucketCommand) -> anyhow::Result<()> {
@@ -309,31 +267,21 @@ fn bucket(command: BucketCommand) -> anyhow::Result<()> {
         } => {
             gcs_artifacts::validate_bucket(&bucket)?;
             if dry_run {
-                let body = gcs_artifacts::bucket_insert_body(&bucket, &location, &prefix);
-                let project = project.as_deref().unwrap_or("<project>");
-                println!(
-                    "POST {}/storage/v1/b?project={project}",
-                    conn.gcs_endpoint.trim_end_matches('/')
-                );
-                println!("{}", serde_json::to_string_pretty(&body)?);
-                println!();
-                println!("lifecycle:");
-                println!(
+                let endpoint = &conn.gcs_endpoint;
+                let project = project.as_deref();
+                print!(
                     "{}",
-                    serde_json::to_string_pretty(&gcs_artifacts::lifecycle(&prefix))?
+                    gcs_artifacts::bucket_create_text(
+                        endpoint, project, &bucket, &location, &prefix
+                    )
                 );
                 return Ok(());
             }
             let project =
                 project.context("bucket create needs --project or GOOGLE_CLOUD_PROJECT")?;
-            block_on(async move {
-                let client = connect(&conn.connection()).await?;
-                gcs_artifacts::create_bucket(&client, &project, &bucket, &location, &prefix)
-                    .await?;
-                eprintln!(
-                    "[artifacts] created gs://{bucket} in {location} with the RFC-011 lifecycle"
-                );
-                Ok(())
+            let create = Some((project.as_str(), location.as_str()));
+            block_on(async {
+                Ok(set_up_bucket(&conn.connection(), &bucket, create, &prefix, &Lines).await?)
             })
         }
         BucketCommand::Lifecycle {
@@ -349,11 +297,8 @@ fn bucket(command: BucketCommand) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            block_on(async move {
-                let client = connect(&conn.connection()).await?;
-                gcs_artifacts::set_lifecycle(&client, &bucket, &prefix).await?;
-                eprintln!("[artifacts] set the RFC-011 lifecycle on gs://{bucket}");
-                Ok(())
+            block_on(async {
+                Ok(set_up_bucket(&conn.connection(), &bucket, None, &prefix, &Lines).await?)
             })
         }
     }

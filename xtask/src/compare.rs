@@ -2,22 +2,22 @@
 //! folders (local or archived), against a named baseline, or against the
 //! last N archived runs.
 //!
-//! This module is the command line: which sides to fetch and read, and what
-//! to print. Reading a side and writing the outputs are
-//! `profile_report::compare_side`'s, fetching archived runs
-//! `profile_driver::archive`'s, the statistics and verdict rules
+//! This module is the command line: the flags and what to print. Fetching
+//! and reading the sides and writing the outputs are
+//! `profile_driver::compare`'s (with `profile_driver::archive` and
+//! `profile_report::compare_side`), the statistics and verdict rules
 //! `profile-compare`'s. Exit codes: 0 no regression (including an
 //! inconclusive verdict, said on stderr), 1 regression, 2 error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail, format_err};
-use gcs_artifacts::{BaselineAddress, RunFilter, RunKind};
-use profile_compare::{Profile, Settings, Verdict};
-use profile_driver::archive::{self, HistoryQuery, connect};
+use anyhow::bail;
+use gcs_artifacts::RunKind;
+use profile_compare::{Settings, Verdict};
+use profile_driver::archive::Baselines;
+use profile_driver::compare::{Against, CompareRequest, compare};
 use profile_report::Note;
-use profile_report::compare_side::{load_side, run_metadata, write_comparison};
 
 use crate::archive::{ConnFlags, block_on};
 
@@ -99,46 +99,34 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
             args.inputs.len()
         );
     }
-    let candidate_input = args.inputs.last().expect("checked").clone();
-    let scratch = tempfile::Builder::new()
-        .prefix("sglprof-compare-")
-        .tempdir()
-        .context("cannot create a scratch folder")?;
-    let candidate_dir = fetch_input(&candidate_input, &scratch.path().join("candidate"), &args)?;
-    // Every local file read, so that no output replaces one.
-    let mut read = Vec::new();
-    let candidate = load(&candidate_dir, &candidate_input, &mut read)?;
-    let settings = Settings {
-        threshold: args.threshold,
-        ..Settings::default()
+    let conn = args.conn.connection();
+    let against = match (&args.baseline_name, args.history) {
+        (_, Some(n)) => Against::History {
+            kind: RunKind::parse(&args.kind)?,
+            count: n as usize,
+        },
+        (Some(name), None) => Against::Named(name.clone()),
+        (None, None) => Against::Input(args.inputs[0].clone()),
     };
-
-    let comparison = if let Some(n) = args.history {
-        let history = fetch_history(&args, &candidate_dir, &candidate_input, n, scratch.path())?;
-        profile_compare::judge_history(&history, &candidate, &settings)
-    } else {
-        let (baseline_dir, baseline_label) = match &args.baseline_name {
-            Some(name) => fetch_named(&args, name, &candidate_dir, scratch.path())?,
-            None => {
-                let input = &args.inputs[0];
-                (
-                    fetch_input(input, &scratch.path().join("baseline"), &args)?,
-                    input.clone(),
-                )
-            }
-        };
-        let baseline = load(&baseline_dir, &baseline_label, &mut read)?;
-        profile_compare::compare(&baseline, &candidate, &settings)
+    let request = CompareRequest {
+        candidate: args.inputs.last().expect("checked"),
+        against,
+        out: args.out.clone(),
+        settings: Settings {
+            threshold: args.threshold,
+            ..Settings::default()
+        },
+        baselines: Baselines {
+            bucket: args.bucket.as_deref(),
+            prefix: &args.prefix,
+            model: args.model.as_deref(),
+            accelerator: args.accelerator.as_deref(),
+            conn: &conn,
+        },
     };
-
-    let out = match &args.out {
-        Some(out) => out.clone(),
-        None if Path::new(&candidate_input).is_dir() => {
-            profile_report::outputs::default_dir(Path::new(&candidate_input))
-        }
-        None => PathBuf::from("."),
-    };
-    for path in write_comparison(&comparison, &out, &read)? {
+    let outcome = block_on(async { Ok(compare(&request, &mut print_note).await?) })?;
+    let comparison = outcome.comparison;
+    for path in &outcome.written {
         println!("wrote {}", path.display());
     }
     println!(
@@ -159,121 +147,15 @@ pub fn run(args: Args) -> anyhow::Result<Verdict> {
     Ok(comparison.verdict)
 }
 
-/// One side, read; a choice among several runs or hosts is said on stderr.
-pub fn load(dir: &Path, label: &str, read: &mut Vec<PathBuf>) -> anyhow::Result<Profile> {
-    let mut notes = Vec::new();
-    let profile = load_side(dir, label, read, &mut notes)?;
-    for note in notes {
-        match note {
-            Note::SeveralRuns { count, chosen } => eprintln!(
-                "note: {label}: {count} profiler runs found, comparing the latest, {chosen}"
-            ),
-            Note::SeveralHosts { run, count, chosen } => {
-                eprintln!("note: {label}: run {run} has {count} hosts, comparing {chosen}")
-            }
-            other => eprintln!("note: {label}: {other}"),
+/// A choice among several runs or hosts of a side, said on stderr.
+fn print_note(label: &str, note: Note) {
+    match note {
+        Note::SeveralRuns { count, chosen } => {
+            eprintln!("note: {label}: {count} profiler runs found, comparing the latest, {chosen}")
         }
+        Note::SeveralHosts { run, count, chosen } => {
+            eprintln!("note: {label}: run {run} has {count} hosts, comparing {chosen}")
+        }
+        other => eprintln!("note: {label}: {other}"),
     }
-    Ok(profile)
-}
-
-/// A local path as it is; a `gs://` run downloaded (verified) into `dest`.
-fn fetch_input(input: &str, dest: &Path, args: &Args) -> anyhow::Result<PathBuf> {
-    if !input.starts_with("gs://") {
-        return Ok(PathBuf::from(input));
-    }
-    let conn = args.conn.connection();
-    block_on(async {
-        let client = connect(&conn).await?;
-        archive::fetch_run(&client, input, dest).await?;
-        Ok(())
-    })?;
-    Ok(dest.to_path_buf())
-}
-
-fn bucket_of(args: &Args, what: &str) -> anyhow::Result<String> {
-    args.bucket
-        .clone()
-        .ok_or_else(|| format_err!("{what} needs a bucket: pass --bucket or set SGLPROF_BUCKET"))
-}
-
-/// A field of the candidate's run metadata.
-fn candidate_field(candidate_dir: &Path) -> anyhow::Result<impl Fn(&str) -> Option<String>> {
-    let meta = run_metadata(candidate_dir)?;
-    Ok(move |key: &str| {
-        meta.as_ref()
-            .and_then(|m| m.get(key)?.as_str().map(str::to_owned))
-    })
-}
-
-/// Fetches the named baseline of the candidate's model and accelerator.
-fn fetch_named(
-    args: &Args,
-    name: &str,
-    candidate_dir: &Path,
-    scratch: &Path,
-) -> anyhow::Result<(PathBuf, String)> {
-    let bucket = bucket_of(args, "--baseline")?;
-    let field = candidate_field(candidate_dir)?;
-    let model = args
-        .model
-        .clone()
-        .or_else(|| field("model"))
-        .ok_or_else(|| {
-            format_err!(
-                "--baseline {name}: the candidate has no model in its run metadata; pass --model"
-            )
-        })?;
-    let accelerator = args.accelerator.clone().or_else(|| field("hardware")).ok_or_else(|| {
-        format_err!(
-            "--baseline {name}: the candidate has no hardware in its run metadata; pass --accelerator"
-        )
-    })?;
-    let addr = BaselineAddress::new(&bucket, &args.prefix, &model, &accelerator, name)?;
-    let dest = scratch.join("baseline");
-    let conn = args.conn.connection();
-    block_on(async {
-        let client = connect(&conn).await?;
-        archive::fetch_baseline(&client, &addr, &dest).await?;
-        Ok(())
-    })?;
-    Ok((dest, addr.url().to_string()))
-}
-
-/// Downloads and reads the last `n` archived runs like the candidate.
-fn fetch_history(
-    args: &Args,
-    candidate_dir: &Path,
-    candidate_input: &str,
-    n: u32,
-    scratch: &Path,
-) -> anyhow::Result<Vec<Profile>> {
-    let bucket = bucket_of(args, "--history")?;
-    let field = candidate_field(candidate_dir)?;
-    let filter = RunFilter {
-        model: args.model.clone().or_else(|| field("model")),
-        hardware: args.accelerator.clone().or_else(|| field("hardware")),
-        endpoint: field("endpoint"),
-    };
-    let exclude = candidate_input
-        .starts_with("gs://")
-        .then(|| candidate_input.to_owned())
-        .or_else(|| field("archive_url"));
-    let query = HistoryQuery {
-        bucket: &bucket,
-        prefix: &args.prefix,
-        kind: RunKind::parse(&args.kind)?,
-        filter: &filter,
-        exclude: exclude.as_deref(),
-        count: n as usize,
-    };
-    let conn = args.conn.connection();
-    let dirs = block_on(async {
-        let client = connect(&conn).await?;
-        Ok(archive::fetch_history(&client, &query, scratch).await?)
-    })?;
-    let mut read = Vec::new();
-    dirs.iter()
-        .map(|(dir, url)| load(dir, url, &mut read))
-        .collect()
 }

@@ -80,14 +80,7 @@ pub struct LoadFlags {
 pub struct Rate(pub Option<f64>);
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
-    if text.eq_ignore_ascii_case("inf") {
-        return Ok(Rate(None));
-    }
-    match text.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(Rate(Some(rate))),
-        Ok(_) => Err("the rate must be above 0 (or inf)".to_owned()),
-        Err(_) => Err("expected requests per second or inf".to_owned()),
-    }
+    profile_session::load::parse_rate(text).map(Rate)
 }
 
 impl LoadFlags {

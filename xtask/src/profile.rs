@@ -9,16 +9,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args as _, FromArgMatches as _};
 use profile_driver::host::Cancel;
-use profile_driver::local::{AttachHost, LocalHost};
 use profile_driver::sweep::Variant;
-use profile_driver::tpu::TpuHost;
 use profile_session::plan::{
-    AttachOptions, Device, Endpoint, GitSource, HostKind, HostPlan, K8sOptions, LocalOptions, Plan,
-    RehearseFault, TpuOptions, defaults,
+    AttachOptions, Device, Endpoint, GitSource, HostPlan, K8sOptions, LocalOptions, Plan,
+    RehearseFault, TpuOptions, defaults, refuse_host_only,
 };
+use profile_session::sweep;
 use tpu_cloud::api::Provisioning;
 
 use crate::util::Lines;
@@ -141,74 +140,6 @@ pub struct Args {
     pub given: Vec<String>,
 }
 
-/// Flags that only some hosts have, and why: given to another host, they
-/// are refused in one line rather than ignored.
-pub const HOST_ONLY: &[(&[&str], &[HostKind], &str)] = &[
-    (
-        &[
-            "project",
-            "zone",
-            "accelerator-type",
-            "runtime-version",
-            "provisioning",
-            "queued",
-            "vm",
-            "keep",
-            "sglang-jax-git",
-            "sglang-jax-commit",
-            "price-file",
-            "usd-per-hour",
-            "gcs-usd-per-gb-month",
-            "gcloud-flag",
-            "rehearsal",
-            "rehearse-fault",
-            "tpu-api-url",
-        ],
-        &[HostKind::Tpu],
-        "it sets up the Cloud TPU VM of --tpu",
-    ),
-    (
-        &[
-            "namespace",
-            "kube-context",
-            "image",
-            "service-account",
-            "accelerator",
-            "topology",
-            "tpu-chips",
-            "no-spot",
-            "pod-cpu",
-            "pod-memory",
-            "job-deadline",
-            "pending-timeout",
-            "ttl-after-finished",
-            "parallelism",
-        ],
-        &[HostKind::K8s],
-        "it sets up the Job of --k8s",
-    ),
-    (
-        &["dry-run"],
-        &[HostKind::Tpu, HostKind::K8s],
-        "only --tpu and --k8s print a plan instead of running it",
-    ),
-    (
-        &["port"],
-        &[HostKind::Local, HostKind::Tpu],
-        "the server's port is chosen where it runs (the --attach URL, the pod)",
-    ),
-    (
-        &["sweep", "sweep-file"],
-        &[HostKind::Local, HostKind::K8s],
-        "a sweep runs on one local server or as an Indexed Job",
-    ),
-    (
-        &["api-key"],
-        &[HostKind::Local, HostKind::Attach, HostKind::Tpu],
-        "the pod starts its own server without a key",
-    ),
-];
-
 /// Flags of `profile --k8s`. Site-specific values have no default: a dry
 /// run shows a placeholder, a real run refuses to start without them.
 #[derive(clap::Args, Clone, Debug)]
@@ -218,7 +149,7 @@ pub struct K8sArgs {
     #[arg(long = "k8s", conflicts_with_all = ["local", "use_tpu", "attach"])]
     pub enabled: bool,
     /// The Job's namespace.
-    #[arg(long, env = "SGLPROF_K8S_NAMESPACE", default_value = "default")]
+    #[arg(long, env = "SGLPROF_K8S_NAMESPACE", default_value = defaults::K8S_NAMESPACE)]
     pub namespace: String,
     /// The kubeconfig context (the cluster); the current one by default.
     #[arg(long, env = "SGLPROF_K8S_CONTEXT")]
@@ -231,33 +162,33 @@ pub struct K8sArgs {
     #[arg(long, env = "SGLPROF_K8S_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
     /// `cloud.google.com/gke-tpu-accelerator` of the node pool.
-    #[arg(long, env = "SGLPROF_K8S_ACCELERATOR", default_value = "tpu-v6e-slice")]
+    #[arg(long, env = "SGLPROF_K8S_ACCELERATOR", default_value = defaults::K8S_ACCELERATOR)]
     pub accelerator: String,
     /// `cloud.google.com/gke-tpu-topology` of the node pool.
-    #[arg(long, env = "SGLPROF_K8S_TOPOLOGY", default_value = "1x1")]
+    #[arg(long, env = "SGLPROF_K8S_TOPOLOGY", default_value = defaults::K8S_TOPOLOGY)]
     pub topology: String,
     /// `google.com/tpu` chips per pod.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::K8S_TPU_CHIPS)]
     pub tpu_chips: u32,
     /// Schedule on on-demand nodes instead of spot nodes.
     #[arg(long)]
     pub no_spot: bool,
-    #[arg(long = "pod-cpu", default_value = "40")]
+    #[arg(long = "pod-cpu", default_value = defaults::K8S_POD_CPU)]
     pub cpu: String,
-    #[arg(long = "pod-memory", default_value = "150Gi")]
+    #[arg(long = "pod-memory", default_value = defaults::K8S_POD_MEMORY)]
     pub memory: String,
     /// Seconds before Kubernetes stops the Job (activeDeadlineSeconds).
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = defaults::K8S_JOB_DEADLINE_S)]
     pub job_deadline: i64,
     /// Seconds a pod may stay Pending before the run gives up.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = defaults::K8S_PENDING_TIMEOUT_S)]
     pub pending_timeout: u64,
     /// Seconds a finished Job is kept if this command could not delete it
     /// (ttlSecondsAfterFinished).
-    #[arg(long, default_value_t = 86400)]
+    #[arg(long, default_value_t = defaults::K8S_TTL_AFTER_FINISHED_S)]
     pub ttl_after_finished: i32,
     /// Pods of a sweep running at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults::K8S_PARALLELISM)]
     pub parallelism: i32,
 }
 
@@ -383,16 +314,7 @@ impl Args {
     /// cannot honour one of them.
     pub fn plan(&self) -> anyhow::Result<Plan> {
         let host = self.host_plan()?;
-        let kind = host.kind();
-        for flag in &self.given {
-            if let Some((_, hosts, why)) = HOST_ONLY
-                .iter()
-                .find(|(flags, _, _)| flags.contains(&flag.as_str()))
-                && !hosts.contains(&kind)
-            {
-                bail!("--{flag} is not supported with {}: {why}", kind.flag());
-            }
-        }
+        refuse_host_only(&self.given, host.kind())?;
         let plan = Plan {
             host,
             endpoint: match self.endpoint.as_str() {
@@ -429,31 +351,16 @@ impl Args {
     }
 
     fn host_plan(&self) -> anyhow::Result<HostPlan> {
-        let device = self.device.as_deref().and_then(Device::from_name);
-        if self.k8s.enabled {
-            if device.is_some_and(|it| it != Device::Tpu) {
-                bail!("--device cpu is not supported with --k8s: the Job runs on a GKE TPU node");
-            }
-            return Ok(HostPlan::K8s(self.k8s.options(self.tpu.dry_run)));
-        }
-        if self.use_tpu {
-            if device.is_some() {
-                bail!(
-                    "--device is not supported with --tpu: the VM's TPU is the device; \
-                     --device chooses for --local (and --k8s)"
-                );
-            }
-            return Ok(HostPlan::Tpu(self.tpu.options()));
-        }
-        if let Some(url) = &self.attach {
-            if device.is_some() {
-                bail!("--device is not supported with --attach: the server already runs");
-            }
-            return Ok(HostPlan::Attach(AttachOptions { url: url.clone() }));
-        }
-        Ok(HostPlan::Local(LocalOptions {
-            device: device.unwrap_or_default(),
-        }))
+        let host = if self.k8s.enabled {
+            HostPlan::K8s(self.k8s.options(self.tpu.dry_run))
+        } else if self.use_tpu {
+            HostPlan::Tpu(self.tpu.options())
+        } else if let Some(url) = &self.attach {
+            HostPlan::Attach(AttachOptions { url: url.clone() })
+        } else {
+            HostPlan::Local(LocalOptions::default())
+        };
+        Ok(host.with_device(self.device.as_deref().and_then(Device::from_name))?)
     }
 }
 
@@ -491,101 +398,24 @@ impl TpuProfileArgs {
     }
 }
 
-/// Flags a sweep may vary: the session's. Host, output, archive and secret
-/// flags are the same for every variant.
-const SWEEPABLE: &[&str] = &[
-    "endpoint",
-    "dataset",
-    "num-prompts",
-    "seed",
-    "input-len",
-    "output-len",
-    "range-ratio",
-    "prefix-groups",
-    "prefix-len",
-    "request-rate",
-    "burstiness",
-    "max-concurrency",
-    "requests",
-    "concurrency",
-    "max-new-tokens",
-    "prompt",
-    "warmup",
-    "num-steps",
-    "host-tracer-level",
-    "python-tracer-level",
-    "start-step",
-];
-
-/// Flags a sweep may vary only where every variant has a server of its
-/// own (one pod each, with --k8s).
-const SWEEPABLE_PER_SERVER: &[&str] = &["sglang-jax-version", "model-path"];
-
 /// The variants of `plan`'s sweep, each parsed by clap from the plan's own
 /// arguments and the variant's values; empty without a sweep.
 pub fn sweep_variants(plan: &Plan) -> anyhow::Result<Vec<Variant>> {
-    let mut axes = Vec::new();
-    if let Some(path) = &plan.sweep_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        axes = profile_session::sweep::parse_sweep_file(&text)
-            .with_context(|| format!("{}", path.display()))?;
-    }
-    for axis in &plan.sweep {
-        let axis = profile_session::sweep::parse_axis(axis)?;
-        if axes
-            .iter()
-            .any(|it: &profile_session::sweep::Axis| it.flag == axis.flag)
-        {
-            bail!("sweep axis {} is given twice", axis.flag);
-        }
-        axes.push(axis);
-    }
-    if axes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let per_server = matches!(plan.host, HostPlan::K8s(_));
-    for axis in &axes {
-        let flag = axis.flag.as_str();
-        let known = command()
+    let is_flag = |flag: &str| {
+        command()
             .get_arguments()
-            .any(|a| a.get_long() == Some(flag));
-        if !known {
-            bail!("--sweep {flag}: not a flag of `cargo xtask profile`");
-        }
-        let may_vary =
-            SWEEPABLE.contains(&flag) || (per_server && SWEEPABLE_PER_SERVER.contains(&flag));
-        if !may_vary {
-            let why = if SWEEPABLE_PER_SERVER.contains(&flag) {
-                "the variants share one server here; sweep it with --k8s, where each has its own"
-            } else {
-                "it is the same for every variant (only session flags may vary)"
-            };
-            bail!("--sweep {flag}: {why}");
-        }
-    }
-    if matches!(plan.host, HostPlan::Tpu(_)) {
-        bail!("--sweep is not supported with --tpu: run the sweep with --k8s, or locally");
-    }
-    let mut base = plan.clone();
-    base.sweep.clear();
-    base.sweep_file = None;
-    let base_args = base.to_args();
+            .any(|a| a.get_long() == Some(flag))
+    };
     let mut res = Vec::new();
-    for variant in profile_session::sweep::variants(&axes)? {
-        let mut words = base_args.clone();
-        for (flag, value) in &variant {
-            words.push(format!("--{flag}={value}"));
-        }
-        let args = parse(&words).map_err(|err| {
-            let values: Vec<String> = variant.iter().map(|(f, v)| format!("{f}={v}")).collect();
-            anyhow::anyhow!("--sweep {}: {err}", values.join(" "))
-        })?;
-        let mut plan = args.plan()?;
-        plan.api_key = base.api_key.clone();
+    for variant in sweep::grid(plan, is_flag)? {
+        let words = sweep::variant_words(plan, &variant);
+        let args = parse(&words)
+            .map_err(|err| anyhow::anyhow!("--sweep {}: {err}", sweep::variant_label(&variant)))?;
+        let mut variant_plan = args.plan()?;
+        variant_plan.api_key = plan.api_key.clone();
         res.push(Variant {
-            slug: profile_session::sweep::variant_slug(&variant),
-            plan,
+            slug: sweep::variant_slug(&variant),
+            plan: variant_plan,
         });
     }
     Ok(res)
@@ -603,46 +433,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let mut signals = tpu_cloud::lease::Signals::install().context("cannot handle signals")?;
         let cancel: Cancel = Box::pin(async move { signals.recv().await });
         match &plan.host {
-            HostPlan::K8s(k8s) => {
-                let run_id = profile_driver::run_id(&plan, std::time::SystemTime::now());
-                if k8s.dry_run {
-                    print!(
-                        "{}",
-                        k8s_job::profile::dry_run_text(&plan, &variants, &run_id)?
-                    );
-                    return Ok(());
-                }
-                let out_dir = profile_driver::run_dir(&plan, &run_id)?;
-                k8s_job::profile::run(&plan, &variants, &run_id, &out_dir, progress, async {
+            HostPlan::K8s(_) => {
+                let cancel = async {
                     cancel.await;
-                })
-                .await?;
-                Ok(())
-            }
-            HostPlan::Local(local) if !variants.is_empty() => {
-                profile_driver::sweep::run_local(&plan, local.device, &variants, progress, cancel)
-                    .await?;
-                Ok(())
-            }
-            _ if !variants.is_empty() => {
-                bail!("--sweep with {} is not supported", plan.host.kind().flag())
-            }
-            host => {
-                let mut host: Box<dyn profile_driver::host::Host> = match host {
-                    HostPlan::Local(local) => Box::new(LocalHost {
-                        device: local.device,
-                    }),
-                    HostPlan::Attach(attach) => Box::new(AttachHost {
-                        url: attach.url.clone(),
-                    }),
-                    HostPlan::Tpu(tpu) => Box::new(TpuHost {
-                        options: tpu.clone(),
-                        print: Arc::new(|line: &str| println!("{line}")),
-                    }),
-                    HostPlan::K8s(_) => unreachable!("handled above"),
                 };
-                profile_driver::drive(&plan, &mut *host, progress, cancel).await?;
+                if let Some(text) =
+                    k8s_job::profile::run_plan(&plan, &variants, progress, cancel).await?
+                {
+                    print!("{text}");
+                }
                 Ok(())
+            }
+            _ => {
+                let print: profile_driver::tpu::Print = Arc::new(|line: &str| println!("{line}"));
+                Ok(profile_driver::run(&plan, &variants, progress, cancel, print).await?)
             }
         }
     })
@@ -650,6 +454,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use profile_session::plan::{HOST_ONLY, HostKind};
+
     use super::*;
 
     /// Flags that choose the host rather than set something.

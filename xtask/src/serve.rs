@@ -1,9 +1,9 @@
 //! `cargo xtask serve`: a real sglang-jax server on this machine for as
-//! long as its caller wants one. The server starts as `profile --local`
-//! starts it (the cached environment installed first when missing), its
-//! URL is printed on standard output once it is ready, and sessions attach
-//! to it (`cargo xtask profile --attach URL`). It stops when standard
-//! input closes (the caller exited, was killed, or typed Ctrl-D), on
+//! long as its caller wants one (`profile_driver::serve::hold`). The server
+//! starts as `profile --local` starts it (the cached environment installed
+//! first when missing), its URL is printed on standard output once it is
+//! ready, and sessions attach to it (`cargo xtask profile --attach URL`).
+//! It stops when standard input closes (the caller exited, was killed, or typed Ctrl-D), on
 //! SIGINT, SIGTERM, SIGHUP or SIGQUIT, and ends the run with an error when
 //! the server dies by itself. A test binary ties a shared server to its own
 //! life this way: it keeps the write end of the pipe, and the kernel closes
@@ -16,8 +16,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use profile_driver::DriveError;
+use profile_driver::host::Cancel;
 use profile_driver::local::LocalServer;
+use profile_driver::serve::{hold, read_until_eof, stdin_can_close};
 use profile_session::plan::{Device, HostPlan, LocalOptions, Plan, defaults};
 
 use crate::util::Lines;
@@ -76,9 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = crate::util::runtime()?;
     let res = runtime.block_on(async move {
         let mut signals = tpu_cloud::lease::Signals::install().context("cannot handle signals")?;
+        let cancel: Cancel = Box::pin(async move { signals.recv().await });
         // From the start: a caller that goes while the server starts takes
         // it along too.
-        let mut closed = tokio::task::spawn_blocking(move || {
+        let closed = tokio::task::spawn_blocking(move || {
             if watch_stdin {
                 read_until_eof();
             } else {
@@ -87,81 +91,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
         });
-        let log = dir.join("server.log");
-        let server = tokio::select! {
-            server = LocalServer::start(&plan, device, &log, &dir, &Lines) => server?,
-            signal = signals.recv() => {
-                sglang_server::kill_all_supervised();
-                bail!("interrupted by {signal} while the server started; it was killed");
-            }
-            _ = &mut closed => {
-                sglang_server::kill_all_supervised();
-                eprintln!("[serve] standard input closed while the server started; it was killed");
-                return Ok(());
-            }
+        let closed = async {
+            let _ = closed.await;
         };
-        eprintln!("[serve] log {}", server.log_path().display());
-        eprintln!(
-            "[serve] attach with: cargo xtask profile --attach {}",
-            server.base_url()
-        );
-        if watch_stdin {
-            eprintln!("[serve] stops when standard input closes (Ctrl-D) or on Ctrl-C");
-        } else {
-            eprintln!("[serve] stops on Ctrl-C or SIGTERM");
-        }
-        println!("{}", server.base_url());
-        use std::io::Write as _;
-        std::io::stdout().flush().context("cannot write the URL")?;
-        let died = async {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Err(err) = server.liveness().check("while serving") {
-                    return err;
-                }
+        let ready = |server: &LocalServer| {
+            eprintln!("[serve] log {}", server.log_path().display());
+            eprintln!(
+                "[serve] attach with: cargo xtask profile --attach {}",
+                server.base_url()
+            );
+            if watch_stdin {
+                eprintln!("[serve] stops when standard input closes (Ctrl-D) or on Ctrl-C");
+            } else {
+                eprintln!("[serve] stops on Ctrl-C or SIGTERM");
             }
+            println!("{}", server.base_url());
+            use std::io::Write as _;
+            std::io::stdout().flush().map_err(|source| DriveError::Io {
+                what: "cannot write the URL to",
+                path: "standard output".into(),
+                source,
+            })
         };
-        let why = tokio::select! {
-            _ = closed => "standard input closed".to_owned(),
-            signal = signals.recv() => signal.to_owned(),
-            err = died => {
-                let err = anyhow::Error::from(err);
-                server.stop(&Lines).await;
-                return Err(err);
-            }
-        };
-        eprintln!("[serve] {why}: stopping the server");
-        server.stop(&Lines).await;
-        Ok(())
+        let why = "standard input closed";
+        Ok(hold(&plan, &dir, closed, why, cancel, &Lines, ready).await?)
     });
     // The reader of standard input may still block; nothing waits for it.
     runtime.shutdown_background();
     res
-}
-
-/// Whether standard input is something that closes: a pipe, a socket or a
-/// terminal. `/dev/null` or a file (a script's background job, say) is at
-/// its end from the start and is not watched.
-fn stdin_can_close() -> bool {
-    use std::io::IsTerminal as _;
-    if std::io::stdin().is_terminal() {
-        return true;
-    }
-    // SAFETY: fstat writes into a zeroed stat buffer of the right type.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(0, &mut stat) } != 0 {
-        return false;
-    }
-    let kind = stat.st_mode & libc::S_IFMT;
-    kind == libc::S_IFIFO || kind == libc::S_IFSOCK
-}
-
-/// Reads and drops standard input until it ends.
-fn read_until_eof() {
-    use std::io::Read as _;
-    let mut buf = [0u8; 1024];
-    let mut stdin = std::io::stdin().lock();
-    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
 }
 
 #[derive(clap::Args, Debug)]

@@ -6,9 +6,9 @@
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use profile_report::export::TraceRequest;
+use profile_report::export::{TraceRequest, parse_steps};
 use trace_export::Selection;
-use trace_model::{PS_PER_MS, Ps};
+use trace_model::Ps;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,22 +49,6 @@ pub struct Args {
     /// folder, one track per concurrency slot).
     #[arg(long)]
     pub no_requests: bool,
-}
-
-fn parse_steps(text: &str) -> Result<RangeInclusive<u64>, String> {
-    let (a, b) = text
-        .split_once("..")
-        .ok_or_else(|| format!("`{text}` is not a range A..B"))?;
-    let num = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("`{s}` is not a step number"))
-    };
-    let (a, b) = (num(a)?, num(b)?);
-    if a > b {
-        return Err(format!("empty step range {a}..{b}"));
-    }
-    Ok(a..=b)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -111,9 +95,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn ms_to_ps(ms: f64) -> anyhow::Result<Ps> {
-    let ps = ms * PS_PER_MS as f64;
-    if !ps.is_finite() || ps.abs() >= i64::MAX as f64 {
-        anyhow::bail!("time {ms} ms is out of range");
-    }
-    Ok(ps.round() as Ps)
+    trace_model::ms_to_ps(ms).ok_or_else(|| anyhow::anyhow!("time {ms} ms is out of range"))
 }

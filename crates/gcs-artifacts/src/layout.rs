@@ -253,6 +253,28 @@ pub fn bucket_insert_body(bucket: &str, location: &str, prefix: &str) -> BucketI
     }
 }
 
+/// What `bucket create --dry-run` prints: the request that would create
+/// the bucket through `endpoint` (in `project`, a placeholder when not
+/// given) and the lifecycle it sets.
+pub fn bucket_create_text(
+    endpoint: &str,
+    project: Option<&str>,
+    bucket: &str,
+    location: &str,
+    prefix: &str,
+) -> String {
+    // Plain structs with string keys: serialising them cannot fail.
+    let body = serde_json::to_string_pretty(&bucket_insert_body(bucket, location, prefix));
+    let rules = serde_json::to_string_pretty(&lifecycle(prefix));
+    format!(
+        "POST {}/storage/v1/b?project={}\n{}\n\nlifecycle:\n{}\n",
+        endpoint.trim_end_matches('/'),
+        project.unwrap_or("<project>"),
+        body.unwrap_or_default(),
+        rules.unwrap_or_default(),
+    )
+}
+
 /// Bucket names: 3-63 characters of lowercase letters, digits, `-`, `_`
 /// and `.`, starting and ending with a letter or digit.
 pub fn validate_bucket(bucket: &str) -> Result<()> {

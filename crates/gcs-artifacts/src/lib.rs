@@ -42,7 +42,8 @@ pub use client::{
 pub use error::{Error, Result};
 pub use layout::{
     BucketInsert, DEFAULT_PREFIX, GsUrl, Lifecycle, MANIFEST_NAME, RunAddress, RunKind,
-    bucket_insert_body, infer_run_identity, lifecycle, utc_now, validate_bucket,
+    bucket_create_text, bucket_insert_body, infer_run_identity, lifecycle, utc_now,
+    validate_bucket,
 };
 pub use manifest::{
     MANIFEST_SCHEMA, Manifest, ManifestEntry, RUN_METADATA_PATH, local_files, path_inside,

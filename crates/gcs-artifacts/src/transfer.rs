@@ -424,6 +424,23 @@ pub struct RunListing {
     pub unreadable: Vec<String>,
 }
 
+impl RunListing {
+    /// Keeps the runs of `kind`, whose model contains `model` and whose
+    /// endpoint is `endpoint`, each when given.
+    pub fn retain_matching(
+        &mut self,
+        kind: Option<&str>,
+        model: Option<&str>,
+        endpoint: Option<&str>,
+    ) {
+        self.runs.retain(|r| {
+            kind.is_none_or(|k| r.kind == k)
+                && model.is_none_or(|m| r.model.as_deref().is_some_and(|x| x.contains(m)))
+                && endpoint.is_none_or(|e| r.endpoint.as_deref() == Some(e))
+        });
+    }
+}
+
 /// Lists the runs under `gs://bucket/prefix/` from their manifests.
 pub async fn list_runs(client: &Client, bucket: &str, prefix: &str) -> Result<RunListing> {
     let prefix = format!("{}/", prefix.trim_matches('/'));

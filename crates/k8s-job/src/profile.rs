@@ -161,6 +161,17 @@ pub fn dry_run_text(plan: &Plan, variants: &[Variant], run_id: &str) -> Result<S
     Ok(out)
 }
 
+/// The plan the checked-in assets are generated from: the score Job with
+/// py-spy, every other setting at the command line's default, and no site
+/// value (the environment must not leak into them).
+pub fn asset_plan() -> Plan {
+    let mut plan = Plan::new(HostPlan::K8s(K8sOptions::default()));
+    plan.endpoint = profile_session::Endpoint::Score;
+    plan.py_spy = true;
+    plan.sglang_jax_version = profile_driver::pyenv::DEFAULT_VERSION.to_owned();
+    plan
+}
+
 /// The checked-in assets of `plan` (the score Job with py-spy):
 /// `(path relative to the repository, text)`.
 pub fn assets(plan: &Plan) -> Result<Vec<(PathBuf, String)>, Error> {
@@ -274,6 +285,25 @@ pub async fn run(
     Ok(folders)
 }
 
+/// `profile --k8s` with `plan`: its dry run's text when the plan asks for
+/// one (nothing is run), else the Job run as [`run`] runs it, under a new
+/// run id, into the plan's run folder.
+pub async fn run_plan(
+    plan: &Plan,
+    variants: &[Variant],
+    progress: Arc<dyn Events>,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Option<String>, Error> {
+    let run_id = profile_driver::run_id(plan, std::time::SystemTime::now());
+    if options(plan)?.dry_run {
+        return Ok(Some(dry_run_text(plan, variants, &run_id)?));
+    }
+    let out_dir = profile_driver::run_dir(plan, &run_id)
+        .map_err(|err| Error::Plan(profile_driver::one_line(&err)))?;
+    run(plan, variants, &run_id, &out_dir, progress, cancel).await?;
+    Ok(None)
+}
+
 /// Shows one event; remembers the archive address each pod logs.
 fn report(event: &Progress, progress: &dyn Events, archived: &mut BTreeMap<String, String>) {
     match event {
@@ -304,6 +334,68 @@ fn archive_url(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checked_in_assets_are_fresh() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (rel, text) in assets(&asset_plan()).unwrap() {
+            let on_disk = std::fs::read_to_string(repo.join(&rel)).unwrap_or_default();
+            assert!(
+                on_disk == text,
+                "{} is stale: run `cargo xtask k8s assets`",
+                rel.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_dry_run_needs_no_other_flag() {
+        let text = dry_run_text(&asset_plan(), &[], "20261130T210000Z-score-k8s").unwrap();
+        for needle in [
+            "cloud.google.com/gke-tpu-accelerator: tpu-v6e-slice",
+            "cloud.google.com/gke-tpu-topology: 1x1",
+            "google.com/tpu:",
+            "cloud.google.com/gke-spot:",
+            "SYS_PTRACE",
+            "medium: Memory",
+            "gcsfuse.csi.storage.gke.io",
+            "gke-gcsfuse/volumes:",
+            "serviceAccountName: K8S_SERVICE_ACCOUNT",
+            "backoffLimit: 0",
+            "activeDeadlineSeconds: 3600",
+            "ttlSecondsAfterFinished: 86400",
+            "image: IMAGE_URL",
+            "# Placeholders to replace: IMAGE_URL (--image), BUCKET_NAME (--bucket)",
+            "- --py-spy",
+            "# ENTRYPOINT",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_plan_prints_and_runs_nothing() {
+        let mut plan = asset_plan();
+        if let HostPlan::K8s(k8s) = &mut plan.host {
+            k8s.dry_run = true;
+        }
+        let progress = Arc::new(profile_driver::events::Recorded::default());
+        let text = run_plan(&plan, &[], progress.clone(), std::future::pending())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.contains("- --py-spy"), "{text}");
+        assert!(progress.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_real_run_needs_the_site_values() {
+        let err = job_config(&asset_plan(), &[], "r", false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--k8s needs --image (or SGLPROF_K8S_IMAGE)"
+        );
+    }
 
     #[test]
     fn archive_lines() {

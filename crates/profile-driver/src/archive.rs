@@ -311,6 +311,203 @@ pub async fn fetch_history(
     Ok(dirs)
 }
 
+/// A compare input as a local folder: a local path as it is, a `gs://`
+/// run downloaded into `dest` (a scratch folder), verified.
+pub async fn fetch_input(
+    input: &str,
+    dest: &Path,
+    conn: &Connection,
+) -> Result<PathBuf, DriveError> {
+    if !input.starts_with("gs://") {
+        return Ok(PathBuf::from(input));
+    }
+    fetch_run(&connect(conn).await?, input, dest).await?;
+    Ok(dest.to_path_buf())
+}
+
+/// Where a candidate's baselines are archived: a named baseline of its
+/// model and accelerator, or the last runs like it. The model and the
+/// accelerator are the candidate's run metadata's unless given.
+pub struct Baselines<'a> {
+    pub bucket: Option<&'a str>,
+    pub prefix: &'a str,
+    pub model: Option<&'a str>,
+    pub accelerator: Option<&'a str>,
+    pub conn: &'a Connection,
+}
+
+impl Baselines<'_> {
+    fn bucket(&self, what: &str) -> Result<&str, DriveError> {
+        self.bucket.ok_or_else(|| {
+            DriveError::Failed(format!(
+                "{what} needs a bucket: pass --bucket or set SGLPROF_BUCKET"
+            ))
+        })
+    }
+
+    /// Downloads the baseline `name` of the candidate's model and
+    /// accelerator into `scratch/baseline`; returns the folder and the
+    /// baseline's address.
+    pub async fn named(
+        &self,
+        name: &str,
+        candidate_dir: &Path,
+        scratch: &Path,
+    ) -> Result<(PathBuf, String), DriveError> {
+        let bucket = self.bucket("--baseline")?;
+        let field = candidate_field(candidate_dir)?;
+        let missing = |what: &str, flag: &str| {
+            DriveError::Failed(format!(
+                "--baseline {name}: the candidate has no {what} in its run metadata; pass --{flag}"
+            ))
+        };
+        let model = (self.model.map(str::to_owned))
+            .or_else(|| field("model"))
+            .ok_or_else(|| missing("model", "model"))?;
+        let accelerator = (self.accelerator.map(str::to_owned))
+            .or_else(|| field("hardware"))
+            .ok_or_else(|| missing("hardware", "accelerator"))?;
+        let addr =
+            gcs_artifacts::BaselineAddress::new(bucket, self.prefix, &model, &accelerator, name)
+                .map_err(|err| DriveError::Gcs(Box::new(err)))?;
+        let dest = scratch.join("baseline");
+        fetch_baseline(&connect(self.conn).await?, &addr, &dest).await?;
+        Ok((dest, addr.url().to_string()))
+    }
+
+    /// Downloads the last `count` archived runs of `kind` with the
+    /// candidate's model, hardware and endpoint (not the candidate itself)
+    /// as [`fetch_history`] does.
+    pub async fn history(
+        &self,
+        kind: RunKind,
+        count: usize,
+        candidate_dir: &Path,
+        candidate_input: &str,
+        scratch: &Path,
+    ) -> Result<Vec<(PathBuf, String)>, DriveError> {
+        let bucket = self.bucket("--history")?;
+        let field = candidate_field(candidate_dir)?;
+        let filter = gcs_artifacts::RunFilter {
+            model: self.model.map(str::to_owned).or_else(|| field("model")),
+            hardware: (self.accelerator.map(str::to_owned)).or_else(|| field("hardware")),
+            endpoint: field("endpoint"),
+        };
+        let exclude = candidate_input
+            .starts_with("gs://")
+            .then(|| candidate_input.to_owned())
+            .or_else(|| field("archive_url"));
+        let query = HistoryQuery {
+            bucket,
+            prefix: self.prefix,
+            kind,
+            filter: &filter,
+            exclude: exclude.as_deref(),
+            count,
+        };
+        fetch_history(&connect(self.conn).await?, &query, scratch).await
+    }
+}
+
+/// A text field of the run metadata in `dir`.
+fn candidate_field(dir: &Path) -> Result<impl Fn(&str) -> Option<String>, DriveError> {
+    let meta = profile_report::compare_side::run_metadata(dir)?;
+    Ok(move |key: &str| {
+        meta.as_ref()
+            .and_then(|m| m.get(key)?.as_str().map(str::to_owned))
+    })
+}
+
+/// Makes the archived run at `run` the baseline `name` (see
+/// [`gcs_artifacts::promote`]) of its model and accelerator (the run
+/// metadata's unless given) under `prefix`; returns its address.
+pub async fn promote(
+    conn: &Connection,
+    run: &str,
+    name: &str,
+    model: Option<String>,
+    accelerator: Option<String>,
+    prefix: &str,
+    progress: &dyn Progress,
+) -> Result<String, DriveError> {
+    let gcs = |err| DriveError::Gcs(Box::new(err));
+    let url = GsUrl::parse(run).map_err(gcs)?;
+    let client = connect(conn).await?;
+    let (_, manifest) = gcs_artifacts::read_manifest(&client, &url)
+        .await
+        .map_err(gcs)?;
+    let field = |key: &str| manifest.metadata_field(key).map(str::to_owned);
+    let missing = |what: &str, flag: &str| {
+        DriveError::Failed(format!(
+            "{run}: the run metadata names no {what}; pass --{flag}"
+        ))
+    };
+    let model = model
+        .or_else(|| field("model"))
+        .ok_or_else(|| missing("model", "model"))?;
+    let accelerator = accelerator
+        .or_else(|| field("hardware"))
+        .ok_or_else(|| missing("hardware", "accelerator"))?;
+    let addr = gcs_artifacts::BaselineAddress::new(&url.bucket, prefix, &model, &accelerator, name)
+        .map_err(gcs)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("sglprof-promote-")
+        .tempdir()
+        .map_err(|source| DriveError::Io {
+            what: "cannot create a scratch folder in",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let summary = gcs_artifacts::promote(
+        &client,
+        &url,
+        &addr,
+        scratch.path(),
+        &gcs_artifacts::utc_now().1,
+    )
+    .await
+    .map_err(DriveError::archive(format!("cannot promote {run}")))?;
+    progress.line(
+        "artifacts",
+        &format!(
+            "{run} is baseline `{name}`: {} objects ({}) verified and copied",
+            summary.objects,
+            gcs_artifacts::human_bytes(summary.bytes)
+        ),
+    );
+    Ok(summary.url)
+}
+
+/// Creates `bucket` with the RFC-011 lifecycle of `prefix` when `create`
+/// gives its project and location, else sets that lifecycle on the
+/// existing `bucket`.
+pub async fn set_up_bucket(
+    conn: &Connection,
+    bucket: &str,
+    create: Option<(&str, &str)>,
+    prefix: &str,
+    progress: &dyn Progress,
+) -> Result<(), DriveError> {
+    let gcs = |err| DriveError::Gcs(Box::new(err));
+    let client = connect(conn).await?;
+    let text = match create {
+        Some((project, location)) => {
+            gcs_artifacts::create_bucket(&client, project, bucket, location, prefix)
+                .await
+                .map_err(gcs)?;
+            format!("created gs://{bucket} in {location} with the RFC-011 lifecycle")
+        }
+        None => {
+            gcs_artifacts::set_lifecycle(&client, bucket, prefix)
+                .await
+                .map_err(gcs)?;
+            format!("set the RFC-011 lifecycle on gs://{bucket}")
+        }
+    };
+    progress.line("artifacts", &text);
+    Ok(())
+}
+
 /// A client for `conn`.
 pub async fn connect(conn: &Connection) -> Result<Client, DriveError> {
     let config = ClientConfig {

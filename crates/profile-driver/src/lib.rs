@@ -8,8 +8,10 @@
 //! [`pyenv`]), [`local::Running`] (a server that already runs: `--attach`,
 //! a local sweep's variants), and [`tpu::TpuHost`] (a Cloud TPU VM, or its
 //! rehearsal here: the simulated API and local workers). [`sweep`] runs one
-//! plan per variant on one server; [`archive`] puts runs in GCS and fetches
-//! them back.
+//! plan per variant on one server; [`serve`] holds a server for sessions
+//! that attach to it; [`archive`] puts runs in GCS and fetches them back;
+//! [`compare`] judges a run against a baseline or the archived history;
+//! [`tpu::admin`] lists, stops, starts and deletes VMs outside a run.
 //!
 //! The driver never prints: it reports [`events`], which a command line
 //! shows. It spawns processes only through `sglang-server`'s supervisor
@@ -19,11 +21,13 @@
 //! this crate's local host.
 
 pub mod archive;
+pub mod compare;
 mod drive;
 pub mod events;
 pub mod host;
 pub mod local;
 pub mod pyenv;
+pub mod serve;
 pub mod sweep;
 pub mod tpu;
 
@@ -77,6 +81,14 @@ pub enum DriveError {
         #[source]
         source: profile_report::Error,
     },
+    /// A run folder or its metadata could not be read.
+    #[error(transparent)]
+    Read(#[from] profile_report::Error),
+    #[error(transparent)]
+    Gcs(Box<gcs_artifacts::Error>),
+    /// A held server ended by itself.
+    #[error(transparent)]
+    Died(Box<sglang_server::Error>),
     #[error("py-spy produced no output; see {}", .0.display())]
     NoPySpy(PathBuf),
     /// A whole line already: what failed with its causes, and what became
@@ -123,6 +135,50 @@ impl DriveError {
     }
 }
 
+/// Runs `plan` on the host it names: a local sweep when `variants` (from
+/// [`profile_session::sweep::grid`]) is not empty, else one [`drive`] on a
+/// [`local::LocalHost`], a [`local::AttachHost`] or a [`tpu::TpuHost`]
+/// (whose dry run prints through `print`). Kubernetes plans are the
+/// `k8s-job` crate's, and refused here.
+pub async fn run(
+    plan: &profile_session::Plan,
+    variants: &[sweep::Variant],
+    progress: std::sync::Arc<dyn events::Progress>,
+    cancel: host::Cancel,
+    print: tpu::Print,
+) -> Result<(), DriveError> {
+    use profile_session::plan::HostPlan;
+    let mut host: Box<dyn host::Host> = match &plan.host {
+        HostPlan::Local(local) if !variants.is_empty() => {
+            sweep::run_local(plan, local.device, variants, progress, cancel).await?;
+            return Ok(());
+        }
+        _ if !variants.is_empty() => {
+            return Err(DriveError::Failed(format!(
+                "--sweep with {} is not supported",
+                plan.host.kind().flag()
+            )));
+        }
+        HostPlan::Local(local) => Box::new(local::LocalHost {
+            device: local.device,
+        }),
+        HostPlan::Attach(attach) => Box::new(local::AttachHost {
+            url: attach.url.clone(),
+        }),
+        HostPlan::Tpu(tpu) => Box::new(tpu::TpuHost {
+            options: tpu.clone(),
+            print,
+        }),
+        HostPlan::K8s(_) => {
+            return Err(DriveError::Failed(
+                "a --k8s plan runs as a Job of the k8s-job crate, not on a host here".to_owned(),
+            ));
+        }
+    };
+    drive(plan, &mut *host, progress, cancel).await?;
+    Ok(())
+}
+
 /// An error and its causes on one line, `: `-separated, as a run's last
 /// line shows them.
 pub fn one_line(err: &dyn std::error::Error) -> String {
@@ -137,4 +193,36 @@ pub fn one_line(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use profile_session::Plan;
+    use profile_session::plan::{AttachOptions, HostPlan, K8sOptions};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn run_refuses_what_no_host_here_runs() {
+        let silent = || Arc::new(events::Silent) as Arc<dyn events::Progress>;
+        let print: tpu::Print = Arc::new(|_: &str| {});
+        let k8s = Plan::new(HostPlan::K8s(K8sOptions::default()));
+        let err = run(&k8s, &[], silent(), host::never(), print.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("k8s-job"), "{err}");
+        let attach = Plan::new(HostPlan::Attach(AttachOptions {
+            url: "http://127.0.0.1:9".into(),
+        }));
+        let variant = sweep::Variant {
+            slug: "concurrency-1".into(),
+            plan: attach.clone(),
+        };
+        let err = run(&attach, &[variant], silent(), host::never(), print)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "--sweep with --attach is not supported");
+    }
 }

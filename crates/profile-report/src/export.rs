@@ -480,6 +480,23 @@ pub fn export_into(
     })
 }
 
+/// Parses a step range `A..B` (inclusive, `A <= B`), as `--steps` takes it.
+pub fn parse_steps(text: &str) -> Result<RangeInclusive<u64>, String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("`{text}` is not a range A..B"))?;
+    let num = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("`{s}` is not a step number"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a > b {
+        return Err(format!("empty step range {a}..{b}"));
+    }
+    Ok(a..=b)
+}
+
 /// What `cargo xtask trace` exports.
 pub struct TraceRequest {
     /// A file, or a folder holding JAX runs.

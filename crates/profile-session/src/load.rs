@@ -84,6 +84,19 @@ impl DatasetSpec {
 /// Service-level objectives, from `--slo ttft=MS,tpot=MS,e2e=MS`.
 pub use session_report::Slo;
 
+/// Parses a request rate: requests per second above 0, or `inf` (`None`:
+/// every request due at once).
+pub fn parse_rate(text: &str) -> Result<Option<f64>, String> {
+    if text.eq_ignore_ascii_case("inf") {
+        return Ok(None);
+    }
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(Some(rate)),
+        Ok(_) => Err("the rate must be above 0 (or inf)".to_owned()),
+        Err(_) => Err("expected requests per second or inf".to_owned()),
+    }
+}
+
 /// Parses `ttft=MS,tpot=MS,e2e=MS` (any of the three, at least one).
 pub fn parse_slo(text: &str) -> Result<Slo, String> {
     let mut slo = Slo::default();

@@ -101,6 +101,30 @@ pub enum HostPlan {
 }
 
 impl HostPlan {
+    /// This host with the device a server on this machine runs on, refused
+    /// in one line where the host decides it: a TPU VM's is its TPU, a
+    /// Kubernetes pod's its node's TPU, an attached server's already chosen.
+    pub fn with_device(mut self, device: Option<Device>) -> Result<HostPlan, PlanError> {
+        let Some(device) = device else {
+            return Ok(self);
+        };
+        let host = self.kind().flag();
+        let refuse = |flag, why| Err(PlanError::Unsupported { flag, host, why });
+        match &mut self {
+            HostPlan::Local(local) => local.device = device,
+            HostPlan::K8s(_) if device == Device::Tpu => {}
+            HostPlan::K8s(_) => return refuse("--device cpu", "the Job runs on a GKE TPU node"),
+            HostPlan::Tpu(_) => {
+                return refuse(
+                    "--device",
+                    "the VM's TPU is the device; --device chooses for --local (and --k8s)",
+                );
+            }
+            HostPlan::Attach(_) => return refuse("--device", "the server already runs"),
+        }
+        Ok(self)
+    }
+
     pub fn kind(&self) -> HostKind {
         match self {
             HostPlan::Local(_) => HostKind::Local,
@@ -203,7 +227,8 @@ pub struct TpuOptions {
     pub api_url: String,
 }
 
-/// The settings of a Kubernetes Job run.
+/// The settings of a Kubernetes Job run; the default is the command
+/// line's (no site value, spot TPU v6e 1x1 nodes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct K8sOptions {
     pub namespace: String,
@@ -225,6 +250,28 @@ pub struct K8sOptions {
     pub parallelism: i32,
     /// Print the Job and the Dockerfile instead of running them.
     pub dry_run: bool,
+}
+
+impl Default for K8sOptions {
+    fn default() -> K8sOptions {
+        K8sOptions {
+            namespace: defaults::K8S_NAMESPACE.to_owned(),
+            kube_context: None,
+            image: None,
+            service_account: None,
+            accelerator: defaults::K8S_ACCELERATOR.to_owned(),
+            topology: defaults::K8S_TOPOLOGY.to_owned(),
+            tpu_chips: defaults::K8S_TPU_CHIPS,
+            spot: true,
+            cpu: defaults::K8S_POD_CPU.to_owned(),
+            memory: defaults::K8S_POD_MEMORY.to_owned(),
+            job_deadline_s: defaults::K8S_JOB_DEADLINE_S,
+            pending_timeout_s: defaults::K8S_PENDING_TIMEOUT_S,
+            ttl_after_finished_s: defaults::K8S_TTL_AFTER_FINISHED_S,
+            parallelism: defaults::K8S_PARALLELISM,
+            dry_run: false,
+        }
+    }
 }
 
 /// `manual` or `nightly`: where in the archive a run goes.
@@ -282,6 +329,101 @@ pub enum PlanError {
          --endpoint generate"
     )]
     ScoreBroken { version: String },
+    /// A flag of [`HOST_ONLY`] given for a host that lacks it.
+    #[error("--{flag} is not supported with {host}: {why}")]
+    HostOnly {
+        flag: String,
+        host: &'static str,
+        why: &'static str,
+    },
+}
+
+/// Flags (long names, without dashes) that only some hosts have, and why:
+/// given to another host, they are refused in one line rather than ignored
+/// ([`refuse_host_only`]).
+pub const HOST_ONLY: &[(&[&str], &[HostKind], &str)] = &[
+    (
+        &[
+            "project",
+            "zone",
+            "accelerator-type",
+            "runtime-version",
+            "provisioning",
+            "queued",
+            "vm",
+            "keep",
+            "sglang-jax-git",
+            "sglang-jax-commit",
+            "price-file",
+            "usd-per-hour",
+            "gcs-usd-per-gb-month",
+            "gcloud-flag",
+            "rehearsal",
+            "rehearse-fault",
+            "tpu-api-url",
+        ],
+        &[HostKind::Tpu],
+        "it sets up the Cloud TPU VM of --tpu",
+    ),
+    (
+        &[
+            "namespace",
+            "kube-context",
+            "image",
+            "service-account",
+            "accelerator",
+            "topology",
+            "tpu-chips",
+            "no-spot",
+            "pod-cpu",
+            "pod-memory",
+            "job-deadline",
+            "pending-timeout",
+            "ttl-after-finished",
+            "parallelism",
+        ],
+        &[HostKind::K8s],
+        "it sets up the Job of --k8s",
+    ),
+    (
+        &["dry-run"],
+        &[HostKind::Tpu, HostKind::K8s],
+        "only --tpu and --k8s print a plan instead of running it",
+    ),
+    (
+        &["port"],
+        &[HostKind::Local, HostKind::Tpu],
+        "the server's port is chosen where it runs (the --attach URL, the pod)",
+    ),
+    (
+        &["sweep", "sweep-file"],
+        &[HostKind::Local, HostKind::K8s],
+        "a sweep runs on one local server or as an Indexed Job",
+    ),
+    (
+        &["api-key"],
+        &[HostKind::Local, HostKind::Attach, HostKind::Tpu],
+        "the pod starts its own server without a key",
+    ),
+];
+
+/// Refuses the first of the `given` flags (long names) that [`HOST_ONLY`]
+/// keeps from the host `kind`.
+pub fn refuse_host_only(given: &[String], kind: HostKind) -> Result<(), PlanError> {
+    for flag in given {
+        if let Some((_, hosts, why)) = HOST_ONLY
+            .iter()
+            .find(|(flags, _, _)| flags.contains(&flag.as_str()))
+            && !hosts.contains(&kind)
+        {
+            return Err(PlanError::HostOnly {
+                flag: flag.clone(),
+                host: kind.flag(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every setting of a run. Secrets are never serialised or rendered.
@@ -351,6 +493,16 @@ pub mod defaults {
     pub const BUCKET_PREFIX: &str = "sglang-profiles";
     pub const GCS_ENDPOINT: &str = "https://storage.googleapis.com";
     pub const GCS_JOBS: usize = 8;
+    pub const K8S_NAMESPACE: &str = "default";
+    pub const K8S_ACCELERATOR: &str = "tpu-v6e-slice";
+    pub const K8S_TOPOLOGY: &str = "1x1";
+    pub const K8S_TPU_CHIPS: u32 = 1;
+    pub const K8S_POD_CPU: &str = "40";
+    pub const K8S_POD_MEMORY: &str = "150Gi";
+    pub const K8S_JOB_DEADLINE_S: i64 = 3600;
+    pub const K8S_PENDING_TIMEOUT_S: u64 = 900;
+    pub const K8S_TTL_AFTER_FINISHED_S: i32 = 86400;
+    pub const K8S_PARALLELISM: i32 = 4;
 }
 
 fn default_quiet_wait_s() -> u64 {
@@ -675,6 +827,50 @@ fn archive_args(args: &mut Args, archive: &ArchivePlan) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_local_server_lets_the_device_be_chosen() {
+        let local = HostPlan::Local(LocalOptions::default());
+        let chosen = local.clone().with_device(Some(Device::Tpu)).unwrap();
+        assert_eq!(
+            chosen,
+            HostPlan::Local(LocalOptions {
+                device: Device::Tpu
+            })
+        );
+        assert_eq!(local.clone().with_device(None).unwrap(), local);
+        let k8s = HostPlan::K8s(K8sOptions::default());
+        assert!(k8s.clone().with_device(Some(Device::Tpu)).is_ok());
+        assert_eq!(
+            k8s.with_device(Some(Device::Cpu)).unwrap_err().to_string(),
+            "--device cpu is not supported with --k8s: the Job runs on a GKE TPU node"
+        );
+        let attach = HostPlan::Attach(AttachOptions {
+            url: "http://h".into(),
+        });
+        assert_eq!(
+            attach
+                .with_device(Some(Device::Cpu))
+                .unwrap_err()
+                .to_string(),
+            "--device is not supported with --attach: the server already runs"
+        );
+    }
+
+    #[test]
+    fn host_only_flags_are_refused_elsewhere() {
+        let given = ["requests".to_owned(), "vm".to_owned()];
+        assert!(refuse_host_only(&given, HostKind::Tpu).is_ok());
+        assert_eq!(
+            refuse_host_only(&given, HostKind::Local)
+                .unwrap_err()
+                .to_string(),
+            "--vm is not supported with --local: it sets up the Cloud TPU VM of --tpu"
+        );
+        for (flags, hosts, why) in HOST_ONLY {
+            assert!(!flags.is_empty() && !hosts.is_empty() && !why.is_empty());
+        }
+    }
 
     pub(crate) fn plan(host: HostPlan) -> Plan {
         Plan {

@@ -3,11 +3,17 @@
 //!
 //! `--sweep concurrency=1,4,16` is one axis. A sweep file has one axis per
 //! line in the same form (`#` starts a comment); several axes give their
-//! cartesian product, the first axis varying slowest. Which flags may be
-//! swept, and whether a value is valid, is the command line's to check: it
-//! knows the flags.
+//! cartesian product, the first axis varying slowest. [`grid`] reads a
+//! plan's axes and refuses flags a sweep may not vary ([`SWEEPABLE`]);
+//! whether a long name is a flag at all, and whether a value is valid, is
+//! the command line's to check: it knows the flags, and parses each
+//! variant's [`variant_words`] again.
+
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
+
+use crate::plan::{HostPlan, Plan};
 
 /// A sweep that cannot be run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -145,6 +151,134 @@ pub fn variant_slug(variant: &Variant) -> String {
     format!("{}-{hash}", &slug[..MAX_SLUG - hash.len() - 1])
 }
 
+/// Flags a sweep may vary: the session's. Host, output, archive and secret
+/// flags are the same for every variant.
+pub const SWEEPABLE: &[&str] = &[
+    "endpoint",
+    "dataset",
+    "num-prompts",
+    "seed",
+    "input-len",
+    "output-len",
+    "range-ratio",
+    "prefix-groups",
+    "prefix-len",
+    "request-rate",
+    "burstiness",
+    "max-concurrency",
+    "requests",
+    "concurrency",
+    "max-new-tokens",
+    "prompt",
+    "warmup",
+    "num-steps",
+    "host-tracer-level",
+    "python-tracer-level",
+    "start-step",
+];
+
+/// Flags a sweep may vary only where every variant has a server of its
+/// own (one pod each, with --k8s).
+pub const SWEEPABLE_PER_SERVER: &[&str] = &["sglang-jax-version", "model-path"];
+
+/// A plan whose sweep cannot be run, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum GridError {
+    #[error("cannot read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: SweepError,
+    },
+    #[error(transparent)]
+    Axis(#[from] SweepError),
+    #[error("sweep axis {0} is given twice")]
+    Twice(String),
+    #[error("--sweep {flag}: {why}")]
+    Refused { flag: String, why: &'static str },
+    #[error("--sweep is not supported with --tpu: run the sweep with --k8s, or locally")]
+    Tpu,
+}
+
+/// The grid of `plan`'s sweep (its sweep file's axes, then its `--sweep`
+/// ones); empty without a sweep. `is_flag` says whether a long name is a
+/// flag of the command line.
+pub fn grid(plan: &Plan, is_flag: impl Fn(&str) -> bool) -> Result<Vec<Variant>, GridError> {
+    let mut axes = Vec::new();
+    if let Some(path) = &plan.sweep_file {
+        let text = std::fs::read_to_string(path).map_err(|source| GridError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        axes = parse_sweep_file(&text).map_err(|source| GridError::File {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    for axis in &plan.sweep {
+        let axis = parse_axis(axis)?;
+        if axes.iter().any(|it: &Axis| it.flag == axis.flag) {
+            return Err(GridError::Twice(axis.flag));
+        }
+        axes.push(axis);
+    }
+    if axes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let per_server = matches!(plan.host, HostPlan::K8s(_));
+    for axis in &axes {
+        let flag = axis.flag.as_str();
+        let refuse = |why| {
+            Err(GridError::Refused {
+                flag: flag.to_owned(),
+                why,
+            })
+        };
+        if !is_flag(flag) {
+            return refuse("not a flag of `cargo xtask profile`");
+        }
+        let may_vary =
+            SWEEPABLE.contains(&flag) || (per_server && SWEEPABLE_PER_SERVER.contains(&flag));
+        if !may_vary {
+            return refuse(if SWEEPABLE_PER_SERVER.contains(&flag) {
+                "the variants share one server here; sweep it with --k8s, where each has its own"
+            } else {
+                "it is the same for every variant (only session flags may vary)"
+            });
+        }
+    }
+    if matches!(plan.host, HostPlan::Tpu(_)) {
+        return Err(GridError::Tpu);
+    }
+    Ok(variants(&axes)?)
+}
+
+/// The argument list of one variant: `plan`'s own, without its sweep, and
+/// `--flag=value` for each swept flag (a flag given twice takes its last
+/// value).
+pub fn variant_words(plan: &Plan, variant: &Variant) -> Vec<String> {
+    let mut base = plan.clone();
+    base.sweep.clear();
+    base.sweep_file = None;
+    let mut words = base.to_args();
+    for (flag, value) in variant {
+        words.push(format!("--{flag}={value}"));
+    }
+    words
+}
+
+/// A variant as `flag=value` words, for messages.
+pub fn variant_label(variant: &Variant) -> String {
+    let values: Vec<String> = variant.iter().map(|(f, v)| format!("{f}={v}")).collect();
+    values.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +342,41 @@ mod tests {
         assert!(a.starts_with("prompt-xxxx"), "{a}");
         let multibyte = vec![("prompt".to_owned(), "é".repeat(300))];
         assert!(variant_slug(&multibyte).len() <= MAX_SLUG);
+    }
+
+    #[test]
+    fn a_grid_varies_session_flags_only() {
+        use crate::plan::{K8sOptions, LocalOptions};
+        let is_flag = |flag: &str| flag != "nonsense";
+        let mut plan = Plan::new(HostPlan::Local(LocalOptions::default()));
+        assert!(grid(&plan, is_flag).unwrap().is_empty());
+        plan.sweep = vec!["concurrency=1,4".into(), "requests=6,12".into()];
+        let got = grid(&plan, is_flag).unwrap();
+        assert_eq!(got.len(), 4);
+        let words = variant_words(&plan, &got[1]);
+        assert!(
+            !words.iter().any(|it| it.starts_with("--sweep")),
+            "{words:?}"
+        );
+        assert!(words.ends_with(&["--concurrency=1".into(), "--requests=12".into()]));
+        assert_eq!(variant_label(&got[1]), "concurrency=1 requests=12");
+        let refused = |sweep: &str, plan: &mut Plan| {
+            plan.sweep = vec![sweep.to_owned()];
+            grid(plan, is_flag).unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused("nonsense=1", &mut plan),
+            "--sweep nonsense: not a flag of `cargo xtask profile`"
+        );
+        assert!(refused("out=a,b", &mut plan).contains("same for every variant"));
+        assert!(refused("model-path=a,b", &mut plan).contains("share one server"));
+        plan.sweep = vec!["concurrency=1".into(), "concurrency=2".into()];
+        assert_eq!(
+            grid(&plan, is_flag).unwrap_err().to_string(),
+            "sweep axis concurrency is given twice"
+        );
+        let mut k8s = Plan::new(HostPlan::K8s(K8sOptions::default()));
+        k8s.sweep = vec!["model-path=a,b".into()];
+        assert_eq!(grid(&k8s, is_flag).unwrap().len(), 2);
     }
 }

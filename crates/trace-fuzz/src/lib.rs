@@ -2,8 +2,9 @@
 //! gzip), XPlane, py-spy raw and speedscope, artifact manifests and run
 //! metadata. `cargo xtask fuzz` drives it.
 //!
-//! Seeds come from the real fixtures (the caller loads them; this crate does
-//! no IO). Input number `i` of a run with seed `s` is a fixed mutation of a
+//! Seeds come from the real fixtures (the caller loads them; apart from
+//! [`campaign`], which reads a checkout's fixtures and writes failing
+//! inputs, this crate does no IO). Input number `i` of a run with seed `s` is a fixed mutation of a
 //! fixed seed, so `(s, i)` reproduces it. Inputs run in process on every
 //! core (std threads), each under `catch_unwind`, and an input fails when the
 //! reader panics, when it takes more CPU time than a budget linear in the
@@ -18,6 +19,7 @@
 //! minimise failing inputs.
 
 mod alloc;
+pub mod campaign;
 mod mutate;
 mod readers;
 

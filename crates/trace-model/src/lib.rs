@@ -16,4 +16,4 @@ mod time;
 pub use event::{Arg, ArgValue, Event, EventSink, Phase, ReadSummary, SharedArgs};
 pub use name::{SHOWN_NAME_LIMIT, fnv1a64, shown_name};
 pub use session::{HostTraces, TraceFileKind, TraceRun, classify, locate};
-pub use time::{PS_PER_MS, PS_PER_NS, PS_PER_US, Ps, ps_to_ms};
+pub use time::{PS_PER_MS, PS_PER_NS, PS_PER_US, Ps, ms_to_ps, ps_to_ms};

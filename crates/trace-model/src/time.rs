@@ -15,6 +15,13 @@ pub const PS_PER_NS: Ps = 1_000;
 pub const PS_PER_US: Ps = 1_000_000;
 pub const PS_PER_MS: Ps = 1_000_000_000;
 
+/// Converts fractional milliseconds to picoseconds, rounded; `None` when
+/// `ms` is not finite or out of the range of [`Ps`].
+pub fn ms_to_ps(ms: f64) -> Option<Ps> {
+    let ps = ms * PS_PER_MS as f64;
+    (ps.is_finite() && ps.abs() < i64::MAX as f64).then(|| ps.round() as Ps)
+}
+
 /// Converts picoseconds to fractional milliseconds, the unit of every report
 /// table.
 pub fn ps_to_ms(ps: i128) -> f64 {
@@ -34,5 +41,9 @@ mod tests {
         assert_eq!(ps_to_ms(-2_000_000_000), -2.0);
         let big = 1_000_000_000_000_000_000_000i128 + 250_000_000;
         assert_eq!(ps_to_ms(big), 1e12 + 0.25);
+        assert_eq!(ms_to_ps(1.5), Some(1_500_000_000));
+        assert_eq!(ms_to_ps(-0.25), Some(-250_000_000));
+        assert_eq!(ms_to_ps(f64::NAN), None);
+        assert_eq!(ms_to_ps(1e13), None);
     }
 }

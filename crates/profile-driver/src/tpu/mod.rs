@@ -15,6 +15,7 @@
 //! run prints every API call and gcloud command in order, and needs no
 //! credentials: the API client and gcloud runner record instead of act.
 
+pub mod admin;
 pub mod plan;
 pub mod rehearsal;
 pub mod remote;
