@@ -300,7 +300,9 @@ fn self_times_inside(
     hi: i128,
 ) -> std::collections::HashMap<String, f64> {
     use std::collections::{BTreeMap, HashMap};
-    let mut threads: BTreeMap<(u64, u64), Vec<(i128, i128, &str)>> = BTreeMap::new();
+    // Per thread: each event's cut start and end, and its name.
+    type Cut<'a> = (i128, i128, &'a str);
+    let mut threads: BTreeMap<(u64, u64), Vec<Cut<'_>>> = BTreeMap::new();
     for (pid, tid, name, start, dur) in &trace.slices {
         let (s, e) = ((*start).max(lo), (start + dur).min(hi));
         if *pid != skip && s < e {
