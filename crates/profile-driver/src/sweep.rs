@@ -260,7 +260,7 @@ pub fn index_report(runs: &[VariantRun]) -> String {
                     "| {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {} | [report]({}/report.md) |",
                     run.folder,
                     w.requests,
-                    w.concurrency,
+                    concurrency_cell(w.concurrency),
                     w.errors,
                     w.latency_ms.p50,
                     w.latency_ms.p99,
@@ -283,6 +283,15 @@ pub fn index_report(runs: &[VariantRun]) -> String {
         out.push_str("Serving req/s, TTFT and TPOT are each variant's Serving Metrics (completed requests over the measured phase's duration; percentiles interpolated between ranks), as its report defines them.\n");
     }
     out
+}
+
+/// A workload's concurrency as the index shows it: an open-loop load
+/// without a cap records 0.
+fn concurrency_cell(concurrency: u64) -> String {
+    match concurrency {
+        0 => "no cap".to_owned(),
+        n => n.to_string(),
+    }
 }
 
 #[cfg(test)]

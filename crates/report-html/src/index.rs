@@ -89,7 +89,11 @@ pub fn render_index(variants: &[SweepVariant]) -> String {
             vec![
                 it.folder.clone(),
                 cell(&|w| count(w.requests)),
-                cell(&|w| count(w.concurrency)),
+                // An open-loop load without a cap records 0.
+                cell(&|w| match w.concurrency {
+                    0 => "no cap".to_owned(),
+                    n => count(n),
+                }),
                 cell(&|w| count(w.errors)),
                 cell(&|w| fixed(w.p50_ms, 1)),
                 cell(&|w| fixed(w.p99_ms, 1)),
