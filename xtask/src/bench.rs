@@ -23,6 +23,8 @@ mod inputs;
 mod load;
 #[path = "bench_measure.rs"]
 mod measure;
+#[path = "bench_serving.rs"]
+mod serving;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -70,6 +72,11 @@ pub struct Args {
     /// pinned to CPU 0 and the stub to CPU 1 (so nothing else runs).
     #[arg(long)]
     pub load: bool,
+    /// Run only the serving comparison: sglprof and sglang-jax's
+    /// `bench_serving` against one real local CPU server, on one dataset
+    /// file, `--runs` rounds each (counts and TTFT/ITL/E2E medians).
+    #[arg(long, conflicts_with = "load")]
+    pub serving: bool,
     /// Requests per run of the load group.
     #[arg(long, default_value_t = 6000)]
     pub load_requests: usize,
@@ -156,6 +163,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (json, xplane) = find_pair(&dir)?;
     let runs = args.runs.max(1);
     let scratch = profile_driver::pyenv::cache_root()?.join("bench-scratch");
+    if args.serving {
+        println!("machine: {} (at start)", machine());
+        serving::serving_group(&me, &scratch, runs)?;
+        println!("\nmachine: {} (at end)", machine());
+        return Ok(());
+    }
     if args.load {
         println!("machine: {} (at start)", machine());
         let spec = load::LoadBench {

@@ -33,11 +33,8 @@ pub(crate) struct LoadBench {
     pub(crate) paced_rate: f64,
 }
 
-/// The dataset both tools draw, as each spells it.
-const INPUT_LEN: &str = "128";
-const OUTPUT_LEN: &str = "32";
-const RANGE_RATIO: &str = "0.5";
-const SEED: &str = "7";
+/// The dataset both tools draw, in sglprof's flags.
+const DATASET: &str = "--input-len 128 --output-len 32 --range-ratio 0.5 --seed 7";
 
 /// The stub server, stopped when dropped.
 struct StubProcess {
@@ -100,37 +97,20 @@ fn on_cpu0(program: &Path, args: Vec<OsString>) -> Command {
     cmd
 }
 
-fn words(list: &[&str]) -> Vec<OsString> {
+pub(super) fn words(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
 }
 
 fn sglprof(me: &Path, url: &str, n: usize, cap: Option<usize>, rate: &str, out: &Path) -> Bench {
-    let mut args = words(&[
-        "profile",
-        "--attach",
-        url,
-        "--dataset",
-        "random",
-        "--num-prompts",
-        &n.to_string(),
-        "--input-len",
-        INPUT_LEN,
-        "--output-len",
-        OUTPUT_LEN,
-        "--range-ratio",
-        RANGE_RATIO,
-        "--seed",
-        SEED,
-        "--request-rate",
-        rate,
-        "--stream",
-        "--no-trace",
-        "--warmup",
-        "0",
-        "--quiet-wait",
-        "0",
-    ]);
-    args.extend(["--out".into(), out.into()]);
+    let mut args = words(&["profile", "--attach", url, "--num-prompts", &n.to_string()]);
+    args.extend(words(&DATASET.split_whitespace().collect::<Vec<_>>()));
+    args.extend(words(&["--request-rate", rate, "--out"]));
+    args.push(out.into());
+    args.extend(words(
+        &"--dataset random --stream --no-trace --warmup 0 --quiet-wait 0"
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+    ));
     if let Some(cap) = cap {
         args.extend(words(&["--max-concurrency", &cap.to_string()]));
     }
@@ -145,31 +125,26 @@ fn bench_serving(
     cap: usize,
     out: &Path,
 ) -> Bench {
-    let mut args = words(&[
-        "-m",
-        "sgl_jax.bench_serving",
-        "--backend",
-        "sgl-jax",
-        "--base-url",
-        url,
-        "--dataset-name",
-        "random-ids",
+    let mut args = words(&["-m", "sgl_jax.bench_serving", "--base-url", url]);
+    args.extend(words(&[
         "--num-prompts",
         &n.to_string(),
-        "--random-input-len",
-        INPUT_LEN,
-        "--random-output-len",
-        OUTPUT_LEN,
-        "--random-range-ratio",
-        RANGE_RATIO,
-        "--seed",
-        SEED,
-        "--request-rate",
-        "inf",
         "--max-concurrency",
         &cap.to_string(),
-        "--disable-tqdm",
-    ]);
+    ]));
+    // bench_serving spells sglprof's dataset flags with `random-`.
+    args.extend(words(
+        &DATASET
+            .replace("--", "--random-")
+            .replace("--random-seed", "--seed")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+    ));
+    args.extend(words(
+        &"--backend sgl-jax --dataset-name random-ids --request-rate inf --disable-tqdm"
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+    ));
     for (flag, path) in [
         ("--model", model),
         ("--tokenizer", model),
@@ -206,7 +181,7 @@ fn reported(value: &serde_json::Value) -> anyhow::Result<Reported> {
 
 /// A JSON file, or the last line of a JSON-lines file (bench_serving
 /// appends one line per run to its `--output-file`).
-fn read_json(path: &Path, last_line: bool) -> anyhow::Result<serde_json::Value> {
+pub(super) fn read_json(path: &Path, last_line: bool) -> anyhow::Result<serde_json::Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = match last_line {
@@ -296,7 +271,7 @@ pub(crate) fn load_group(
     let stub = start_stub(me, traces, &env.model_dir)?;
     let (n, cap) = (spec.requests, spec.concurrency);
     println!(
-        "\nload: {n} streamed /generate (random, input {INPUT_LEN}, output {OUTPUT_LEN}, range ratio {RANGE_RATIO}, seed {SEED}), request rate inf, max concurrency {cap}; stub on CPU 1 answering at once, each client on CPU 0"
+        "\nload: {n} streamed /generate (random, {DATASET}), request rate inf, max concurrency {cap}; stub on CPU 1 answering at once, each client on CPU 0"
     );
     let run_dir = |tool: &str, i: usize| dir.join(format!("{tool}-{i}"));
     let mut rates = [Vec::new(), Vec::new()];
