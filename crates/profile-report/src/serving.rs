@@ -37,12 +37,24 @@ fn read_records(input: &Path, serving: &ServingMetadata) -> Result<Vec<RequestRe
         });
     }
     let path = input.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+    let read = |source| Error::Read {
         path: path.clone(),
         source,
-    })?;
-    serving_workload::record::parse_records(&text).map_err(|err| Error::Records {
-        path: path.clone(),
-        detail: err.to_string(),
-    })
+    };
+    // Line by line: a session of many requests has a file of hundreds of
+    // MB, which is never held whole.
+    let file = std::fs::File::open(&path).map_err(read)?;
+    let mut records = Vec::new();
+    for (idx, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+        let line = line.map_err(read)?;
+        let record =
+            serving_workload::record::parse_record_line(&line, idx + 1).map_err(|err| {
+                Error::Records {
+                    path: path.clone(),
+                    detail: err.to_string(),
+                }
+            })?;
+        records.extend(record);
+    }
+    Ok(records)
 }

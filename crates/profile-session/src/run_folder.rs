@@ -188,7 +188,16 @@ pub fn files_if_any(dir: &Path) -> Result<Vec<PathBuf>, RunFolderError> {
 /// disk and renamed into place: readers see the old file or the new one,
 /// and a planted symlink is replaced, not followed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunFolderError> {
-    let write = |source| RunFolderError::Write {
+    write_atomic_with(path, &mut |out| out.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` writes, streamed through a buffer:
+/// nothing the size of the file is held in memory.
+pub fn write_atomic_with(
+    path: &Path,
+    write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), RunFolderError> {
+    let failed = |source| RunFolderError::Write {
         path: path.to_path_buf(),
         source,
     };
@@ -196,16 +205,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunFolderError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(parent).map_err(write)?;
-    let mut tmp = tempfile::Builder::new()
+    std::fs::create_dir_all(parent).map_err(failed)?;
+    let tmp = tempfile::Builder::new()
         .prefix(".sglprof-")
         .suffix(".tmp")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(parent)
-        .map_err(write)?;
-    tmp.write_all(bytes).map_err(write)?;
-    tmp.as_file().sync_all().map_err(write)?;
-    tmp.persist(path).map_err(|err| write(err.error))?;
+        .map_err(failed)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, tmp);
+    write(&mut out).map_err(failed)?;
+    let tmp = out.into_inner().map_err(|err| failed(err.into_error()))?;
+    tmp.as_file().sync_all().map_err(failed)?;
+    tmp.persist(path).map_err(|err| failed(err.error))?;
     Ok(())
 }
 

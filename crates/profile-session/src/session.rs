@@ -5,6 +5,7 @@
 //! complete trace files. Request bodies and the profile config are written
 //! to the run folder's `inputs/` as they are sent.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ pub use crate::load::WarmupPhase;
 use crate::load::{self, HfTokenizer, Load, LoadContext, LoadError, LoadSpec, RowInfo};
 use crate::machine;
 use crate::plan::Plan;
-use crate::run_folder::{RunFolderError, write_atomic, write_json};
+use crate::run_folder::{RunFolderError, write_atomic, write_atomic_with, write_json};
 
 /// Why a session failed. One line each; the cause is the source.
 #[derive(Debug, thiserror::Error)]
@@ -299,14 +300,14 @@ pub async fn run_session(
             )
         }));
     }
+    let warmup_requests = warmup_sent.len() as u64;
     let warmup = if warmup_sent.is_empty() {
         None
     } else {
-        let records = records(&clock, &warmup_sent);
-        write_atomic(
-            &config.inputs_dir.join(WARMUP_RECORDS_FILE),
-            serving_workload::record::to_jsonl(&records).as_bytes(),
-        )?;
+        let records = records(&clock, warmup_sent);
+        write_atomic_with(&config.inputs_dir.join(WARMUP_RECORDS_FILE), &mut |out| {
+            serving_workload::record::write_jsonl(&records, out)
+        })?;
         let result = summary(workload, &records, "warmup");
         if result.errors == result.requests {
             return Err(SessionError::AllFailed {
@@ -397,11 +398,10 @@ pub async fn run_session(
         }
     };
     let rows: Vec<(RowInfo, Sent)> = workload.load.rows.iter().cloned().zip(sent).collect();
-    let records = records(&clock, &rows);
-    write_atomic(
-        &config.inputs_dir.join(RECORDS_FILE),
-        serving_workload::record::to_jsonl(&records).as_bytes(),
-    )?;
+    let records = records(&clock, rows);
+    write_atomic_with(&config.inputs_dir.join(RECORDS_FILE), &mut |out| {
+        serving_workload::record::write_jsonl(&records, out)
+    })?;
     let result = summary(workload, &records, "measured");
     write_json(
         &config.inputs_dir.join(LATENCIES_FILE),
@@ -430,7 +430,7 @@ pub async fn run_session(
         // A server whose trace lands in a folder of this machine runs on
         // it, and reads the same wall clock.
         same_clock: Some(config.local_output_dir.is_some()),
-        warmup_requests: warmup_sent.len() as u64,
+        warmup_requests,
         records: format!("inputs/{RECORDS_FILE}"),
     };
     let metrics = serving_workload::metrics::serving_report(&records, &serving);
@@ -562,9 +562,10 @@ fn server_context(info: &serde_json::Value) -> Option<u64> {
         .find_map(|key| info.get(*key).and_then(serde_json::Value::as_u64))
 }
 
-/// Records from the sender's outcomes, times on the wall clock.
-fn records(clock: &Clock, sent: &[(RowInfo, Sent)]) -> Vec<RequestRecord> {
-    sent.iter()
+/// Records from the sender's outcomes (taken, so that each request is
+/// held once), times on the wall clock.
+fn records(clock: &Clock, sent: Vec<(RowInfo, Sent)>) -> Vec<RequestRecord> {
+    sent.into_iter()
         .enumerate()
         .map(|(id, (row, s))| RequestRecord {
             schema: serving_workload::REQUEST_SCHEMA.to_owned(),
@@ -586,9 +587,9 @@ fn records(clock: &Clock, sent: &[(RowInfo, Sent)]) -> Vec<RequestRecord> {
                 .e2e_latency
                 .filter(|v| v.is_finite() && *v >= 0.0)
                 .map(|v| (v * 1e9).round() as u64),
-            rid: s.meta.id.clone(),
-            chunks: s.chunks.clone(),
-            error: s.error.clone(),
+            rid: s.meta.id,
+            chunks: s.chunks,
+            error: s.error,
         })
         .collect()
 }
@@ -725,31 +726,32 @@ pub fn check_capture(runs: &[TraceRun]) -> Result<(), SessionError> {
 /// `inputs/warmup-bodies.jsonl`), and the measured phase's dataset rows
 /// (`inputs/dataset.jsonl`): the same seed gives the same bytes.
 fn write_request_bodies(inputs: &Path, workload: &Workload) -> Result<(), RunFolderError> {
-    let lines = |requests: &mut dyn Iterator<Item = &LoadRequest>| {
-        let mut out = Vec::new();
+    let lines = |out: &mut dyn Write, requests: &mut dyn Iterator<Item = &LoadRequest>| {
         for request in requests {
-            out.extend_from_slice(&request.body);
-            out.push(b'\n');
+            out.write_all(&request.body)?;
+            out.write_all(b"\n")?;
         }
-        out
+        Ok(())
     };
-    write_atomic(
-        &inputs.join(BODIES_FILE),
-        &lines(&mut workload.load.requests.iter()),
-    )?;
+    write_atomic_with(&inputs.join(BODIES_FILE), &mut |out| {
+        lines(out, &mut workload.load.requests.iter())
+    })?;
     if !workload.warmup.is_empty() {
-        write_atomic(
-            &inputs.join("warmup-bodies.jsonl"),
-            &lines(&mut workload.warmup.iter().flat_map(|p| p.requests.iter())),
-        )?;
+        write_atomic_with(&inputs.join("warmup-bodies.jsonl"), &mut |out| {
+            lines(
+                out,
+                &mut workload.warmup.iter().flat_map(|p| p.requests.iter()),
+            )
+        })?;
     }
     if !workload.load.dataset.is_empty() {
-        let mut out = String::new();
-        for row in &workload.load.dataset {
-            out.push_str(&serde_json::to_string(row).expect("plain data serialises"));
-            out.push('\n');
-        }
-        write_atomic(&inputs.join("dataset.jsonl"), out.as_bytes())?;
+        write_atomic_with(&inputs.join("dataset.jsonl"), &mut |out| {
+            for row in &workload.load.dataset {
+                serde_json::to_writer(&mut *out, row)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -100,33 +100,47 @@ pub struct RecordError {
 pub fn parse_records(text: &str) -> Result<Vec<RequestRecord>, RecordError> {
     let mut res = Vec::new();
     for (idx, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+        if let Some(record) = parse_record_line(line, idx + 1)? {
+            res.push(record);
         }
-        let record: RequestRecord = serde_json::from_str(line).map_err(|err| RecordError {
-            line: idx + 1,
-            detail: err.to_string(),
-        })?;
-        if record.schema != REQUEST_SCHEMA {
-            return Err(RecordError {
-                line: idx + 1,
-                detail: format!(
-                    "schema is {:?}, expected {REQUEST_SCHEMA:?}",
-                    record.schema.escape_debug().to_string()
-                ),
-            });
-        }
-        res.push(record);
     }
     Ok(res)
 }
 
+/// One line of a `requests.jsonl` (its number from 1, for the error):
+/// `None` for a blank line.
+pub fn parse_record_line(line: &str, number: usize) -> Result<Option<RequestRecord>, RecordError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let record: RequestRecord = serde_json::from_str(line).map_err(|err| RecordError {
+        line: number,
+        detail: err.to_string(),
+    })?;
+    if record.schema != REQUEST_SCHEMA {
+        return Err(RecordError {
+            line: number,
+            detail: format!(
+                "schema is {:?}, expected {REQUEST_SCHEMA:?}",
+                record.schema.escape_debug().to_string()
+            ),
+        });
+    }
+    Ok(Some(record))
+}
+
 /// The records as JSON lines.
 pub fn to_jsonl(records: &[RequestRecord]) -> String {
-    let mut out = String::with_capacity(records.len() * 256);
+    let mut out = Vec::with_capacity(records.len() * 256);
+    write_jsonl(records, &mut out).expect("writing into memory does not fail");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// The records as JSON lines, into `out` as they are serialised.
+pub fn write_jsonl(records: &[RequestRecord], out: &mut dyn std::io::Write) -> std::io::Result<()> {
     for record in records {
-        out.push_str(&serde_json::to_string(record).expect("plain data serialises"));
-        out.push('\n');
+        serde_json::to_writer(&mut *out, record)?;
+        out.write_all(b"\n")?;
     }
-    out
+    Ok(())
 }
