@@ -1,12 +1,15 @@
 //! What every command shares: the async runtime, the printer of a run's
 //! events, clap's errors as one line, and the fuzzer binary's launch.
 
-/// The async runtime of a command: two worker threads (this kind of machine
-/// has two cores; the work is waiting on servers and networks).
+/// The async runtime of a command: one worker thread per core this process
+/// may run on, at most two (the work is waiting on servers and networks; a
+/// process pinned to one core, as the load bench pins its clients, gets
+/// one and no hand-offs between workers).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cores.min(2))
         .enable_all()
         .build()
         .context("cannot start the async runtime")
