@@ -314,6 +314,9 @@ struct Answer {
     status: u16,
     body: Body,
     delay: Duration,
+    /// The number of the `/generate` it answers, whose send time is taken
+    /// once the answer is built and logged, as it is handed over.
+    generate: Option<u64>,
 }
 
 enum Body {
@@ -328,6 +331,7 @@ impl Answer {
             status,
             body: Body::Json(value),
             delay: Duration::ZERO,
+            generate: None,
         }
     }
 
@@ -336,6 +340,7 @@ impl Answer {
             status,
             body: Body::Text(text.to_owned()),
             delay: Duration::ZERO,
+            generate: None,
         }
     }
 
@@ -368,11 +373,15 @@ impl Respond for Handler {
         if !answer.delay.is_zero() {
             res = res.set_delay(answer.delay);
         }
-        match answer.body {
+        let res = match answer.body {
             Body::Json(value) => res.set_body_json(value),
             Body::Text(text) => res.set_body_raw(text, "text/plain; charset=utf-8"),
             Body::Events(text) => res.set_body_raw(text, "text/event-stream; charset=utf-8"),
+        };
+        if let Some(number) = answer.generate {
+            self.record_send(number, answer.delay);
         }
+        res
     }
 }
 
@@ -446,9 +455,9 @@ impl Handler {
         };
         let text = |done: u32| " stub".repeat(done as usize);
         if !body.stream {
-            self.record_send(number, delay);
             return Answer {
                 delay,
+                generate: Some(number),
                 ..Answer::json(
                     200,
                     json!({"text": text(tokens), "meta_info": meta(tokens)}),
@@ -461,16 +470,17 @@ impl Handler {
             events.push_str(&format!("data: {event}\n\n"));
         }
         events.push_str("data: [DONE]\n\n");
-        self.record_send(number, delay);
         Answer {
             status: 200,
             body: Body::Events(events),
             delay,
+            generate: Some(number),
         }
     }
 
     /// Remembers that answer `number` leaves the handler now, or after
-    /// `delay` (wiremock waits for it before writing).
+    /// `delay` (wiremock waits for it before writing): called once the
+    /// answer is built and its access line written.
     fn record_send(&self, number: u64, delay: Duration) {
         let at = SystemTime::now() + delay;
         let ns = at
