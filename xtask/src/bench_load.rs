@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail, format_err};
+use serving_workload::metrics::percentile;
 
 use super::measure::{Bench, Sample, command, load, measure};
 
@@ -36,17 +37,22 @@ pub(crate) struct LoadBench {
 /// The dataset both tools draw, in sglprof's flags.
 const DATASET: &str = "--input-len 128 --output-len 32 --range-ratio 0.5 --seed 7";
 
-/// The stub server, stopped when dropped.
-struct StubProcess {
-    child: Child,
-    url: String,
+/// A server the bench started: its standard input closed (`xtask serve`
+/// stops its server then), then killed and reaped, when dropped.
+pub(super) struct Stopped(pub(super) Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for StubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The stub server, stopped when dropped.
+struct StubProcess {
+    _child: Stopped,
+    url: String,
 }
 
 fn start_stub(me: &Path, traces: &Path, model: &Path) -> anyhow::Result<StubProcess> {
@@ -65,7 +71,7 @@ fn start_stub(me: &Path, traces: &Path, model: &Path) -> anyhow::Result<StubProc
     let stdout = child.stdout.take().expect("piped");
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut stub = StubProcess {
-        child,
+        _child: Stopped(child),
         url: String::new(),
     };
     for line in lines.by_ref() {
@@ -223,10 +229,6 @@ fn fetch_sends(url: &str) -> anyhow::Result<BTreeMap<String, u64>> {
     Ok(runtime.block_on(sglang_server::stub::sends(&client))?)
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
 fn print_errors(what: &str, mut errors: Vec<f64>) {
     if errors.is_empty() {
         println!("{what}: no request matched a send");
@@ -237,21 +239,22 @@ fn print_errors(what: &str, mut errors: Vec<f64>) {
     println!(
         "{what}: {} requests; first token - stub send: median {:.3} ms, p99 {:.3} ms, max {:.3} ms, min {:.3} ms; within 0.1 ms: {:.1} % (target: 0.1 ms)",
         errors.len(),
-        quantile(&errors, 0.5),
-        quantile(&errors, 0.99),
+        percentile(&errors, 50.0),
+        percentile(&errors, 99.0),
         errors[errors.len() - 1],
         errors[0],
         within as f64 / errors.len() as f64 * 100.0
     );
 }
 
-fn median(values: &mut [f64]) -> (f64, f64, f64) {
+/// The median (interpolated as everywhere in sglprof), smallest and
+/// largest of `values`; NaN for none.
+pub(super) fn median(values: &mut [f64]) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
-    (
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    )
+    match (values.first(), values.last()) {
+        (Some(first), Some(last)) => (percentile(values, 50.0), *first, *last),
+        _ => (f64::NAN, f64::NAN, f64::NAN),
+    }
 }
 
 pub(crate) fn load_group(

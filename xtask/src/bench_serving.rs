@@ -16,39 +16,19 @@
 
 use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use super::load::{read_json, words};
+use super::load::{Stopped, median, read_json, words};
 
 /// The rate and the number of requests of each run.
 const RATE: &str = "2";
 const PROMPTS: &str = "32";
 
-/// The server, stopped (its standard input closed, then killed) on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.0.stdin.take());
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One run's counts and medians: requests, input and output tokens, TTFT,
 /// ITL and E2E in ms.
 type Round = ([u64; 3], [f64; 3]);
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => f64::NAN,
-        _ => (values[(n - 1) / 2] + values[n / 2]) / 2.0,
-    }
-}
 
 fn sglprof_round(dir: &Path) -> anyhow::Result<Round> {
     let s = &read_json(&dir.join("summary.json"), false)?["serving"];
@@ -69,14 +49,13 @@ fn bench_serving_round(file: &Path) -> anyhow::Result<Round> {
     let n = |key: &str| b[key].as_u64().unwrap_or(0);
     let m = |key: &str| b[key].as_f64().unwrap_or(f64::NAN);
     let ttfts = b["ttfts"].as_array().context("no per-request ttfts")?;
-    let ttft = median(
-        ttfts
-            .iter()
-            .filter_map(|t| t.as_f64())
-            .filter(|t| *t > 0.0)
-            .map(|t| t * 1e3)
-            .collect(),
-    );
+    let mut with_text: Vec<f64> = ttfts
+        .iter()
+        .filter_map(|t| t.as_f64())
+        .filter(|t| *t > 0.0)
+        .map(|t| t * 1e3)
+        .collect();
+    let ttft = median(&mut with_text).0;
     Ok((
         [
             n("completed"),
@@ -113,7 +92,7 @@ pub(crate) fn serving_group(me: &Path, scratch: &Path, runs: usize) -> anyhow::R
         .spawn()
         .context("cannot run `xtask serve`")?;
     let stdout = child.stdout.take().expect("piped");
-    let server = Server(child);
+    let server = Stopped(child);
     let mut url = String::new();
     std::io::BufReader::new(stdout)
         .read_line(&mut url)
@@ -216,10 +195,9 @@ pub(crate) fn serving_group(me: &Path, scratch: &Path, runs: usize) -> anyhow::R
     );
     for (idx, what) in ["TTFT", "ITL", "E2E"].iter().enumerate() {
         let side = |tool: usize| {
-            let v: Vec<f64> = rounds[tool].iter().map(|(_, m)| m[idx]).collect();
-            let spread = v.iter().copied().fold(f64::MIN, f64::max)
-                - v.iter().copied().fold(f64::MAX, f64::min);
-            (median(v), spread)
+            let mut v: Vec<f64> = rounds[tool].iter().map(|(_, m)| m[idx]).collect();
+            let (mid, lo, hi) = median(&mut v);
+            (mid, hi - lo)
         };
         let ((a, sa), (b, sb)) = (side(0), side(1));
         let verdict = if (a - b).abs() <= sa.max(sb) {

@@ -450,14 +450,7 @@ pub async fn promote(
         .ok_or_else(|| missing("hardware", "accelerator"))?;
     let addr = gcs_artifacts::BaselineAddress::new(&url.bucket, prefix, &model, &accelerator, name)
         .map_err(gcs)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("sglprof-promote-")
-        .tempdir()
-        .map_err(|source| DriveError::Io {
-            what: "cannot create a scratch folder in",
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    let scratch = scratch_dir("sglprof-promote-")?;
     let summary = gcs_artifacts::promote(
         &client,
         &url,
@@ -525,6 +518,18 @@ pub async fn connect(conn: &Connection) -> Result<Client, DriveError> {
     Client::new(config)
         .await
         .map_err(DriveError::archive("cannot reach Google Cloud Storage"))
+}
+
+/// A temporary folder for fetched runs, removed when dropped.
+pub(crate) fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, DriveError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| DriveError::Io {
+            what: "cannot create a scratch folder in",
+            path: std::env::temp_dir(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -54,14 +54,7 @@ pub async fn compare(
     request: &CompareRequest<'_>,
     note: &mut dyn FnMut(&str, Note),
 ) -> Result<CompareOutcome, DriveError> {
-    let scratch = tempfile::Builder::new()
-        .prefix("sglprof-compare-")
-        .tempdir()
-        .map_err(|source| DriveError::Io {
-            what: "cannot create a scratch folder in",
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    let scratch = crate::archive::scratch_dir("sglprof-compare-")?;
     let scratch = scratch.path();
     let conn = request.baselines.conn;
     let candidate_input = request.candidate;

@@ -219,7 +219,7 @@ pub fn align(serving: &ServingMetadata, stamps: ServerStamps) -> Alignment {
 }
 
 /// The `ts` (picoseconds from the trace's `ts == 0`) of a client time.
-fn trace_ps(client_ns: u64, placement: &Placement) -> Option<Ps> {
+pub(crate) fn trace_ps(client_ns: u64, placement: &Placement) -> Option<Ps> {
     Ps::try_from(i128::from(client_ns) * 1000 - placement.zero_ps).ok()
 }
 

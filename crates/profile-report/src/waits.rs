@@ -17,7 +17,7 @@ use session_report::{RequestWait, WaitOp, Window};
 use trace_analysis::Analyzer;
 use trace_model::{ArgValue, Event, EventSink, Phase, Ps};
 
-use crate::requests::Placement;
+use crate::requests::{Placement, trace_ps};
 
 /// How many of the slowest requests are looked at.
 pub const SLOWEST: usize = 5;
@@ -41,11 +41,6 @@ pub struct WaitSink {
     lo: Ps,
     hi: Ps,
     device_pids: Vec<u64>,
-}
-
-/// A client time in the trace's picoseconds from its `ts == 0`.
-fn trace_ps(client_ns: u64, placement: &Placement) -> Option<Ps> {
-    Ps::try_from(i128::from(client_ns) * 1000 - placement.zero_ps).ok()
 }
 
 impl WaitSink {
