@@ -115,7 +115,12 @@ struct Thread {
 /// Charges, per device plane, the time of its idle gaps to the innermost
 /// host event open on each thread; an [`EventSink`] for the host plane's
 /// events in time order per thread (see the module docs).
+///
+/// Aligned to 128 bytes like [`crate::DeviceSink`]: it is fed on a thread
+/// of its own while its neighbours on the caller's stack may be written
+/// by another.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct IdleExplainer {
     /// Each plane's gaps, sorted and disjoint.
     gaps: Vec<Vec<(Ps, Ps)>>,
