@@ -1,18 +1,19 @@
-//! What `cargo xtask bench` measures on: the captured trace pair and the
+//! What the benchmarks measure on: the captured trace pair and the
 //! xprof-rs binary, each set up once in the sglprof cache.
-#![allow(clippy::disallowed_methods)] // The benchmark runs the commands it measures.
+#![allow(clippy::disallowed_methods)] // Captures the trace and installs xprof-rs once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail, format_err};
 use trace_model::locate;
 use xshell::{Shell, cmd};
+
+use crate::{Error, io};
 
 /// `<cache>/bench`: a trace pair captured once from the local CPU server
 /// with a workload long enough to reach JAX's 1,000,000-event JSON cap
 /// (12 /generate requests at concurrency 4, stopped with /stop_profile).
-pub(crate) fn default_trace_dir(me: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn default_trace_dir(me: &Path) -> Result<PathBuf, Error> {
     let cache = profile_driver::pyenv::cache_root()?;
     let dir = cache.join("bench");
     if dir.join("READY").is_file() {
@@ -36,40 +37,50 @@ pub(crate) fn default_trace_dir(me: &Path) -> anyhow::Result<PathBuf> {
         ])
         .arg(&run)
         .status()
-        .context("cannot run `xtask profile --local`")?;
+        .map_err(io("cannot run `xtask profile --local`"))?;
     if !status.success() {
-        bail!("capturing the benchmark trace failed ({status})");
+        return Err(Error::Failed(format!(
+            "capturing the benchmark trace failed ({status})"
+        )));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(run.join("artifacts/jax-profile"), &dir)
-        .with_context(|| format!("cannot move the captured profile to {}", dir.display()))?;
-    std::fs::write(dir.join("READY"), b"").context("cannot mark the benchmark trace complete")?;
+    std::fs::rename(run.join("artifacts/jax-profile"), &dir).map_err(io(format!(
+        "cannot move the captured profile to {}",
+        dir.display()
+    )))?;
+    std::fs::write(dir.join("READY"), b"")
+        .map_err(io("cannot mark the benchmark trace complete"))?;
     Ok(dir)
 }
 
-pub(crate) fn find_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+pub(crate) fn find_pair(dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
     if !dir.is_dir() {
-        bail!(
+        return Err(Error::Failed(format!(
             "no benchmark trace at {}: give a JAX profile folder with --trace-dir, or leave it out to capture one",
             dir.display()
-        );
+        )));
     }
     let files = profile_report::list_files(dir)?;
     locate(&files)
         .into_iter()
         .flat_map(|run| run.hosts)
         .find_map(|host| Some((host.trace_json?, host.xplane?)))
-        .ok_or_else(|| format_err!("{}: no trace.json.gz with its xplane.pb", dir.display()))
+        .ok_or_else(|| {
+            Error::Failed(format!(
+                "{}: no trace.json.gz with its xplane.pb",
+                dir.display()
+            ))
+        })
 }
 
-pub(crate) fn file_size(path: &Path) -> anyhow::Result<u64> {
+pub(crate) fn file_size(path: &Path) -> Result<u64, Error> {
     Ok(std::fs::metadata(path)
-        .with_context(|| format!("cannot stat {}", path.display()))?
+        .map_err(io(format!("cannot stat {}", path.display())))?
         .len())
 }
 
 /// Installs `xprof-rs` from PyPI into the sglprof cache once.
-pub(crate) fn ensure_xprof_rs(sh: &Shell) -> anyhow::Result<PathBuf> {
+pub(crate) fn ensure_xprof_rs(sh: &Shell) -> Result<PathBuf, Error> {
     let venv = profile_driver::pyenv::cache_root()?.join("bench-tools");
     let bin = venv.join("bin/xprof-rs");
     if bin.is_file() {
@@ -78,20 +89,26 @@ pub(crate) fn ensure_xprof_rs(sh: &Shell) -> anyhow::Result<PathBuf> {
     eprintln!("installing xprof-rs into {} (once)", venv.display());
     cmd!(sh, "python3 -m venv {venv}")
         .run()
-        .context("cannot create the bench-tools venv")?;
+        .map_err(|source| Error::Shell {
+            what: "cannot create the bench-tools venv".into(),
+            source,
+        })?;
     let pip = venv.join("bin/pip");
     cmd!(sh, "{pip} install -q xprof-rs==0.1.3")
         .run()
-        .context("cannot install xprof-rs from PyPI")?;
+        .map_err(|source| Error::Shell {
+            what: "cannot install xprof-rs from PyPI".into(),
+            source,
+        })?;
     Ok(bin)
 }
 
 /// Tilings of `base` (`trace_xplane::tile`) of about `sizes` GB each, made
 /// once into `<cache>/bench-scale` (named by the base's name and size and
 /// the target size).
-pub(crate) fn ensure_tiles(base: &Path, sizes: &[f64]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn ensure_tiles(base: &Path, sizes: &[f64]) -> Result<Vec<PathBuf>, Error> {
     let dir = profile_driver::pyenv::cache_root()?.join("bench-scale");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
     let base_len = file_size(base)?;
     let stem = base
         .file_name()
@@ -109,22 +126,26 @@ pub(crate) fn ensure_tiles(base: &Path, sizes: &[f64]) -> anyhow::Result<Vec<Pat
                 // Read once (the base is a real capture of at most a few
                 // hundred MB); the tiles are what is large.
                 bytes = Some(
-                    std::fs::read(base)
-                        .with_context(|| format!("cannot read {}", base.display()))?,
+                    std::fs::read(base).map_err(io(format!("cannot read {}", base.display())))?,
                 );
             }
             let tmp = path.with_extension("partial");
             let mut out = std::io::BufWriter::new(
                 std::fs::File::create(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?,
+                    .map_err(io(format!("cannot create {}", tmp.display())))?,
             );
             let factor = gb * 1e9 / base_len as f64;
-            trace_xplane::tile(bytes.as_deref().expect("mapped above"), factor, &mut out)
-                .with_context(|| format!("cannot tile {}", base.display()))?;
-            std::io::Write::flush(&mut out)?;
+            trace_xplane::tile(bytes.as_deref().expect("mapped above"), factor, &mut out).map_err(
+                |source| Error::Tile {
+                    what: format!("cannot tile {}", base.display()),
+                    source,
+                },
+            )?;
+            std::io::Write::flush(&mut out)
+                .map_err(io(format!("cannot write {}", tmp.display())))?;
             drop(out);
             std::fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+                .map_err(io(format!("cannot move {} into place", tmp.display())))?;
         }
         res.push(path);
     }

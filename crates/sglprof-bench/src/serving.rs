@@ -1,4 +1,4 @@
-//! The serving comparison of `cargo xtask bench` (`--serving`): sglprof
+//! The serving comparison (`cargo xtask bench --serving`): sglprof
 //! and sglang-jax's own `bench_serving` against one real local CPU server,
 //! on one dataset file, so that their counts and latency medians can be
 //! set side by side.
@@ -18,9 +18,10 @@ use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
+use profile_driver::events::Progress;
 
-use super::load::{Stopped, median, read_json, words};
+use crate::load::{Stopped, median, read_json, words};
+use crate::{Error, io};
 
 /// The rate and the number of requests of each run.
 const RATE: &str = "2";
@@ -30,7 +31,7 @@ const PROMPTS: &str = "32";
 /// ITL and E2E in ms.
 type Round = ([u64; 3], [f64; 3]);
 
-fn sglprof_round(dir: &Path) -> anyhow::Result<Round> {
+fn sglprof_round(dir: &Path) -> Result<Round, Error> {
     let s = &read_json(&dir.join("summary.json"), false)?["serving"];
     let n = |key: &str| s[key].as_u64().unwrap_or(0);
     let m = |key: &str| s[key]["median"].as_f64().unwrap_or(f64::NAN);
@@ -44,11 +45,13 @@ fn sglprof_round(dir: &Path) -> anyhow::Result<Round> {
     ))
 }
 
-fn bench_serving_round(file: &Path) -> anyhow::Result<Round> {
+fn bench_serving_round(file: &Path) -> Result<Round, Error> {
     let b = read_json(file, true)?;
     let n = |key: &str| b[key].as_u64().unwrap_or(0);
     let m = |key: &str| b[key].as_f64().unwrap_or(f64::NAN);
-    let ttfts = b["ttfts"].as_array().context("no per-request ttfts")?;
+    let ttfts = b["ttfts"]
+        .as_array()
+        .ok_or_else(|| Error::Failed("no per-request ttfts".into()))?;
     let mut with_text: Vec<f64> = ttfts
         .iter()
         .filter_map(|t| t.as_f64())
@@ -66,40 +69,50 @@ fn bench_serving_round(file: &Path) -> anyhow::Result<Round> {
     ))
 }
 
-fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
+    let out = cmd.output().map_err(io(format!("cannot run {what}")))?;
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stderr);
-        bail!("{what} failed: {}", text.lines().last().unwrap_or(""));
+        return Err(Error::Failed(format!(
+            "{what} failed: {}",
+            text.lines().last().unwrap_or("")
+        )));
     }
     Ok(())
 }
 
-pub(crate) fn serving_group(me: &Path, scratch: &Path, runs: usize) -> anyhow::Result<()> {
+pub(crate) fn serving_group(
+    me: &Path,
+    scratch: &Path,
+    runs: usize,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
     let env = profile_driver::pyenv::ensure(
         profile_session::plan::defaults::SGLANG_JAX_VERSION,
         profile_session::plan::Device::Cpu,
-        &crate::util::Lines,
+        progress,
     )?;
     let dir = scratch.join("bench-serving");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
     let mut child = Command::new(me)
         .arg("serve")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .context("cannot run `xtask serve`")?;
+        .map_err(io("cannot run `xtask serve`"))?;
     let stdout = child.stdout.take().expect("piped");
     let server = Stopped(child);
     let mut url = String::new();
     std::io::BufReader::new(stdout)
         .read_line(&mut url)
-        .context("cannot read the server's URL")?;
+        .map_err(io("cannot read the server's URL"))?;
     let url = url.trim().to_owned();
     if url.is_empty() {
-        bail!("`xtask serve` stopped before its server was ready");
+        return Err(Error::Failed(
+            "`xtask serve` stopped before its server was ready".into(),
+        ));
     }
     let dataset = dir.join("dataset.json");
     let sglprof = |out: &Path, data: &[&str]| {
@@ -166,7 +179,7 @@ pub(crate) fn serving_group(me: &Path, scratch: &Path, runs: usize) -> anyhow::R
     drop(server);
     println!(
         "\nserving: {PROMPTS} streamed requests of one ShareGPT file at {RATE}/s, {runs} rounds on one real CPU server  [load average after: {}]",
-        super::measure::load()
+        bench_process::load()
     );
     println!(
         "{:<16} {:>5} {:>22} {:>9} {:>9} {:>9}",

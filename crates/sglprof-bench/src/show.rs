@@ -1,12 +1,9 @@
-//! How `cargo xtask bench` shows its groups: each command's median and
-//! range with the load average after the group, and ratios against the
-//! baselines with their targets. The measuring itself (groups A B A B
-//! after a warm-up, wall time and peak RSS from `wait4`) is the
-//! `bench-process` crate's, re-exported here for the bench's modules.
+//! How the benchmarks show their groups: each command's median and range
+//! with the load average after the group, and ratios against the baselines
+//! with their targets. The measuring itself (groups A B A B after a
+//! warm-up, wall time and peak RSS from `wait4`) is `bench-process`'s.
 
-pub(crate) use bench_process::{
-    Bench, SETTLE, Sample, Stats, bench, command, load, machine, measure, measure_group,
-};
+use bench_process::{Bench, Stats, load};
 
 /// Prints a group's figures under `title`.
 pub(crate) fn print_group(title: &str, group: &[Bench], stats: &[Stats]) {

@@ -1,4 +1,4 @@
-//! The load generator's group of `cargo xtask bench` (`--load`): sglprof's
+//! The load generator's group (`cargo xtask bench --load`): sglprof's
 //! open-loop sender and sglang-jax's own `bench_serving` against one stub
 //! that streams every answer at once, so the clients are what is measured.
 //!
@@ -17,21 +17,27 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use anyhow::{Context, bail, format_err};
+use bench_process::{Bench, SETTLE, Sample, bench, command, load, measure};
+use profile_driver::events::Progress;
 use serving_workload::metrics::percentile;
 
-use super::measure::{Bench, Sample, command, load, measure};
+use crate::{Error, io};
 
 /// What the load group sends.
-pub(crate) struct LoadBench {
-    pub(crate) requests: usize,
-    pub(crate) concurrency: usize,
-    pub(crate) runs: usize,
+#[derive(Clone, Debug)]
+pub struct LoadBench {
+    /// Requests per run.
+    pub requests: usize,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Measured runs of each client (after one warm-up); [`crate::run`]
+    /// takes [`crate::Options::runs`].
+    pub runs: usize,
     /// Requests of the one session whose peak memory is reported.
-    pub(crate) memory_requests: usize,
+    pub memory_requests: usize,
     /// The rate of the paced session whose first-token times are checked
     /// away from saturation.
-    pub(crate) paced_rate: f64,
+    pub paced_rate: f64,
 }
 
 /// The dataset both tools draw, in sglprof's flags.
@@ -55,7 +61,7 @@ struct StubProcess {
     url: String,
 }
 
-fn start_stub(me: &Path, traces: &Path, model: &Path) -> anyhow::Result<StubProcess> {
+fn start_stub(me: &Path, traces: &Path, model: &Path) -> Result<StubProcess, Error> {
     let mut child = Command::new("taskset")
         .args(["-c", "1"])
         .arg(me)
@@ -67,7 +73,7 @@ fn start_stub(me: &Path, traces: &Path, model: &Path) -> anyhow::Result<StubProc
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .context("cannot run `taskset` (util-linux) for the stub server")?;
+        .map_err(io("cannot run `taskset` (util-linux) for the stub server"))?;
     let stdout = child.stdout.take().expect("piped");
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut stub = StubProcess {
@@ -75,7 +81,7 @@ fn start_stub(me: &Path, traces: &Path, model: &Path) -> anyhow::Result<StubProc
         url: String::new(),
     };
     for line in lines.by_ref() {
-        let line = line.context("cannot read the stub's output")?;
+        let line = line.map_err(io("cannot read the stub's output"))?;
         if let Some(at) = line.find("http://") {
             stub.url = line[at..]
                 .split_whitespace()
@@ -86,7 +92,9 @@ fn start_stub(me: &Path, traces: &Path, model: &Path) -> anyhow::Result<StubProc
         }
     }
     if stub.url.is_empty() {
-        bail!("the stub server stopped before it listened");
+        return Err(Error::Failed(
+            "the stub server stopped before it listened".into(),
+        ));
     }
     // One access line per request: drained, or the stub would block.
     std::thread::spawn(move || lines.for_each(drop));
@@ -120,7 +128,7 @@ fn sglprof(me: &Path, url: &str, n: usize, cap: Option<usize>, rate: &str, out: 
     if let Some(cap) = cap {
         args.extend(words(&["--max-concurrency", &cap.to_string()]));
     }
-    super::measure::bench("sglprof profile --attach", on_cpu0(me, args))
+    bench("sglprof profile --attach", on_cpu0(me, args))
 }
 
 fn bench_serving(
@@ -158,7 +166,7 @@ fn bench_serving(
     ] {
         args.extend([flag.into(), path.into()]);
     }
-    super::measure::bench("sglang-jax bench_serving", on_cpu0(python, args))
+    bench("sglang-jax bench_serving", on_cpu0(python, args))
 }
 
 /// What one client run reported about its measured phase.
@@ -170,13 +178,13 @@ struct Reported {
     output_tokens: u64,
 }
 
-fn field(value: &serde_json::Value, key: &str) -> anyhow::Result<f64> {
+fn field(value: &serde_json::Value, key: &str) -> Result<f64, Error> {
     value[key]
         .as_f64()
-        .ok_or_else(|| format_err!("no number `{key}` in the tool's results"))
+        .ok_or_else(|| Error::Failed(format!("no number `{key}` in the tool's results")))
 }
 
-fn reported(value: &serde_json::Value) -> anyhow::Result<Reported> {
+fn reported(value: &serde_json::Value) -> Result<Reported, Error> {
     Ok(Reported {
         rate: field(value, "request_throughput")?,
         completed: field(value, "completed")? as u64,
@@ -187,9 +195,9 @@ fn reported(value: &serde_json::Value) -> anyhow::Result<Reported> {
 
 /// A JSON file, or the last line of a JSON-lines file (bench_serving
 /// appends one line per run to its `--output-file`).
-pub(super) fn read_json(path: &Path, last_line: bool) -> anyhow::Result<serde_json::Value> {
+pub(super) fn read_json(path: &Path, last_line: bool) -> Result<serde_json::Value, Error> {
     let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        std::fs::read_to_string(path).map_err(io(format!("cannot read {}", path.display())))?;
     let text = match last_line {
         true => text.lines().rfind(|it| !it.trim().is_empty()).unwrap_or(""),
         false => &text,
@@ -198,17 +206,20 @@ pub(super) fn read_json(path: &Path, last_line: bool) -> anyhow::Result<serde_js
     let text = text
         .replace(": Infinity", ": null")
         .replace(": NaN", ": null");
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        what: format!("{} is not JSON", path.display()),
+        source,
+    })
 }
 
 /// First-token time minus the stub's send time, in ms, for each streamed
 /// request of a session that has both.
-fn ttft_errors(run: &Path, sends: &BTreeMap<String, u64>) -> anyhow::Result<Vec<f64>> {
+fn ttft_errors(run: &Path, sends: &BTreeMap<String, u64>) -> Result<Vec<f64>, Error> {
     let path = run.join("inputs/requests.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(io(format!("cannot read {}", path.display())))?;
     let records = serving_workload::record::parse_records(&text)
-        .map_err(|err| format_err!("{}: {err}", path.display()))?;
+        .map_err(|err| Error::Failed(format!("{}: {err}", path.display())))?;
     Ok(records
         .iter()
         .filter_map(|r| {
@@ -218,14 +229,18 @@ fn ttft_errors(run: &Path, sends: &BTreeMap<String, u64>) -> anyhow::Result<Vec<
         .collect())
 }
 
-fn fetch_sends(url: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+fn fetch_sends(url: &str) -> Result<BTreeMap<String, u64>, Error> {
     let client = sglang_server::Client::new(sglang_server::ClientConfig {
         base_url: url.to_owned(),
         api_key: None,
         request_timeout: std::time::Duration::from_secs(60),
         server_log: None,
     })?;
-    let runtime = crate::util::runtime()?;
+    // One request after a run, not measured: a thread of its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("cannot start the async runtime"))?;
     Ok(runtime.block_on(sglang_server::stub::sends(&client))?)
 }
 
@@ -262,15 +277,16 @@ pub(crate) fn load_group(
     traces: &Path,
     scratch: &Path,
     spec: &LoadBench,
-) -> anyhow::Result<()> {
+    progress: &dyn Progress,
+) -> Result<(), Error> {
     let env = profile_driver::pyenv::ensure(
         profile_session::plan::defaults::SGLANG_JAX_VERSION,
         profile_session::plan::Device::Cpu,
-        &crate::util::Lines,
+        progress,
     )?;
     let dir = scratch.join("bench-load");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
     let stub = start_stub(me, traces, &env.model_dir)?;
     let (n, cap) = (spec.requests, spec.concurrency);
     println!(
@@ -288,9 +304,11 @@ pub(crate) fn load_group(
                 0 => sglprof(me, &stub.url, n, Some(cap), "inf", &out),
                 _ => bench_serving(&env.python, &env.model_dir, &stub.url, n, cap, &out),
             };
-            std::thread::sleep(super::measure::SETTLE);
-            let sample = measure(&mut bench)
-                .with_context(|| format!("benchmark command `{}` failed", bench.name))?;
+            std::thread::sleep(SETTLE);
+            let sample = measure(&mut bench).map_err(|source| Error::Run {
+                what: format!("benchmark command `{}` failed", bench.name),
+                source,
+            })?;
             let results = match tool {
                 0 => read_json(&out.join("summary.json"), false)?,
                 _ => read_json(&out, true)?,
@@ -353,7 +371,10 @@ pub(crate) fn load_group(
     let out = dir.join("sglprof-paced");
     let rate = spec.paced_rate.to_string();
     let mut bench = sglprof(me, &stub.url, n.min(4000), None, &rate, &out);
-    measure(&mut bench).context("the paced sglprof session failed")?;
+    measure(&mut bench).map_err(|source| Error::Run {
+        what: "the paced sglprof session failed".into(),
+        source,
+    })?;
     print_errors(
         &format!("TTFT timestamps, Poisson {rate} req/s"),
         ttft_errors(&out, &fetch_sends(&stub.url)?)?,
@@ -362,7 +383,10 @@ pub(crate) fn load_group(
     // Memory: one long session.
     let out: PathBuf = dir.join("sglprof-memory");
     let mut bench = sglprof(me, &stub.url, spec.memory_requests, Some(cap), "inf", &out);
-    let sample = measure(&mut bench).context("the long sglprof session failed")?;
+    let sample = measure(&mut bench).map_err(|source| Error::Run {
+        what: "the long sglprof session failed".into(),
+        source,
+    })?;
     let got = reported(&read_json(&out.join("summary.json"), false)?["serving"])?;
     println!(
         "memory: {} requests recorded, peak RSS {:.1} MiB (target < 64 MiB), {:.0} req/s",
