@@ -151,3 +151,34 @@ pub(crate) fn ensure_tiles(base: &Path, sizes: &[f64]) -> Result<Vec<PathBuf>, E
     }
     Ok(res)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+    }
+
+    #[test]
+    fn the_trace_pair_of_a_profile_folder_is_found() {
+        let dir = fixtures().join("jax-cpu-small");
+        let (json, xplane) = find_pair(&dir).unwrap();
+        assert!(json.ends_with("vm.trace.json.gz"), "{}", json.display());
+        assert!(xplane.ends_with("vm.xplane.pb"), "{}", xplane.display());
+        assert!(file_size(&json).unwrap() > 0);
+    }
+
+    #[test]
+    fn a_folder_without_a_pair_is_refused_in_one_line() {
+        let missing = fixtures().join("no-such-folder");
+        let err = find_pair(&missing).unwrap_err().to_string();
+        assert!(err.starts_with("no benchmark trace at "), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = find_pair(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with(": no trace.json.gz with its xplane.pb"),
+            "{err}"
+        );
+    }
+}

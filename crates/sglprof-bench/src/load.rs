@@ -395,3 +395,79 @@ pub(crate) fn load_group(
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|it| it.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Both clients draw the same dataset: bench_serving gets sglprof's
+    /// flags spelled its own way.
+    #[test]
+    fn both_clients_are_given_the_same_dataset() {
+        let out = Path::new("out");
+        let ours = args(&sglprof(Path::new("me"), "http://u", 10, Some(4), "inf", out).cmd);
+        let theirs =
+            args(&bench_serving(Path::new("py"), Path::new("m"), "http://u", 10, 4, out).cmd);
+        assert_eq!(&ours[..3], ["-c", "0", "me"]);
+        assert_eq!(&theirs[..3], ["-c", "0", "py"]);
+        let window = |all: &[String], words: &[&str]| all.windows(words.len()).any(|w| w == words);
+        assert!(
+            window(&ours, &DATASET.split_whitespace().collect::<Vec<_>>()),
+            "{ours:?}"
+        );
+        let spelled = [
+            "--random-input-len",
+            "128",
+            "--random-output-len",
+            "32",
+            "--random-range-ratio",
+            "0.5",
+            "--seed",
+            "7",
+        ];
+        assert!(window(&theirs, &spelled), "{theirs:?}");
+        assert!(window(&ours, &["--max-concurrency", "4"]), "{ours:?}");
+        assert!(window(&theirs, &["--max-concurrency", "4"]), "{theirs:?}");
+        assert!(window(&theirs, &["--request-rate", "inf"]), "{theirs:?}");
+    }
+
+    #[test]
+    fn the_last_line_of_json_lines_is_read_with_python_infinities() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        std::fs::write(
+            &path,
+            "{\"request_throughput\": 1.0}\n{\"request_throughput\": 2.5, \"request_rate\": Infinity, \"completed\": 3, \"total_input_tokens\": 4, \"total_output_tokens\": 5}\n\n",
+        )
+        .unwrap();
+        let value = read_json(&path, true).unwrap();
+        assert_eq!(value["request_rate"], serde_json::Value::Null);
+        let got = reported(&value).unwrap();
+        assert_eq!(got.rate, 2.5);
+        assert_eq!(
+            (got.completed, got.input_tokens, got.output_tokens),
+            (3, 4, 5)
+        );
+        let err = reported(&serde_json::json!({"completed": 1})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no number `request_throughput` in the tool's results"
+        );
+        std::fs::write(&path, "not json").unwrap();
+        let err = read_json(&path, false).unwrap_err();
+        assert_eq!(err.to_string(), format!("{} is not JSON", path.display()));
+    }
+
+    #[test]
+    fn the_median_interpolates_and_is_nan_for_nothing() {
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert_eq!(median(&mut [5.0]), (5.0, 5.0, 5.0));
+        assert!(median(&mut []).0.is_nan());
+    }
+}
