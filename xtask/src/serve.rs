@@ -20,7 +20,7 @@ use anyhow::Context;
 use profile_driver::DriveError;
 use profile_driver::host::Cancel;
 use profile_driver::local::LocalServer;
-use profile_driver::serve::{hold, read_until_eof, stdin_can_close};
+use profile_driver::serve::{hold, server_dir, stdin_can_close, stdin_closed};
 use profile_session::plan::{Device, HostPlan, LocalOptions, Plan, defaults};
 
 use crate::util::Lines;
@@ -61,20 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     plan.api_key = args.api_key.clone();
     plan.ready_timeout_s = args.ready_timeout;
     LocalServer::check(&plan, device)?;
-    let (dir, _temp) = match &args.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            (dir.clone(), None)
-        }
-        None => {
-            let temp = tempfile::Builder::new()
-                .prefix("sglprof-serve-")
-                .tempdir()
-                .context("cannot create the server's folder")?;
-            (temp.path().to_path_buf(), Some(temp))
-        }
-    };
+    let (dir, _temp) = server_dir(args.dir.as_deref())?;
     let watch_stdin = stdin_can_close();
     let runtime = crate::util::runtime()?;
     let res = runtime.block_on(async move {
@@ -82,18 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let cancel: Cancel = Box::pin(async move { signals.recv().await });
         // From the start: a caller that goes while the server starts takes
         // it along too.
-        let closed = tokio::task::spawn_blocking(move || {
-            if watch_stdin {
-                read_until_eof();
-            } else {
-                loop {
-                    std::thread::park();
-                }
-            }
-        });
-        let closed = async {
-            let _ = closed.await;
-        };
+        let closed = stdin_closed(watch_stdin);
         let ready = |server: &LocalServer| {
             eprintln!("[serve] log {}", server.log_path().display());
             eprintln!(

@@ -9,7 +9,7 @@
 //! keeps the write end, and the kernel closes it however the parent ends.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use profile_session::plan::{HostPlan, LocalOptions, Plan};
@@ -81,6 +81,48 @@ pub async fn hold(
     Ok(())
 }
 
+/// The folder a held server works in: `dir` (created when missing), or
+/// else a temporary folder, removed when the returned guard is dropped.
+pub fn server_dir(dir: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>), DriveError> {
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).map_err(|source| DriveError::Io {
+            what: "cannot create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        return Ok((dir.to_path_buf(), None));
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("sglprof-serve-")
+        .tempdir()
+        .map_err(|source| DriveError::Io {
+            what: "cannot create the server's folder in",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    Ok((temp.path().to_path_buf(), Some(temp)))
+}
+
+/// A `closed` future for [`hold`] that fires when standard input ends, if
+/// `watch` (see [`stdin_can_close`]), and never otherwise. The reader
+/// starts at once, on a blocking thread of the current tokio runtime (call
+/// this inside it), and may still block when the hold ends: shut the
+/// runtime down without waiting for it.
+pub fn stdin_closed(watch: bool) -> impl Future<Output = ()> {
+    let reader = tokio::task::spawn_blocking(move || {
+        if watch {
+            read_until_eof();
+        } else {
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    async {
+        let _ = reader.await;
+    }
+}
+
 /// Whether standard input is something that closes: a pipe, a socket or a
 /// terminal. `/dev/null` or a file (a script's background job, say) is at
 /// its end from the start and is not watched.
@@ -104,4 +146,26 @@ pub fn read_until_eof() {
     let mut buf = [0u8; 1024];
     let mut stdin = std::io::stdin().lock();
     while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_folder_is_created_and_kept_a_temporary_one_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let given = parent.path().join("a/b");
+        let (dir, guard) = server_dir(Some(&given)).unwrap();
+        assert_eq!(dir, given);
+        assert!(dir.is_dir() && guard.is_none());
+        let (dir, guard) = server_dir(None).unwrap();
+        assert!(dir.is_dir());
+        drop(guard);
+        assert!(!dir.exists());
+        let file = parent.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = server_dir(Some(&file.join("x"))).unwrap_err().to_string();
+        assert_eq!(err, format!("cannot create {}", file.join("x").display()));
+    }
 }
