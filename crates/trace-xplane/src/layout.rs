@@ -36,6 +36,9 @@ enum Segment<'a> {
         /// ([`Layout::only_lines`]) keeps the others' segments for their
         /// names, which the plane's metadata events give.
         kept: bool,
+        /// Where its [`space::LineHeader::checkpoints`] are in
+        /// [`Layout::checkpoints`].
+        checkpoints: (usize, usize),
     },
 }
 
@@ -51,6 +54,8 @@ pub(crate) struct Cut {
 pub(crate) struct Layout<'a> {
     planes: Vec<PlaneRef<'a>>,
     segments: Vec<Segment<'a>>,
+    /// Every line's checkpoints, one line after the other.
+    checkpoints: Vec<usize>,
     pub(crate) origin_ps: i128,
 }
 
@@ -60,6 +65,7 @@ impl<'a> Layout<'a> {
         let mut layout = Layout {
             planes: Vec::new(),
             segments: Vec::new(),
+            checkpoints: Vec::new(),
             origin_ps: 0,
         };
         let mut origin_ps: Option<i128> = None;
@@ -68,21 +74,22 @@ impl<'a> Layout<'a> {
             layout.segments.push(Segment::Header { plane });
             for range in index.lines(space) {
                 let line = space::index_line(space, range?)?;
-                if line.is_skipped() {
+                if line.is_skipped() || line.n_events == 0 {
                     continue;
                 }
-                if line.n_events > 0 {
-                    let start = i128::from(line.timestamp_ns) * 1000;
-                    origin_ps = Some(origin_ps.map_or(start, |it| it.min(start)));
-                    layout.segments.push(Segment::Events {
-                        plane,
-                        line_id: line.id,
-                        timestamp_ns: line.timestamp_ns,
-                        range: line.range,
-                        shown_name: line.shown_name(),
-                        kept: true,
-                    });
-                }
+                let start = i128::from(line.timestamp_ns) * 1000;
+                origin_ps = Some(origin_ps.map_or(start, |it| it.min(start)));
+                let first = layout.checkpoints.len();
+                layout.checkpoints.extend_from_slice(&line.checkpoints);
+                layout.segments.push(Segment::Events {
+                    plane,
+                    line_id: line.id,
+                    timestamp_ns: line.timestamp_ns,
+                    range: line.range,
+                    shown_name: line.shown_name(),
+                    kept: true,
+                    checkpoints: (first, layout.checkpoints.len()),
+                });
             }
             let pid = space::plane_pid(&index);
             layout.planes.push(PlaneRef { index, pid });
@@ -108,12 +115,14 @@ impl<'a> Layout<'a> {
                     range,
                     shown_name,
                     kept,
+                    checkpoints,
                 } => Segment::Events {
                     plane,
                     line_id,
                     timestamp_ns,
                     range,
                     shown_name,
+                    checkpoints,
                     kept: kept
                         && keep(&crate::LineInfo {
                             pid: planes[plane].pid,
@@ -128,6 +137,7 @@ impl<'a> Layout<'a> {
         Layout {
             planes: self.planes.clone(),
             segments,
+            checkpoints: self.checkpoints.clone(),
             origin_ps: self.origin_ps,
         }
     }
@@ -169,12 +179,16 @@ impl<'a> Layout<'a> {
                 segment += 1;
             }
             let Some(Segment::Events {
-                range, kept: true, ..
+                range,
+                kept: true,
+                checkpoints,
+                ..
             }) = self.segments.get(segment)
             else {
                 break;
             };
-            let at = cut_line(space, *range, range.0 + (target - before))?;
+            let checkpoints = &self.checkpoints[checkpoints.0..checkpoints.1];
+            let at = cut_line(space, *range, checkpoints, range.0 + (target - before))?;
             let cut = Cut { segment, at };
             if cut > *cuts.last().expect("starts with one cut") {
                 cuts.push(cut);
@@ -210,6 +224,7 @@ impl<'a> Layout<'a> {
                     range,
                     shown_name: _,
                     kept,
+                    checkpoints: _,
                 } => {
                     if !kept {
                         continue;
@@ -300,8 +315,19 @@ impl<'a> Layout<'a> {
 /// Where to cut the line `range` at or after byte `target`: the start of
 /// the first event there whose start differs from its predecessor's, else
 /// the end of the line.
-fn cut_line(space: &Cursor<'_>, range: (usize, usize), target: usize) -> Result<usize, Error> {
-    let mut cursor = space.nested(range, "XLine");
+fn cut_line(
+    space: &Cursor<'_>,
+    range: (usize, usize),
+    checkpoints: &[usize],
+    target: usize,
+) -> Result<usize, Error> {
+    // The walk starts at the last checkpoint before the target: the event
+    // there starts before the target, as the line's first field does.
+    let from = match checkpoints.partition_point(|&it| it < target) {
+        0 => range.0,
+        n => checkpoints[n - 1],
+    };
+    let mut cursor = space.nested((from, range.1), "XLine");
     let mut last_before = None;
     let mut previous: Option<Ps> = None;
     loop {
@@ -345,4 +371,75 @@ fn event_offset(space: &Cursor<'_>, range: (usize, usize)) -> Result<Ps, Error> 
         }
     }
     Ok(offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::generated::{XEvent, XLine, XStat, x_event, x_stat};
+
+    /// A line of 1.5 MB: events in runs that share a start (so cuts move
+    /// forward past them), some long (a stat makes them more than a short
+    /// field), and its display name after the events.
+    fn long_line() -> Vec<u8> {
+        let events = (0..150_000i64)
+            .map(|idx| XEvent {
+                metadata_id: idx % 7,
+                duration_ps: 10,
+                data: Some(x_event::Data::OffsetPs(idx / 5 * 100)),
+                stats: if idx % 97 == 0 {
+                    vec![XStat {
+                        metadata_id: 1,
+                        value: Some(x_stat::Value::StrValue("x".repeat(200))),
+                    }]
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        XLine {
+            id: 3,
+            name: "line".to_owned(),
+            display_name: "shown".to_owned(),
+            timestamp_ns: 5,
+            events,
+            ..XLine::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// A cut found from the line's checkpoints is the cut a walk from the
+    /// line's start finds, for targets everywhere in the line, and every
+    /// checkpoint starts a field.
+    #[test]
+    fn cuts_from_checkpoints_are_the_cuts_from_the_start() {
+        let bytes = long_line();
+        let space = Cursor::new(&bytes, "XLine");
+        let range = (0, bytes.len());
+        let line = space::index_line(&space, range).unwrap();
+        assert_eq!((line.n_events, line.shown_name()), (150_000, "shown"));
+        assert!(line.checkpoints.len() >= 4, "{:?}", line.checkpoints);
+        let mut starts = Vec::new();
+        let mut cursor = space.nested(range, "XLine");
+        while cursor.next_field().unwrap().is_some() {
+            starts.push(cursor.position());
+        }
+        assert!(
+            line.checkpoints
+                .iter()
+                .all(|it| starts.binary_search(it).is_ok())
+        );
+        let targets = (1..bytes.len())
+            .step_by(4_099)
+            .chain(line.checkpoints.iter().flat_map(|&it| [it - 1, it, it + 1]));
+        for target in targets {
+            assert_eq!(
+                cut_line(&space, range, &line.checkpoints, target).unwrap(),
+                cut_line(&space, range, &[], target).unwrap(),
+                "target {target}"
+            );
+        }
+    }
 }

@@ -144,7 +144,15 @@ pub(crate) struct LineHeader<'a> {
     pub(crate) display_name: &'a str,
     pub(crate) timestamp_ns: i64,
     pub(crate) n_events: u64,
+    /// Field starts among the events, one each [`CHECKPOINT_BYTES`] or so,
+    /// in order: a walk to a byte of a long line can start at the last one
+    /// before it instead of at the line's start. Empty for short lines.
+    pub(crate) checkpoints: Vec<usize>,
 }
+
+/// How far apart [`LineHeader::checkpoints`] are: a walk from one to the
+/// next hops over some ten thousand events.
+pub(crate) const CHECKPOINT_BYTES: usize = 256 << 10;
 
 impl<'a> LineHeader<'a> {
     /// The name the trace viewer shows: `display_name`, else `name`.
@@ -162,37 +170,160 @@ impl<'a> LineHeader<'a> {
     }
 }
 
+/// Reads a line's fields other than its events, which it counts. A line
+/// of [`SPLIT_ABOVE`] bytes or more is walked in two halves at once when
+/// a second core is free (see [`halfway`]).
 pub(crate) fn index_line<'a>(
     space: &Cursor<'a>,
     range: (usize, usize),
 ) -> Result<LineHeader<'a>, Error> {
-    let mut cursor = space.nested(range, "XLine");
-    let mut line = LineHeader {
-        range,
-        id: 0,
-        name: "",
-        display_name: "",
-        timestamp_ns: 0,
-        n_events: 0,
+    let whole = |from| walk_line(space, range, from, range.1);
+    let split = range.1 - range.0 >= SPLIT_ABOVE
+        && std::thread::available_parallelism().is_ok_and(|it| it.get() > 1);
+    let Some(middle) = split.then(|| halfway(space, range)).flatten() else {
+        return Ok(whole(range.0)?.0.header(range));
     };
-    while let Some(field) = cursor.next_field()? {
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| whole(middle));
+        let first = walk_line(space, range, range.0, middle);
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (first, second)
+    });
+    let (mut first, reached) = first?;
+    if reached == middle {
+        first.then(second?.0);
+    } else {
+        // A field runs across the guessed start: the first walk goes on.
+        first.then(whole(reached)?.0);
+    }
+    Ok(first.header(range))
+}
+
+/// Lines this long or longer are walked in two halves at once.
+const SPLIT_ABOVE: usize = 8 << 20;
+
+/// What a walk over some of a line's fields saw: the last value of each
+/// field it met, and its events.
+#[derive(Default)]
+struct LineWalk<'a> {
+    id: Option<i64>,
+    name: Option<&'a str>,
+    display_name: Option<&'a str>,
+    timestamp_ns: Option<i64>,
+    n_events: u64,
+    checkpoints: Vec<usize>,
+}
+
+impl<'a> LineWalk<'a> {
+    /// Adds what a walk of the fields right after this one's saw.
+    fn then(&mut self, later: LineWalk<'a>) {
+        self.id = later.id.or(self.id);
+        self.name = later.name.or(self.name);
+        self.display_name = later.display_name.or(self.display_name);
+        self.timestamp_ns = later.timestamp_ns.or(self.timestamp_ns);
+        self.n_events += later.n_events;
+        self.checkpoints.extend(later.checkpoints);
+    }
+
+    fn header(self, range: (usize, usize)) -> LineHeader<'a> {
+        LineHeader {
+            range,
+            id: self.id.unwrap_or(0),
+            name: self.name.unwrap_or(""),
+            display_name: self.display_name.unwrap_or(""),
+            timestamp_ns: self.timestamp_ns.unwrap_or(0),
+            n_events: self.n_events,
+            checkpoints: self.checkpoints,
+        }
+    }
+}
+
+/// Walks the fields of the line `range` from `from`, where a field starts,
+/// until it reaches or passes `stop`; gives what it saw and where it
+/// stopped (`stop` itself when a field ends there).
+fn walk_line<'a>(
+    space: &Cursor<'a>,
+    range: (usize, usize),
+    from: usize,
+    stop: usize,
+) -> Result<(LineWalk<'a>, usize), Error> {
+    let mut cursor = space.nested((from, range.1), "XLine");
+    let mut line = LineWalk::default();
+    let mut next_checkpoint = from + CHECKPOINT_BYTES;
+    while cursor.position() < stop {
+        let Some(field) = cursor.next_field()? else {
+            break;
+        };
         match field.number {
-            1 => line.id = cursor.expect_varint(&field)? as i64,
-            2 => line.name = cursor.expect_str(&field)?,
-            3 => line.timestamp_ns = cursor.expect_varint(&field)? as i64,
+            1 => line.id = Some(cursor.expect_varint(&field)? as i64),
+            2 => line.name = Some(cursor.expect_str(&field)?),
+            3 => line.timestamp_ns = Some(cursor.expect_varint(&field)? as i64),
             4 => {
                 cursor.expect_len(&field)?;
-                line.n_events += 1 + cursor.skip_short(EVENT_TAG, usize::MAX);
+                // The hop below stops short of the next checkpoint, so the
+                // field after the event read here starts just past it.
+                let at = cursor.position();
+                if at >= next_checkpoint {
+                    line.checkpoints.push(at);
+                    next_checkpoint = at + CHECKPOINT_BYTES;
+                }
+                line.n_events += 1 + cursor.skip_short(EVENT_TAG, next_checkpoint.min(stop));
             }
             // duration_ps, display_id
             9 | 10 => {
                 cursor.expect_varint(&field)?;
             }
-            11 => line.display_name = cursor.expect_str(&field)?,
+            11 => line.display_name = Some(cursor.expect_str(&field)?),
             _ => {}
         }
     }
-    Ok(line)
+    Ok((line, cursor.position()))
+}
+
+/// A guess at where a field starts near the middle of the line `range`:
+/// the first byte from there on that starts a run of [`HOPS`] events, each
+/// an `events` tag and a length that ends inside the line. A walk from the
+/// line's start that stops exactly there proves the guess; one that passes
+/// it goes on instead ([`index_line`]).
+fn halfway(space: &Cursor<'_>, range: (usize, usize)) -> Option<usize> {
+    const HOPS: usize = 32;
+    const SEARCH: usize = 64 << 10;
+    let bytes = space.bytes(range);
+    let middle = bytes.len() / 2;
+    let event_at = |pos: usize| -> Option<usize> {
+        if *bytes.get(pos)? != EVENT_TAG {
+            return None;
+        }
+        let (mut len, mut shift, mut at) = (0usize, 0, pos + 1);
+        loop {
+            let byte = *bytes.get(at)?;
+            len |= usize::from(byte & 0x7f).checked_shl(shift)?;
+            at += 1;
+            if byte < 0x80 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return None;
+            }
+        }
+        let end = at.checked_add(len)?;
+        (end <= bytes.len()).then_some(end)
+    };
+    (middle..bytes.len().min(middle + SEARCH))
+        .find(|&start| {
+            let mut pos = start;
+            (0..HOPS).all(|_| match event_at(pos) {
+                Some(next) => {
+                    pos = next;
+                    true
+                }
+                None => pos == bytes.len(),
+            })
+        })
+        .map(|it| range.0 + it)
 }
 
 /// Which planes the trace shows, decided from their names alone: the host
@@ -273,5 +404,114 @@ pub(crate) fn plane_pid(plane: &PlaneIndex<'_>) -> u64 {
         HOST_PID
     } else {
         (plane.id as u64).wrapping_add(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::generated::{XEvent, XLine, XStat, x_event, x_stat};
+
+    /// A line of more than [`SPLIT_ABOVE`] bytes; `middle` is the event
+    /// placed at its middle.
+    fn long_line(middle: XEvent) -> Vec<u8> {
+        let event = |idx: i64| XEvent {
+            metadata_id: idx % 5,
+            duration_ps: 7,
+            data: Some(x_event::Data::OffsetPs(500_000 + idx % 1000)),
+            stats: Vec::new(),
+        };
+        let half = 700_000;
+        let events = (0..half)
+            .map(event)
+            .chain([middle])
+            .chain((half..2 * half).map(event))
+            .collect();
+        XLine {
+            id: 9,
+            name: "worker".to_owned(),
+            display_name: "shown".to_owned(),
+            timestamp_ns: 12,
+            duration_ps: 3,
+            events,
+            ..XLine::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// What a header says, checkpoints aside.
+    fn fields(line: &LineHeader<'_>) -> (i64, String, String, i64, u64) {
+        let (name, shown) = (line.name.to_owned(), line.display_name.to_owned());
+        (line.id, name, shown, line.timestamp_ns, line.n_events)
+    }
+
+    /// A long line walked in two halves says what one walk says, and its
+    /// checkpoints start fields; so it does when the guessed middle lies
+    /// inside an event whose bytes look like a run of events, and when the
+    /// second half is damaged.
+    #[test]
+    fn a_long_line_walked_in_halves_is_the_line_walked_once() {
+        let plain = XEvent {
+            metadata_id: 1,
+            ..XEvent::default()
+        };
+        // Its string is 64 empty `events` fields: the guess can land there.
+        let decoy = XEvent {
+            metadata_id: 1,
+            stats: vec![XStat {
+                metadata_id: 2,
+                value: Some(x_stat::Value::BytesValue([EVENT_TAG, 0].repeat(64 << 10))),
+            }],
+            ..XEvent::default()
+        };
+        for (what, middle) in [("plain", plain), ("decoy", decoy)] {
+            let bytes = long_line(middle);
+            assert!(bytes.len() >= SPLIT_ABOVE, "{what}: {}", bytes.len());
+            let space = Cursor::new(&bytes, "XLine");
+            let range = (0, bytes.len());
+            let guess = halfway(&space, range).unwrap();
+            let once = walk_line(&space, range, 0, range.1)
+                .unwrap()
+                .0
+                .header(range);
+            let halves = index_line(&space, range).unwrap();
+            assert_eq!(fields(&halves), fields(&once), "{what}");
+            assert_eq!(
+                fields(&once),
+                (9, "worker".into(), "shown".into(), 12, 1_400_001)
+            );
+            let mut starts = Vec::new();
+            let mut cursor = space.nested(range, "XLine");
+            while cursor.next_field().unwrap().is_some() {
+                starts.push(cursor.position());
+            }
+            let from_start = walk_line(&space, range, 0, guess).unwrap().1;
+            assert_eq!(
+                starts.binary_search(&guess).is_ok(),
+                what == "plain",
+                "{what}"
+            );
+            assert_eq!(from_start == guess, what == "plain", "{what}");
+            assert!(halves.checkpoints.len() > 20, "{what}");
+            assert!(halves.checkpoints.is_sorted(), "{what}");
+            assert!(
+                (halves.checkpoints.iter()).all(|it| starts.binary_search(it).is_ok()),
+                "{what}"
+            );
+            // A field number 0 three quarters in.
+            let mut damaged = bytes.clone();
+            let at = starts[starts.len() * 3 / 4];
+            damaged[at] = 0x00;
+            let space = Cursor::new(&damaged, "XLine");
+            let once = walk_line(&space, range, 0, range.1).map(|it| it.1);
+            let halves = index_line(&space, range).map(|it| it.n_events);
+            assert_eq!(
+                halves.unwrap_err().to_string(),
+                once.unwrap_err().to_string(),
+                "{what}"
+            );
+        }
     }
 }
