@@ -69,11 +69,14 @@ pub(crate) enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let argv = match config::expand(std::env::args_os().collect(), &Cli::command()) {
+    // The command tree is built once: at opt-level 0 that is a good part
+    // of a command's start.
+    let command = Cli::command();
+    let argv = match config::expand(std::env::args_os().collect(), &command) {
         Ok(argv) => argv,
         Err(err) => return fail(&err),
     };
-    let cli = match parse(&argv) {
+    let cli = match parse_with(command, &argv) {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
@@ -106,9 +109,12 @@ fn fail(err: &anyhow::Error) -> std::process::ExitCode {
 
 /// The command line, with the flags given to `profile` noted (a flag's
 /// default or environment value is not "given").
-fn parse<T: Into<std::ffi::OsString> + Clone>(argv: &[T]) -> Result<Cli, clap::Error> {
+fn parse_with<T: Into<std::ffi::OsString> + Clone>(
+    command: clap::Command,
+    argv: &[T],
+) -> Result<Cli, clap::Error> {
     use clap::FromArgMatches as _;
-    let matches = Cli::command().try_get_matches_from(argv.iter().cloned())?;
+    let matches = command.try_get_matches_from(argv.iter().cloned())?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     if let (Command::Profile(args), Some(sub)) =
         (&mut cli.command, matches.subcommand_matches("profile"))

@@ -193,8 +193,11 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |it| it.get().min(8))
 }
 
-/// Maps a file read-only, its pages read in at once: the reader walks the
-/// page cache's copy instead of a copy of its own.
+/// Maps a file read-only: the readers walk the page cache's copy instead
+/// of a copy of their own. Its pages are mapped as the readers reach them,
+/// not all at once: the walks that come first (a long line's, in two
+/// halves) then map them on two cores instead of one, and an export that
+/// walks the file front to back lets the kernel drop the pages it passed.
 pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
     let wrap = |source| Error::Read {
         path: path.to_path_buf(),
@@ -204,13 +207,13 @@ pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap, Error> {
     // SAFETY: the map is read-only and private to this process. A file
     // truncated while mapped would fault (SIGBUS); the profiler writes its
     // files once, before they are read.
-    unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(wrap)
+    unsafe { memmap2::Mmap::map(&file) }.map_err(wrap)
 }
 
 /// Unmaps a large map on a thread of its own, which the caller does not
-/// wait for: a 38 MB capture's populated map takes about 2 ms to unmap, the
-/// largest step between its analysis and the report's outputs. A map that
-/// no thread can be started for is unmapped here.
+/// wait for: a 38 MB capture's map, walked whole, takes about 2 ms to
+/// unmap, the largest step between its analysis and the report's outputs.
+/// A map that no thread can be started for is unmapped here.
 fn unmap_aside(bytes: memmap2::Mmap) {
     const ASIDE_FROM: usize = 8 << 20;
     if bytes.len() >= ASIDE_FROM {
@@ -218,19 +221,6 @@ fn unmap_aside(bytes: memmap2::Mmap) {
             .name("unmap".to_owned())
             .spawn(move || drop(bytes));
     }
-}
-
-/// Maps a file read-only, its pages read as the reader reaches them (an
-/// export walks the file once, front to back; pages it has passed can be
-/// dropped by the kernel).
-pub(crate) fn map_lazily(path: &Path) -> Result<memmap2::Mmap, Error> {
-    let wrap = |source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(wrap)?;
-    // SAFETY: as for `map_file`.
-    unsafe { memmap2::Mmap::map(&file) }.map_err(wrap)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {

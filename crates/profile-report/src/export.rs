@@ -42,7 +42,7 @@ impl TraceInput {
         }
         Ok(TraceInput::XPlane {
             path: path.to_path_buf(),
-            map: crate::analyse::map_lazily(path)?,
+            map: crate::analyse::map_file(path)?,
         })
     }
 
