@@ -4,19 +4,55 @@
 /// Rounds the exact picosecond count half away from zero, so no float
 /// error can flip the last digit.
 pub fn ms(ps: i128) -> String {
-    const PS_PER_HUNDREDTH: i128 = 10_000_000;
-    let hundredths = (ps.abs() + PS_PER_HUNDREDTH / 2) / PS_PER_HUNDREDTH;
-    let sign = if ps < 0 && hundredths > 0 { "-" } else { "" };
-    format!(
-        "{sign}{}.{:02}",
-        group(&(hundredths / 100).to_string()),
-        hundredths % 100
-    )
+    const PS_PER_HUNDREDTH: u128 = 10_000_000;
+    let abs = ps.unsigned_abs();
+    // In u64 when it fits: a u128 division is many times slower, and a
+    // report formats thousands of these.
+    let hundredths = match u64::try_from(abs)
+        .ok()
+        .and_then(|it| it.checked_add(PS_PER_HUNDREDTH as u64 / 2))
+    {
+        Some(rounded) => u128::from(rounded / PS_PER_HUNDREDTH as u64),
+        None => (abs + PS_PER_HUNDREDTH / 2) / PS_PER_HUNDREDTH,
+    };
+    let mut res = String::with_capacity(24);
+    if ps < 0 && hundredths > 0 {
+        res.push('-');
+    }
+    push_grouped(&mut res, hundredths / 100);
+    let cents = (hundredths % 100) as u8;
+    res.push('.');
+    res.push(char::from(b'0' + cents / 10));
+    res.push(char::from(b'0' + cents % 10));
+    res
 }
 
 /// A count with thousands separators: `2,848`.
 pub fn count(n: u64) -> String {
-    group(&n.to_string())
+    let mut res = String::with_capacity(26);
+    push_grouped(&mut res, u128::from(n));
+    res
+}
+
+/// Appends `n` with thousands separators.
+fn push_grouped(out: &mut String, mut n: u128) {
+    // u128::MAX has 39 digits.
+    let mut digits = [0u8; 39];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for idx in (0..len).rev() {
+        out.push(char::from(digits[idx]));
+        if idx > 0 && idx % 3 == 0 {
+            out.push(',');
+        }
+    }
 }
 
 /// `value` with `decimals` decimals and thousands separators.
@@ -227,6 +263,15 @@ mod tests {
         assert_eq!(ms(0), "0.00");
         assert_eq!(ms(-1), "0.00");
         assert_eq!(ms(-15_000_000), "-0.02");
+        assert_eq!(ms(-4_999_999), "0.00");
+        assert_eq!(ms(1_000_000_000_000_000), "1,000,000.00");
+        // Beyond u64: the u128 path, rounded the same way.
+        assert_eq!(ms(i128::from(u64::MAX) * 10), "184,467,440,737.10");
+        assert_eq!(ms(-i128::from(u64::MAX) * 10), "-184,467,440,737.10");
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(u64::MAX), "18,446,744,073,709,551,615");
         assert_eq!(count(2848), "2,848");
         assert_eq!(count(283_235), "283,235");
         assert_eq!(count(7), "7");
