@@ -74,7 +74,7 @@ fn main() -> std::process::ExitCode {
     let command = Cli::command();
     let argv = match config::expand(std::env::args_os().collect(), &command) {
         Ok(argv) => argv,
-        Err(err) => return fail(&err),
+        Err(err) => return fail(&err.into()),
     };
     let cli = match parse_with(command, &argv) {
         Ok(cli) => cli,
