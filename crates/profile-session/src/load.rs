@@ -461,20 +461,98 @@ impl Tokenizer for HfTokenizer {
 }
 
 /// What the measured phase sends, with everything the records need.
+/// Cloning it shares the requests, rows and dataset.
 #[derive(Clone, Debug)]
 pub struct Load {
     /// `/generate` or `/v1/score`.
     pub endpoint: &'static str,
     pub stream: bool,
-    pub requests: Arc<Vec<LoadRequest>>,
+    pub requests: Arc<LoadRequests>,
     /// Per request: the dataset row it sends, its mix part, its prompt's
     /// length as the dataset counts it and the tokens it asks for.
-    pub rows: Vec<RowInfo>,
+    pub rows: Arc<Vec<RowInfo>>,
     /// The dataset (`/generate`), for `inputs/dataset.jsonl`.
-    pub dataset: Vec<DatasetRow>,
+    pub dataset: Arc<Vec<DatasetRow>>,
     pub cap: Option<usize>,
     /// The dataset in words.
     pub description: String,
+}
+
+/// The measured phase's requests: when each is due, and its body, either
+/// held (the score mix, a few requests a round) or made from its dataset
+/// row each time it is asked for ([`generate_body`]), so that a load holds
+/// its dataset once and no body beyond those in flight.
+#[derive(Debug)]
+pub struct LoadRequests {
+    path: &'static str,
+    stream: bool,
+    due: Vec<Duration>,
+    bodies: Bodies,
+}
+
+/// Where the bodies of a [`LoadRequests`] come from.
+#[derive(Debug)]
+enum Bodies {
+    Held(Vec<Vec<u8>>),
+    Rows(Arc<Vec<DatasetRow>>),
+}
+
+impl LoadRequests {
+    /// How many requests there are.
+    pub fn len(&self) -> usize {
+        self.due.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.due.is_empty()
+    }
+
+    /// When request `idx` is due, from the start of the load.
+    pub fn due(&self, idx: usize) -> Duration {
+        self.due[idx]
+    }
+
+    /// The body of request `idx`, made afresh for a dataset row.
+    pub fn body(&self, idx: usize) -> Vec<u8> {
+        match &self.bodies {
+            Bodies::Held(bodies) => bodies[idx].clone(),
+            Bodies::Rows(rows) => generate_body(&rows[idx], self.stream),
+        }
+    }
+
+    /// Request `idx`, its body made.
+    pub fn get(&self, idx: usize) -> LoadRequest {
+        LoadRequest {
+            path: self.path,
+            body: self.body(idx).into(),
+            stream: self.stream,
+            due: self.due[idx],
+        }
+    }
+
+    /// Every request in order, each body made as it is reached.
+    pub fn iter(&self) -> impl Iterator<Item = LoadRequest> + '_ {
+        (0..self.len()).map(|idx| self.get(idx))
+    }
+}
+
+impl sglang_server::Requests for LoadRequests {
+    fn len(&self) -> usize {
+        LoadRequests::len(self)
+    }
+
+    fn path(&self, _idx: usize) -> &'static str {
+        self.path
+    }
+
+    fn due(&self, idx: usize) -> Duration {
+        LoadRequests::due(self, idx)
+    }
+
+    fn request(&self, idx: usize) -> LoadRequest {
+        self.get(idx)
+    }
 }
 
 /// What a record needs to know about its request.
@@ -524,17 +602,10 @@ pub fn prepare(spec: &LoadSpec, ctx: &LoadContext<'_>) -> Result<Load, LoadError
         };
         let requests = mix.requests();
         let due = due_times(requests.len(), &arrivals, &mut numpy);
-        let mut load_requests = Vec::with_capacity(requests.len());
+        let mut bodies = Vec::with_capacity(requests.len());
         let mut rows = Vec::with_capacity(requests.len());
-        for (idx, ((kind, body), due)) in requests.iter().zip(due).enumerate() {
-            load_requests.push(LoadRequest {
-                path: "/v1/score",
-                body: serde_json::to_vec(body)
-                    .expect("plain data serialises")
-                    .into(),
-                stream: false,
-                due: Duration::from_secs_f64(due),
-            });
+        for (idx, (kind, body)) in requests.iter().enumerate() {
+            bodies.push(serde_json::to_vec(body).expect("plain data serialises"));
             rows.push(RowInfo {
                 row: idx as u64,
                 kind: Some(kind.slug()),
@@ -545,9 +616,14 @@ pub fn prepare(spec: &LoadSpec, ctx: &LoadContext<'_>) -> Result<Load, LoadError
         return Ok(Load {
             endpoint: "/v1/score",
             stream: false,
-            requests: Arc::new(load_requests),
-            rows,
-            dataset: Vec::new(),
+            requests: Arc::new(LoadRequests {
+                path: "/v1/score",
+                stream: false,
+                due: due.into_iter().map(Duration::from_secs_f64).collect(),
+                bodies: Bodies::Held(bodies),
+            }),
+            rows: Arc::new(rows),
+            dataset: Arc::default(),
             cap,
             description: "RFC-010 score mix (single item, 4 items, 32 items)".to_owned(),
         });
@@ -610,27 +686,27 @@ pub fn prepare(spec: &LoadSpec, ctx: &LoadContext<'_>) -> Result<Load, LoadError
         }
     };
     let due = due_times(dataset.len(), &arrivals, &mut numpy);
-    let mut requests = Vec::with_capacity(dataset.len());
-    let mut rows = Vec::with_capacity(dataset.len());
-    for (idx, (row, due)) in dataset.iter().zip(due).enumerate() {
-        requests.push(LoadRequest {
-            path: "/generate",
-            body: generate_body(row, ctx.stream).into(),
-            stream: ctx.stream,
-            due: Duration::from_secs_f64(due),
-        });
-        rows.push(RowInfo {
+    let rows = dataset
+        .iter()
+        .enumerate()
+        .map(|(idx, row)| RowInfo {
             row: idx as u64,
             kind: None,
             input_len: (row.input_len > 0).then_some(row.input_len),
             output_len: row.output_len,
-        });
-    }
+        })
+        .collect();
+    let dataset = Arc::new(dataset);
     Ok(Load {
         endpoint: "/generate",
         stream: ctx.stream,
-        requests: Arc::new(requests),
-        rows,
+        requests: Arc::new(LoadRequests {
+            path: "/generate",
+            stream: ctx.stream,
+            due: due.into_iter().map(Duration::from_secs_f64).collect(),
+            bodies: Bodies::Rows(dataset.clone()),
+        }),
+        rows: Arc::new(rows),
         dataset,
         cap,
         description: spec.describe(output_len),
@@ -763,9 +839,8 @@ pub fn warmup(
             let vocab = tok.vocab_size().max(1);
             load.dataset
                 .iter()
-                .zip(load.requests.iter())
                 .enumerate()
-                .map(|(i, (row, request))| {
+                .map(|(i, row)| {
                     let len = match &row.prompt {
                         Prompt::Text(text) => tok
                             .encode(text)
@@ -785,8 +860,10 @@ pub fn warmup(
                     (
                         len,
                         LoadRequest {
+                            path: load.endpoint,
                             body: generate_body(&warm, load.stream).into(),
-                            ..request.clone()
+                            stream: load.stream,
+                            due: load.requests.due(i),
                         },
                     )
                 })
@@ -796,7 +873,7 @@ pub fn warmup(
             .requests
             .iter()
             .enumerate()
-            .map(|(i, r)| (load.rows[i].input_len.unwrap_or(0), r.clone()))
+            .map(|(i, r)| (load.rows[i].input_len.unwrap_or(0), r))
             .collect(),
     };
     let at = |request: &LoadRequest, due: Duration| LoadRequest {
@@ -851,7 +928,7 @@ pub fn warmup(
     // 3. The measured pattern itself.
     let mix_requests: Vec<LoadRequest> = (0..mix)
         .map(|i| {
-            let due = load.requests[i % n].due;
+            let due = load.requests.due(i % n);
             at(&substitutes[(next + i) % n].1, due)
         })
         .collect();

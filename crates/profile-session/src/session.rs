@@ -733,8 +733,15 @@ fn write_request_bodies(inputs: &Path, workload: &Workload) -> Result<(), RunFol
         }
         Ok(())
     };
+    // Each body is made, written and dropped: they are made again as
+    // they are sent.
     write_atomic_with(&inputs.join(BODIES_FILE), &mut |out| {
-        lines(out, &mut workload.load.requests.iter())
+        let requests = &workload.load.requests;
+        for idx in 0..requests.len() {
+            out.write_all(&requests.body(idx))?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
     })?;
     if !workload.warmup.is_empty() {
         write_atomic_with(&inputs.join("warmup-bodies.jsonl"), &mut |out| {
@@ -746,7 +753,7 @@ fn write_request_bodies(inputs: &Path, workload: &Workload) -> Result<(), RunFol
     }
     if !workload.load.dataset.is_empty() {
         write_atomic_with(&inputs.join("dataset.jsonl"), &mut |out| {
-            for row in &workload.load.dataset {
+            for row in workload.load.dataset.iter() {
                 serde_json::to_writer(&mut *out, row)?;
                 out.write_all(b"\n")?;
             }

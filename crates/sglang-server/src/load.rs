@@ -79,6 +79,47 @@ pub struct LoadRequest {
     pub due: Duration,
 }
 
+/// The requests of a load, each made when the sender needs it: a source
+/// may hold every body ([`Vec<LoadRequest>`]) or render each one from
+/// what it is made of, so that a load of many requests does not hold
+/// every body for the whole run.
+pub trait Requests: Send + Sync {
+    /// How many requests there are.
+    fn len(&self) -> usize;
+
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The endpoint of request `idx`.
+    fn path(&self, idx: usize) -> &'static str;
+
+    /// When request `idx` is due, from the start of the load.
+    fn due(&self, idx: usize) -> Duration;
+
+    /// Request `idx`, body included.
+    fn request(&self, idx: usize) -> LoadRequest;
+}
+
+impl Requests for Vec<LoadRequest> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn path(&self, idx: usize) -> &'static str {
+        self[idx].path
+    }
+
+    fn due(&self, idx: usize) -> Duration {
+        self[idx].due
+    }
+
+    fn request(&self, idx: usize) -> LoadRequest {
+        self[idx].clone()
+    }
+}
+
 /// What the server said about a request in `meta_info`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct AnswerMeta {
@@ -120,14 +161,15 @@ pub struct LoadOptions {
     pub max_concurrency: Option<usize>,
 }
 
-/// Sends `requests` against the server behind `client`; the due times
-/// count from "now" on `clock`. `progress(done, total)` is called after
+/// Sends `requests` against the server behind `client`, each body made
+/// when the request is dispatched; the due times count from "now" on
+/// `clock`. `progress(done, total)` is called after
 /// each answer. Returns every request's outcome, in request order, or the
 /// liveness error of a server that died.
 pub async fn send_load(
     client: &Client,
     clock: &Clock,
-    requests: Arc<Vec<LoadRequest>>,
+    requests: Arc<dyn Requests>,
     options: LoadOptions,
     liveness: &dyn Liveness,
     what: &str,
@@ -135,9 +177,10 @@ pub async fn send_load(
 ) -> Result<Vec<Sent>, Error> {
     let n = requests.len();
     let mut urls: Vec<(&'static str, reqwest::Url)> = Vec::new();
-    for request in requests.iter() {
-        if !urls.iter().any(|(path, _)| *path == request.path) {
-            urls.push((request.path, client.endpoint(request.path)?));
+    for idx in 0..n {
+        let path = requests.path(idx);
+        if !urls.iter().any(|(known, _)| *known == path) {
+            urls.push((path, client.endpoint(path)?));
         }
     }
     let start = clock.now();
@@ -215,7 +258,7 @@ async fn dispatch(
     client: Client,
     clock: Clock,
     start: Duration,
-    requests: Arc<Vec<LoadRequest>>,
+    requests: Arc<dyn Requests>,
     urls: Arc<Vec<(&'static str, reqwest::Url)>>,
     options: LoadOptions,
     tx: tokio::sync::mpsc::UnboundedSender<(usize, Sent)>,
@@ -226,7 +269,7 @@ async fn dispatch(
     let slots = Arc::new(Mutex::new(Slots::default()));
     let mut tasks = tokio::task::JoinSet::new();
     for idx in 0..requests.len() {
-        let due = start + requests[idx].due;
+        let due = start + requests.due(idx);
         tokio::time::sleep_until(clock.instant(due).into()).await;
         let permit = match &semaphore {
             Some(semaphore) => match semaphore.clone().acquire_owned().await {
@@ -235,22 +278,17 @@ async fn dispatch(
             },
             None => None,
         };
-        let (client, requests, urls, slots, tx) = (
-            client.clone(),
-            requests.clone(),
-            urls.clone(),
-            slots.clone(),
-            tx.clone(),
-        );
+        // The body is made now, and dropped once it is sent.
+        let request = requests.request(idx);
+        let (client, urls, slots, tx) = (client.clone(), urls.clone(), slots.clone(), tx.clone());
         tasks.spawn(async move {
             let slot = slots.lock().map_or(0, |mut it| it.take());
-            let request = &requests[idx];
             let url = urls
                 .iter()
                 .find(|(path, _)| *path == request.path)
                 .map(|(_, url)| url)
                 .expect("send_load parsed every path");
-            let mut sent = send_one(&client, &clock, request, url).await;
+            let mut sent = send_one(&client, &clock, &request, url).await;
             if let Ok(mut it) = slots.lock() {
                 it.give_back(slot);
             }
