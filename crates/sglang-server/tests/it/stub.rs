@@ -346,3 +346,84 @@ async fn send_times_are_listed_by_request_id() {
         assert!(at <= clock.epoch_ns(s.first_token.unwrap()), "{s:?} {at}");
     }
 }
+
+/// A load of bodies made on demand holds only those in flight: each body
+/// counts itself while it lives, and with 4 requests in flight at most
+/// the count stays near 4 whether the load has 200 or 2,000 requests.
+#[tokio::test]
+async fn bodies_made_on_demand_are_not_held() {
+    use sglang_server::{Clock, LoadOptions, LoadRequest, Requests, send_load};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts the live bodies; the peak is kept.
+    #[derive(Default)]
+    struct Live {
+        now: AtomicUsize,
+        peak: AtomicUsize,
+        made: AtomicUsize,
+    }
+    /// A body's bytes, which leave the count when dropped.
+    struct Counted(Vec<u8>, Arc<Live>);
+    impl AsRef<[u8]> for Counted {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.now.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    struct Made(usize, Arc<Live>);
+    impl Requests for Made {
+        fn len(&self) -> usize {
+            self.0
+        }
+        fn path(&self, _idx: usize) -> &'static str {
+            "/generate"
+        }
+        fn due(&self, _idx: usize) -> Duration {
+            Duration::ZERO
+        }
+        fn request(&self, idx: usize) -> LoadRequest {
+            let live = &self.1;
+            let now = live.now.fetch_add(1, Ordering::SeqCst) + 1;
+            live.peak.fetch_max(now, Ordering::SeqCst);
+            live.made.fetch_add(1, Ordering::SeqCst);
+            let body = format!(
+                r#"{{"text": "prompt {idx}", "sampling_params": {{"max_new_tokens": 2}}, "stream": true}}"#
+            );
+            LoadRequest {
+                path: "/generate",
+                body: bytes::Bytes::from_owner(Counted(body.into_bytes(), live.clone())),
+                stream: true,
+                due: Duration::ZERO,
+            }
+        }
+    }
+    let (stub, _log) = start(&[]).await;
+    let client = client(&stub, None);
+    for n in [200, 2_000] {
+        let live = Arc::new(Live::default());
+        let sent = send_load(
+            &client,
+            &Clock::new(),
+            Arc::new(Made(n, live.clone())),
+            LoadOptions {
+                max_concurrency: Some(4),
+            },
+            &NoLiveness,
+            "load",
+            &|_, _| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(sent.len(), n);
+        assert!(sent.iter().all(|s| s.error.is_none()), "{:?}", sent[0]);
+        assert_eq!(live.made.load(Ordering::SeqCst), n);
+        assert_eq!(live.now.load(Ordering::SeqCst), 0);
+        // In flight, plus the one made while waiting for a slot.
+        let peak = live.peak.load(Ordering::SeqCst);
+        assert!(peak <= 4 + 1, "{n} requests: {peak} bodies alive at once");
+    }
+}
