@@ -15,6 +15,8 @@
 //! Only completed requests count in the latencies, tokens and
 //! throughputs, as there.
 
+use std::collections::BTreeMap;
+
 use session_report::{
     Distribution, Goodput, Overlap, RequestPoint, ServingMetadata, ServingReport, Slo,
 };
@@ -42,7 +44,10 @@ pub fn distribution(mut values: Vec<f64>, percentiles: &[f64]) -> Option<Distrib
     if values.is_empty() {
         return None;
     }
-    values.sort_by(f64::total_cmp);
+    // In place: values equal under `total_cmp` have the same bits, so an
+    // unstable sort gives the same sequence as a stable one without the
+    // stable sort's scratch copy (a few million ITL values in a long run).
+    values.sort_unstable_by(f64::total_cmp);
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -74,6 +79,113 @@ pub fn itls_ms(record: &RequestRecord) -> Vec<f64> {
         res.extend(std::iter::repeat_n(gap_ms, added as usize));
     }
     res
+}
+
+/// How many ITL values [`itls_ms`] gives for `record`: the tokens added
+/// by each chunk after the first.
+pub fn itl_count(record: &RequestRecord) -> usize {
+    record
+        .chunks
+        .windows(2)
+        .map(|pair| pair[1][1].saturating_sub(pair[0][1]) as usize)
+        .sum()
+}
+
+/// An `f64` ordered by [`f64::total_cmp`], as a map key.
+#[derive(Clone, Copy, Debug)]
+struct Ordered(f64);
+
+impl PartialEq for Ordered {
+    fn eq(&self, other: &Ordered) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+
+impl Eq for Ordered {}
+
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Ordered) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered {
+    fn cmp(&self, other: &Ordered) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The distribution of values given as how many times each occurs: the
+/// same figures, bit for bit, as [`distribution`] of the list that repeats
+/// each value its count of times, with memory for the distinct values only.
+/// The sums run over the values in sorted order, one addition per value,
+/// as there; values equal under `total_cmp` have the same bits.
+pub fn distribution_of_counts(
+    counts: &BTreeMap<impl Copy + Into<f64> + Ord, u64>,
+    percentiles: &[f64],
+) -> Option<Distribution> {
+    let sorted = || {
+        counts
+            .iter()
+            .map(|(v, c)| ((*v).into(), *c))
+            .filter(|(v, _): &(f64, u64)| v.is_finite())
+    };
+    let count: u64 = sorted().map(|(_, c)| c).sum();
+    if count == 0 {
+        return None;
+    }
+    let each = || sorted().flat_map(|(v, c)| std::iter::repeat_n(v, c as usize));
+    let n = count as f64;
+    let mean = each().sum::<f64>() / n;
+    let var = each().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    // The value at a place of the sorted list.
+    let at = |idx: u64| {
+        let mut seen = 0;
+        for (v, c) in sorted() {
+            seen += c;
+            if idx < seen {
+                return v;
+            }
+        }
+        unreachable!("a place below the count")
+    };
+    let percentile = |p: f64| match count {
+        1 => at(0),
+        _ => {
+            let rank = p / 100.0 * (count - 1) as f64;
+            let (lo, hi) = (rank.floor(), rank.ceil());
+            let (lo_v, hi_v) = (at(lo as u64), at(hi as u64));
+            lo_v + (hi_v - lo_v) * (rank - lo)
+        }
+    };
+    Some(Distribution {
+        count,
+        mean,
+        std: var.sqrt(),
+        median: percentile(50.0),
+        min: at(0),
+        max: at(count - 1),
+        percentiles: percentiles.iter().map(|p| (*p, percentile(*p))).collect(),
+    })
+}
+
+impl From<Ordered> for f64 {
+    fn from(value: Ordered) -> f64 {
+        value.0
+    }
+}
+
+/// Every completed request's ITL values, counted by value: a long run has
+/// a few million values but far fewer distinct ones (each is a gap in
+/// whole microseconds over a small token count).
+fn itl_distribution(done: &[&RequestRecord], percentiles: &[f64]) -> Option<Distribution> {
+    let mut counts: BTreeMap<Ordered, u64> = BTreeMap::new();
+    for record in done {
+        for v in itls_ms(record) {
+            *counts.entry(Ordered(v)).or_default() += 1;
+        }
+    }
+    distribution_of_counts(&counts, percentiles)
 }
 
 /// TPOT of one request in milliseconds, when it has more than one token
@@ -225,7 +337,7 @@ pub fn serving_report(records: &[RequestRecord], load: &ServingMetadata) -> Serv
         mean_concurrency: per_s(e2e.iter().sum::<f64>() / 1000.0),
         peak_concurrency: peak_concurrency(records),
         ttft_ms: distribution(done.iter().filter_map(|r| r.ttft_ms()).collect(), p),
-        itl_ms: distribution(done.iter().flat_map(|r| itls_ms(r)).collect(), p),
+        itl_ms: itl_distribution(&done, p),
         tpot_ms: distribution(done.iter().filter_map(|r| tpot_ms(r)).collect(), p),
         e2e_ms: distribution(e2e, p),
         server_e2e_ms: distribution(

@@ -231,3 +231,64 @@ fn shared_prefix_groups_share_their_system_prompt() {
         .collect();
     assert_eq!(prefixes.len(), 3);
 }
+
+#[test]
+fn the_itl_count_is_the_number_of_itl_values() {
+    use crate::metrics::{distribution, itl_count, itls_ms};
+    use crate::record::parse_record_line;
+    // A chunk that adds no token, one that adds three, a count that goes
+    // back (a server's glitch), and one token at a time.
+    let line = r#"{"schema": "sglprof.request/1", "id": 0, "row": 0, "slot": 0, "due_ns": 0, "start_ns": 0, "end_ns": 9000000, "output_len": 8, "chunks": [[100, 1], [150, 1], [400, 4], [500, 2], [700, 3], [900, 4]]}"#;
+    let record = parse_record_line(line, 1).unwrap().unwrap();
+    let itls = itls_ms(&record);
+    assert_eq!(itl_count(&record), itls.len());
+    assert_eq!(itls.len(), 5);
+    // Sorted in place, equal values and all: the same figures as a
+    // stable sort of the same values.
+    let values = vec![0.2, 0.1, 0.2, f64::NAN, 0.05, 0.2, 0.1];
+    let dist = distribution(values, &[50.0, 90.0]).unwrap();
+    assert_eq!((dist.count, dist.min, dist.max), (6, 0.05, 0.2));
+    assert_eq!(dist.median, 0.15000000000000002);
+}
+
+/// The distribution of counted values is the distribution of the list,
+/// bit for bit, on values like ITLs (gaps in microseconds over tokens).
+#[test]
+fn counted_values_give_the_same_distribution() {
+    use crate::metrics::{distribution, distribution_of_counts};
+    use std::collections::BTreeMap;
+    let mut rng = NumpyRandom::new(11);
+    let mut values = Vec::new();
+    for _ in 0..20_000 {
+        let gap_us = (rng.random() * 400.0) as u32;
+        let added = 1 + (rng.random() * 3.0) as u32;
+        values.push(gap_us as f64 / 1000.0 / added as f64);
+    }
+    values.push(f64::INFINITY);
+    for p in [&[50.0, 90.0, 99.0][..], &[0.1, 33.3, 99.99]] {
+        let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+        // Positive values order as their bits do.
+        for v in &values {
+            *counts.entry(v.to_bits()).or_default() += 1;
+        }
+        let counted: BTreeMap<Bits, u64> = counts.into_iter().map(|(b, c)| (Bits(b), c)).collect();
+        let a = distribution(values.clone(), p).unwrap();
+        let b = distribution_of_counts(&counted, p).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(a.count, 20_000);
+    }
+    let one = BTreeMap::from([(Bits(2.5f64.to_bits()), 1)]);
+    let d = distribution_of_counts(&one, &[90.0]).unwrap();
+    assert_eq!((d.median, d.min, d.max, d.std), (2.5, 2.5, 2.5, 0.0));
+    assert!(distribution_of_counts(&BTreeMap::<Bits, u64>::new(), &[50.0]).is_none());
+}
+
+/// A positive `f64` by its bits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Bits(u64);
+
+impl From<Bits> for f64 {
+    fn from(value: Bits) -> f64 {
+        f64::from_bits(value.0)
+    }
+}
