@@ -278,6 +278,9 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     if runs.is_empty()
         && let Some(report) = serving.as_ref().filter(|it| !it.load.traced)
     {
+        // The untraced report needs only the metrics: the records (every
+        // request with its chunk times) go before the page is rendered.
+        drop(requests);
         return untraced(request, &metadata, report);
     }
     let (run, host) = discover::pick(
