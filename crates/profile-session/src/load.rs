@@ -717,22 +717,39 @@ pub fn prepare(spec: &LoadSpec, ctx: &LoadContext<'_>) -> Result<Load, LoadError
 /// to its length (as `bench_serving` sends it), the prompt as `text` or
 /// `input_ids`.
 pub fn generate_body(row: &DatasetRow, stream: bool) -> Vec<u8> {
-    let mut body = serde_json::Map::new();
-    match &row.prompt {
-        Prompt::Text(text) => body.insert("text".to_owned(), text.clone().into()),
-        Prompt::Ids(ids) => body.insert("input_ids".to_owned(), serde_json::json!(ids)),
-    };
-    body.insert(
-        "sampling_params".to_owned(),
-        serde_json::json!({
-            "max_new_tokens": row.output_len,
-            "temperature": 0.0,
-            "ignore_eos": true,
-        }),
-    );
-    if stream {
-        body.insert("stream".to_owned(), true.into());
+    // Borrowed, and its fields in the order of their names, as a
+    // `serde_json::Map` writes them: a body is made as its request is
+    // dispatched, so it costs the sender no copy of the prompt.
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input_ids: Option<&'a [u32]>,
+        sampling_params: Sampling,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        stream: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
     }
+    #[derive(Serialize)]
+    struct Sampling {
+        ignore_eos: bool,
+        max_new_tokens: u32,
+        temperature: f64,
+    }
+    let (text, input_ids) = match &row.prompt {
+        Prompt::Text(text) => (Some(text.as_str()), None),
+        Prompt::Ids(ids) => (None, Some(ids.as_slice())),
+    };
+    let body = Body {
+        input_ids,
+        sampling_params: Sampling {
+            ignore_eos: true,
+            max_new_tokens: row.output_len,
+            temperature: 0.0,
+        },
+        stream,
+        text,
+    };
     serde_json::to_vec(&body).expect("plain data serialises")
 }
 
@@ -943,6 +960,51 @@ pub fn warmup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The body as a `serde_json::Map` writes it, which earlier sessions'
+    /// `bodies.jsonl` files hold: the same bytes.
+    #[test]
+    fn bodies_are_the_bytes_a_json_map_writes() {
+        let reference = |row: &DatasetRow, stream: bool| {
+            let mut body = serde_json::Map::new();
+            match &row.prompt {
+                Prompt::Text(text) => body.insert("text".to_owned(), text.clone().into()),
+                Prompt::Ids(ids) => body.insert("input_ids".to_owned(), serde_json::json!(ids)),
+            };
+            body.insert(
+                "sampling_params".to_owned(),
+                serde_json::json!({
+                    "max_new_tokens": row.output_len,
+                    "temperature": 0.0,
+                    "ignore_eos": true,
+                }),
+            );
+            if stream {
+                body.insert("stream".to_owned(), true.into());
+            }
+            serde_json::to_vec(&body).unwrap()
+        };
+        let rows = [
+            DatasetRow {
+                prompt: Prompt::Text("a \"quoted\"\n\u{7}é prompt".to_owned()),
+                input_len: 5,
+                output_len: 32,
+            },
+            DatasetRow {
+                prompt: Prompt::Ids(vec![1, 2, 151_643]),
+                input_len: 3,
+                output_len: 0,
+            },
+        ];
+        for row in &rows {
+            for stream in [false, true] {
+                assert_eq!(
+                    String::from_utf8(generate_body(row, stream)).unwrap(),
+                    String::from_utf8(reference(row, stream)).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn datasets_parse_back() {
