@@ -38,20 +38,28 @@ pub fn count(n: u64) -> String {
 fn push_grouped(out: &mut String, mut n: u128) {
     // u128::MAX has 39 digits.
     let mut digits = [0u8; 39];
-    let mut len = 0;
+    let mut at = digits.len();
     loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    for idx in (0..len).rev() {
-        out.push(char::from(digits[idx]));
-        if idx > 0 && idx % 3 == 0 {
+    push_grouped_digits(
+        out,
+        std::str::from_utf8(&digits[at..]).expect("ASCII digits"),
+    );
+}
+
+/// Appends the digits `int` with thousands separators.
+fn push_grouped_digits(out: &mut String, int: &str) {
+    for (idx, ch) in int.chars().enumerate() {
+        if idx > 0 && (int.len() - idx).is_multiple_of(3) {
             out.push(',');
         }
+        out.push(ch);
     }
 }
 
@@ -107,12 +115,7 @@ pub fn workload_cells(part: &crate::WorkloadSummary) -> [String; 9] {
 
 fn group(int: &str) -> String {
     let mut res = String::with_capacity(int.len() + int.len() / 3);
-    for (idx, ch) in int.chars().enumerate() {
-        if idx > 0 && (int.len() - idx).is_multiple_of(3) {
-            res.push(',');
-        }
-        res.push(ch);
-    }
+    push_grouped_digits(&mut res, int);
     res
 }
 

@@ -272,6 +272,24 @@ pub(super) fn median(values: &mut [f64]) -> (f64, f64, f64) {
     }
 }
 
+/// The server's CPU environment (installed on first use) and an emptied
+/// folder `name` under `scratch` for a group's runs.
+pub(crate) fn cpu_env_and_fresh_dir(
+    scratch: &Path,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<(profile_driver::pyenv::LocalEnv, PathBuf), Error> {
+    let env = profile_driver::pyenv::ensure(
+        profile_session::plan::defaults::SGLANG_JAX_VERSION,
+        profile_session::plan::Device::Cpu,
+        progress,
+    )?;
+    let dir = scratch.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    Ok((env, dir))
+}
+
 pub(crate) fn load_group(
     me: &Path,
     traces: &Path,
@@ -279,14 +297,7 @@ pub(crate) fn load_group(
     spec: &LoadBench,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
-    let env = profile_driver::pyenv::ensure(
-        profile_session::plan::defaults::SGLANG_JAX_VERSION,
-        profile_session::plan::Device::Cpu,
-        progress,
-    )?;
-    let dir = scratch.join("bench-load");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    let (env, dir) = cpu_env_and_fresh_dir(scratch, "bench-load", progress)?;
     let stub = start_stub(me, traces, &env.model_dir)?;
     let (n, cap) = (spec.requests, spec.concurrency);
     println!(

@@ -87,14 +87,7 @@ pub(crate) fn serving_group(
     runs: usize,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
-    let env = profile_driver::pyenv::ensure(
-        profile_session::plan::defaults::SGLANG_JAX_VERSION,
-        profile_session::plan::Device::Cpu,
-        progress,
-    )?;
-    let dir = scratch.join("bench-serving");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    let (env, dir) = super::load::cpu_env_and_fresh_dir(scratch, "bench-serving", progress)?;
     let mut child = Command::new(me)
         .arg("serve")
         .stdin(Stdio::piped())
