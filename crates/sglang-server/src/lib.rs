@@ -35,7 +35,9 @@ pub use client::{
 };
 pub use error::Error;
 pub use launch::{LaunchSpec, MultiNode, Precompile, PrecompileFlags};
-pub use load::{AnswerMeta, Clock, LoadOptions, LoadRequest, Requests, Sent, send_load};
+pub use load::{
+    AnswerMeta, Clock, LoadOptions, LoadRequest, Requests, Sent, send_load, send_load_each,
+};
 pub use logtail::log_tail;
 pub use profile::{
     ProfilerFeatures, StartProfile, StopOutcome, TraceRun, check_capture, find_trace_runs,

@@ -163,9 +163,10 @@ pub struct LoadOptions {
 
 /// Sends `requests` against the server behind `client`, each body made
 /// when the request is dispatched; the due times count from "now" on
-/// `clock`. `progress(done, total)` is called after
-/// each answer. Returns every request's outcome, in request order, or the
-/// liveness error of a server that died.
+/// `clock`. `progress(done, total)` is called after each answer. Returns
+/// every request's outcome, in request order, or the liveness error of a
+/// server that died. [`send_load_each`] does the same without holding the
+/// outcomes.
 pub async fn send_load(
     client: &Client,
     clock: &Clock,
@@ -175,6 +176,30 @@ pub async fn send_load(
     what: &str,
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> Result<Vec<Sent>, Error> {
+    let mut res = Vec::with_capacity(requests.len());
+    let mut keep = |_: usize, sent: Sent| res.push(sent);
+    send_load_each(
+        client, clock, requests, options, liveness, what, progress, &mut keep,
+    )
+    .await?;
+    Ok(res)
+}
+
+/// [`send_load`], handing each outcome to `each(idx, sent)` in request
+/// order as soon as it and every request before it are answered, so that
+/// a load of many requests holds only the outcomes that wait for an
+/// earlier one. After an error, `each` has seen a prefix of the requests.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_load_each(
+    client: &Client,
+    clock: &Clock,
+    requests: Arc<dyn Requests>,
+    options: LoadOptions,
+    liveness: &dyn Liveness,
+    what: &str,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
+    each: &mut (dyn FnMut(usize, Sent) + Send),
+) -> Result<(), Error> {
     let n = requests.len();
     let mut urls: Vec<(&'static str, reqwest::Url)> = Vec::new();
     for idx in 0..n {
@@ -203,7 +228,9 @@ pub async fn send_load(
         }
     }
     let _guard = AbortOnDrop(dispatcher.abort_handle());
-    let mut results: Vec<Option<Sent>> = vec![None; n];
+    // Outcomes answered before an earlier request, by index.
+    let mut early: std::collections::BTreeMap<usize, Sent> = std::collections::BTreeMap::new();
+    let mut next = 0;
     let mut done = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,24 +238,33 @@ pub async fn send_load(
         tokio::select! {
             received = rx.recv() => {
                 let Some((idx, sent)) = received else { break };
-                results[idx] = Some(sent);
                 done += 1;
                 progress(done, n);
+                if idx != next {
+                    early.insert(idx, sent);
+                    continue;
+                }
+                each(idx, sent);
+                next += 1;
+                while let Some(sent) = early.remove(&next) {
+                    each(next, sent);
+                    next += 1;
+                }
             }
             _ = tick.tick() => {
                 liveness.check(&format!("during {what}"))?;
             }
         }
     }
-    Ok(results
-        .into_iter()
-        .map(|it| {
-            it.unwrap_or_else(|| Sent {
-                error: Some("not sent".to_owned()),
-                ..Sent::default()
-            })
-        })
-        .collect())
+    // Requests the dispatcher never answered for.
+    for idx in next..n {
+        let sent = early.remove(&idx).unwrap_or_else(|| Sent {
+            error: Some("not sent".to_owned()),
+            ..Sent::default()
+        });
+        each(idx, sent);
+    }
+    Ok(())
 }
 
 /// The lowest free slot numbers, handed out and taken back.
