@@ -7,7 +7,7 @@ use maud::{Markup, html};
 use profile_compare::Latencies;
 use report_plot::{Axis, Chart, Mark, Point, Scale, Series, histogram, xy_chart};
 use session_report::format::fixed;
-use session_report::{Distribution, ServingReport, WorkloadSummary};
+use session_report::{Distribution, RequestPoint, ServingReport, WorkloadSummary};
 
 use crate::page::{Align, DataTable, figure};
 
@@ -140,9 +140,33 @@ pub fn serving_section(report: &ServingReport, cdf: Option<&str>) -> Markup {
     let ok: Vec<_> = report.points.iter().filter(|it| it.ok).collect();
     let ttft = sorted(ok.iter().filter_map(|it| it.ttft_ms));
     let e2e = sorted(ok.iter().filter_map(|it| it.e2e_ms));
+    // One point per request, or for a long run the fastest and the
+    // slowest of each run of consecutive requests.
+    let scatter = |name: &str, colour: &'static str, pick: fn(&RequestPoint) -> Option<f64>| {
+        let values: Vec<f64> = ok.iter().map(|it| pick(it).unwrap_or(f64::NAN)).collect();
+        Series {
+            name: name.to_owned(),
+            colour,
+            points: report_plot::envelope(&values, report_plot::MAX_POINTS)
+                .into_iter()
+                .map(|i| Point {
+                    x: ok[i].start_s,
+                    y: values[i],
+                    title: Some(format!("request {}", ok[i].id)),
+                })
+                .collect(),
+            line: false,
+            radius: 3.0,
+        }
+    };
+    let thinned = ok.len() > report_plot::MAX_POINTS;
     let over_time = xy_chart(
         &Chart {
-            title: "Latency over the session".to_owned(),
+            title: if thinned {
+                "Latency over the session (the fastest and slowest of each run of consecutive requests)".to_owned()
+            } else {
+                "Latency over the session".to_owned()
+            },
             x: Axis {
                 label: "request sent (s into the measured phase)".to_owned(),
                 scale: Scale::Linear,
@@ -152,38 +176,8 @@ pub fn serving_section(report: &ServingReport, cdf: Option<&str>) -> Markup {
                 scale: Scale::Linear,
             },
             series: vec![
-                Series {
-                    name: "end-to-end".to_owned(),
-                    colour: "#4e79a7",
-                    points: ok
-                        .iter()
-                        .filter_map(|it| {
-                            Some(Point {
-                                x: it.start_s,
-                                y: it.e2e_ms?,
-                                title: Some(format!("request {}", it.id)),
-                            })
-                        })
-                        .collect(),
-                    line: false,
-                    radius: 3.0,
-                },
-                Series {
-                    name: "time to first token".to_owned(),
-                    colour: "#f28e2b",
-                    points: ok
-                        .iter()
-                        .filter_map(|it| {
-                            Some(Point {
-                                x: it.start_s,
-                                y: it.ttft_ms?,
-                                title: Some(format!("request {}", it.id)),
-                            })
-                        })
-                        .collect(),
-                    line: false,
-                    radius: 3.0,
-                },
+                scatter("end-to-end", "#4e79a7", |it| it.e2e_ms),
+                scatter("time to first token", "#f28e2b", |it| it.ttft_ms),
             ],
             marks: Vec::new(),
         },

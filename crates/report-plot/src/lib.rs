@@ -17,6 +17,7 @@ mod flame;
 mod roofline;
 mod steps;
 mod svg;
+mod thin;
 mod xy;
 
 pub use compare::{Change, ChangeBar, change_chart};
@@ -25,4 +26,5 @@ pub use flame::{MIN_SHARE, flamegraph_svg};
 pub use roofline::{ROOFLINE_OPS, roofline_points, roofline_svg};
 pub use steps::steps_svg;
 pub use svg::escape;
+pub use thin::{MAX_POINTS, curve_ranks, envelope};
 pub use xy::{Axis, Chart, Mark, Point, Scale, Series, xy_chart};

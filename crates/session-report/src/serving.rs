@@ -452,8 +452,10 @@ fn slo_text(slo: &Slo) -> String {
 /// The latency distributions as cumulative curves: for each latency in
 /// milliseconds (x), the share of completed requests that took at most
 /// that long (y, in %); one curve for TTFT (when streamed) and one for
-/// E2E. Drawn by `report-plot`, like every picture of the reports. `None`
-/// when no request completed.
+/// E2E. Drawn by `report-plot`, like every picture of the reports. A
+/// curve of more than [`report_plot::MAX_POINTS`] requests draws that many
+/// evenly spaced ranks, its first and last included. `None` when no
+/// request completed.
 pub fn serving_plot(report: &ServingReport) -> Option<String> {
     let sorted = |pick: fn(&RequestPoint) -> Option<f64>| {
         let mut values: Vec<f64> = report
@@ -474,9 +476,10 @@ pub fn serving_plot(report: &ServingReport) -> Option<String> {
     // A step at each value: the share rises by 1/n at each request.
     let cdf = |name: &str, colour: &'static str, values: &[f64]| {
         let n = values.len() as f64;
-        let points = values
-            .iter()
-            .enumerate()
+        // A long run draws evenly spaced ranks, not every request.
+        let points = report_plot::curve_ranks(values.len(), report_plot::MAX_POINTS)
+            .into_iter()
+            .map(|i| (i, &values[i]))
             .map(|(i, ms)| report_plot::Point {
                 x: *ms,
                 y: (i + 1) as f64 / n * 100.0,
