@@ -271,18 +271,18 @@ pub fn generate(request: &Request) -> Result<Outcome, Error> {
     };
     let runs = trace_model::locate(&files);
     let mut notes = Vec::new();
+    if runs.is_empty()
+        && let Some(load) = metadata.serving.as_ref().filter(|it| !it.traced)
+    {
+        // The untraced report needs only the metrics, counted as the
+        // records are read: a run of many requests is never held.
+        let report = serving::report(input, load)?;
+        return untraced(request, &metadata, &report);
+    }
     let requests = serving::load_requests(input, &metadata)?;
     let serving = requests
         .as_ref()
         .map(|it| serving_workload::metrics::serving_report(&it.records, &it.serving));
-    if runs.is_empty()
-        && let Some(report) = serving.as_ref().filter(|it| !it.load.traced)
-    {
-        // The untraced report needs only the metrics: the records (every
-        // request with its chunk times) go before the page is rendered.
-        drop(requests);
-        return untraced(request, &metadata, report);
-    }
     let (run, host) = discover::pick(
         &runs,
         request.run.as_deref(),

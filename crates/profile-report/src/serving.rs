@@ -4,7 +4,8 @@
 use std::path::{Component, Path};
 
 use serving_workload::RequestRecord;
-use session_report::{RunMetadata, ServingMetadata};
+use serving_workload::metrics::ServingTally;
+use session_report::{RunMetadata, ServingMetadata, ServingReport};
 
 use crate::export::Requests;
 
@@ -26,8 +27,30 @@ pub(crate) fn load_requests(
     }))
 }
 
+/// The serving report of the run at `input` from the records `serving`
+/// names, read in one pass: each record is counted and dropped, so a run
+/// of many requests is never held.
+pub(crate) fn report(input: &Path, serving: &ServingMetadata) -> Result<ServingReport, Error> {
+    let mut tally = ServingTally::default();
+    for_each_record(input, serving, &mut |record| tally.add(&record))?;
+    Ok(tally.report(serving))
+}
+
 /// The per-request records `serving` names in the run folder `input`.
 fn read_records(input: &Path, serving: &ServingMetadata) -> Result<Vec<RequestRecord>, Error> {
+    let mut records = Vec::new();
+    for_each_record(input, serving, &mut |record| records.push(record))?;
+    Ok(records)
+}
+
+/// Hands each record of the file `serving` names in the run folder
+/// `input` to `each`, in file order. The file must be a plain relative
+/// path inside the run folder.
+fn for_each_record(
+    input: &Path,
+    serving: &ServingMetadata,
+    each: &mut dyn FnMut(RequestRecord),
+) -> Result<(), Error> {
     let name = Path::new(&serving.records);
     let plain = name.components().all(|c| matches!(c, Component::Normal(_)));
     if !plain || input.is_file() {
@@ -44,9 +67,6 @@ fn read_records(input: &Path, serving: &ServingMetadata) -> Result<Vec<RequestRe
     // Line by line: a session of many requests has a file of hundreds of
     // MB, which is never held whole.
     let file = std::fs::File::open(&path).map_err(read)?;
-    // The list is made at its length, counted first: grown, it would hold
-    // up to twice the records' room, and both copies while it grows.
-    let mut records = Vec::with_capacity(count_lines(&file).map_err(read)?);
     for (idx, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
         let line = line.map_err(read)?;
         let record =
@@ -56,25 +76,7 @@ fn read_records(input: &Path, serving: &ServingMetadata) -> Result<Vec<RequestRe
                     detail: err.to_string(),
                 }
             })?;
-        records.extend(record);
+        record.into_iter().for_each(&mut *each);
     }
-    Ok(records)
-}
-
-/// The lines of `file` (its newlines, and one more when the last line has
-/// none), read from its start; the file is left at its start.
-fn count_lines(mut file: &std::fs::File) -> std::io::Result<usize> {
-    use std::io::{Read, Seek};
-    let mut buf = vec![0u8; 1 << 16];
-    let (mut lines, mut last) = (0, b'\n');
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
-        last = buf[n - 1];
-    }
-    file.rewind()?;
-    Ok(lines + usize::from(last != b'\n'))
+    Ok(())
 }

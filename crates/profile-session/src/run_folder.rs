@@ -197,27 +197,70 @@ pub fn write_atomic_with(
     path: &Path,
     write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), RunFolderError> {
-    let failed = |source| RunFolderError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent).map_err(failed)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".sglprof-")
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(parent)
-        .map_err(failed)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, tmp);
-    write(&mut out).map_err(failed)?;
-    let tmp = out.into_inner().map_err(|err| failed(err.into_error()))?;
-    tmp.as_file().sync_all().map_err(failed)?;
-    tmp.persist(path).map_err(|err| failed(err.error))?;
-    Ok(())
+    let mut file = AtomicFile::create(path)?;
+    write(file.out()).map_err(|source| file.failed(source))?;
+    file.commit()
+}
+
+/// A file written over time, through a buffer, into a temporary file
+/// beside `path` that [`AtomicFile::commit`] renames into place as
+/// [`write_atomic`] does. Dropped without a commit, it leaves nothing.
+pub struct AtomicFile {
+    path: std::path::PathBuf,
+    out: std::io::BufWriter<tempfile::NamedTempFile>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile, RunFolderError> {
+        let failed = |source| RunFolderError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(failed)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".sglprof-")
+            .suffix(".tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(parent)
+            .map_err(failed)?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::with_capacity(1 << 16, tmp),
+        })
+    }
+
+    /// Where to write the contents.
+    pub fn out(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    /// The error of a failed write to this file.
+    pub fn failed(&self, source: std::io::Error) -> RunFolderError {
+        RunFolderError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Flushes the contents to disk and renames the file into place.
+    pub fn commit(self) -> Result<(), RunFolderError> {
+        let path = self.path;
+        let failed = |source| RunFolderError::Write {
+            path: path.clone(),
+            source,
+        };
+        let tmp = self
+            .out
+            .into_inner()
+            .map_err(|err| failed(err.into_error()))?;
+        tmp.as_file().sync_all().map_err(failed)?;
+        tmp.persist(&path).map_err(|err| failed(err.error))?;
+        Ok(())
+    }
 }
 
 /// Pretty JSON and a newline, written atomically.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serving_workload::RequestRecord;
 use serving_workload::dataset::Tokenizer;
+use serving_workload::metrics::ServingTally;
 use sglang_server::workload::WorkloadResult;
 use sglang_server::{
     Client, Clock, Liveness, LoadOptions, LoadRequest, Sent, StartProfile, StopOutcome, TraceRun,
@@ -20,7 +21,7 @@ pub use crate::load::WarmupPhase;
 use crate::load::{self, HfTokenizer, Load, LoadContext, LoadError, LoadSpec, RowInfo};
 use crate::machine;
 use crate::plan::Plan;
-use crate::run_folder::{RunFolderError, write_atomic, write_atomic_with, write_json};
+use crate::run_folder::{AtomicFile, RunFolderError, write_atomic, write_atomic_with, write_json};
 
 /// Why a session failed. One line each; the cause is the source.
 #[derive(Debug, thiserror::Error)]
@@ -260,7 +261,7 @@ pub async fn run_session(
     write_request_bodies(&config.inputs_dir, workload)?;
 
     let clock = Clock::new();
-    let mut warmup_sent: Vec<(RowInfo, Sent)> = Vec::new();
+    let mut warmup_records: Vec<RequestRecord> = Vec::new();
     let phases = workload.warmup.clone();
     if !phases.is_empty() {
         eprintln!(
@@ -288,27 +289,22 @@ pub async fn run_session(
         )
         .await
         .map_err(server("the warmup failed"))?;
-        warmup_sent.extend(sent.into_iter().map(|s| {
-            (
-                RowInfo {
-                    row: 0,
-                    kind: None,
-                    input_len: None,
-                    output_len: 0,
-                },
-                s,
-            )
-        }));
+        for sent in sent {
+            let id = warmup_records.len();
+            warmup_records.push(record(&clock, id, &WARMUP_ROW, sent));
+        }
     }
-    let warmup_requests = warmup_sent.len() as u64;
-    let warmup = if warmup_sent.is_empty() {
+    let warmup_requests = warmup_records.len() as u64;
+    let warmup = if warmup_records.is_empty() {
         None
     } else {
-        let records = records(&clock, warmup_sent);
+        let records = warmup_records;
         write_atomic_with(&config.inputs_dir.join(WARMUP_RECORDS_FILE), &mut |out| {
             serving_workload::record::write_jsonl(&records, out)
         })?;
-        let result = summary(workload, &records, "warmup");
+        let mut summary = PhaseSummary::new();
+        records.iter().for_each(|r| summary.add(r));
+        let result = summary.result(workload, "warmup");
         if result.errors == result.requests {
             return Err(SessionError::AllFailed {
                 phase: "warmup",
@@ -370,7 +366,27 @@ pub async fn run_session(
             eprintln!("[session] {done}/{n} answered");
         }
     };
-    let sent = sglang_server::send_load(
+    // Each record is written, and counted for the metrics, as soon as it
+    // and every earlier request are answered: a long load holds a few
+    // numbers per request, not its records.
+    let mut records_file = AtomicFile::create(&config.inputs_dir.join(RECORDS_FILE))?;
+    let mut tally = ServingTally::default();
+    let mut phase = PhaseSummary::new();
+    let mut write_error = None;
+    let rows = workload.load.rows.clone();
+    let mut each = |idx: usize, sent: Sent| {
+        let record = record(&clock, idx, &rows[idx], sent);
+        if write_error.is_none() {
+            let written = serving_workload::record::write_jsonl(
+                std::slice::from_ref(&record),
+                records_file.out(),
+            );
+            write_error = written.err();
+        }
+        tally.add(&record);
+        phase.add(&record);
+    };
+    let sent = sglang_server::send_load_each(
         client,
         &clock,
         workload.load.requests.clone(),
@@ -380,6 +396,7 @@ pub async fn run_session(
         liveness,
         &format!("the measured {} load", workload.endpoint()),
         &progress,
+        &mut each,
     )
     .await;
     let window_end = clock.now();
@@ -387,25 +404,21 @@ pub async fn run_session(
         .as_ref()
         .and_then(|_| machine::Snapshot::take());
     hooks.after_workload().await;
-    let sent = match sent {
-        Ok(sent) => sent,
-        Err(err) => {
-            // Leave the server without a dangling trace if it still runs.
-            if traced {
-                let _ = client.stop_profile().await;
-            }
-            return Err(server("the profiled workload failed")(err));
+    if let Err(err) = sent {
+        // Leave the server without a dangling trace if it still runs.
+        if traced {
+            let _ = client.stop_profile().await;
         }
-    };
-    let rows: Vec<(RowInfo, Sent)> = workload.load.rows.iter().cloned().zip(sent).collect();
-    let records = records(&clock, rows);
-    write_atomic_with(&config.inputs_dir.join(RECORDS_FILE), &mut |out| {
-        serving_workload::record::write_jsonl(&records, out)
-    })?;
-    let result = summary(workload, &records, "measured");
+        return Err(server("the profiled workload failed")(err));
+    }
+    if let Some(err) = write_error {
+        return Err(records_file.failed(err).into());
+    }
+    records_file.commit()?;
+    let result = phase.result(workload, "measured");
     write_json(
         &config.inputs_dir.join(LATENCIES_FILE),
-        &latency_record(&result, &records),
+        &latency_record(&result),
     )?;
     let trace_window = window_start.map(|start| session_report::Window {
         start_ns: clock.epoch_ns(start),
@@ -433,7 +446,7 @@ pub async fn run_session(
         warmup_requests,
         records: format!("inputs/{RECORDS_FILE}"),
     };
-    let metrics = serving_workload::metrics::serving_report(&records, &serving);
+    let metrics = tally.report(&serving);
     let median = |d: &Option<session_report::Distribution>| {
         d.as_ref()
             .map_or_else(|| "n/a".to_owned(), |d| format!("{:.1} ms", d.median))
@@ -562,90 +575,136 @@ fn server_context(info: &serde_json::Value) -> Option<u64> {
         .find_map(|key| info.get(*key).and_then(serde_json::Value::as_u64))
 }
 
-/// Records from the sender's outcomes (taken, so that each request is
-/// held once), times on the wall clock.
-fn records(clock: &Clock, sent: Vec<(RowInfo, Sent)>) -> Vec<RequestRecord> {
-    sent.into_iter()
-        .enumerate()
-        .map(|(id, (row, s))| RequestRecord {
-            schema: serving_workload::REQUEST_SCHEMA.to_owned(),
-            id: id as u64,
-            row: row.row,
-            kind: row.kind.map(str::to_owned),
-            slot: s.slot,
-            due_ns: clock.epoch_ns(s.due),
-            start_ns: clock.epoch_ns(s.start),
-            first_token_ns: s.first_token.map(|t| clock.epoch_ns(t)),
-            end_ns: clock.epoch_ns(s.end),
-            input_len: row.input_len,
-            output_len: row.output_len,
-            prompt_tokens: s.meta.prompt_tokens,
-            completion_tokens: s.meta.completion_tokens,
-            cached_tokens: s.meta.cached_tokens,
-            server_e2e_ns: s
-                .meta
-                .e2e_latency
-                .filter(|v| v.is_finite() && *v >= 0.0)
-                .map(|v| (v * 1e9).round() as u64),
-            rid: s.meta.id,
-            chunks: s.chunks,
-            error: s.error,
-        })
-        .collect()
+/// What a warmup request's record says of its row: warmups send no
+/// dataset row.
+const WARMUP_ROW: RowInfo = RowInfo {
+    row: 0,
+    kind: None,
+    input_len: None,
+    output_len: 0,
+};
+
+/// The record of request `id` from the sender's outcome (taken, so that
+/// its chunk times move), times on the wall clock.
+fn record(clock: &Clock, id: usize, row: &RowInfo, s: Sent) -> RequestRecord {
+    RequestRecord {
+        schema: serving_workload::REQUEST_SCHEMA.to_owned(),
+        id: id as u64,
+        row: row.row,
+        kind: row.kind.map(str::to_owned),
+        slot: s.slot,
+        due_ns: clock.epoch_ns(s.due),
+        start_ns: clock.epoch_ns(s.start),
+        first_token_ns: s.first_token.map(|t| clock.epoch_ns(t)),
+        end_ns: clock.epoch_ns(s.end),
+        input_len: row.input_len,
+        output_len: row.output_len,
+        prompt_tokens: s.meta.prompt_tokens,
+        completion_tokens: s.meta.completion_tokens,
+        cached_tokens: s.meta.cached_tokens,
+        server_e2e_ns: s
+            .meta
+            .e2e_latency
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| (v * 1e9).round() as u64),
+        rid: s.meta.id,
+        chunks: s.chunks,
+        error: s.error,
+    }
 }
 
-/// The legacy summary of a phase (run metadata's `workload`): E2E of the
-/// completed requests in send order, per part of a mix too.
-fn summary(workload: &Workload, records: &[RequestRecord], phase: &str) -> WorkloadResult {
-    let part = |name: String, records: Vec<&RequestRecord>| {
-        let done: Vec<&&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
-        let start = records.iter().map(|r| r.start_ns).min().unwrap_or(0);
-        let end = records.iter().map(|r| r.end_ns).max().unwrap_or(0);
-        let tokens: u64 = done
-            .iter()
-            .filter_map(|r| r.completion_tokens)
-            .map(u64::from)
-            .sum();
+/// The legacy summary of a phase (run metadata's `workload`), from its
+/// records given one at a time in send order: E2E of the completed
+/// requests, and the same per part of a mix.
+struct PhaseSummary {
+    whole: PartSummary,
+    /// Per part of a mix, in the order the parts first appear.
+    parts: Vec<(String, PartSummary)>,
+}
+
+#[derive(Default)]
+struct PartSummary {
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+    start_ns: Option<u64>,
+    end_ns: u64,
+    tokens: u64,
+    latencies_ms: Vec<f64>,
+}
+
+impl PartSummary {
+    fn add(&mut self, r: &RequestRecord) {
+        self.requests += 1;
+        self.start_ns = Some(self.start_ns.map_or(r.start_ns, |t| t.min(r.start_ns)));
+        self.end_ns = self.end_ns.max(r.end_ns);
+        if r.ok() {
+            self.tokens += r.completion_tokens.map_or(0, u64::from);
+            self.latencies_ms.push(r.e2e_ms());
+        } else {
+            self.errors += 1;
+            if self.first_error.is_none() {
+                self.first_error.clone_from(&r.error);
+            }
+        }
+    }
+
+    fn result(self, workload: &Workload, description: String) -> WorkloadResult {
         WorkloadResult {
             endpoint: workload.endpoint().to_owned(),
-            description: name,
-            requests: records.len() as u64,
+            description,
+            requests: self.requests,
             concurrency: workload.load.cap.unwrap_or(0) as u64,
-            errors: (records.len() - done.len()) as u64,
-            first_error: records.iter().find_map(|r| r.error.clone()),
-            wall: Duration::from_nanos(end.saturating_sub(start)),
-            latencies_ms: done.iter().map(|r| r.e2e_ms()).collect(),
-            output_tokens: (workload.endpoint() == "/generate").then_some(tokens),
+            errors: self.errors,
+            first_error: self.first_error,
+            wall: Duration::from_nanos(self.end_ns.saturating_sub(self.start_ns.unwrap_or(0))),
+            latencies_ms: self.latencies_ms,
+            output_tokens: (workload.endpoint() == "/generate").then_some(self.tokens),
             parts: Vec::new(),
         }
-    };
-    let description = if phase == "measured" {
-        workload.description()
-    } else {
-        format!("{} warmup requests", records.len())
-    };
-    let mut res = part(description, records.iter().collect());
-    let mut kinds: Vec<&str> = Vec::new();
-    for r in records {
-        if let Some(kind) = r.kind.as_deref()
-            && !kinds.contains(&kind)
-        {
-            kinds.push(kind);
+    }
+}
+
+impl PhaseSummary {
+    fn new() -> PhaseSummary {
+        PhaseSummary {
+            whole: PartSummary::default(),
+            parts: Vec::new(),
         }
     }
-    for kind in kinds {
-        let of_kind: Vec<&RequestRecord> = records
-            .iter()
-            .filter(|r| r.kind.as_deref() == Some(kind))
-            .collect();
-        let name = sglang_server::workload::ScoreKind::ALL
-            .iter()
-            .find(|k| k.slug() == kind)
-            .map_or(kind, |k| k.name());
-        res.parts
-            .push(part(format!("{} x {name}", of_kind.len()), of_kind));
+
+    fn add(&mut self, r: &RequestRecord) {
+        self.whole.add(r);
+        if let Some(kind) = r.kind.as_deref() {
+            match self.parts.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, part)) => part.add(r),
+                None => {
+                    let mut part = PartSummary::default();
+                    part.add(r);
+                    self.parts.push((kind.to_owned(), part));
+                }
+            }
+        }
     }
-    res
+
+    /// The summary of the measured phase, or of a warmup.
+    fn result(self, workload: &Workload, phase: &str) -> WorkloadResult {
+        let description = if phase == "measured" {
+            workload.description()
+        } else {
+            format!("{} warmup requests", self.whole.requests)
+        };
+        let mut res = self.whole.result(workload, description);
+        for (kind, part) in self.parts {
+            let name = sglang_server::workload::ScoreKind::ALL
+                .iter()
+                .find(|k| k.slug() == kind)
+                .map_or(kind.as_str(), |k| k.name());
+            let name = format!("{} x {name}", part.requests);
+            res.parts.push(part.result(workload, name));
+        }
+        res
+    }
 }
 
 /// The run folder's per-request latencies of the profiled workload
@@ -692,7 +751,7 @@ async fn quiet_then_snapshot(
 
 /// `inputs/latencies.json`: the E2E latencies of the successful requests
 /// in send order, and per part of a mix (named without its count).
-fn latency_record(result: &WorkloadResult, _records: &[RequestRecord]) -> serde_json::Value {
+fn latency_record(result: &WorkloadResult) -> serde_json::Value {
     let part = |p: &WorkloadResult| {
         let name = p
             .description

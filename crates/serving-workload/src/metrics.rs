@@ -175,19 +175,6 @@ impl From<Ordered> for f64 {
     }
 }
 
-/// Every completed request's ITL values, counted by value: a long run has
-/// a few million values but far fewer distinct ones (each is a gap in
-/// whole microseconds over a small token count).
-fn itl_distribution(done: &[&RequestRecord], percentiles: &[f64]) -> Option<Distribution> {
-    let mut counts: BTreeMap<Ordered, u64> = BTreeMap::new();
-    for record in done {
-        for v in itls_ms(record) {
-            *counts.entry(Ordered(v)).or_default() += 1;
-        }
-    }
-    distribution_of_counts(&counts, percentiles)
-}
-
 /// TPOT of one request in milliseconds, when it has more than one token
 /// and a first token.
 pub fn tpot_ms(record: &RequestRecord) -> Option<f64> {
@@ -224,27 +211,21 @@ pub fn per_request_latencies(records: &[RequestRecord]) -> Vec<(String, Vec<f64>
 /// one output token has no TPOT and meets a TPOT objective, as in vLLM's
 /// goodput; a TTFT objective needs a streamed answer.
 pub fn meets(record: &RequestRecord, slo: &Slo) -> bool {
-    if !record.ok() {
-        return false;
-    }
-    let ttft_ok = slo
-        .ttft_ms
-        .is_none_or(|max| record.ttft_ms().is_some_and(|t| t <= max));
-    let tpot_ok = slo
-        .tpot_ms
-        .is_none_or(|max| tpot_ms(record).is_none_or(|t| t <= max));
-    let e2e_ok = slo.e2e_ms.is_none_or(|max| record.e2e_ms() <= max);
-    ttft_ok && tpot_ok && e2e_ok
+    Kept::of(record).meets(slo)
 }
 
 /// The most requests in flight at one instant (a request is in flight
 /// from `start_ns` to `end_ns`; one that ends as another starts does not
 /// overlap it).
 pub fn peak_concurrency(records: &[RequestRecord]) -> u64 {
-    let mut edges: Vec<(u64, i64)> = Vec::with_capacity(records.len() * 2);
-    for r in records {
-        edges.push((r.start_ns, 1));
-        edges.push((r.end_ns.max(r.start_ns), -1));
+    peak_of(records.iter().map(|r| (r.start_ns, r.end_ns)))
+}
+
+fn peak_of(spans: impl ExactSizeIterator<Item = (u64, u64)>) -> u64 {
+    let mut edges: Vec<(u64, i64)> = Vec::with_capacity(spans.len() * 2);
+    for (start, end) in spans {
+        edges.push((start, 1));
+        edges.push((end.max(start), -1));
     }
     // Ends sort before starts at the same instant.
     edges.sort_unstable();
@@ -270,94 +251,189 @@ fn ranges(ids: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
 
 /// The serving report of the measured phase's `records` (in id order).
 pub fn serving_report(records: &[RequestRecord], load: &ServingMetadata) -> ServingReport {
-    let phase_start = records.iter().map(|r| r.due_ns).min().unwrap_or(0);
-    let phase_end = records.iter().map(|r| r.end_ns).max().unwrap_or(0);
-    let duration_s = phase_end.saturating_sub(phase_start) as f64 / 1e9;
-    let done: Vec<&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
-    let sum = |f: fn(&RequestRecord) -> Option<u32>| -> u64 {
-        done.iter().filter_map(|r| f(r)).map(u64::from).sum()
-    };
-    let total_input_tokens = done
-        .iter()
-        .filter_map(|r| r.input_len.or(r.prompt_tokens))
-        .map(u64::from)
-        .sum();
-    let total_output_tokens = sum(|r| r.completion_tokens);
-    let server_prompt_tokens = sum(|r| r.prompt_tokens);
-    let cached_tokens = sum(|r| r.cached_tokens);
-    let per_s = |n: f64| {
-        if duration_s > 0.0 {
-            n / duration_s
-        } else {
-            0.0
+    let mut tally = ServingTally::default();
+    for record in records {
+        tally.add(record);
+    }
+    tally.report(load)
+}
+
+/// What the metrics need of one record: its times and latencies, without
+/// its chunk times and strings.
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    id: u64,
+    start_ns: u64,
+    end_ns: u64,
+    ttft_ms: Option<f64>,
+    tpot_ms: Option<f64>,
+    ok: bool,
+}
+
+impl Kept {
+    fn of(record: &RequestRecord) -> Kept {
+        Kept {
+            id: record.id,
+            start_ns: record.start_ns,
+            end_ns: record.end_ns,
+            ttft_ms: record.ttft_ms(),
+            tpot_ms: tpot_ms(record),
+            ok: record.ok(),
         }
-    };
-    let p = &load.percentiles;
-    let e2e: Vec<f64> = done.iter().map(|r| r.e2e_ms()).collect();
-    let good = load.slo.map(|slo| {
-        let good = done.iter().filter(|r| meets(r, &slo)).count() as u64;
-        Goodput {
-            slo,
-            good,
-            share: if records.is_empty() {
-                0.0
+    }
+
+    /// [`RequestRecord::e2e_ms`].
+    fn e2e_ms(&self) -> f64 {
+        self.end_ns.saturating_sub(self.start_ns) as f64 / 1e6
+    }
+
+    fn meets(&self, slo: &Slo) -> bool {
+        if !self.ok {
+            return false;
+        }
+        let ttft_ok = slo
+            .ttft_ms
+            .is_none_or(|max| self.ttft_ms.is_some_and(|t| t <= max));
+        let tpot_ok = slo
+            .tpot_ms
+            .is_none_or(|max| self.tpot_ms.is_none_or(|t| t <= max));
+        let e2e_ok = slo.e2e_ms.is_none_or(|max| self.e2e_ms() <= max);
+        ttft_ok && tpot_ok && e2e_ok
+    }
+}
+
+/// The serving metrics of records handed over one at a time, in id order,
+/// as a session answers them or a report reads them: the same figures as
+/// [`serving_report`] of the list, holding a few numbers per request
+/// instead of every record with its chunk times.
+#[derive(Debug, Default)]
+pub struct ServingTally {
+    kept: Vec<Kept>,
+    phase_start: Option<u64>,
+    phase_end: u64,
+    total_input_tokens: u64,
+    total_output_tokens: u64,
+    server_prompt_tokens: u64,
+    cached_tokens: u64,
+    first_error: Option<String>,
+    /// Every completed request's ITL values, counted by value: a long run
+    /// has a few million values but far fewer distinct ones (each is a
+    /// gap in whole microseconds over a small token count).
+    itl: BTreeMap<Ordered, u64>,
+    server_e2e_ms: Vec<f64>,
+}
+
+impl ServingTally {
+    /// Counts the next record.
+    pub fn add(&mut self, r: &RequestRecord) {
+        self.phase_start = Some(self.phase_start.map_or(r.due_ns, |t| t.min(r.due_ns)));
+        self.phase_end = self.phase_end.max(r.end_ns);
+        self.kept.push(Kept::of(r));
+        if !r.ok() {
+            if self.first_error.is_none() {
+                self.first_error.clone_from(&r.error);
+            }
+            return;
+        }
+        let count = |n: Option<u32>| n.map_or(0, u64::from);
+        self.total_input_tokens += count(r.input_len.or(r.prompt_tokens));
+        self.total_output_tokens += count(r.completion_tokens);
+        self.server_prompt_tokens += count(r.prompt_tokens);
+        self.cached_tokens += count(r.cached_tokens);
+        for v in itls_ms(r) {
+            *self.itl.entry(Ordered(v)).or_default() += 1;
+        }
+        if let Some(ns) = r.server_e2e_ns {
+            self.server_e2e_ms.push(ns as f64 / 1e6);
+        }
+    }
+
+    /// How many records were counted.
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// The serving report of the records counted.
+    pub fn report(self, load: &ServingMetadata) -> ServingReport {
+        let kept = &self.kept;
+        let phase_start = self.phase_start.unwrap_or(0);
+        let duration_s = self.phase_end.saturating_sub(phase_start) as f64 / 1e9;
+        let per_s = |n: f64| {
+            if duration_s > 0.0 {
+                n / duration_s
             } else {
-                good as f64 / records.len() as f64
-            },
-            requests_per_s: per_s(good as f64),
-        }
-    });
-    let overlap = load.trace_window.map(|window| {
-        let inside = records
-            .iter()
-            .filter(|r| r.start_ns < window.end_ns && r.end_ns > window.start_ns);
-        let ids: Vec<u64> = inside.map(|r| r.id).collect();
-        Overlap {
-            count: ids.len() as u64,
-            ranges: ranges(ids.into_iter()),
-        }
-    });
-    ServingReport {
-        load: load.clone(),
-        requests: records.len() as u64,
-        completed: done.len() as u64,
-        failed: (records.len() - done.len()) as u64,
-        first_error: records.iter().find_map(|r| r.error.clone()),
-        duration_s,
-        total_input_tokens,
-        total_output_tokens,
-        server_prompt_tokens,
-        cached_tokens,
-        cache_hit_rate: (server_prompt_tokens > 0)
-            .then(|| cached_tokens as f64 / server_prompt_tokens as f64),
-        request_throughput: per_s(done.len() as f64),
-        input_throughput: per_s(total_input_tokens as f64),
-        output_throughput: per_s(total_output_tokens as f64),
-        total_throughput: per_s((total_input_tokens + total_output_tokens) as f64),
-        mean_concurrency: per_s(e2e.iter().sum::<f64>() / 1000.0),
-        peak_concurrency: peak_concurrency(records),
-        ttft_ms: distribution(done.iter().filter_map(|r| r.ttft_ms()).collect(), p),
-        itl_ms: itl_distribution(&done, p),
-        tpot_ms: distribution(done.iter().filter_map(|r| tpot_ms(r)).collect(), p),
-        e2e_ms: distribution(e2e, p),
-        server_e2e_ms: distribution(
-            done.iter()
-                .filter_map(|r| r.server_e2e_ns)
-                .map(|ns| ns as f64 / 1e6)
+                0.0
+            }
+        };
+        let p = &load.percentiles;
+        let done = || kept.iter().filter(|k| k.ok);
+        let completed = done().count() as u64;
+        let e2e: Vec<f64> = done().map(Kept::e2e_ms).collect();
+        let good = load.slo.map(|slo| {
+            let good = done().filter(|k| k.meets(&slo)).count() as u64;
+            Goodput {
+                slo,
+                good,
+                share: if kept.is_empty() {
+                    0.0
+                } else {
+                    good as f64 / kept.len() as f64
+                },
+                requests_per_s: per_s(good as f64),
+            }
+        });
+        let overlap = load.trace_window.map(|window| {
+            let inside = kept
+                .iter()
+                .filter(|k| k.start_ns < window.end_ns && k.end_ns > window.start_ns);
+            let ids: Vec<u64> = inside.map(|k| k.id).collect();
+            Overlap {
+                count: ids.len() as u64,
+                ranges: ranges(ids.into_iter()),
+            }
+        });
+        let (input, output) = (self.total_input_tokens, self.total_output_tokens);
+        ServingReport {
+            load: load.clone(),
+            requests: kept.len() as u64,
+            completed,
+            failed: kept.len() as u64 - completed,
+            first_error: self.first_error,
+            duration_s,
+            total_input_tokens: input,
+            total_output_tokens: output,
+            server_prompt_tokens: self.server_prompt_tokens,
+            cached_tokens: self.cached_tokens,
+            cache_hit_rate: (self.server_prompt_tokens > 0)
+                .then(|| self.cached_tokens as f64 / self.server_prompt_tokens as f64),
+            request_throughput: per_s(completed as f64),
+            input_throughput: per_s(input as f64),
+            output_throughput: per_s(output as f64),
+            total_throughput: per_s((input + output) as f64),
+            mean_concurrency: per_s(e2e.iter().sum::<f64>() / 1000.0),
+            peak_concurrency: peak_of(kept.iter().map(|k| (k.start_ns, k.end_ns))),
+            ttft_ms: distribution(done().filter_map(|k| k.ttft_ms).collect(), p),
+            itl_ms: distribution_of_counts(&self.itl, p),
+            tpot_ms: distribution(done().filter_map(|k| k.tpot_ms).collect(), p),
+            e2e_ms: distribution(e2e, p),
+            server_e2e_ms: distribution(self.server_e2e_ms, p),
+            goodput: good,
+            overlap,
+            points: kept
+                .iter()
+                .map(|k| RequestPoint {
+                    id: k.id,
+                    start_s: k.start_ns.saturating_sub(phase_start) as f64 / 1e9,
+                    ttft_ms: k.ttft_ms,
+                    e2e_ms: k.ok.then(|| k.e2e_ms()),
+                    ok: k.ok,
+                })
                 .collect(),
-            p,
-        ),
-        goodput: good,
-        overlap,
-        points: records
-            .iter()
-            .map(|r| RequestPoint {
-                id: r.id,
-                start_s: r.start_ns.saturating_sub(phase_start) as f64 / 1e9,
-                ttft_ms: r.ttft_ms(),
-                e2e_ms: r.ok().then(|| r.e2e_ms()),
-                ok: r.ok(),
-            })
-            .collect(),
+        }
     }
 }
