@@ -472,16 +472,102 @@ pub struct Load {
     /// length as the dataset counts it and the tokens it asks for.
     pub rows: Arc<Vec<RowInfo>>,
     /// The dataset (`/generate`), for `inputs/dataset.jsonl`.
-    pub dataset: Arc<Vec<DatasetRow>>,
+    pub dataset: Dataset,
     pub cap: Option<usize>,
     /// The dataset in words.
     pub description: String,
 }
 
+/// The rows of a load's dataset: held, or for `random` made again from
+/// their draws each time one is asked for, so that a long load does not
+/// hold every prompt's text (about 340 bytes a row for 128-token prompts).
+/// Cloning it shares the rows.
+#[derive(Clone)]
+pub struct Dataset {
+    rows: Rows,
+}
+
+#[derive(Clone)]
+enum Rows {
+    Held(Arc<Vec<DatasetRow>>),
+    Drawn {
+        draws: Arc<dataset::RandomDraws>,
+        tokenizer: Arc<dyn Tokenizer + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match &self.rows {
+            Rows::Held(_) => "held",
+            Rows::Drawn { .. } => "drawn",
+        };
+        write!(f, "Dataset({} rows, {how})", self.len())
+    }
+}
+
+impl Default for Dataset {
+    fn default() -> Dataset {
+        Dataset::held(Vec::new())
+    }
+}
+
+impl Dataset {
+    /// A dataset of these rows.
+    pub fn held(rows: Vec<DatasetRow>) -> Dataset {
+        Dataset {
+            rows: Rows::Held(Arc::new(rows)),
+        }
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        match &self.rows {
+            Rows::Held(rows) => rows.len(),
+            Rows::Drawn { draws, .. } => draws.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `idx`, made from its draws when they are all that is held.
+    pub fn row(&self, idx: usize) -> Result<std::borrow::Cow<'_, DatasetRow>, LoadError> {
+        match &self.rows {
+            Rows::Held(rows) => Ok(std::borrow::Cow::Borrowed(&rows[idx])),
+            Rows::Drawn { draws, tokenizer } => draws
+                .row(idx, tokenizer.as_ref())
+                .map(std::borrow::Cow::Owned)
+                .map_err(|source| LoadError::Generated {
+                    kind: "random",
+                    source,
+                }),
+        }
+    }
+
+    /// The prompt's length as the dataset counts it, and the output's, of
+    /// row `idx`.
+    pub fn lengths(&self, idx: usize) -> (u32, u32) {
+        match &self.rows {
+            Rows::Held(rows) => (rows[idx].input_len, rows[idx].output_len),
+            Rows::Drawn { draws, .. } => draws.lengths(idx),
+        }
+    }
+
+    /// Every row in order.
+    pub fn rows(
+        &self,
+    ) -> impl Iterator<Item = Result<std::borrow::Cow<'_, DatasetRow>, LoadError>> + '_ {
+        (0..self.len()).map(|idx| self.row(idx))
+    }
+}
+
 /// The measured phase's requests: when each is due, and its body, either
 /// held (the score mix, a few requests a round) or made from its dataset
-/// row each time it is asked for ([`generate_body`]), so that a load holds
-/// its dataset once and no body beyond those in flight.
+/// row each time it is asked for ([`generate_body`]). A session writes the
+/// bodies once, to `inputs/bodies.jsonl`, and sends them from there.
 #[derive(Debug)]
 pub struct LoadRequests {
     path: &'static str,
@@ -494,7 +580,7 @@ pub struct LoadRequests {
 #[derive(Debug)]
 enum Bodies {
     Held(Vec<Vec<u8>>),
-    Rows(Arc<Vec<DatasetRow>>),
+    Rows(Dataset),
 }
 
 impl LoadRequests {
@@ -508,50 +594,102 @@ impl LoadRequests {
         self.due.is_empty()
     }
 
+    /// The endpoint every request goes to.
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    /// Whether the answers are streamed.
+    pub fn stream(&self) -> bool {
+        self.stream
+    }
+
     /// When request `idx` is due, from the start of the load.
     pub fn due(&self, idx: usize) -> Duration {
         self.due[idx]
     }
 
     /// The body of request `idx`, made afresh for a dataset row.
-    pub fn body(&self, idx: usize) -> Vec<u8> {
+    pub fn body(&self, idx: usize) -> Result<Vec<u8>, LoadError> {
+        self.body_with_row(idx).map(|(body, _)| body)
+    }
+
+    /// The body of request `idx`, and the dataset row it is made from when
+    /// there is one.
+    pub fn body_with_row(
+        &self,
+        idx: usize,
+    ) -> Result<(Vec<u8>, Option<std::borrow::Cow<'_, DatasetRow>>), LoadError> {
         match &self.bodies {
-            Bodies::Held(bodies) => bodies[idx].clone(),
-            Bodies::Rows(rows) => generate_body(&rows[idx], self.stream),
+            Bodies::Held(bodies) => Ok((bodies[idx].clone(), None)),
+            Bodies::Rows(rows) => {
+                let row = rows.row(idx)?;
+                Ok((generate_body(&row, self.stream), Some(row)))
+            }
         }
     }
 
     /// Request `idx`, its body made.
-    pub fn get(&self, idx: usize) -> LoadRequest {
-        LoadRequest {
+    pub fn get(&self, idx: usize) -> Result<LoadRequest, LoadError> {
+        Ok(LoadRequest {
             path: self.path,
-            body: self.body(idx).into(),
+            body: self.body(idx)?.into(),
             stream: self.stream,
             due: self.due[idx],
-        }
-    }
-
-    /// Every request in order, each body made as it is reached.
-    pub fn iter(&self) -> impl Iterator<Item = LoadRequest> + '_ {
-        (0..self.len()).map(|idx| self.get(idx))
+        })
     }
 }
 
-impl sglang_server::Requests for LoadRequests {
+/// The measured phase's requests with each body read back, as it is
+/// dispatched, from the file it was written to (`inputs/bodies.jsonl`):
+/// made once from its row, sent as written, and never all held.
+pub struct BodiesFile {
+    requests: Arc<LoadRequests>,
+    file: std::fs::File,
+    /// Where each body's line ends, its newline included.
+    ends: Vec<u64>,
+}
+
+impl BodiesFile {
+    /// `file` holds one body per line, the lines ending at `ends`.
+    pub fn new(requests: Arc<LoadRequests>, file: std::fs::File, ends: Vec<u64>) -> BodiesFile {
+        BodiesFile {
+            requests,
+            file,
+            ends,
+        }
+    }
+}
+
+impl sglang_server::Requests for BodiesFile {
     fn len(&self) -> usize {
-        LoadRequests::len(self)
+        self.requests.len()
     }
 
     fn path(&self, _idx: usize) -> &'static str {
-        self.path
+        self.requests.path()
     }
 
     fn due(&self, idx: usize) -> Duration {
-        LoadRequests::due(self, idx)
+        self.requests.due(idx)
     }
 
     fn request(&self, idx: usize) -> LoadRequest {
-        self.get(idx)
+        use std::os::unix::fs::FileExt;
+        let start = idx.checked_sub(1).map_or(0, |before| self.ends[before]);
+        let mut body = vec![0; (self.ends[idx] - start).saturating_sub(1) as usize];
+        // The file is open and was just written: a read fails only when the
+        // disk does, and the request then goes without a body, which the
+        // server refuses and its record shows.
+        if self.file.read_exact_at(&mut body, start).is_err() {
+            body.clear();
+        }
+        LoadRequest {
+            path: self.requests.path(),
+            body: body.into(),
+            stream: self.requests.stream(),
+            due: self.requests.due(idx),
+        }
     }
 }
 
@@ -577,7 +715,7 @@ pub struct LoadContext<'a> {
     pub model: &'a str,
     pub label_token_ids: Vec<u32>,
     /// The tokenizer, when one could be read.
-    pub tokenizer: Option<&'a dyn Tokenizer>,
+    pub tokenizer: Option<Arc<dyn Tokenizer + Send + Sync>>,
 }
 
 /// Makes the measured phase's load: reads or draws the dataset, renders
@@ -623,13 +761,13 @@ pub fn prepare(spec: &LoadSpec, ctx: &LoadContext<'_>) -> Result<Load, LoadError
                 bodies: Bodies::Held(bodies),
             }),
             rows: Arc::new(rows),
-            dataset: Arc::default(),
+            dataset: Dataset::default(),
             cap,
             description: "RFC-010 score mix (single item, 4 items, 32 items)".to_owned(),
         });
     }
     let need = |kind: &'static str| {
-        ctx.tokenizer.ok_or_else(|| {
+        ctx.tokenizer.as_ref().ok_or_else(|| {
             LoadError::Invalid(format!(
                 "--dataset {kind} needs the model's tokenizer: give --tokenizer PATH (a tokenizer.json or its folder)"
             ))
@@ -646,57 +784,78 @@ pub fn prepare(spec: &LoadSpec, ctx: &LoadContext<'_>) -> Result<Load, LoadError
         let path = path.to_path_buf();
         move |source| LoadError::Dataset { path, source }
     };
-    let dataset: Vec<DatasetRow> = match &spec.dataset {
-        DatasetSpec::Random => dataset::random(
-            need("random")?,
-            &dataset::RandomParams {
-                num_prompts: n,
-                input_len: spec.input_len,
-                output_len,
-                range_ratio: spec.range_ratio,
-            },
-            &mut numpy,
-        )
-        .map_err(generated("random"))?,
-        DatasetSpec::SharedPrefix => dataset::shared_prefix(
-            need("shared-prefix")?,
-            &dataset::SharedPrefixParams {
-                num_prompts: n,
-                groups: spec.prefix_groups,
-                prefix_len: spec.prefix_len,
-                question_len: spec.input_len,
-                output_len,
-            },
-            &mut python,
-        )
-        .map_err(generated("shared-prefix"))?,
-        DatasetSpec::Sharegpt(path) => dataset::sharegpt(
-            &read(path)?,
-            need("sharegpt")?,
-            n,
-            spec.output_len,
-            &mut python,
-        )
-        .map_err(from_file(path))?,
-        DatasetSpec::Jsonl(path) => {
-            dataset::jsonl(&read(path)?, need("jsonl")?, Some(n)).map_err(from_file(path))?
+    let held = |rows: Vec<DatasetRow>| Dataset::held(rows);
+    let dataset: Dataset = match &spec.dataset {
+        DatasetSpec::Random => {
+            let tokenizer = need("random")?;
+            let draws = dataset::RandomDraws::draw(
+                tokenizer.as_ref(),
+                &dataset::RandomParams {
+                    num_prompts: n,
+                    input_len: spec.input_len,
+                    output_len,
+                    range_ratio: spec.range_ratio,
+                },
+                &mut numpy,
+            )
+            .map_err(generated("random"))?;
+            Dataset {
+                rows: Rows::Drawn {
+                    draws: Arc::new(draws),
+                    tokenizer: tokenizer.clone(),
+                },
+            }
         }
-        DatasetSpec::Fixed => {
-            dataset::fixed(ctx.tokenizer, ctx.prompt, n, output_len).map_err(generated("fixed"))?
-        }
+        DatasetSpec::SharedPrefix => held(
+            dataset::shared_prefix(
+                need("shared-prefix")?.as_ref(),
+                &dataset::SharedPrefixParams {
+                    num_prompts: n,
+                    groups: spec.prefix_groups,
+                    prefix_len: spec.prefix_len,
+                    question_len: spec.input_len,
+                    output_len,
+                },
+                &mut python,
+            )
+            .map_err(generated("shared-prefix"))?,
+        ),
+        DatasetSpec::Sharegpt(path) => held(
+            dataset::sharegpt(
+                &read(path)?,
+                need("sharegpt")?.as_ref(),
+                n,
+                spec.output_len,
+                &mut python,
+            )
+            .map_err(from_file(path))?,
+        ),
+        DatasetSpec::Jsonl(path) => held(
+            dataset::jsonl(&read(path)?, need("jsonl")?.as_ref(), Some(n))
+                .map_err(from_file(path))?,
+        ),
+        DatasetSpec::Fixed => held(
+            dataset::fixed(
+                ctx.tokenizer.as_deref().map(|t| t as &dyn Tokenizer),
+                ctx.prompt,
+                n,
+                output_len,
+            )
+            .map_err(generated("fixed"))?,
+        ),
     };
     let due = due_times(dataset.len(), &arrivals, &mut numpy);
-    let rows = dataset
-        .iter()
-        .enumerate()
-        .map(|(idx, row)| RowInfo {
-            row: idx as u64,
-            kind: None,
-            input_len: (row.input_len > 0).then_some(row.input_len),
-            output_len: row.output_len,
+    let rows = (0..dataset.len())
+        .map(|idx| {
+            let (input_len, output_len) = dataset.lengths(idx);
+            RowInfo {
+                row: idx as u64,
+                kind: None,
+                input_len: (input_len > 0).then_some(input_len),
+                output_len,
+            }
         })
         .collect();
-    let dataset = Arc::new(dataset);
     Ok(Load {
         endpoint: "/generate",
         stream: ctx.stream,
@@ -762,20 +921,21 @@ pub fn check_context(
     context: u64,
     tokenizer: Option<&dyn Tokenizer>,
 ) -> Result<(), LoadError> {
-    for (idx, row) in load.dataset.iter().enumerate() {
-        let prompt = match (&row.prompt, tokenizer) {
-            (Prompt::Text(text), Some(tok)) => tok
-                .encode(text)
-                .map(|ids| ids.len() as u32)
-                .unwrap_or(row.input_len),
-            _ => row.input_len,
+    for idx in 0..load.dataset.len() {
+        let (input_len, output_len) = load.dataset.lengths(idx);
+        let prompt = match tokenizer {
+            Some(tok) => match &load.dataset.row(idx)?.prompt {
+                Prompt::Text(text) => tok.encode(text).map_or(input_len, |ids| ids.len() as u32),
+                Prompt::Ids(_) => input_len,
+            },
+            None => input_len,
         };
-        let needed = prompt as u64 + row.output_len as u64;
+        let needed = prompt as u64 + output_len as u64;
         if needed > context {
             return Err(LoadError::TooLong {
                 row: idx,
                 prompt,
-                output: row.output_len,
+                output: output_len,
                 needed,
                 context,
             });
@@ -845,65 +1005,66 @@ pub fn warmup(
     spec: &LoadSpec,
     mix: usize,
     tokenizer: Option<&dyn Tokenizer>,
-) -> Vec<WarmupPhase> {
+) -> Result<Vec<WarmupPhase>, LoadError> {
     if mix == 0 || load.requests.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let n = load.requests.len();
-    // The warmup version of measured request `i`.
-    let substitutes: Vec<(u32, LoadRequest)> = match (tokenizer, &spec.dataset, load.endpoint) {
-        (Some(tok), dataset, "/generate") if *dataset != DatasetSpec::Fixed => {
-            let vocab = tok.vocab_size().max(1);
-            load.dataset
-                .iter()
-                .enumerate()
-                .map(|(i, row)| {
-                    let len = match &row.prompt {
-                        Prompt::Text(text) => tok
-                            .encode(text)
-                            .map_or(row.input_len, |ids| ids.len() as u32),
-                        Prompt::Ids(ids) => ids.len() as u32,
-                    };
-                    // Ids far from the measured ones: a different start per
-                    // request, stepping through the vocabulary backwards.
-                    let ids: Vec<u32> = (0..len)
-                        .map(|j| (vocab - 1) - ((i as u32 * 7919 + j * 3) % vocab))
-                        .collect();
-                    let warm = DatasetRow {
-                        prompt: Prompt::Ids(ids),
-                        input_len: len,
-                        output_len: row.output_len,
-                    };
-                    (
-                        len,
-                        LoadRequest {
-                            path: load.endpoint,
-                            body: generate_body(&warm, load.stream).into(),
-                            stream: load.stream,
-                            due: load.requests.due(i),
-                        },
-                    )
-                })
-                .collect()
-        }
-        _ => load
-            .requests
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (load.rows[i].input_len.unwrap_or(0), r))
-            .collect(),
+    // Warmup prompts of their own, with the lengths the server will count.
+    let own = match (tokenizer, &spec.dataset, load.endpoint) {
+        (Some(tok), dataset, "/generate") if *dataset != DatasetSpec::Fixed => Some(tok),
+        _ => None,
     };
-    let at = |request: &LoadRequest, due: Duration| LoadRequest {
-        due,
-        ..request.clone()
+    // The prompt length of each measured request.
+    let lens: Vec<u32> = match own {
+        Some(tok) => load
+            .dataset
+            .rows()
+            .map(|row| {
+                let row = row?;
+                Ok(match &row.prompt {
+                    Prompt::Text(text) => tok
+                        .encode(text)
+                        .map_or(row.input_len, |ids| ids.len() as u32),
+                    Prompt::Ids(ids) => ids.len() as u32,
+                })
+            })
+            .collect::<Result<_, LoadError>>()?,
+        None => load.rows.iter().map(|r| r.input_len.unwrap_or(0)).collect(),
+    };
+    // The warmup version of measured request `i`, sent at `due`.
+    let substitute = |i: usize, due: Duration| -> Result<LoadRequest, LoadError> {
+        let Some(tok) = own else {
+            return Ok(LoadRequest {
+                due,
+                ..load.requests.get(i)?
+            });
+        };
+        let (vocab, len) = (tok.vocab_size().max(1), lens[i]);
+        // Ids far from the measured ones: a different start per request,
+        // stepping through the vocabulary backwards.
+        let ids: Vec<u32> = (0..len)
+            .map(|j| (vocab - 1) - ((i as u32 * 7919 + j * 3) % vocab))
+            .collect();
+        let warm = DatasetRow {
+            prompt: Prompt::Ids(ids),
+            input_len: len,
+            output_len: load.rows[i].output_len,
+        };
+        Ok(LoadRequest {
+            path: load.endpoint,
+            body: generate_body(&warm, load.stream).into(),
+            stream: load.stream,
+            due,
+        })
     };
     let mut phases = Vec::new();
     // 1. The longest prompt of each power-of-two class, alone.
     let mut classes: Vec<(u32, usize)> = Vec::new();
-    for (idx, (len, _)) in substitutes.iter().enumerate() {
+    for (idx, len) in lens.iter().enumerate() {
         let class = len.next_power_of_two();
         match classes.iter_mut().find(|(c, _)| *c == class) {
-            Some((_, best)) if substitutes[*best].0 >= *len => {}
+            Some((_, best)) if lens[*best] >= *len => {}
             Some((_, best)) => *best = idx,
             None => classes.push((class, idx)),
         }
@@ -914,15 +1075,18 @@ pub fn warmup(
         requests: Arc::new(
             classes
                 .iter()
-                .map(|(_, idx)| at(&substitutes[*idx].1, Duration::ZERO))
-                .collect(),
+                .map(|(_, idx)| substitute(*idx, Duration::ZERO))
+                .collect::<Result<_, _>>()?,
         ),
         cap: Some(1),
     });
     // 2. Bursts of every batch size, each size twice.
     let top = load.cap.unwrap_or(8).clamp(1, 64);
     let mut next = 0;
-    let output_len = load.dataset.iter().map(|r| r.output_len).min().unwrap_or(8);
+    let output_len = (0..load.dataset.len())
+        .map(|idx| load.dataset.lengths(idx).1)
+        .min()
+        .unwrap_or(8);
     for round in 0..2u32 {
         for k in 1..=top {
             let mut group = Vec::with_capacity(k);
@@ -930,7 +1094,7 @@ pub fn warmup(
                 let request = if load.endpoint == "/generate" {
                     short_prompt(next as u32, output_len.clamp(2, 8), load.stream)
                 } else {
-                    at(&substitutes[next % n].1, Duration::ZERO)
+                    substitute(next % n, Duration::ZERO)?
                 };
                 group.push(request);
                 next += 1;
@@ -944,17 +1108,14 @@ pub fn warmup(
     }
     // 3. The measured pattern itself.
     let mix_requests: Vec<LoadRequest> = (0..mix)
-        .map(|i| {
-            let due = load.requests.due(i % n);
-            at(&substitutes[(next + i) % n].1, due)
-        })
-        .collect();
+        .map(|i| substitute((next + i) % n, load.requests.due(i % n)))
+        .collect::<Result<_, _>>()?;
     phases.push(WarmupPhase {
         what: "the measured arrivals and cap".to_owned(),
         requests: Arc::new(mix_requests),
         cap: load.cap,
     });
-    phases
+    Ok(phases)
 }
 
 #[cfg(test)]

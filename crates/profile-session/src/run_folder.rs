@@ -199,7 +199,7 @@ pub fn write_atomic_with(
 ) -> Result<(), RunFolderError> {
     let mut file = AtomicFile::create(path)?;
     write(file.out()).map_err(|source| file.failed(source))?;
-    file.commit()
+    file.commit().map(drop)
 }
 
 /// A file written over time, through a buffer, into a temporary file
@@ -246,8 +246,9 @@ impl AtomicFile {
         }
     }
 
-    /// Flushes the contents to disk and renames the file into place.
-    pub fn commit(self) -> Result<(), RunFolderError> {
+    /// Flushes the contents to disk and renames the file into place;
+    /// returns it, open for reading and writing.
+    pub fn commit(self) -> Result<std::fs::File, RunFolderError> {
         let path = self.path;
         let failed = |source| RunFolderError::Write {
             path: path.clone(),
@@ -258,8 +259,7 @@ impl AtomicFile {
             .into_inner()
             .map_err(|err| failed(err.into_error()))?;
         tmp.as_file().sync_all().map_err(failed)?;
-        tmp.persist(&path).map_err(|err| failed(err.error))?;
-        Ok(())
+        tmp.persist(&path).map_err(|err| failed(err.error))
     }
 }
 

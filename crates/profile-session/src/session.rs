@@ -5,20 +5,20 @@
 //! complete trace files. Request bodies and the profile config are written
 //! to the run folder's `inputs/` as they are sent.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serving_workload::RequestRecord;
-use serving_workload::dataset::Tokenizer;
+use serving_workload::dataset::{DatasetRow, Tokenizer};
 use serving_workload::metrics::ServingTally;
 use sglang_server::workload::WorkloadResult;
 use sglang_server::{
-    Client, Clock, Liveness, LoadOptions, LoadRequest, Sent, StartProfile, StopOutcome, TraceRun,
+    Client, Clock, Liveness, LoadOptions, Sent, StartProfile, StopOutcome, TraceRun,
 };
 
 pub use crate::load::WarmupPhase;
-use crate::load::{self, HfTokenizer, Load, LoadContext, LoadError, LoadSpec, RowInfo};
+use crate::load::{self, BodiesFile, HfTokenizer, Load, LoadContext, LoadError, LoadSpec, RowInfo};
 use crate::machine;
 use crate::plan::Plan;
 use crate::run_folder::{AtomicFile, RunFolderError, write_atomic, write_atomic_with, write_json};
@@ -97,11 +97,11 @@ impl Workload {
                 .is_file()
                 .then(|| dir.to_path_buf())
         });
-        let tokenizer = match &tokenizer_path {
-            Some(path) => Some(HfTokenizer::open(path)?),
+        let tokenizer: Option<Arc<dyn Tokenizer + Send + Sync>> = match &tokenizer_path {
+            Some(path) => Some(Arc::new(HfTokenizer::open(path)?)),
             None => None,
         };
-        let tokenizer_ref = tokenizer.as_ref().map(|t| t as &dyn Tokenizer);
+        let tokenizer_ref = tokenizer.as_deref().map(|t| t as &dyn Tokenizer);
         let ctx = LoadContext {
             endpoint: plan.endpoint,
             plan_requests: plan.requests,
@@ -111,20 +111,27 @@ impl Workload {
             stream: plan.stream,
             model,
             label_token_ids,
-            tokenizer: tokenizer_ref,
+            tokenizer: tokenizer.clone(),
         };
         let load = load::prepare(&spec, &ctx)?;
-        let warmup = load::warmup(&load, &spec, plan.warmup_requests(), tokenizer_ref);
+        let warmup = load::warmup(&load, &spec, plan.warmup_requests(), tokenizer_ref)?;
         let sharegpt = match (&spec.save_dataset, tokenizer_ref) {
             (None, _) => None,
-            (Some(_), Some(tok)) if !load.dataset.is_empty() => Some(
-                serving_workload::dataset::to_sharegpt(&load.dataset, tok).map_err(|source| {
-                    LoadError::Generated {
-                        kind: "saved",
-                        source,
-                    }
-                })?,
-            ),
+            (Some(_), Some(tok)) if !load.dataset.is_empty() => {
+                let rows: Vec<DatasetRow> = load
+                    .dataset
+                    .rows()
+                    .map(|row| row.map(std::borrow::Cow::into_owned))
+                    .collect::<Result<_, _>>()?;
+                Some(
+                    serving_workload::dataset::to_sharegpt(&rows, tok).map_err(|source| {
+                        LoadError::Generated {
+                            kind: "saved",
+                            source,
+                        }
+                    })?,
+                )
+            }
             (Some(_), _) => {
                 return Err(LoadError::Invalid(
                     "--save-dataset needs a /generate dataset and the model's tokenizer".to_owned(),
@@ -258,7 +265,7 @@ pub async fn run_session(
     if let Some(context) = server_context(&server_info) {
         load::check_context(&workload.load, context, None)?;
     }
-    write_request_bodies(&config.inputs_dir, workload)?;
+    let measured = Arc::new(write_request_bodies(&config.inputs_dir, workload)?);
 
     let clock = Clock::new();
     let mut warmup_records: Vec<RequestRecord> = Vec::new();
@@ -389,7 +396,7 @@ pub async fn run_session(
     let sent = sglang_server::send_load_each(
         client,
         &clock,
-        workload.load.requests.clone(),
+        measured,
         LoadOptions {
             max_concurrency: workload.load.cap,
         },
@@ -783,43 +790,48 @@ pub fn check_capture(runs: &[TraceRun]) -> Result<(), SessionError> {
 
 /// The bodies as sent, one JSON per line (`inputs/bodies.jsonl`, and
 /// `inputs/warmup-bodies.jsonl`), and the measured phase's dataset rows
-/// (`inputs/dataset.jsonl`): the same seed gives the same bytes.
-fn write_request_bodies(inputs: &Path, workload: &Workload) -> Result<(), RunFolderError> {
-    let lines = |out: &mut dyn Write, requests: &mut dyn Iterator<Item = &LoadRequest>| {
-        for request in requests {
-            out.write_all(&request.body)?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
+/// (`inputs/dataset.jsonl`): the same seed gives the same bytes. Returns
+/// the measured requests with their bodies read back from the file as they
+/// are sent.
+fn write_request_bodies(inputs: &Path, workload: &Workload) -> Result<BodiesFile, SessionError> {
+    let requests = &workload.load.requests;
+    let mut bodies = AtomicFile::create(&inputs.join(BODIES_FILE))?;
+    let mut rows = match workload.load.dataset.is_empty() {
+        true => None,
+        false => Some(AtomicFile::create(&inputs.join("dataset.jsonl"))?),
     };
-    // Each body is made, written and dropped: they are made again as
-    // they are sent.
-    write_atomic_with(&inputs.join(BODIES_FILE), &mut |out| {
-        let requests = &workload.load.requests;
-        for idx in 0..requests.len() {
-            out.write_all(&requests.body(idx))?;
-            out.write_all(b"\n")?;
+    // Each body (and row) is made, written and dropped.
+    let mut ends = Vec::with_capacity(requests.len());
+    let mut end = 0u64;
+    for idx in 0..requests.len() {
+        let (body, row) = requests.body_with_row(idx)?;
+        let out = bodies.out();
+        let written = out.write_all(&body).and_then(|()| out.write_all(b"\n"));
+        written.map_err(|err| bodies.failed(err))?;
+        end += body.len() as u64 + 1;
+        ends.push(end);
+        if let (Some(row), Some(file)) = (row, rows.as_mut()) {
+            let out = file.out();
+            let written = serde_json::to_writer(&mut *out, &*row)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+            written.map_err(|err| file.failed(err))?;
         }
-        Ok(())
-    })?;
+    }
+    let file = bodies.commit()?;
+    if let Some(rows) = rows {
+        rows.commit()?;
+    }
     if !workload.warmup.is_empty() {
         write_atomic_with(&inputs.join("warmup-bodies.jsonl"), &mut |out| {
-            lines(
-                out,
-                &mut workload.warmup.iter().flat_map(|p| p.requests.iter()),
-            )
-        })?;
-    }
-    if !workload.load.dataset.is_empty() {
-        write_atomic_with(&inputs.join("dataset.jsonl"), &mut |out| {
-            for row in workload.load.dataset.iter() {
-                serde_json::to_writer(&mut *out, row)?;
+            for request in workload.warmup.iter().flat_map(|p| p.requests.iter()) {
+                out.write_all(&request.body)?;
                 out.write_all(b"\n")?;
             }
             Ok(())
         })?;
     }
-    Ok(())
+    Ok(BodiesFile::new(requests.clone(), file, ends))
 }
 
 /// The profile settings as the run metadata records them, with the output
@@ -885,5 +897,83 @@ mod tests {
         assert!(err.to_string().starts_with("failed capture: "), "{err}");
         std::fs::write(&xplane, b"x").unwrap();
         check_capture(&[run]).unwrap();
+    }
+
+    /// A random dataset is held as its draws: the rows made again from
+    /// them are the rows `dataset::random` makes, and the bodies a session
+    /// sends, read back from `inputs/bodies.jsonl`, are the bodies made
+    /// from those rows.
+    #[test]
+    fn bodies_are_sent_from_the_file_they_were_written_to() {
+        use sglang_server::Requests;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/serving/tokenizer.json"
+        );
+        let tokenizer = Arc::new(HfTokenizer::open(Path::new(path)).unwrap());
+        let spec = LoadSpec {
+            dataset: load::DatasetSpec::Random,
+            num_prompts: Some(300),
+            input_len: 40,
+            output_len: Some(6),
+            range_ratio: 0.5,
+            seed: 3,
+            ..LoadSpec::default()
+        };
+        let ctx = LoadContext {
+            endpoint: crate::Endpoint::Generate,
+            plan_requests: 8,
+            plan_concurrency: 4,
+            prompt: "unused",
+            max_new_tokens: 6,
+            stream: true,
+            model: "tiny",
+            label_token_ids: Vec::new(),
+            tokenizer: Some(tokenizer.clone()),
+        };
+        let load = load::prepare(&spec, &ctx).unwrap();
+        assert_eq!(format!("{:?}", load.dataset), "Dataset(300 rows, drawn)");
+        let held = serving_workload::dataset::random(
+            tokenizer.as_ref(),
+            &serving_workload::dataset::RandomParams {
+                num_prompts: 300,
+                input_len: 40,
+                output_len: 6,
+                range_ratio: 0.5,
+            },
+            &mut serving_workload::pyrand::NumpyRandom::new(3),
+        )
+        .unwrap();
+        let drawn: Vec<DatasetRow> = load
+            .dataset
+            .rows()
+            .map(|row| row.unwrap().into_owned())
+            .collect();
+        assert_eq!(drawn, held);
+        let workload = Workload {
+            spec,
+            load,
+            warmup: Vec::new(),
+            sharegpt: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let sent = write_request_bodies(dir.path(), &workload).unwrap();
+        let file = std::fs::read_to_string(dir.path().join(BODIES_FILE)).unwrap();
+        assert_eq!(file.lines().count(), 300);
+        assert_eq!(sent.len(), 300);
+        for (idx, line) in file.lines().enumerate() {
+            let made = workload.load.requests.body(idx).unwrap();
+            let request = sent.request(idx);
+            assert_eq!(&request.body[..], made.as_slice(), "request {idx}");
+            assert_eq!(line.as_bytes(), made.as_slice(), "line {idx}");
+            assert_eq!(request.due, workload.load.requests.due(idx));
+            assert!(request.stream && request.path == "/generate");
+        }
+        let rows = std::fs::read_to_string(dir.path().join("dataset.jsonl")).unwrap();
+        let rows: Vec<DatasetRow> = rows
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows, held);
     }
 }

@@ -91,29 +91,77 @@ pub fn random(
     params: &RandomParams,
     rng: &mut NumpyRandom,
 ) -> Result<Vec<DatasetRow>, DatasetError> {
-    let n = params.num_prompts;
-    let low = |len: u32, min: i64| ((len as f64 * params.range_ratio) as i64).max(min);
-    let input_lens = rng.randint(low(params.input_len, 1), params.input_len as i64 + 1, n);
-    let output_lens = rng.randint(low(params.output_len, 0), params.output_len as i64 + 1, n);
-    let vocab = tokenizer.vocab_size() as i64;
-    if vocab == 0 {
-        return Err(DatasetError::Invalid(
-            "the tokenizer has an empty vocabulary".to_owned(),
-        ));
+    let draws = RandomDraws::draw(tokenizer, params, rng)?;
+    (0..draws.len()).map(|i| draws.row(i, tokenizer)).collect()
+}
+
+/// The draws of [`random`], from which each row is made when it is asked
+/// for: a few numbers per row instead of its text, for datasets too long
+/// to hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RandomDraws {
+    input_lens: Vec<u32>,
+    output_lens: Vec<u32>,
+    offsets: Vec<u32>,
+    vocab: u32,
+}
+
+impl RandomDraws {
+    /// Draws from `rng` what [`random`] draws, in its order.
+    pub fn draw(
+        tokenizer: &dyn Tokenizer,
+        params: &RandomParams,
+        rng: &mut NumpyRandom,
+    ) -> Result<RandomDraws, DatasetError> {
+        let n = params.num_prompts;
+        let low = |len: u32, min: i64| ((len as f64 * params.range_ratio) as i64).max(min);
+        let input_lens = rng.randint(low(params.input_len, 1), params.input_len as i64 + 1, n);
+        let output_lens = rng.randint(low(params.output_len, 0), params.output_len as i64 + 1, n);
+        let vocab = tokenizer.vocab_size();
+        if vocab == 0 {
+            return Err(DatasetError::Invalid(
+                "the tokenizer has an empty vocabulary".to_owned(),
+            ));
+        }
+        let offsets = rng.randint(0, vocab as i64, n);
+        // Every draw lies in its range, which a u32 holds.
+        let narrow = |v: Vec<i64>| v.into_iter().map(|x| x as u32).collect();
+        Ok(RandomDraws {
+            input_lens: narrow(input_lens),
+            output_lens: narrow(output_lens),
+            offsets: narrow(offsets),
+            vocab,
+        })
     }
-    let offsets = rng.randint(0, vocab, n);
-    let mut rows = Vec::with_capacity(n);
-    for i in 0..n {
-        let ids: Vec<u32> = (0..input_lens[i])
-            .map(|j| ((offsets[i] + i as i64 + j) % vocab) as u32)
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.input_lens.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.input_lens.is_empty()
+    }
+
+    /// The drawn prompt and output lengths of row `i`.
+    pub fn lengths(&self, i: usize) -> (u32, u32) {
+        (self.input_lens[i], self.output_lens[i])
+    }
+
+    /// Row `i`: the ids `(o + i + j) % vocab_size` for `j` in
+    /// `0..input_len`, decoded into text.
+    pub fn row(&self, i: usize, tokenizer: &dyn Tokenizer) -> Result<DatasetRow, DatasetError> {
+        let (vocab, start) = (self.vocab as u64, self.offsets[i] as u64 + i as u64);
+        let ids: Vec<u32> = (0..self.input_lens[i] as u64)
+            .map(|j| ((start + j) % vocab) as u32)
             .collect();
-        rows.push(DatasetRow {
+        Ok(DatasetRow {
             prompt: Prompt::Text(decode(tokenizer, &ids)?),
-            input_len: input_lens[i] as u32,
-            output_len: output_lens[i] as u32,
-        });
+            input_len: self.input_lens[i],
+            output_len: self.output_lens[i],
+        })
     }
-    Ok(rows)
 }
 
 /// The first two turns of every ShareGPT conversation with at least two:
