@@ -8,9 +8,9 @@
 //! keeps its connection between requests. A connection is opened when its
 //! slot first sends, and again after it failed or the server closed it.
 //! A request that a reused connection could not carry because the server
-//! had closed it (hyper gives the request back, or no byte of an answer
-//! came) is sent once more on a new connection; a fresh connection that
-//! fails is an error.
+//! had closed it (hyper gives the request back, or the connection ended or
+//! was reset where the answer's head was due) is sent once more on a new
+//! connection; a fresh connection that fails is an error.
 //!
 //! Only `http://` servers go this way; [`Target::new`] declines any other
 //! scheme, and the load then sends through the [`crate::Client`].
@@ -151,7 +151,7 @@ impl Target {
                     conn.0 = None;
                     let unsent = err.take_message().is_some();
                     let err = err.into_error();
-                    if may_retry && (unsent || err.is_incomplete_message()) {
+                    if may_retry && (unsent || closed_under(&err)) {
                         retried = true;
                         continue;
                     }
@@ -201,4 +201,27 @@ impl Target {
         });
         Ok(sender)
     }
+}
+
+/// Whether `err` says that the server had closed the connection under the
+/// request, before any answer: the end of the stream or a reset where an
+/// answer's head was due. On a reused connection, that is a server that
+/// closed it while it was idle, and had not read the request.
+fn closed_under(err: &hyper::Error) -> bool {
+    if err.is_incomplete_message() || err.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
