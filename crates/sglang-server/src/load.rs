@@ -411,11 +411,9 @@ async fn dispatch(
 }
 
 /// One `data:` event of a streamed `/generate` answer, or a whole
-/// non-streamed answer: only what the metrics need, the text borrowed.
+/// non-streamed answer, read for its `meta_info`.
 #[derive(Deserialize)]
 struct Event<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     meta_info: Option<EventMeta<'a>>,
 }
@@ -575,17 +573,25 @@ where
             Ok(None) => {
                 sent.end = clock.now();
                 sent.error = Some(format!("POST {path} stream ended before data: [DONE]"));
+                // The request has its error already.
+                let _ = events.keep_meta(sent);
                 return true;
             }
             Err(err) => {
                 sent.end = clock.now();
                 sent.error = Some(format!("POST {path} failed mid-stream: {err}"));
+                let _ = events.keep_meta(sent);
                 return false;
             }
         };
         // Every event in this chunk arrived now.
         let at = clock.now();
-        match events.take(&chunk, at, sent) {
+        let step = events.take(&chunk, at, sent);
+        let step = match (step, events.keep_meta(sent)) {
+            (Step::Done, Err(err)) => Step::Fail(err),
+            (step, _) => step,
+        };
+        match step {
             Step::More => {}
             Step::Done => {
                 sent.end = at;
@@ -649,12 +655,36 @@ enum Step {
 }
 
 /// The server-sent events of a streamed answer, read as chunks arrive.
+///
+/// Each event is read for its text and token count only (the other
+/// fields are skipped, not converted: the latency's float was a large part
+/// of the reading); the last event with a `meta_info` is kept as it came
+/// and read in full once its chunk is read.
 #[derive(Default)]
 struct Events {
     /// The bytes of an event not complete yet.
     pending: Vec<u8>,
     /// `completion_tokens` after the last chunk that added tokens.
     last_tokens: u32,
+    /// `completion_tokens` of the last `meta_info` seen.
+    tokens_now: Option<u32>,
+    /// The JSON of the last event with a `meta_info`, not read in full yet.
+    last_meta: Vec<u8>,
+}
+
+/// What the sender reads of each event.
+#[derive(Deserialize)]
+struct EventTokens<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    meta_info: Option<MetaTokens>,
+}
+
+#[derive(Deserialize)]
+struct MetaTokens {
+    #[serde(default)]
+    completion_tokens: Option<u32>,
 }
 
 impl Events {
@@ -700,18 +730,20 @@ impl Events {
             if data == b"[DONE]" {
                 return (used, Step::Done);
             }
-            let event: Event<'_> = match serde_json::from_slice(data) {
+            let event: EventTokens<'_> = match serde_json::from_slice(data) {
                 Ok(event) => event,
                 Err(err) => return (used, Step::Fail(err)),
             };
             let has_text = event.text.as_deref().is_some_and(|t| !t.is_empty());
             if let Some(meta) = event.meta_info {
-                meta.store(&mut sent.meta);
+                self.tokens_now = meta.completion_tokens;
+                self.last_meta.clear();
+                self.last_meta.extend_from_slice(data);
             }
             if !has_text {
                 continue;
             }
-            let tokens = sent.meta.completion_tokens.unwrap_or(self.last_tokens);
+            let tokens = self.tokens_now.unwrap_or(self.last_tokens);
             if sent.first_token.is_none() || tokens > self.last_tokens {
                 let since_start = (at - sent.start).as_micros().min(u32::MAX as u128) as u32;
                 sent.first_token.get_or_insert(at);
@@ -720,6 +752,19 @@ impl Events {
             }
         }
         (used, Step::More)
+    }
+
+    /// Reads the last `meta_info` seen into `sent`, if not done yet.
+    fn keep_meta(&mut self, sent: &mut Sent) -> Result<(), serde_json::Error> {
+        if self.last_meta.is_empty() {
+            return Ok(());
+        }
+        let event: Event<'_> = serde_json::from_slice(&self.last_meta)?;
+        if let Some(meta) = event.meta_info {
+            meta.store(&mut sent.meta);
+        }
+        self.last_meta.clear();
+        Ok(())
     }
 }
 

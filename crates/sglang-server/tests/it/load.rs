@@ -264,6 +264,18 @@ async fn each_slot_keeps_its_connection() {
     let sent = load(&client, requests(40, Duration::ZERO), Some(2)).await;
     assert_all_answered(&sent, 4);
     assert!(sent.iter().all(|s| s.slot < 2));
+    // The last event's `meta_info`, every field of it.
+    for s in &sent {
+        let meta = &s.meta;
+        assert!(
+            meta.id.as_deref().is_some_and(|id| id.starts_with('r')),
+            "{s:?}"
+        );
+        assert_eq!(
+            (meta.prompt_tokens, meta.cached_tokens, meta.e2e_latency),
+            (Some(3), Some(0), Some(0.5))
+        );
+    }
     // Each answer's id is the request's number on the server: every
     // request was sent once.
     assert_eq!(tiny.requests.load(Ordering::SeqCst), 40);
@@ -366,6 +378,7 @@ async fn failures_are_one_line_each() {
     let sent = load(&client, requests(1, Duration::ZERO), None).await;
     assert_eq!(sent[0].chunks.len(), 1, "{:?}", sent[0]);
     assert!(sent[0].first_token.is_some());
+    assert_eq!(sent[0].meta.completion_tokens, Some(1));
 }
 
 #[tokio::test]
