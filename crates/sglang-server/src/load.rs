@@ -672,6 +672,20 @@ struct Events {
     last_meta: Vec<u8>,
 }
 
+/// Where the first `\n\n` at or after `from` starts. An event's JSON has
+/// no raw line break, so each `\n` found is nearly always the blank
+/// line's first.
+fn blank_line(bytes: &[u8], mut from: usize) -> Option<usize> {
+    while let Some(pos) = memchr::memchr(b'\n', &bytes[from..]) {
+        let at = from + pos;
+        if bytes.get(at + 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// What the sender reads of each event.
 #[derive(Deserialize)]
 struct EventTokens<'a> {
@@ -719,8 +733,7 @@ impl Events {
     ) -> (usize, Step) {
         let mut used = 0;
         let mut from = from;
-        while let Some(pos) = memchr::memmem::find(&bytes[from..], b"\n\n") {
-            let end = from + pos;
+        while let Some(end) = blank_line(bytes, from) {
             let event = &bytes[used..end];
             used = end + 2;
             from = used;
@@ -771,6 +784,16 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_lines_are_found_after_the_start() {
+        let bytes = b"data: 1\n\ndata: 2\nid: x\n\n\n";
+        assert_eq!(blank_line(bytes, 0), Some(7));
+        assert_eq!(blank_line(bytes, 8), Some(22));
+        assert_eq!(blank_line(bytes, 23), Some(23));
+        assert_eq!(blank_line(bytes, 24), None);
+        assert_eq!(blank_line(b"", 0), None);
+    }
 
     #[test]
     fn slots_are_the_lowest_free_ones() {
