@@ -688,11 +688,37 @@ fn blank_line(bytes: &[u8], mut from: usize) -> Option<usize> {
 
 /// What the sender reads of each event.
 #[derive(Deserialize)]
-struct EventTokens<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+struct EventTokens {
+    #[serde(default)]
+    text: Option<HasText>,
     #[serde(default)]
     meta_info: Option<MetaTokens>,
+}
+
+/// Whether an event's `text` is a string that is not empty. It is read
+/// as bytes, so not checked for UTF-8: only its length matters here.
+struct HasText(bool);
+
+impl<'de> Deserialize<'de> for HasText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<HasText, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = HasText;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_bytes<E>(self, text: &[u8]) -> Result<HasText, E> {
+                Ok(HasText(!text.is_empty()))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<HasText, E> {
+                Ok(HasText(!text.is_empty()))
+            }
+        }
+        deserializer.deserialize_bytes(Visit)
+    }
 }
 
 #[derive(Deserialize)]
@@ -733,7 +759,13 @@ impl Events {
     ) -> (usize, Step) {
         let mut used = 0;
         let mut from = from;
-        while let Some(end) = blank_line(bytes, from) {
+        // The last event of these bytes with a `meta_info`, kept when they
+        // are read.
+        let mut with_meta: Option<&[u8]> = None;
+        let step = loop {
+            let Some(end) = blank_line(bytes, from) else {
+                break Step::More;
+            };
             let event = &bytes[used..end];
             used = end + 2;
             from = used;
@@ -741,19 +773,17 @@ impl Events {
                 continue;
             };
             if data == b"[DONE]" {
-                return (used, Step::Done);
+                break Step::Done;
             }
-            let event: EventTokens<'_> = match serde_json::from_slice(data) {
+            let event: EventTokens = match serde_json::from_slice(data) {
                 Ok(event) => event,
-                Err(err) => return (used, Step::Fail(err)),
+                Err(err) => break Step::Fail(err),
             };
-            let has_text = event.text.as_deref().is_some_and(|t| !t.is_empty());
             if let Some(meta) = event.meta_info {
                 self.tokens_now = meta.completion_tokens;
-                self.last_meta.clear();
-                self.last_meta.extend_from_slice(data);
+                with_meta = Some(data);
             }
-            if !has_text {
+            if !event.text.is_some_and(|t| t.0) {
                 continue;
             }
             let tokens = self.tokens_now.unwrap_or(self.last_tokens);
@@ -763,8 +793,12 @@ impl Events {
                 sent.chunks.push([since_start, tokens]);
                 self.last_tokens = tokens;
             }
+        };
+        if let Some(data) = with_meta {
+            self.last_meta.clear();
+            self.last_meta.extend_from_slice(data);
         }
-        (used, Step::More)
+        (used, step)
     }
 
     /// Reads the last `meta_info` seen into `sent`, if not done yet.
@@ -784,6 +818,51 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream cut into two chunks anywhere reads as the whole: the same
+    /// tokens and last `meta_info`, each token timed by the chunk that
+    /// completed its event.
+    #[test]
+    fn events_read_the_same_wherever_the_chunks_are_cut() {
+        let stream: &[u8] = b"data: {\"text\": \"\", \"meta_info\": {\"id\": \"a\", \"completion_tokens\": 0}}\n\n\
+            : a comment\n\n\
+            data: {\"text\": \"x\", \"meta_info\": {\"id\": \"a\", \"prompt_tokens\": 4, \"completion_tokens\": 1, \"e2e_latency\": 0.25}}\n\n\
+            data: {\"text\": \"x y\"}\n\n\
+            data: {\"text\": \"x y z\", \"meta_info\": {\"id\": \"a\", \"prompt_tokens\": 4, \"completion_tokens\": 3, \"cached_tokens\": 2, \"e2e_latency\": 0.5}}\n\n\
+            data: [DONE]\n\n";
+        // Where the events that add tokens end (after their blank line).
+        let ends: Vec<usize> = stream
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| *w == b"\n\n")
+            .map(|(at, _)| at + 2)
+            .collect();
+        let (first, second) = (Duration::from_micros(10), Duration::from_micros(20));
+        for cut in 0..=stream.len() {
+            let mut events = Events::default();
+            let mut sent = Sent::default();
+            let mut step = events.take(&stream[..cut], first, &mut sent);
+            if matches!(step, Step::More) {
+                step = events.take(&stream[cut..], second, &mut sent);
+            }
+            assert!(matches!(step, Step::Done), "cut at {cut}");
+            events.keep_meta(&mut sent).unwrap();
+            let when = |end: usize| if end <= cut { 10 } else { 20 };
+            assert_eq!(
+                sent.chunks,
+                vec![[when(ends[2]), 1], [when(ends[4]), 3]],
+                "cut at {cut}"
+            );
+            let meta = AnswerMeta {
+                id: Some("a".to_owned()),
+                prompt_tokens: Some(4),
+                completion_tokens: Some(3),
+                cached_tokens: Some(2),
+                e2e_latency: Some(0.5),
+            };
+            assert_eq!(sent.meta, meta, "cut at {cut}");
+        }
+    }
 
     #[test]
     fn blank_lines_are_found_after_the_start() {
