@@ -282,6 +282,22 @@ async fn each_slot_keeps_its_connection() {
     assert_eq!(tiny.connections.load(Ordering::SeqCst), 2);
 }
 
+/// Requests apart under a cap take the lowest free slot, so a paced load
+/// fills few tracks; the slot's connection is kept whichever track it is.
+#[tokio::test]
+async fn paced_requests_take_the_lowest_free_slot() {
+    let tiny = Tiny::start(Answer::Stream { tokens: 2 }).await;
+    let client = client(&tiny.url, None, Duration::from_secs(10));
+    let sent = load(&client, requests(10, Duration::from_millis(15)), Some(8)).await;
+    assert_all_answered(&sent, 2);
+    let slots: Vec<u32> = sent.iter().map(|s| s.slot).collect();
+    assert_eq!(slots, vec![0; 10]);
+    // Due times are kept: each request starts at or after its own.
+    for (i, s) in sent.iter().enumerate() {
+        assert!(s.start >= s.due && s.due >= sent[0].due + Duration::from_millis(15) * i as u32);
+    }
+}
+
 /// A server that closes each connection after its answer: the next
 /// request of the slot goes on a new connection, whether the close was
 /// seen before it (requests apart) or not (back to back).
