@@ -3,9 +3,10 @@
 //!
 //! A load sends thousands of requests a second to one server, so it skips
 //! what a general client does per request (a pool to search, a URL to
-//! parse and re-check against a redirect policy, a timer of its own): the
-//! target's address and headers are made once per load, and each slot
-//! keeps its connection between requests. A connection is opened when its
+//! parse and re-check against a redirect policy, a map of default
+//! headers): the target's address and headers are made once per load, and
+//! each slot keeps its connection between requests. The request timeout is
+//! the sender's (`load::send_one`). A connection is opened when its
 //! slot first sends, and again after it failed or the server closed it.
 //! A request that a reused connection could not carry because the server
 //! had closed it (hyper gives the request back, or the connection ended or
