@@ -490,7 +490,7 @@ fn to_json<T: Serialize>(body: &T) -> Result<Vec<u8>, Error> {
 
 /// reqwest's own message is "error sending request"; the cause (connection
 /// refused, reset) is what a reader needs.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut res = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

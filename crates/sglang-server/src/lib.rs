@@ -19,6 +19,7 @@
 
 mod client;
 mod error;
+mod h1;
 mod launch;
 mod load;
 mod logtail;

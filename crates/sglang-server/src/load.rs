@@ -16,14 +16,17 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use hyper::body::Body;
 use serde::Deserialize;
 
-use crate::client::Client;
-use crate::error::Error;
+use crate::client::{Client, error_chain};
+use crate::error::{Error, snippet};
+use crate::h1;
 use crate::supervisor::Liveness;
 
 /// A monotonic clock anchored once to the wall clock.
@@ -201,24 +204,37 @@ pub async fn send_load_each(
     each: &mut (dyn FnMut(usize, Sent) + Send),
 ) -> Result<(), Error> {
     let n = requests.len();
-    let mut urls: Vec<(&'static str, reqwest::Url)> = Vec::new();
+    let mut routes: Vec<Route> = Vec::new();
+    let mut target: Option<Option<h1::Target>> = None;
     for idx in 0..n {
         let path = requests.path(idx);
-        if !urls.iter().any(|(known, _)| *known == path) {
-            urls.push((path, client.endpoint(path)?));
+        if routes.iter().any(|known| known.path == path) {
+            continue;
         }
+        let url = client.endpoint(path)?;
+        // Every path is on the one server: its target is made once.
+        let target = match &mut target {
+            Some(target) => target,
+            None => target.insert(
+                h1::Target::new(&url, client.config().api_key.as_deref())
+                    .map_err(Error::Invalid)?,
+            ),
+        };
+        let direct = match target {
+            Some(target) => Some(target.endpoint(&url).map_err(Error::Invalid)?),
+            None => None,
+        };
+        routes.push(Route { path, url, direct });
     }
+    let sender = Arc::new(Sender {
+        client: client.clone(),
+        target: target.flatten(),
+        routes,
+        timeout: client.config().request_timeout,
+    });
     let start = clock.now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Sent)>();
-    let dispatcher = tokio::spawn(dispatch(
-        client.clone(),
-        *clock,
-        start,
-        requests,
-        Arc::new(urls),
-        options,
-        tx,
-    ));
+    let dispatcher = tokio::spawn(dispatch(sender, *clock, start, requests, options, tx));
     // Abort the dispatcher (and with it every request in flight) on every
     // way out of this function.
     struct AbortOnDrop(tokio::task::AbortHandle);
@@ -267,6 +283,34 @@ pub async fn send_load_each(
     Ok(())
 }
 
+/// How a load's requests reach the server: straight over HTTP/1.1 with a
+/// connection per slot ([`h1`]) for an `http://` server, through the
+/// [`Client`] otherwise.
+struct Sender {
+    client: Client,
+    target: Option<h1::Target>,
+    routes: Vec<Route>,
+    /// For one request, its answer read to the end included.
+    timeout: Duration,
+}
+
+/// One endpoint of the load, its URL parsed once.
+struct Route {
+    path: &'static str,
+    url: reqwest::Url,
+    /// The same for [`h1`], when the server is reached that way.
+    direct: Option<h1::Endpoint>,
+}
+
+impl Sender {
+    fn route(&self, path: &str) -> &Route {
+        self.routes
+            .iter()
+            .find(|route| route.path == path)
+            .expect("send_load made a route for every path")
+    }
+}
+
 /// The lowest free slot numbers, handed out and taken back.
 #[derive(Default)]
 struct Slots {
@@ -290,19 +334,46 @@ impl Slots {
     }
 }
 
+/// The slots and the connection each keeps between its requests.
+#[derive(Default)]
+struct Pool {
+    slots: Slots,
+    conns: Vec<h1::Conn>,
+}
+
+impl Pool {
+    fn take(&mut self) -> (u32, h1::Conn) {
+        let slot = self.slots.take();
+        let conn = self
+            .conns
+            .get_mut(slot as usize)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        (slot, conn)
+    }
+
+    fn give_back(&mut self, slot: u32, conn: h1::Conn) {
+        let at = slot as usize;
+        if self.conns.len() <= at {
+            self.conns.resize_with(at + 1, h1::Conn::default);
+        }
+        self.conns[at] = conn;
+        self.slots.give_back(slot);
+    }
+}
+
 async fn dispatch(
-    client: Client,
+    sender: Arc<Sender>,
     clock: Clock,
     start: Duration,
     requests: Arc<dyn Requests>,
-    urls: Arc<Vec<(&'static str, reqwest::Url)>>,
     options: LoadOptions,
     tx: tokio::sync::mpsc::UnboundedSender<(usize, Sent)>,
 ) {
     let semaphore = options
         .max_concurrency
         .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap.max(1))));
-    let slots = Arc::new(Mutex::new(Slots::default()));
+    let pool = Arc::new(Mutex::new(Pool::default()));
     let mut tasks = tokio::task::JoinSet::new();
     for idx in 0..requests.len() {
         let due = start + requests.due(idx);
@@ -316,21 +387,21 @@ async fn dispatch(
         };
         // The body is made now, and dropped once it is sent.
         let request = requests.request(idx);
-        let (client, urls, slots, tx) = (client.clone(), urls.clone(), slots.clone(), tx.clone());
+        let (sender, pool, tx) = (sender.clone(), pool.clone(), tx.clone());
         tasks.spawn(async move {
-            let slot = slots.lock().map_or(0, |mut it| it.take());
-            let url = urls
-                .iter()
-                .find(|(path, _)| *path == request.path)
-                .map(|(_, url)| url)
-                .expect("send_load parsed every path");
-            let mut sent = send_one(&client, &clock, &request, url).await;
-            if let Ok(mut it) = slots.lock() {
-                it.give_back(slot);
+            let (slot, mut conn) = pool
+                .lock()
+                .map_or((0, h1::Conn::default()), |mut it| it.take());
+            let mut sent = Sent {
+                slot,
+                due,
+                ..Sent::default()
+            };
+            send_one(&sender, &mut conn, &clock, request, &mut sent).await;
+            if let Ok(mut it) = pool.lock() {
+                it.give_back(slot, conn);
             }
             drop(permit);
-            sent.slot = slot;
-            sent.due = due;
             let _ = tx.send((idx, sent));
         });
         // Reap finished tasks as we go, so the set stays small.
@@ -340,11 +411,9 @@ async fn dispatch(
 }
 
 /// One `data:` event of a streamed `/generate` answer, or a whole
-/// non-streamed answer: only what the metrics need, the text borrowed.
+/// non-streamed answer, read for its `meta_info`.
 #[derive(Deserialize)]
 struct Event<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     meta_info: Option<EventMeta<'a>>,
 }
@@ -385,125 +454,425 @@ fn one_line(err: &dyn std::fmt::Display) -> String {
     text.lines().next().unwrap_or_default().to_owned()
 }
 
+/// Sends `request` and reads its answer into `sent`, within the request
+/// timeout; what was read before an error or the timeout stays in `sent`.
 async fn send_one(
-    client: &Client,
+    sender: &Sender,
+    conn: &mut h1::Conn,
     clock: &Clock,
-    request: &LoadRequest,
+    request: LoadRequest,
+    sent: &mut Sent,
+) {
+    sent.start = clock.now();
+    let route = sender.route(request.path);
+    let ended = tokio::time::timeout(sender.timeout, async {
+        match (&sender.target, &route.direct) {
+            (Some(target), Some(endpoint)) => {
+                let response = target.post(conn, endpoint, &request.body).await;
+                // The body is not needed once the request is written.
+                let stream = request.stream;
+                drop(request);
+                let response = response.map_err(|detail| Error::Transport {
+                    method: "POST",
+                    url: endpoint.url.clone(),
+                    detail,
+                    log_tail: None,
+                });
+                read_answer(response, &route.url, stream, route.path, clock, sent).await
+            }
+            _ => {
+                let response = sender
+                    .client
+                    .post_bytes(&route.url, request.body.clone())
+                    .await
+                    .map(hyper::Response::<reqwest::Body>::from);
+                let stream = request.stream;
+                drop(request);
+                read_answer(response, &route.url, stream, route.path, clock, sent).await
+            }
+        }
+    })
+    .await;
+    match ended {
+        Ok(true) => {}
+        Ok(false) => conn.close(),
+        Err(_) => {
+            conn.close();
+            sent.end = clock.now();
+            sent.error = Some(one_line(&Error::Timeout {
+                method: "POST",
+                url: route.url.to_string(),
+                after: sender.timeout,
+                log_tail: None,
+            }));
+        }
+    }
+}
+
+/// Reads an answer into `sent`. Returns whether its body was read to the
+/// end, so that its connection may carry the next request.
+async fn read_answer<B>(
+    response: Result<hyper::Response<B>, Error>,
     url: &reqwest::Url,
-) -> Sent {
-    let start = clock.now();
-    let mut sent = Sent {
-        start,
-        ..Sent::default()
-    };
-    let response = client.post_bytes(url, request.body.clone()).await;
-    let mut response = match response {
+    stream: bool,
+    path: &str,
+    clock: &Clock,
+    sent: &mut Sent,
+) -> bool
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error,
+{
+    let response = match response {
         Ok(response) => response,
         Err(err) => {
             sent.end = clock.now();
             sent.error = Some(one_line(&err));
-            return sent;
+            return false;
         }
     };
-    if !request.stream {
-        let body = response.bytes().await;
+    let (head, body) = response.into_parts();
+    let mut body = std::pin::pin!(body);
+    if !head.status.is_success() {
+        let (text, ended) = read_to_end(body.as_mut()).await;
         sent.end = clock.now();
-        match body {
-            Ok(body) => match serde_json::from_slice::<Event<'_>>(&body) {
-                Ok(event) => {
-                    if let Some(meta) = event.meta_info {
-                        meta.store(&mut sent.meta);
-                    }
-                }
-                Err(err) => {
-                    sent.error = Some(format!(
-                        "POST {} answered with unexpected content: {err}",
-                        request.path
-                    ));
-                }
-            },
-            Err(err) => sent.error = Some(format!("POST {} failed: {err}", request.path)),
-        }
-        return sent;
+        sent.error = Some(one_line(&Error::Status {
+            method: "POST",
+            url: url.to_string(),
+            status: head.status.as_u16(),
+            body: snippet(&String::from_utf8_lossy(&text)),
+            log_tail: None,
+        }));
+        return ended.is_ok();
     }
-    // Bytes of events not complete yet; `search_from` skips what was
-    // already searched for the blank line that ends an event.
-    let mut pending: Vec<u8> = Vec::new();
-    let mut search_from = 0;
-    let mut last_tokens = 0u32;
+    if !stream {
+        let (whole, ended) = read_to_end(body.as_mut()).await;
+        sent.end = clock.now();
+        if let Err(err) = ended {
+            sent.error = Some(format!("POST {path} failed: {err}"));
+            return false;
+        }
+        match serde_json::from_slice::<Event<'_>>(&whole) {
+            Ok(event) => {
+                if let Some(meta) = event.meta_info {
+                    meta.store(&mut sent.meta);
+                }
+            }
+            Err(err) => {
+                sent.error = Some(format!(
+                    "POST {path} answered with unexpected content: {err}"
+                ));
+            }
+        }
+        return true;
+    }
+    let mut events = Events::default();
     loop {
-        let chunk = match response.chunk().await {
+        let chunk = match next_data(body.as_mut()).await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => {
                 sent.end = clock.now();
-                sent.error = Some(format!(
-                    "POST {} stream ended before data: [DONE]",
-                    request.path
-                ));
-                return sent;
+                sent.error = Some(format!("POST {path} stream ended before data: [DONE]"));
+                // The request has its error already.
+                let _ = events.keep_meta(sent);
+                return true;
             }
             Err(err) => {
                 sent.end = clock.now();
-                sent.error = Some(format!("POST {} failed mid-stream: {err}", request.path));
-                return sent;
+                sent.error = Some(format!("POST {path} failed mid-stream: {err}"));
+                let _ = events.keep_meta(sent);
+                return false;
             }
         };
         // Every event in this chunk arrived now.
         let at = clock.now();
-        pending.extend_from_slice(&chunk);
-        let mut event_start = 0;
-        while let Some(pos) = find_blank_line(&pending[search_from..]) {
-            let end = search_from + pos;
-            let event = &pending[event_start..end];
-            event_start = end + 2;
-            search_from = event_start;
+        let step = events.take(&chunk, at, sent);
+        let step = match (step, events.keep_meta(sent)) {
+            (Step::Done, Err(err)) => Step::Fail(err),
+            (step, _) => step,
+        };
+        match step {
+            Step::More => {}
+            Step::Done => {
+                sent.end = at;
+                // What follows `[DONE]` (the end of a chunked body) is read
+                // too, so that the connection can carry the next request.
+                return read_to_end(body.as_mut()).await.1.is_ok();
+            }
+            Step::Fail(err) => {
+                sent.end = at;
+                sent.error = Some(format!("POST {path} stream event is not JSON: {err}"));
+                return false;
+            }
+        }
+    }
+}
+
+/// The next piece of a body's data, or `None` at its end; trailers are
+/// skipped. An error is given with its causes.
+async fn next_data<B>(mut body: Pin<&mut B>) -> Result<Option<Bytes>, String>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error,
+{
+    loop {
+        match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            None => return Ok(None),
+            Some(Err(err)) => return Err(error_chain(&err)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// The rest of a body, and whether it ended without an error.
+async fn read_to_end<B>(mut body: Pin<&mut B>) -> (Vec<u8>, Result<(), String>)
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error,
+{
+    let mut whole = Vec::new();
+    loop {
+        match next_data(body.as_mut()).await {
+            Ok(Some(data)) => whole.extend_from_slice(&data),
+            Ok(None) => return (whole, Ok(())),
+            Err(err) => return (whole, Err(err)),
+        }
+    }
+}
+
+/// What the events of a chunk said.
+enum Step {
+    /// The stream goes on.
+    More,
+    /// `data: [DONE]` arrived.
+    Done,
+    /// An event was not JSON.
+    Fail(serde_json::Error),
+}
+
+/// The server-sent events of a streamed answer, read as chunks arrive.
+///
+/// Each event is read for its text and token count only (the other
+/// fields are skipped, not converted: the latency's float was a large part
+/// of the reading); the last event with a `meta_info` is kept as it came
+/// and read in full once its chunk is read.
+#[derive(Default)]
+struct Events {
+    /// The bytes of an event not complete yet.
+    pending: Vec<u8>,
+    /// `completion_tokens` after the last chunk that added tokens.
+    last_tokens: u32,
+    /// `completion_tokens` of the last `meta_info` seen.
+    tokens_now: Option<u32>,
+    /// The JSON of the last event with a `meta_info`, not read in full yet.
+    last_meta: Vec<u8>,
+}
+
+/// Where the first `\n\n` at or after `from` starts. An event's JSON has
+/// no raw line break, so each `\n` found is nearly always the blank
+/// line's first.
+fn blank_line(bytes: &[u8], mut from: usize) -> Option<usize> {
+    while let Some(pos) = memchr::memchr(b'\n', &bytes[from..]) {
+        let at = from + pos;
+        if bytes.get(at + 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// What the sender reads of each event.
+#[derive(Deserialize)]
+struct EventTokens {
+    #[serde(default)]
+    text: Option<HasText>,
+    #[serde(default)]
+    meta_info: Option<MetaTokens>,
+}
+
+/// Whether an event's `text` is a string that is not empty. It is read
+/// as bytes, so not checked for UTF-8: only its length matters here.
+struct HasText(bool);
+
+impl<'de> Deserialize<'de> for HasText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<HasText, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = HasText;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_bytes<E>(self, text: &[u8]) -> Result<HasText, E> {
+                Ok(HasText(!text.is_empty()))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<HasText, E> {
+                Ok(HasText(!text.is_empty()))
+            }
+        }
+        deserializer.deserialize_bytes(Visit)
+    }
+}
+
+#[derive(Deserialize)]
+struct MetaTokens {
+    #[serde(default)]
+    completion_tokens: Option<u32>,
+}
+
+impl Events {
+    /// Reads the events that `chunk`, which arrived at `at`, completes.
+    /// Complete events are read in place; only an incomplete one is kept.
+    fn take(&mut self, chunk: &[u8], at: Duration, sent: &mut Sent) -> Step {
+        if self.pending.is_empty() {
+            let (used, step) = self.events(chunk, 0, at, sent);
+            if matches!(step, Step::More) {
+                self.pending.extend_from_slice(&chunk[used..]);
+            }
+            return step;
+        }
+        // A blank line may straddle the kept bytes and this chunk.
+        let from = self.pending.len() - 1;
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.extend_from_slice(chunk);
+        let (used, step) = self.events(&pending, from, at, sent);
+        pending.drain(..used);
+        self.pending = pending;
+        step
+    }
+
+    /// Reads each complete event of `bytes`, the blank line that ends it
+    /// searched from `from`; returns how many bytes they took.
+    fn events(
+        &mut self,
+        bytes: &[u8],
+        from: usize,
+        at: Duration,
+        sent: &mut Sent,
+    ) -> (usize, Step) {
+        let mut used = 0;
+        let mut from = from;
+        // The last event of these bytes with a `meta_info`, kept when they
+        // are read.
+        let mut with_meta: Option<&[u8]> = None;
+        let step = loop {
+            let Some(end) = blank_line(bytes, from) else {
+                break Step::More;
+            };
+            let event = &bytes[used..end];
+            used = end + 2;
+            from = used;
             let Some(data) = event.strip_prefix(b"data:").map(<[u8]>::trim_ascii) else {
                 continue;
             };
             if data == b"[DONE]" {
-                sent.end = at;
-                return sent;
+                break Step::Done;
             }
-            let event: Event<'_> = match serde_json::from_slice(data) {
+            let event: EventTokens = match serde_json::from_slice(data) {
                 Ok(event) => event,
-                Err(err) => {
-                    sent.end = at;
-                    sent.error = Some(format!(
-                        "POST {} stream event is not JSON: {err}",
-                        request.path
-                    ));
-                    return sent;
-                }
+                Err(err) => break Step::Fail(err),
             };
-            let has_text = event.text.as_deref().is_some_and(|t| !t.is_empty());
             if let Some(meta) = event.meta_info {
-                meta.store(&mut sent.meta);
+                self.tokens_now = meta.completion_tokens;
+                with_meta = Some(data);
             }
-            if !has_text {
+            if !event.text.is_some_and(|t| t.0) {
                 continue;
             }
-            let tokens = sent.meta.completion_tokens.unwrap_or(last_tokens);
-            let since_start = (at - start).as_micros().min(u32::MAX as u128) as u32;
-            if sent.first_token.is_none() || tokens > last_tokens {
+            let tokens = self.tokens_now.unwrap_or(self.last_tokens);
+            if sent.first_token.is_none() || tokens > self.last_tokens {
+                let since_start = (at - sent.start).as_micros().min(u32::MAX as u128) as u32;
                 sent.first_token.get_or_insert(at);
                 sent.chunks.push([since_start, tokens]);
-                last_tokens = tokens;
+                self.last_tokens = tokens;
             }
+        };
+        if let Some(data) = with_meta {
+            self.last_meta.clear();
+            self.last_meta.extend_from_slice(data);
         }
-        pending.drain(..event_start);
-        // A blank line may straddle this chunk and the next.
-        search_from = pending.len().saturating_sub(1);
+        (used, step)
     }
-}
 
-/// Where the first `\n\n` starts.
-fn find_blank_line(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\n\n")
+    /// Reads the last `meta_info` seen into `sent`, if not done yet.
+    fn keep_meta(&mut self, sent: &mut Sent) -> Result<(), serde_json::Error> {
+        if self.last_meta.is_empty() {
+            return Ok(());
+        }
+        let event: Event<'_> = serde_json::from_slice(&self.last_meta)?;
+        if let Some(meta) = event.meta_info {
+            meta.store(&mut sent.meta);
+        }
+        self.last_meta.clear();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream cut into two chunks anywhere reads as the whole: the same
+    /// tokens and last `meta_info`, each token timed by the chunk that
+    /// completed its event.
+    #[test]
+    fn events_read_the_same_wherever_the_chunks_are_cut() {
+        let stream: &[u8] = b"data: {\"text\": \"\", \"meta_info\": {\"id\": \"a\", \"completion_tokens\": 0}}\n\n\
+            : a comment\n\n\
+            data: {\"text\": \"x\", \"meta_info\": {\"id\": \"a\", \"prompt_tokens\": 4, \"completion_tokens\": 1, \"e2e_latency\": 0.25}}\n\n\
+            data: {\"text\": \"x y\"}\n\n\
+            data: {\"text\": \"x y z\", \"meta_info\": {\"id\": \"a\", \"prompt_tokens\": 4, \"completion_tokens\": 3, \"cached_tokens\": 2, \"e2e_latency\": 0.5}}\n\n\
+            data: [DONE]\n\n";
+        // Where the events that add tokens end (after their blank line).
+        let ends: Vec<usize> = stream
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| *w == b"\n\n")
+            .map(|(at, _)| at + 2)
+            .collect();
+        let (first, second) = (Duration::from_micros(10), Duration::from_micros(20));
+        for cut in 0..=stream.len() {
+            let mut events = Events::default();
+            let mut sent = Sent::default();
+            let mut step = events.take(&stream[..cut], first, &mut sent);
+            if matches!(step, Step::More) {
+                step = events.take(&stream[cut..], second, &mut sent);
+            }
+            assert!(matches!(step, Step::Done), "cut at {cut}");
+            events.keep_meta(&mut sent).unwrap();
+            let when = |end: usize| if end <= cut { 10 } else { 20 };
+            assert_eq!(
+                sent.chunks,
+                vec![[when(ends[2]), 1], [when(ends[4]), 3]],
+                "cut at {cut}"
+            );
+            let meta = AnswerMeta {
+                id: Some("a".to_owned()),
+                prompt_tokens: Some(4),
+                completion_tokens: Some(3),
+                cached_tokens: Some(2),
+                e2e_latency: Some(0.5),
+            };
+            assert_eq!(sent.meta, meta, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_are_found_after_the_start() {
+        let bytes = b"data: 1\n\ndata: 2\nid: x\n\n\n";
+        assert_eq!(blank_line(bytes, 0), Some(7));
+        assert_eq!(blank_line(bytes, 8), Some(22));
+        assert_eq!(blank_line(bytes, 23), Some(23));
+        assert_eq!(blank_line(bytes, 24), None);
+        assert_eq!(blank_line(b"", 0), None);
+    }
 
     #[test]
     fn slots_are_the_lowest_free_ones() {
