@@ -68,6 +68,15 @@ pub fn distribution(mut values: Vec<f64>, percentiles: &[f64]) -> Option<Distrib
 /// The ITL values of one request, in milliseconds.
 pub fn itls_ms(record: &RequestRecord) -> Vec<f64> {
     let mut res = Vec::new();
+    for_each_itl(record, &mut |gap_ms, added| {
+        res.extend(std::iter::repeat_n(gap_ms, added as usize));
+    });
+    res
+}
+
+/// Each chunk's ITL value of one request in milliseconds, with how many
+/// times it counts (the tokens the chunk added).
+fn for_each_itl(record: &RequestRecord, each: &mut dyn FnMut(f64, u32)) {
     for pair in record.chunks.windows(2) {
         let [t0, n0] = pair[0];
         let [t1, n1] = pair[1];
@@ -75,10 +84,8 @@ pub fn itls_ms(record: &RequestRecord) -> Vec<f64> {
         if added == 0 {
             continue;
         }
-        let gap_ms = t1.saturating_sub(t0) as f64 / 1000.0 / added as f64;
-        res.extend(std::iter::repeat_n(gap_ms, added as usize));
+        each(t1.saturating_sub(t0) as f64 / 1000.0 / added as f64, added);
     }
-    res
 }
 
 /// How many ITL values [`itls_ms`] gives for `record`: the tokens added
@@ -340,9 +347,10 @@ impl ServingTally {
         self.total_output_tokens += count(r.completion_tokens);
         self.server_prompt_tokens += count(r.prompt_tokens);
         self.cached_tokens += count(r.cached_tokens);
-        for v in itls_ms(r) {
-            *self.itl.entry(Ordered(v)).or_default() += 1;
-        }
+        let itl = &mut self.itl;
+        for_each_itl(r, &mut |v, times| {
+            *itl.entry(Ordered(v)).or_default() += u64::from(times);
+        });
         if let Some(ns) = r.server_e2e_ns {
             self.server_e2e_ms.push(ns as f64 / 1e6);
         }
