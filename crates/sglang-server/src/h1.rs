@@ -27,6 +27,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::client::error_chain;
+pub(crate) use crate::stamped::Arrivals;
+use crate::stamped::Stamped;
 
 /// How long a connection may take to open, as for the [`crate::Client`].
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,15 +54,22 @@ pub(crate) struct Endpoint {
     target: Uri,
 }
 
-/// A slot's connection, if it has one that may still carry a request.
+/// A slot's connection, if it has one that may still carry a request, and
+/// when the bytes of its latest read arrived.
 #[derive(Debug, Default)]
-pub(crate) struct Conn(Option<SendRequest<Full<Bytes>>>);
+pub(crate) struct Conn(Option<SendRequest<Full<Bytes>>>, Arrivals);
 
 impl Conn {
     /// Forgets the connection: the next request opens a new one. Called
     /// when an answer was not read to its end.
     pub(crate) fn close(&mut self) {
         self.0 = None;
+    }
+
+    /// When the bytes of the connection's latest read reached this
+    /// machine, as the kernel stamps them.
+    pub(crate) fn arrivals(&self) -> Arrivals {
+        self.1.clone()
     }
 }
 
@@ -132,7 +141,8 @@ impl Target {
                 Some(sender) if !sender.is_closed() => true,
                 _ => {
                     conn.0 = None;
-                    conn.0 = Some(self.connect().await?);
+                    let (sender, arrivals) = self.connect().await?;
+                    *conn = Conn(Some(sender), arrivals);
                     false
                 }
             };
@@ -177,7 +187,7 @@ impl Target {
 
     /// Opens a connection and hands it to a task of its own, which reads
     /// and writes it until it closes.
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, Arrivals), String> {
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TcpStream::connect((self.host.as_str(), self.port)),
@@ -193,6 +203,8 @@ impl Target {
         // Requests are small and written at once: waiting to fill a
         // packet only delays them.
         let _ = stream.set_nodelay(true);
+        let stream = Stamped::new(stream);
+        let arrivals = stream.arrivals();
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|err| error_chain(&err))?;
@@ -200,7 +212,7 @@ impl Target {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(sender)
+        Ok((sender, arrivals))
     }
 }
 

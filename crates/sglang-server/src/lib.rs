@@ -25,6 +25,7 @@ mod load;
 mod logtail;
 mod profile;
 mod readiness;
+mod stamped;
 #[cfg(feature = "stub")]
 pub mod stub;
 mod supervisor;

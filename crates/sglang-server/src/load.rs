@@ -469,6 +469,7 @@ async fn send_one(
         match (&sender.target, &route.direct) {
             (Some(target), Some(endpoint)) => {
                 let response = target.post(conn, endpoint, &request.body).await;
+                let arrivals = conn.arrivals();
                 // The body is not needed once the request is written.
                 let stream = request.stream;
                 drop(request);
@@ -478,7 +479,11 @@ async fn send_one(
                     detail,
                     log_tail: None,
                 });
-                read_answer(response, &route.url, stream, route.path, clock, sent).await
+                let at = Arrival {
+                    clock,
+                    stamps: Some(&arrivals),
+                };
+                read_answer(response, &route.url, stream, route.path, &at, sent).await
             }
             _ => {
                 let response = sender
@@ -488,7 +493,11 @@ async fn send_one(
                     .map(hyper::Response::<reqwest::Body>::from);
                 let stream = request.stream;
                 drop(request);
-                read_answer(response, &route.url, stream, route.path, clock, sent).await
+                let at = Arrival {
+                    clock,
+                    stamps: None,
+                };
+                read_answer(response, &route.url, stream, route.path, &at, sent).await
             }
         }
     })
@@ -509,6 +518,26 @@ async fn send_one(
     }
 }
 
+/// When the bytes of an answer arrived.
+struct Arrival<'a> {
+    clock: &'a Clock,
+    /// The kernel's receive times of the connection's reads, when the
+    /// answer came over the load's own connection.
+    stamps: Option<&'a h1::Arrivals>,
+}
+
+impl Arrival<'_> {
+    /// When the chunk just read arrived: the kernel's stamp of the latest
+    /// read, which took the chunk or came after it, else now.
+    fn chunk(&self) -> Duration {
+        let now = self.clock.now();
+        match self.stamps.and_then(h1::Arrivals::latest) {
+            Some(at) => at.saturating_duration_since(self.clock.base).min(now),
+            None => now,
+        }
+    }
+}
+
 /// Reads an answer into `sent`. Returns whether its body was read to the
 /// end, so that its connection may carry the next request.
 async fn read_answer<B>(
@@ -516,13 +545,14 @@ async fn read_answer<B>(
     url: &reqwest::Url,
     stream: bool,
     path: &str,
-    clock: &Clock,
+    arrival: &Arrival<'_>,
     sent: &mut Sent,
 ) -> bool
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error,
 {
+    let clock = arrival.clock;
     let response = match response {
         Ok(response) => response,
         Err(err) => {
@@ -584,8 +614,8 @@ where
                 return false;
             }
         };
-        // Every event in this chunk arrived now.
-        let at = clock.now();
+        // Every event in this chunk arrived together.
+        let at = arrival.chunk();
         let step = events.take(&chunk, at, sent);
         let step = match (step, events.keep_meta(sent)) {
             (Step::Done, Err(err)) => Step::Fail(err),
