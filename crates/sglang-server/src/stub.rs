@@ -47,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::any};
 
-use crate::client::{GenerateRequest, ScoreRequest};
+use crate::client::{SamplingParams, ScoreRequest};
 use crate::error::Error;
 use crate::profile::StartProfile;
 
@@ -427,9 +427,30 @@ impl Handler {
     }
 
     fn generate(&self, request: &Request) -> Answer {
-        let body: GenerateRequest = match serde_json::from_slice(&request.body) {
+        /// A `/generate` body: the prompt as text or as token ids, as the
+        /// real server takes it.
+        #[derive(serde::Deserialize)]
+        struct Generate {
+            #[serde(default)]
+            text: Option<String>,
+            #[serde(default)]
+            input_ids: Option<Vec<u32>>,
+            sampling_params: SamplingParams,
+            #[serde(default)]
+            stream: bool,
+        }
+        let body: Generate = match serde_json::from_slice(&request.body) {
             Ok(body) => body,
             Err(err) => return Answer::bad_request(&format!("invalid /generate body: {err}")),
+        };
+        let prompt_tokens = match (&body.text, &body.input_ids) {
+            (Some(text), None) => text.split_whitespace().count().max(1),
+            (None, Some(ids)) => ids.len().max(1),
+            _ => {
+                return Answer::bad_request(
+                    "invalid /generate body: give exactly one of text and input_ids",
+                );
+            }
         };
         let tokens = body.sampling_params.max_new_tokens.max(1);
         let started = Instant::now();
@@ -438,7 +459,6 @@ impl Handler {
         // A forward pass per generated token: the prefill gives the first.
         self.forward_passes(tokens);
         let delay = self.token_time * tokens;
-        let prompt_tokens = body.text.split_whitespace().count().max(1);
         let event = |out: &mut Vec<u8>, done: u32| {
             let e2e_latency = (started.elapsed() + delay).as_secs_f64();
             write_event(out, &id, done, tokens, prompt_tokens, e2e_latency);

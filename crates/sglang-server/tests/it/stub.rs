@@ -427,3 +427,31 @@ async fn bodies_made_on_demand_are_not_held() {
         assert!(peak <= 4 + 1, "{n} requests: {peak} bodies alive at once");
     }
 }
+
+/// A `/generate` prompt may be token ids, as the real server takes it (the
+/// warmup sends ids): the stub counts them as the prompt's tokens, and
+/// refuses a body with both or neither.
+#[tokio::test]
+async fn generate_takes_input_ids() {
+    let (stub, _log) = start(&[]).await;
+    let url = format!("{}/generate", stub.url());
+    // The load's client installs the TLS provider reqwest needs.
+    let _ = client(&stub, None);
+    let http = reqwest::Client::new();
+    let post = |body: &'static str| http.post(&url).body(body).send();
+    let answer = post(r#"{"input_ids": [5, 6, 7], "sampling_params": {"max_new_tokens": 2}}"#)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["meta_info"]["prompt_tokens"], 3, "{answer}");
+    for bad in [
+        r#"{"sampling_params": {"max_new_tokens": 2}}"#,
+        r#"{"text": "a b", "input_ids": [1], "sampling_params": {"max_new_tokens": 2}}"#,
+    ] {
+        let answer = post(bad).await.unwrap();
+        assert_eq!(answer.status(), 400, "{bad}");
+        let text = answer.text().await.unwrap();
+        assert!(text.contains("exactly one of text and input_ids"), "{text}");
+    }
+}
