@@ -455,3 +455,56 @@ async fn generate_takes_input_ids() {
         assert!(text.contains("exactly one of text and input_ids"), "{text}");
     }
 }
+
+/// `send_load_each` hands the outcomes over in request order, each as soon
+/// as it and every earlier one are answered, even when later requests are
+/// answered first; progress counts answers as they come.
+#[tokio::test]
+async fn outcomes_come_in_request_order() {
+    use sglang_server::{Clock, LoadOptions, LoadRequest, Sent, send_load_each};
+    use std::sync::Mutex;
+    let (stub, _log) = start(&[]).await;
+    let client = client(&stub, None);
+    // Request 0 takes 30 tokens (2 ms each), request 1 takes 15, the rest 1.
+    let tokens = [30, 15, 1, 1, 1, 1];
+    let requests: Vec<LoadRequest> = tokens
+        .iter()
+        .map(|n| LoadRequest {
+            path: "/generate",
+            body: format!(
+                r#"{{"text": "a prompt", "sampling_params": {{"max_new_tokens": {n}}}, "stream": true}}"#
+            )
+            .into(),
+            stream: true,
+            due: Duration::ZERO,
+        })
+        .collect();
+    let answered = Mutex::new(Vec::new());
+    let progress = |done: usize, n: usize| answered.lock().unwrap().push((done, n));
+    let mut seen: Vec<(usize, Sent)> = Vec::new();
+    let mut each = |idx: usize, sent: Sent| seen.push((idx, sent));
+    send_load_each(
+        &client,
+        &Clock::new(),
+        Arc::new(requests),
+        LoadOptions {
+            max_concurrency: Some(6),
+        },
+        &NoLiveness,
+        "load",
+        &progress,
+        &mut each,
+    )
+    .await
+    .unwrap();
+    let order: Vec<usize> = seen.iter().map(|(idx, _)| *idx).collect();
+    assert_eq!(order, vec![0, 1, 2, 3, 4, 5]);
+    for ((idx, sent), n) in seen.iter().zip(tokens) {
+        assert_eq!(sent.error, None, "request {idx}");
+        assert_eq!(sent.meta.completion_tokens, Some(n), "request {idx}");
+    }
+    // The short requests were answered before request 0.
+    assert!(seen[2].1.end < seen[0].1.end && seen[1].1.end < seen[0].1.end);
+    let answered = answered.into_inner().unwrap();
+    assert_eq!(answered, (1..=6).map(|d| (d, 6)).collect::<Vec<_>>());
+}
