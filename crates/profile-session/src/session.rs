@@ -305,12 +305,11 @@ pub async fn run_session(
     let warmup = if warmup_records.is_empty() {
         None
     } else {
-        let records = warmup_records;
         write_atomic_with(&config.inputs_dir.join(WARMUP_RECORDS_FILE), &mut |out| {
-            serving_workload::record::write_jsonl(&records, out)
+            serving_workload::record::write_jsonl(&warmup_records, out)
         })?;
-        let mut summary = PhaseSummary::new();
-        records.iter().for_each(|r| summary.add(r));
+        let mut summary = PhaseSummary::default();
+        warmup_records.iter().for_each(|r| summary.add(r));
         let result = summary.result(workload, "warmup");
         if result.errors == result.requests {
             return Err(SessionError::AllFailed {
@@ -378,7 +377,7 @@ pub async fn run_session(
     // numbers per request, not its records.
     let mut records_file = AtomicFile::create(&config.inputs_dir.join(RECORDS_FILE))?;
     let mut tally = ServingTally::default();
-    let mut phase = PhaseSummary::new();
+    let mut phase = PhaseSummary::default();
     let mut write_error = None;
     let rows = workload.load.rows.clone();
     let mut each = |idx: usize, sent: Sent| {
@@ -623,6 +622,7 @@ fn record(clock: &Clock, id: usize, row: &RowInfo, s: Sent) -> RequestRecord {
 /// The legacy summary of a phase (run metadata's `workload`), from its
 /// records given one at a time in send order: E2E of the completed
 /// requests, and the same per part of a mix.
+#[derive(Default)]
 struct PhaseSummary {
     whole: PartSummary,
     /// Per part of a mix, in the order the parts first appear.
@@ -673,13 +673,6 @@ impl PartSummary {
 }
 
 impl PhaseSummary {
-    fn new() -> PhaseSummary {
-        PhaseSummary {
-            whole: PartSummary::default(),
-            parts: Vec::new(),
-        }
-    }
-
     fn add(&mut self, r: &RequestRecord) {
         self.whole.add(r);
         if let Some(kind) = r.kind.as_deref() {

@@ -356,16 +356,6 @@ impl ServingTally {
         }
     }
 
-    /// How many records were counted.
-    pub fn len(&self) -> usize {
-        self.kept.len()
-    }
-
-    /// Whether none was.
-    pub fn is_empty(&self) -> bool {
-        self.kept.is_empty()
-    }
-
     /// The serving report of the records counted.
     pub fn report(self, load: &ServingMetadata) -> ServingReport {
         let kept = &self.kept;
