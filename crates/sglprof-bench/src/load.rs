@@ -43,13 +43,28 @@ pub struct LoadBench {
 /// The dataset both tools draw, in sglprof's flags.
 const DATASET: &str = "--input-len 128 --output-len 32 --range-ratio 0.5 --seed 7";
 
-/// A server the bench started: its standard input closed (`xtask serve`
-/// stops its server then), then killed and reaped, when dropped.
+/// A server the bench started, stopped when dropped: a child with a piped
+/// standard input (`xtask serve`, which stops its server and exits once
+/// that closes) is given the time that takes, then it is killed and
+/// reaped. Killed at once, `xtask serve` would leave its server, which
+/// runs in a process group of its own, behind.
 pub(super) struct Stopped(pub(super) Child);
+
+/// How long a child whose standard input closed may take to stop.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        drop(self.0.stdin.take());
+        if let Some(stdin) = self.0.stdin.take() {
+            drop(stdin);
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline {
+                match self.0.try_wait() {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                    Ok(Some(_)) | Err(_) => break,
+                }
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -410,6 +425,32 @@ pub(crate) fn load_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that cleans up once its standard input closes (as `xtask
+    /// serve` stops its server) gets to finish; one without a piped
+    /// standard input is killed at once.
+    #[test]
+    fn a_stopped_child_may_clean_up_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("cleaned");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"cat > /dev/null; sleep 0.3; touch "$0""#)
+            .arg(&marker)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(Stopped(child));
+        assert!(marker.exists(), "the child was killed before it cleaned up");
+        let started = Instant::now();
+        let child = Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        drop(Stopped(child));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     fn args(cmd: &Command) -> Vec<String> {
         cmd.get_args()
