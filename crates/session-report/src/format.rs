@@ -35,22 +35,8 @@ pub fn count(n: u64) -> String {
 }
 
 /// Appends `n` with thousands separators.
-fn push_grouped(out: &mut String, mut n: u128) {
-    // u128::MAX has 39 digits.
-    let mut digits = [0u8; 39];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    push_grouped_digits(
-        out,
-        std::str::from_utf8(&digits[at..]).expect("ASCII digits"),
-    );
+fn push_grouped(out: &mut String, n: u128) {
+    push_grouped_digits(out, itoa::Buffer::new().format(n));
 }
 
 /// Appends the digits `int` with thousands separators.
