@@ -214,21 +214,9 @@ pub fn per_request_latencies(records: &[RequestRecord]) -> Vec<(String, Vec<f64>
         .collect()
 }
 
-/// Whether a completed request met every objective given. A request with
-/// one output token has no TPOT and meets a TPOT objective, as in vLLM's
-/// goodput; a TTFT objective needs a streamed answer.
-pub fn meets(record: &RequestRecord, slo: &Slo) -> bool {
-    Kept::of(record).meets(slo)
-}
-
-/// The most requests in flight at one instant (a request is in flight
-/// from `start_ns` to `end_ns`; one that ends as another starts does not
-/// overlap it).
-pub fn peak_concurrency(records: &[RequestRecord]) -> u64 {
-    peak_of(records.iter().map(|r| (r.start_ns, r.end_ns)))
-}
-
-fn peak_of(spans: impl ExactSizeIterator<Item = (u64, u64)>) -> u64 {
+/// The most requests in flight at one instant, of `(start_ns, end_ns)`
+/// spans (one that ends as another starts does not overlap it).
+fn peak_concurrency(spans: impl ExactSizeIterator<Item = (u64, u64)>) -> u64 {
     let mut edges: Vec<(u64, i64)> = Vec::with_capacity(spans.len() * 2);
     for (start, end) in spans {
         edges.push((start, 1));
@@ -294,6 +282,9 @@ impl Kept {
         self.end_ns.saturating_sub(self.start_ns) as f64 / 1e6
     }
 
+    /// Whether a completed request met every objective given. A request
+    /// with one output token has no TPOT and meets a TPOT objective, as in
+    /// vLLM's goodput; a TTFT objective needs a streamed answer.
     fn meets(&self, slo: &Slo) -> bool {
         if !self.ok {
             return false;
@@ -414,7 +405,7 @@ impl ServingTally {
             output_throughput: per_s(output as f64),
             total_throughput: per_s((input + output) as f64),
             mean_concurrency: per_s(e2e.iter().sum::<f64>() / 1000.0),
-            peak_concurrency: peak_of(kept.iter().map(|k| (k.start_ns, k.end_ns))),
+            peak_concurrency: peak_concurrency(kept.iter().map(|k| (k.start_ns, k.end_ns))),
             ttft_ms: distribution(done().filter_map(|k| k.ttft_ms).collect(), p),
             itl_ms: distribution_of_counts(&self.itl, p),
             tpot_ms: distribution(done().filter_map(|k| k.tpot_ms).collect(), p),
